@@ -1,0 +1,163 @@
+//! The flow's handle on the journal: checkpoints, time, randomness, logs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::FlowError;
+use crate::bindings::baton::flow::journal::{self, Level};
+
+/// The flow's handle on its request's journal, passed to the flow function.
+///
+/// Everything that would make two attempts of the same request differ goes
+/// through it: steps with side effects ([`checkpoint`](Self::checkpoint)),
+/// the clock ([`now`](Self::now), [`sleep`](Self::sleep)) and randomness
+/// ([`random`](Self::random)). Their results are recorded the first time and
+/// replayed on a retry, so a flow that only depends on its input and on `Ctx`
+/// takes the same path every time.
+///
+/// The journaled methods take `&mut self`, and a step's closure receives a
+/// [`Step`], not the `Ctx`: the compiler thus refuses a checkpoint, a clock
+/// read or a sleep inside a step, which would not be replayed when the step
+/// is.
+#[derive(Debug)]
+pub struct Ctx {
+    _private: (),
+}
+
+impl Ctx {
+    pub(crate) fn new() -> Self {
+        Ctx { _private: () }
+    }
+
+    /// Runs the step `name` once per request and returns its result.
+    ///
+    /// The first time the request reaches this checkpoint, `step` runs; its
+    /// `Ok` value is serialized to JSON and committed durably before this
+    /// returns. On a retry the committed value is returned and `step` does
+    /// not run. An `Err` is returned as is and nothing is committed, so the
+    /// next attempt runs the step again.
+    ///
+    /// The value returned live is the committed JSON decoded again, so a
+    /// live attempt sees exactly what a replay will see (fields skipped by
+    /// serde, float rounding).
+    ///
+    /// Checkpoints must come in the same order with the same names on every
+    /// attempt; otherwise the host stops the request with a nondeterminism
+    /// error.
+    ///
+    /// ```no_run
+    /// # use baton_guest::prelude::*;
+    /// # fn f(ctx: &mut Ctx) -> Result<(), FlowError> {
+    /// let total: u64 = ctx.checkpoint("sum", |_step| Ok((1..=10).sum()))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn checkpoint<T, F>(&mut self, name: &str, step: F) -> Result<T, FlowError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(&Step) -> Result<T, FlowError>,
+    {
+        let start = journal::begin_checkpoint(name);
+        let position = start.position;
+        let decode = |payload: &[u8]| {
+            serde_json::from_slice(payload).map_err(|e| {
+                FlowError::new(format!(
+                    "checkpoint \"{name}\" at position {position}: \
+                     the recorded value does not decode: {e}"
+                ))
+            })
+        };
+        if let Some(recorded) = start.recorded {
+            return decode(&recorded);
+        }
+        let step_handle = Step {
+            position,
+            key: start.key,
+        };
+        let value = step(&step_handle)?;
+        let payload = serde_json::to_vec(&value).map_err(|e| {
+            FlowError::new(format!(
+                "checkpoint \"{name}\" at position {position}: \
+                 the value does not serialize: {e}"
+            ))
+        })?;
+        // Decode before committing: a value that cannot be read back must
+        // fail now, not on every later replay.
+        let value = decode(&payload)?;
+        journal::commit_checkpoint(position, &payload);
+        Ok(value)
+    }
+
+    /// Sleeps durably: the wake-up time is journaled, so a resumed request
+    /// only waits for what is left of `duration`.
+    pub fn sleep(&mut self, duration: Duration) {
+        journal::sleep_ms(millis(duration));
+    }
+
+    /// The current wall-clock time, journaled: a replay sees the same value.
+    pub fn now(&mut self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(journal::now_ms())
+    }
+
+    /// A random value, journaled: a replay sees the same value.
+    pub fn random(&mut self) -> u64 {
+        journal::random_u64()
+    }
+
+    /// Writes an info line to the server log, tagged with the request id.
+    pub fn log(&self, message: impl AsRef<str>) {
+        journal::log(Level::Info, message.as_ref());
+    }
+
+    /// Writes a debug line to the server log.
+    pub fn debug(&self, message: impl AsRef<str>) {
+        journal::log(Level::Debug, message.as_ref());
+    }
+
+    /// Writes a warning to the server log.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        journal::log(Level::Warn, message.as_ref());
+    }
+
+    /// Writes an error line to the server log.
+    pub fn error(&self, message: impl AsRef<str>) {
+        journal::log(Level::Error, message.as_ref());
+    }
+}
+
+/// The step being run live by [`Ctx::checkpoint`].
+#[derive(Debug)]
+pub struct Step {
+    position: u32,
+    key: String,
+}
+
+impl Step {
+    /// The step's idempotency key (request id + position): the same on every
+    /// attempt, different for every step. Pass it to external systems, e.g.
+    /// with [`http::RequestBuilder::idempotency_key`](crate::http::RequestBuilder::idempotency_key).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The checkpoint's position in the request's journal (0-based).
+    pub fn position(&self) -> u32 {
+        self.position
+    }
+
+    /// Waits without journaling (simulated work, polling). On replay the step
+    /// does not run, so neither does the pause.
+    pub fn pause(&self, duration: Duration) {
+        journal::pause_ms(millis(duration));
+    }
+
+    /// Writes an info line to the server log from inside the step.
+    pub fn log(&self, message: impl AsRef<str>) {
+        journal::log(Level::Info, message.as_ref());
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

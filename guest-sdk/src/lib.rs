@@ -1,0 +1,156 @@
+//! Write Baton flows: durable workflows that run as WebAssembly components.
+//!
+//! A flow is a Rust function marked [`#[flow]`](macro@flow), built as a
+//! `cdylib` for `wasm32-wasip2`. The host runs it once per request attempt.
+//! Side effects go inside [`Ctx::checkpoint`] steps: each step's result is
+//! committed durably, and when an attempt fails (a step error, a trap, a
+//! server crash) the retry runs the function again from the top, replaying
+//! committed steps instead of running them.
+//!
+//! ```
+//! use baton_guest::prelude::*;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Order {
+//!     item: String,
+//!     quantity: u32,
+//!     stock_url: String,
+//!     payment_url: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Hold {
+//!     hold: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Charge {
+//!     id: String,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Receipt {
+//!     charge: String,
+//! }
+//!
+//! #[flow(other_server_retry = true, max_retries = 5, retry_interval = "10s")]
+//! fn order(ctx: &mut Ctx, order: Order) -> Result<Receipt, FlowError> {
+//!     let hold: Hold = ctx.checkpoint("reserve", |step| {
+//!         http::post(&order.stock_url).idempotency_key(step.key()).json(&order).send()?.error_for_status()?.json()
+//!     })?;
+//!     ctx.sleep(Duration::from_secs(1));
+//!     let charge: Charge = ctx.checkpoint("charge", |step| {
+//!         http::post(&order.payment_url).idempotency_key(step.key()).json(&hold).send()?.error_for_status()?.json()
+//!     })?;
+//!     ctx.log(format!("charged {} for {} x {}", charge.id, order.quantity, order.item));
+//!     Ok(Receipt { charge: charge.id })
+//! }
+//! ```
+//!
+//! The flow's crate needs `baton-guest` and `serde` (for the derives):
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! baton-guest = { path = "../../guest-sdk" }
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! and is built with `cargo build --release --target wasm32-wasip2`.
+//!
+//! # Determinism
+//!
+//! A retry must take the same path as the attempt it resumes. Read the clock,
+//! randomness and the outside world only through [`Ctx`] and inside
+//! checkpoint steps; do not use `std::time`, `std::env`, files or threads.
+//! The host gives a flow no clock, randomness, files or network of its own.
+//!
+//! # Layout
+//!
+//! - [`flow`](macro@flow): the attribute that turns a function into the
+//!   component's exports and declares the flow's properties.
+//! - [`Ctx`] and [`Step`] (module `ctx`): checkpoints, durable sleep, the
+//!   journaled clock and randomness, logs.
+//! - [`http`]: outgoing requests, performed by the host.
+//! - [`FlowError`] (module `error`): why a flow or a step failed.
+//! - [`prelude`]: everything a flow needs in one `use`.
+//! - `bindings` (private): the code `wit-bindgen` generates from
+//!   `wit/baton.wit`.
+#![deny(missing_docs)]
+
+mod ctx;
+mod error;
+pub mod http;
+
+pub use baton_guest_macros::flow;
+pub use ctx::{Ctx, Step};
+pub use error::FlowError;
+pub use serde;
+pub use serde_json;
+
+/// Everything a flow needs: `use baton_guest::prelude::*;`.
+pub mod prelude {
+    pub use crate::http;
+    pub use crate::{Ctx, FlowError, Step, flow};
+    pub use serde::{Deserialize, Serialize};
+    pub use std::time::Duration;
+}
+
+#[allow(missing_docs, unsafe_code, clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "flow",
+        path: "wit",
+        pub_export_macro: true,
+        default_bindings_module: "::baton_guest::__private::bindings",
+    });
+}
+
+/// Used by the code `#[flow]` generates; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::{BeginCheckpoint, Guest, Properties};
+
+    /// The generated bindings, named by the export macro.
+    pub mod bindings {
+        pub use crate::bindings::*;
+    }
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use crate::bindings::baton::flow::journal::{self, Level};
+    use crate::{Ctx, FlowError};
+
+    /// Runs a flow function on a JSON input: the body of the exported `run`.
+    pub fn run<I, O>(
+        input: &[u8],
+        flow: impl FnOnce(&mut Ctx, I) -> Result<O, FlowError>,
+    ) -> Result<Vec<u8>, String>
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+    {
+        install_panic_hook();
+        let input = serde_json::from_slice(input).map_err(|e| format!("invalid input: {e}"))?;
+        let output = flow(&mut Ctx::new(), input).map_err(|e| e.to_string())?;
+        serde_json::to_vec(&output).map_err(|e| format!("invalid output: {e}"))
+    }
+
+    /// Sends panic messages to the server log: without a hook they would go
+    /// to a stderr the host does not show, and the trap alone says little.
+    fn install_panic_hook() {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                journal::log(Level::Error, &format!("flow panicked: {info}"));
+            }));
+        });
+    }
+}
+
+// Lets the paths the macros generate (`::baton_guest::...`) resolve inside
+// this crate too, in its doctests and tests.
+extern crate self as baton_guest;

@@ -1,0 +1,118 @@
+//! Flow versions (content-hashed components) and each flow's active version.
+
+use crate::{Store, StoreError};
+
+/// One deployed version of a flow.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    /// blake3 of the component bytes; the component is the blob of that hash.
+    pub hash: String,
+    /// Flow name.
+    pub flow: String,
+    /// Component size in bytes.
+    pub size: i64,
+    /// The flow's declared properties, as JSON.
+    pub properties: String,
+    /// When it was first deployed.
+    pub deployed_at: i64,
+}
+
+/// A flow with its active version.
+#[derive(Debug, Clone)]
+pub struct FlowRow {
+    /// Flow name.
+    pub name: String,
+    /// The active version.
+    pub active: VersionRow,
+    /// When the active version was switched.
+    pub updated_at: i64,
+}
+
+impl Store {
+    /// Records a version (if new) and makes it the flow's active version, in
+    /// one transaction. Returns the previously active version.
+    pub async fn deploy(&self, version: &VersionRow) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO flow_versions (hash, flow, size, properties, deployed_at)
+             VALUES ($1, $2, $3, $4, NOW_MS) ON CONFLICT (hash) DO NOTHING",
+        ))
+        .bind(&version.hash)
+        .bind(&version.flow)
+        .bind(version.size)
+        .bind(&version.properties)
+        .execute(&mut *tx)
+        .await?;
+        let previous: Option<(String,)> =
+            sqlx::query_as("SELECT active_version FROM flows WHERE name = $1")
+                .bind(&version.flow)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO flows (name, active_version, updated_at) VALUES ($1, $2, NOW_MS)
+             ON CONFLICT (name) DO UPDATE SET active_version = $2, updated_at = NOW_MS",
+        ))
+        .bind(&version.flow)
+        .bind(&version.hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(previous.map(|(hash,)| hash))
+    }
+
+    /// Every flow with its active version, by name.
+    pub async fn flows(&self) -> Result<Vec<FlowRow>, StoreError> {
+        let rows: Vec<(String, i64, String, String, i64, String, i64)> = sqlx::query_as(
+            "SELECT f.name, f.updated_at, v.hash, v.flow, v.size, v.properties, v.deployed_at
+               FROM flows f JOIN flow_versions v ON v.hash = f.active_version ORDER BY f.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, updated_at, hash, flow, size, properties, deployed_at)| FlowRow {
+                name,
+                updated_at,
+                active: VersionRow {
+                    hash,
+                    flow,
+                    size,
+                    properties,
+                    deployed_at,
+                },
+            })
+            .collect())
+    }
+
+    /// The active version of a flow.
+    pub async fn active_version(&self, flow: &str) -> Result<Option<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT v.hash, v.flow, v.size, v.properties, v.deployed_at
+               FROM flows f JOIN flow_versions v ON v.hash = f.active_version WHERE f.name = $1",
+        )
+        .bind(flow)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// One version by hash.
+    pub async fn version(&self, hash: &str) -> Result<Option<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT hash, flow, size, properties, deployed_at FROM flow_versions WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every version of a flow, newest first.
+    pub async fn versions(&self, flow: &str) -> Result<Vec<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT hash, flow, size, properties, deployed_at FROM flow_versions
+              WHERE flow = $1 ORDER BY deployed_at DESC",
+        )
+        .bind(flow)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

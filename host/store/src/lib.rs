@@ -1,0 +1,259 @@
+//! Baton's checkpoint store: the one port through which servers share state.
+//!
+//! The cluster is every server configured with the same database and the same
+//! storage path, so this crate is also the cluster's only channel. Every write
+//! that changes a request carries a [`Fence`] (owner + epoch) and only
+//! succeeds while the database still agrees with it; that is what stops a
+//! paused or partitioned server from writing for a request it has lost.
+//!
+//! One SQL implementation serves SQLite and PostgreSQL through sqlx's `Any`
+//! driver; each backend has its own migrations and a few dialect fragments
+//! (the database clock). Times are milliseconds on the database's clock.
+//!
+//! # Layout
+//!
+//! - [`blob`]: the content-addressed blob folder (`objects/ab/cdef…`).
+//! - `payload`: where a payload lives (inline in the row, or a blob).
+//! - `servers`: membership, heartbeats, takeover and handover.
+//! - `flows`: flow versions and the active version per flow.
+//! - `requests`: request lifecycle, claims and fenced outcomes.
+//! - `checkpoints`: the journal and grouped, fenced commits.
+
+pub mod blob;
+mod checkpoints;
+mod flows;
+mod payload;
+mod requests;
+mod servers;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use blob::BlobStore;
+pub use checkpoints::{CheckpointRecord, CheckpointWrite};
+pub use flows::{FlowRow, VersionRow};
+pub use payload::{Payload, StoredPayload};
+pub use requests::{
+    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, RequestStatus,
+};
+pub use servers::{ServerRow, ServerStatus, Takeover};
+
+/// What went wrong in the store, cut by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This server no longer owns the request at this epoch: stop executing it.
+    #[error("request {request} is no longer owned by this server at epoch {epoch}")]
+    Fenced {
+        /// The request.
+        request: String,
+        /// The epoch the write was fenced on.
+        epoch: i64,
+    },
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The operation is not allowed in the current state; the text says why.
+    #[error("{0}")]
+    Refused(String),
+    /// A blob's bytes do not match their recorded hash: storage corruption.
+    #[error("blob {hash} is corrupted: {reason}")]
+    Corrupt {
+        /// The recorded hash.
+        hash: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A blob the database names is not in the storage path.
+    #[error("blob {hash} is missing from the storage path")]
+    MissingBlob {
+        /// The recorded hash.
+        hash: String,
+    },
+    /// The storage folder failed.
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database failed or is unreachable; retrying later may succeed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Which database the checkpoint connection names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (WAL), shareable by processes on one host.
+    Sqlite,
+    /// A PostgreSQL server, shareable by servers on many hosts.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a connection URL names.
+    pub fn of(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    /// SQL for "now" on the database's clock, in milliseconds.
+    fn now_ms(self) -> &'static str {
+        match self {
+            Self::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Self::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+}
+
+/// Owner and epoch a write is conditional on.
+///
+/// An attempt receives its fence when it claims a request; every write it
+/// makes afterwards repeats it, and the database rejects the write once
+/// another claim (takeover, re-execute, cancel) has moved the epoch on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The request.
+    pub request: String,
+    /// The server that claimed it.
+    pub owner: String,
+    /// The epoch of the claim.
+    pub epoch: i64,
+}
+
+impl Fence {
+    fn lost(&self) -> StoreError {
+        StoreError::Fenced {
+            request: self.request.clone(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// The shared checkpoint store: database plus blob folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    blobs: BlobStore,
+}
+
+/// Payloads up to this size are kept inline in their row: one durable
+/// database commit is cheaper than a blob's two fsyncs plus the commit.
+pub const INLINE_MAX: usize = 16 * 1024;
+
+impl Store {
+    /// Connects to the checkpoint database (creating a PostgreSQL database or
+    /// SQLite file if it is missing), applies migrations and opens the blob
+    /// folder under `storage`.
+    pub async fn connect(url: &str, storage: &Path) -> Result<Self, StoreError> {
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url);
+        if backend == Backend::Postgres && !sqlx::Any::database_exists(url).await? {
+            // Two servers may race to create it; the loser sees it exist.
+            if let Err(e) = sqlx::Any::create_database(url).await
+                && !sqlx::Any::database_exists(url).await?
+            {
+                return Err(e.into());
+            }
+        }
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL makes
+                        // every commit durable (an fsync of the WAL).
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&pool)
+                    .await?
+            }
+        }
+        Ok(Self {
+            pool,
+            backend,
+            blobs: BlobStore::open(storage)?,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The blob folder.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// The connection pool, for benchmarks that measure the raw database.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Now on the database's clock, in milliseconds since the Unix epoch.
+    pub async fn now_ms(&self) -> Result<i64, StoreError> {
+        let sql = format!("SELECT {}", self.backend.now_ms());
+        let (now,): (i64,) = sqlx::query_as(&sql)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(now)
+    }
+
+    /// Replaces `NOW_MS` in a statement with the backend's clock expression.
+    fn sql(&self, template: &'static str) -> String {
+        template.replace("NOW_MS", self.backend.now_ms())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,559 @@
+//! The request lifecycle: creation, claims, fenced outcomes, cancel and
+//! re-execute, listing.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Fence, Store, StoreError, StoredPayload};
+
+/// A request's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Created, not yet started.
+    Queued,
+    /// An attempt is executing.
+    Running,
+    /// Waiting for its owner (or any server, after a handover) to retry it.
+    WaitingRetry,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished without one after its last allowed retry.
+    Error,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+impl RequestStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::WaitingRetry,
+        Self::Succeeded,
+        Self::Error,
+        Self::Cancelled,
+    ];
+
+    /// The API's status string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::WaitingRetry => "waiting_retry",
+            Self::Succeeded => "succeeded",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the API's status string.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The console's plain label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Queued => "Queued",
+            Self::Running => "Running",
+            Self::WaitingRetry => "Waiting for a retry",
+            Self::Succeeded => "Succeeded",
+            Self::Error => "Error",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether the request can still change without an operator.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Error | Self::Cancelled)
+    }
+}
+
+/// A request to create.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Request ID.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned flow version (component hash).
+    pub version: String,
+    /// The server that received it and will run it.
+    pub owner: String,
+    /// The input JSON.
+    pub input: StoredPayload,
+    /// Copied from the version's properties: may another server resume it?
+    pub other_server_retry: bool,
+    /// Copied from the version's properties: `begin_checkpoint = use`.
+    pub resume: bool,
+}
+
+/// An attempt's licence to run: what the claim returned.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Owner and epoch every write of this attempt is fenced on.
+    pub fence: Fence,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned version.
+    pub version: String,
+    /// Attempts started so far, this one included.
+    pub attempts: i64,
+    /// Flow errors counted so far against `max_retries`.
+    pub failures: i64,
+    /// Journal generation this attempt replays and extends.
+    pub generation: i64,
+    /// The input.
+    pub input: StoredPayload,
+}
+
+/// How an attempt ended, as written back under its fence.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The flow returned an output.
+    Succeeded(StoredPayload),
+    /// The flow failed; it will be retried here after `delay_ms`.
+    Retry {
+        /// What failed.
+        error: String,
+        /// Delay before the retry.
+        delay_ms: i64,
+    },
+    /// The flow failed for good.
+    Error(String),
+}
+
+/// One request as listed or shown.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// Request ID.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned version.
+    pub version: String,
+    /// Status.
+    pub status: RequestStatus,
+    /// Owning server, if any.
+    pub owner: Option<String>,
+    /// Fencing epoch.
+    pub epoch: i64,
+    /// Attempts started.
+    pub attempts: i64,
+    /// Flow errors counted against `max_retries`.
+    pub failures: i64,
+    /// Journal generation.
+    pub generation: i64,
+    /// Committed checkpoints in the current generation.
+    pub checkpoints: i64,
+    /// Name of the last committed checkpoint.
+    pub last_checkpoint: Option<String>,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<i64>,
+    /// The input.
+    pub input: StoredPayload,
+    /// The output, once succeeded.
+    pub output: Option<StoredPayload>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Last changed.
+    pub updated_at: i64,
+}
+
+/// One entry of a request's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    /// When.
+    pub at: i64,
+    /// What: created, attempt, taken_over, handed_over, retry, succeeded,
+    /// error, cancelled, reexecuted, recovered.
+    pub kind: String,
+    /// The server that did it.
+    pub server: Option<String>,
+    /// The epoch it happened at.
+    pub epoch: Option<i64>,
+    /// Details in a sentence.
+    pub detail: Option<String>,
+}
+
+/// Filters for listing requests, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only owned by this server.
+    pub server: Option<String>,
+    /// Only requests listed after this one (keyset paging).
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: i64,
+}
+
+const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
+    checkpoints, last_checkpoint, next_attempt_at, input_hash, input_size, input_inline,
+    output_hash, output_size, output_inline, error, created_at, updated_at";
+
+fn request_row(row: &AnyRow) -> RequestRow {
+    let output_hash: Option<String> = row.get(15);
+    RequestRow {
+        id: row.get(0),
+        flow: row.get(1),
+        version: row.get(2),
+        status: RequestStatus::parse(row.get::<String, _>(3).as_str())
+            .unwrap_or(RequestStatus::Error),
+        owner: row.get(4),
+        epoch: row.get(5),
+        attempts: row.get(6),
+        failures: row.get(7),
+        generation: row.get(8),
+        checkpoints: row.get(9),
+        last_checkpoint: row.get(10),
+        next_attempt_at: row.get(11),
+        input: StoredPayload {
+            hash: row.get(12),
+            size: row.get(13),
+            inline: row.get(14),
+        },
+        output: output_hash.map(|hash| StoredPayload {
+            hash,
+            size: row.get::<Option<i64>, _>(16).unwrap_or_default(),
+            inline: row.get(17),
+        }),
+        error: row.get(18),
+        created_at: row.get(19),
+        updated_at: row.get(20),
+    }
+}
+
+impl Store {
+    /// Appends to a request's history inside a transaction.
+    pub(crate) async fn event(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        request: &str,
+        kind: &str,
+        server: Option<&str>,
+        epoch: Option<i64>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
+             VALUES ($1, NOW_MS, $2, $3, $4, $5)",
+        ))
+        .bind(request)
+        .bind(kind)
+        .bind(server)
+        .bind(epoch)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a new `queued` request owned by the server that received it.
+    pub async fn create_request(&self, new: &NewRequest) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql(
+            "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
+                generation, checkpoints, other_server_retry, resume, next_attempt_at,
+                input_hash, input_size, input_inline, created_at, updated_at)
+             VALUES ($1, $2, $3, 'queued', $4, 0, 0, 0, 0, 0, $5, $6, NOW_MS, $7, $8, $9, NOW_MS, NOW_MS)",
+        ))
+        .bind(&new.id)
+        .bind(&new.flow)
+        .bind(&new.version)
+        .bind(&new.owner)
+        .bind(i64::from(new.other_server_retry))
+        .bind(i64::from(new.resume))
+        .bind(&new.input.hash)
+        .bind(new.input.size)
+        .bind(new.input.inline.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        self.event(&mut tx, &new.id, "created", Some(&new.owner), Some(0), None)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Requests due for an attempt that `me` may claim: its own queued or
+    /// waiting ones, and ones handed over to the cluster. Oldest due first.
+    pub async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
+            "SELECT id FROM requests
+              WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry'))
+                     OR (owner IS NULL AND status = 'waiting_retry'))
+                AND next_attempt_at <= NOW_MS
+              ORDER BY next_attempt_at LIMIT $2",
+        ))
+        .bind(me)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Starts an attempt: moves a due request to `running` owned by `me` at
+    /// a new epoch, which fences every earlier attempt anywhere. A request
+    /// with `begin_checkpoint = not use` that has checkpoints starts a new
+    /// journal generation. `None` when someone else claimed it first.
+    pub async fn claim(&self, id: &str, me: &str) -> Result<Option<Claim>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&self.sql(
+            "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
+                    attempts = attempts + 1,
+                    generation = generation + CASE WHEN resume = 0 AND checkpoints > 0 THEN 1 ELSE 0 END,
+                    checkpoints = CASE WHEN resume = 0 THEN 0 ELSE checkpoints END,
+                    last_checkpoint = CASE WHEN resume = 0 THEN NULL ELSE last_checkpoint END,
+                    updated_at = NOW_MS
+              WHERE id = $1 AND (owner = $2 OR owner IS NULL)
+                AND status IN ('queued', 'waiting_retry') AND next_attempt_at <= NOW_MS
+              RETURNING flow, version, epoch, attempts, failures, generation,
+                        input_hash, input_size, input_inline",
+        ))
+        .bind(id)
+        .bind(me)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let claim = Claim {
+            fence: Fence {
+                request: id.to_owned(),
+                owner: me.to_owned(),
+                epoch: row.get(2),
+            },
+            flow: row.get(0),
+            version: row.get(1),
+            attempts: row.get(3),
+            failures: row.get(4),
+            generation: row.get(5),
+            input: StoredPayload {
+                hash: row.get(6),
+                size: row.get(7),
+                inline: row.get(8),
+            },
+        };
+        let detail = format!("attempt {}", claim.attempts);
+        self.event(&mut tx, id, "attempt", Some(me), Some(claim.fence.epoch), Some(&detail))
+            .await?;
+        tx.commit().await?;
+        Ok(Some(claim))
+    }
+
+    /// Writes how an attempt ended, only while its fence holds.
+    pub async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = self.sql(match outcome {
+            Outcome::Succeeded(_) => {
+                "UPDATE requests SET status = 'succeeded', output_hash = $4, output_size = $5,
+                        output_inline = $6, error = NULL, next_attempt_at = NULL, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+            }
+            Outcome::Retry { .. } => {
+                "UPDATE requests SET status = 'waiting_retry', failures = failures + 1, error = $4,
+                        next_attempt_at = NOW_MS + $5, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+            }
+            Outcome::Error(_) => {
+                "UPDATE requests SET status = 'error', failures = failures + 1, error = $4,
+                        next_attempt_at = NULL, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+            }
+        });
+        let query = sqlx::query(&sql)
+            .bind(&fence.request)
+            .bind(&fence.owner)
+            .bind(fence.epoch);
+        let query = match outcome {
+            Outcome::Succeeded(output) => query
+                .bind(&output.hash)
+                .bind(output.size)
+                .bind(output.inline.as_deref()),
+            Outcome::Retry { error, delay_ms } => query.bind(error).bind(*delay_ms),
+            Outcome::Error(error) => query.bind(error),
+        };
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Err(fence.lost());
+        }
+        let (kind, detail) = match outcome {
+            Outcome::Succeeded(_) => ("succeeded", None),
+            Outcome::Retry { error, delay_ms } => {
+                ("retry", Some(format!("{error}; retry in {delay_ms} ms")))
+            }
+            Outcome::Error(error) => ("error", Some(error.clone())),
+        };
+        self.event(&mut tx, &fence.request, kind, Some(&fence.owner), Some(fence.epoch), detail.as_deref())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a request that has not finished; its epoch moves on, so an
+    /// attempt still running anywhere is fenced.
+    pub async fn cancel(&self, id: &str, by: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET status = 'cancelled', epoch = epoch + 1, next_attempt_at = NULL,
+                    updated_at = NOW_MS
+              WHERE id = $1 AND status IN ('queued', 'running', 'waiting_retry')
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return Err(self.refusal(id, "cancelled").await);
+        };
+        self.event(&mut tx, id, "cancelled", Some(by), Some(epoch), None)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Re-executes a request from server `me`: allowed for `error`, and for
+    /// `waiting_retry` whose owner is down (not running, or its heartbeat is
+    /// older than the lease). `me` becomes the owner, the retry budget starts
+    /// over and the attempt is due now.
+    pub async fn reexecute(&self, id: &str, me: &str, lease_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,
+                    failures = 0, error = NULL, next_attempt_at = NOW_MS, updated_at = NOW_MS
+              WHERE id = $1 AND (status = 'error' OR (status = 'waiting_retry' AND (owner IS NULL
+                    OR owner IN (SELECT s.id FROM servers s
+                                  WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))))
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .bind(me)
+        .bind(lease_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return Err(self.refusal(id, "re-executed").await);
+        };
+        self.event(&mut tx, id, "reexecuted", Some(me), Some(epoch), None)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Explains why an operator action did not apply.
+    async fn refusal(&self, id: &str, action: &str) -> StoreError {
+        match self.request(id).await {
+            Ok(None) => StoreError::NotFound(format!("request {id}")),
+            Ok(Some(request)) => {
+                let why = match (action, request.status) {
+                    ("re-executed", RequestStatus::WaitingRetry) => {
+                        "it is waiting for a retry by a server that is still running".to_owned()
+                    }
+                    ("re-executed", _) => format!(
+                        "it is {}; only requests in error, or waiting for a retry whose server is down, can be re-executed",
+                        request.status.as_str()
+                    ),
+                    _ => format!("it is already {}", request.status.as_str()),
+                };
+                StoreError::Refused(format!("request {id} cannot be {action}: {why}"))
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// One request.
+    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(request_row))
+    }
+
+    /// Requests newest first, filtered, one keyset page at a time.
+    pub async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+        enum Arg {
+            Text(String),
+            Int(i64),
+        }
+        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(status) = filter.status {
+            args.push(Arg::Text(status.as_str().to_owned()));
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        }
+        if let Some(flow) = &filter.flow {
+            args.push(Arg::Text(flow.clone()));
+            sql.push_str(&format!(" AND flow = ${}", args.len()));
+        }
+        if let Some(server) = &filter.server {
+            args.push(Arg::Text(server.clone()));
+            sql.push_str(&format!(" AND owner = ${}", args.len()));
+        }
+        if let Some(after) = &filter.after {
+            let row: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM requests WHERE id = $1")
+                .bind(after)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some((created_at,)) = row else {
+                return Err(StoreError::NotFound(format!("request {after} (the page cursor)")));
+            };
+            args.push(Arg::Int(created_at));
+            args.push(Arg::Text(after.clone()));
+            let (at, id) = (args.len() - 1, args.len());
+            sql.push_str(&format!(
+                " AND (created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        ));
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(int) => query.bind(int),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(request_row).collect())
+    }
+
+    /// A request's history, oldest first.
+    pub async fn events(&self, id: &str) -> Result<Vec<EventRow>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT at, kind, server_id, epoch, detail FROM request_events
+              WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, kind, server, epoch, detail)| EventRow {
+                at,
+                kind,
+                server,
+                epoch,
+                detail,
+            })
+            .collect())
+    }
+
+    /// The `(request, epoch)` pairs `me` is recorded as running.
+    pub async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, epoch FROM requests WHERE owner = $1 AND status = 'running'")
+            .bind(me)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,275 @@
+//! Membership: joining, heartbeats, takeover of dead servers, handover on stop.
+//!
+//! Liveness is judged only on the database's clock: a server is dead when its
+//! `heartbeat_at` is older than the lease, whatever the servers' own clocks say.
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// A server's state as recorded in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    /// Heartbeating (or not yet found dead).
+    Running,
+    /// Found dead by another server, which took over its requests.
+    Terminated,
+    /// Stopped cleanly; it handed its requests over.
+    Stopped,
+}
+
+impl ServerStatus {
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "stopped" => Self::Stopped,
+            _ => Self::Terminated,
+        }
+    }
+
+    /// The status string of the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Terminated => "terminated",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One server of the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerRow {
+    /// Server ID, kept in the server's data folder.
+    pub id: String,
+    /// Display name (defaults to the ID).
+    pub name: String,
+    /// Bumped every time the server (re)joins.
+    pub incarnation: i64,
+    /// Recorded status.
+    pub status: ServerStatus,
+    /// Where its console and API listen.
+    pub address: String,
+    /// When this incarnation joined.
+    pub started_at: i64,
+    /// Last heartbeat.
+    pub heartbeat_at: i64,
+    /// Age of the last heartbeat on the database clock.
+    pub heartbeat_age_ms: i64,
+    /// Requests it owns that are not finished.
+    pub owned: i64,
+}
+
+/// What a takeover moved.
+#[derive(Debug, Clone)]
+pub struct Takeover {
+    /// The dead server.
+    pub dead: String,
+    /// Requests now owned by the taker, `waiting_retry` at a bumped epoch.
+    pub requests: Vec<String>,
+}
+
+impl Store {
+    /// The recorded state of one server.
+    pub async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
+        Ok(self
+            .servers()
+            .await?
+            .into_iter()
+            .find(|server| server.id == id))
+    }
+
+    /// Every server of the cluster, oldest first.
+    pub async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
+                    NOW_MS - s.heartbeat_at AS age,
+                    (SELECT COUNT(*) FROM requests r
+                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned
+               FROM servers s ORDER BY s.started_at, s.id",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ServerRow {
+                id: row.get(0),
+                name: row.get(1),
+                incarnation: row.get(2),
+                status: ServerStatus::parse(row.get::<String, _>(3).as_str()),
+                address: row.get(4),
+                started_at: row.get(5),
+                heartbeat_at: row.get(6),
+                heartbeat_age_ms: row.get(7),
+                owned: row.get(8),
+            })
+            .collect())
+    }
+
+    /// Joins the cluster as a new incarnation of `id` and returns it. `name`
+    /// renames the server; `None` keeps the recorded name (or the ID).
+    pub async fn join(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        address: &str,
+    ) -> Result<i64, StoreError> {
+        let (incarnation,): (i64,) = sqlx::query_as(&self.sql(
+            "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
+             VALUES ($1, COALESCE($2, $1), 1, 'running', $3, NOW_MS, NOW_MS)
+             ON CONFLICT (id) DO UPDATE SET
+                name = COALESCE($2, servers.name), incarnation = servers.incarnation + 1,
+                status = 'running', address = $3, started_at = NOW_MS, heartbeat_at = NOW_MS
+             RETURNING incarnation",
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(address)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(incarnation)
+    }
+
+    /// Records a heartbeat. `false` means this incarnation is no longer the
+    /// running one (it was found dead, or stopped): it must stop executing.
+    pub async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql(
+            "UPDATE servers SET heartbeat_at = NOW_MS
+              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
+        ))
+        .bind(id)
+        .bind(incarnation)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Renames a server.
+    pub async fn rename_server(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE servers SET name = $2 WHERE id = $1")
+            .bind(id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("server {id}")));
+        }
+        Ok(())
+    }
+
+    /// Servers still marked running whose heartbeat is older than the lease.
+    pub async fn dead_servers(&self, lease_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
+            "SELECT id FROM servers WHERE status = 'running' AND heartbeat_at < NOW_MS - $1",
+        ))
+        .bind(lease_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Takes over a dead server in one transaction: marks it `terminated` and
+    /// moves its requests whose flow allows another server to `waiting_retry`
+    /// owned by `me` at a bumped epoch. Returns `None` when the server is not
+    /// dead (any more): another server got there first, or it heartbeated.
+    /// Fails with [`StoreError::Refused`] when `me` is itself no longer
+    /// running, so a server found dead cannot adopt anything.
+    pub async fn take_over(
+        &self,
+        dead: &str,
+        me: &str,
+        incarnation: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Takeover>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(&self.sql(
+            "UPDATE servers SET status = 'terminated'
+              WHERE id = $1 AND status = 'running' AND heartbeat_at < NOW_MS - $2",
+        ))
+        .bind(dead)
+        .bind(lease_ms)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let alive = sqlx::query(&self.sql(
+            "UPDATE servers SET heartbeat_at = NOW_MS
+              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
+        ))
+        .bind(me)
+        .bind(incarnation)
+        .execute(&mut *tx)
+        .await?;
+        if alive.rows_affected() == 0 {
+            return Err(StoreError::Refused(format!(
+                "server {me} is no longer running and cannot take over {dead}"
+            )));
+        }
+        let moved: Vec<(String, i64)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET owner = $2, epoch = epoch + 1, status = 'waiting_retry',
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' THEN next_attempt_at ELSE NOW_MS END,
+                    updated_at = NOW_MS
+              WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
+                AND other_server_retry = 1
+              RETURNING id, epoch",
+        ))
+        .bind(dead)
+        .bind(me)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (request, epoch) in &moved {
+            self.event(&mut tx, request, "taken_over", Some(me), Some(*epoch), Some(&format!("from dead server {dead}")))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Takeover {
+            dead: dead.to_owned(),
+            requests: moved.into_iter().map(|(id, _)| id).collect(),
+        }))
+    }
+
+    /// Clean stop: marks this incarnation `stopped` and, in the same
+    /// transaction, hands its requests that may move over to the cluster
+    /// (owner cleared, epoch bumped, due now) so a live server claims them at
+    /// once. Requests whose flow must stay wait for this server's return.
+    pub async fn stop_server(&self, id: &str, incarnation: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE servers SET status = 'stopped' WHERE id = $1 AND incarnation = $2")
+            .bind(id)
+            .bind(incarnation)
+            .execute(&mut *tx)
+            .await?;
+        let released: Vec<(String, i64)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET owner = NULL, epoch = epoch + 1, status = 'waiting_retry',
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' THEN next_attempt_at ELSE NOW_MS END,
+                    updated_at = NOW_MS
+              WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
+                AND other_server_retry = 1
+              RETURNING id, epoch",
+        ))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (request, epoch) in &released {
+            self.event(&mut tx, request, "handed_over", Some(id), Some(*epoch), Some("server stopped"))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(released.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// After a restart: this server's requests that were `running` when its
+    /// previous incarnation ended become due for a retry here.
+    pub async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
+              WHERE owner = $1 AND status = 'running' RETURNING id",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
