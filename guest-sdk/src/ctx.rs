@@ -23,12 +23,13 @@ use crate::bindings::baton::flow::journal::{self, Level};
 /// is.
 #[derive(Debug)]
 pub struct Ctx {
-    _private: (),
+    /// Idempotency key of the most recent checkpoint.
+    last_key: Option<String>,
 }
 
 impl Ctx {
     pub(crate) fn new() -> Self {
-        Ctx { _private: () }
+        Ctx { last_key: None }
     }
 
     /// Runs the step `name` once per request and returns its result.
@@ -60,6 +61,7 @@ impl Ctx {
     {
         let start = journal::begin_checkpoint(name);
         let position = start.position;
+        self.last_key = Some(start.key.clone());
         let decode = |payload: &[u8]| {
             serde_json::from_slice(payload).map_err(|e| {
                 FlowError::new(format!(
@@ -87,6 +89,13 @@ impl Ctx {
         let value = decode(&payload)?;
         journal::commit_checkpoint(position, &payload);
         Ok(value)
+    }
+
+    /// The idempotency key of the most recent checkpoint, replayed or live
+    /// (a replayed step's closure does not run, so it never sees its
+    /// [`Step`]). `None` before the first checkpoint.
+    pub fn last_key(&self) -> Option<&str> {
+        self.last_key.as_deref()
     }
 
     /// Sleeps durably: the wake-up time is journaled, so a resumed request

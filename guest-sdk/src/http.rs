@@ -18,7 +18,7 @@
 //! fn charge(step: &Step, url: &str, cents: u64) -> Result<Charge, FlowError> {
 //!     http::post(url)
 //!         .idempotency_key(step.key())
-//!         .json(&serde_json::json!({ "cents": cents }))
+//!         .json(&baton_guest::serde_json::json!({ "cents": cents }))
 //!         .send()?
 //!         .error_for_status()?
 //!         .json()

@@ -94,6 +94,7 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::http;
     pub use crate::{Ctx, FlowError, Step, flow};
+    pub use serde::de::DeserializeOwned;
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;
 }

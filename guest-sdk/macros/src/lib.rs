@@ -257,7 +257,12 @@ fn float_value(value: &Expr, key: &str) -> syn::Result<f64> {
     let factor = match literal(value, key, expected)? {
         Lit::Float(f) => f.base10_parse::<f64>()?,
         Lit::Int(i) => i.base10_parse::<u32>()?.into(),
-        _ => return Err(syn::Error::new(value.span(), format!("#[flow]: {key} expects {expected}"))),
+        _ => {
+            return Err(syn::Error::new(
+                value.span(),
+                format!("#[flow]: {key} expects {expected}"),
+            ));
+        }
     };
     if !(factor.is_finite() && factor >= 1.0) {
         return Err(syn::Error::new(
@@ -272,7 +277,12 @@ fn duration_value(value: &Expr, key: &str) -> syn::Result<u64> {
     let expected = "a duration such as \"250ms\", \"10s\", \"2m\" or \"1h\"";
     let text = match literal(value, key, expected)? {
         Lit::Str(s) => s.value(),
-        _ => return Err(syn::Error::new(value.span(), format!("#[flow]: {key} expects {expected}"))),
+        _ => {
+            return Err(syn::Error::new(
+                value.span(),
+                format!("#[flow]: {key} expects {expected}"),
+            ));
+        }
     };
     parse_duration_ms(&text).ok_or_else(|| {
         syn::Error::new(

@@ -1,1 +1,135 @@
-//! placeholder
+//! Baton's Wasm runtime: runs one attempt of a flow component in a sandbox.
+//!
+//! A flow is a WebAssembly component built against `guest-sdk`'s WIT world
+//! `baton:flow/flow`. The runtime compiles each version once (cached on disk
+//! by content hash and engine), pre-links it (`InstancePre`) and instantiates
+//! it per attempt from a pooling allocator. A flow gets no ambient authority:
+//! the WASI interfaces Rust's std imports are linked to a deny-all context
+//! whose clocks are frozen at the Unix epoch and whose randomness is a fixed
+//! stream, so the only time, randomness and I/O a flow sees come through
+//! Baton's own interfaces, which the [`Journal`] records for replay.
+//!
+//! # Layout
+//!
+//! - `engine`: [`Runtime`]: engine settings, compiled-component cache,
+//!   epoch ticker, attempt execution.
+//! - `host`: the host side of the `journal` and `http` interfaces, the
+//!   sandbox's WASI context and resource limits.
+
+mod engine;
+mod host;
+
+use std::future::Future;
+
+pub use engine::{Attempt, AttemptError, FlowComponent, Runtime, RuntimeConfig};
+
+/// What a checkpoint at the next journal position looks like to the flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStart {
+    /// Position in the journal.
+    pub position: u32,
+    /// Idempotency key of the step.
+    pub key: String,
+    /// The recorded result when the step already ran.
+    pub recorded: Option<Vec<u8>>,
+}
+
+/// Severity of a flow's log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warning.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// Why a host call stopped the attempt; the guest traps with this message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct HostAbort(pub String);
+
+/// Properties a flow declares about itself (the WIT `properties` record).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlowProperties {
+    /// Flow name.
+    pub name: String,
+    /// May another server resume the flow when its server dies?
+    pub other_server_retry: bool,
+    /// `true` for `begin_checkpoint = use`: retries resume after the last
+    /// checkpoint; `false` (`not use`) starts them over.
+    pub begin_checkpoint: bool,
+    /// Automatic retries after a flow error.
+    pub max_retries: u32,
+    /// Delay before the first retry.
+    pub retry_interval_ms: u64,
+    /// Growth of the delay per failed attempt (1.0 = constant).
+    pub backoff_factor: f64,
+    /// Cap on the delay.
+    pub max_retry_interval_ms: Option<u64>,
+}
+
+impl FlowProperties {
+    /// Delay before the retry that follows `failures` failed attempts
+    /// (1 for the first retry).
+    pub fn retry_delay_ms(&self, failures: u32) -> u64 {
+        let factor = self.backoff_factor.max(1.0);
+        let delay = self.retry_interval_ms as f64 * factor.powi(failures.saturating_sub(1) as i32);
+        let cap = self.max_retry_interval_ms.unwrap_or(u64::MAX) as f64;
+        delay.min(cap).min(u64::MAX as f64) as u64
+    }
+}
+
+/// The host's record of an attempt: checkpoints and journaled values.
+///
+/// Implemented by the server's executor; the runtime calls it from the host
+/// side of the `journal` interface. Every method may refuse with
+/// [`HostAbort`], which traps the guest: that is how an attempt that lost its
+/// request, was cancelled or hit a nondeterminism error stops at its next
+/// host call.
+pub trait Journal: Send + 'static {
+    /// Checks that the attempt may go on before a live side effect (HTTP).
+    fn guard(&mut self) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// Opens the checkpoint `name` at the next position.
+    fn begin_checkpoint(
+        &mut self,
+        name: String,
+    ) -> impl Future<Output = Result<CheckpointStart, HostAbort>> + Send;
+    /// Commits the live result of the checkpoint at `position`.
+    fn commit_checkpoint(
+        &mut self,
+        position: u32,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// Journaled wall-clock time.
+    fn now_ms(&mut self) -> impl Future<Output = Result<u64, HostAbort>> + Send;
+    /// Journaled random value.
+    fn random_u64(&mut self) -> impl Future<Output = Result<u64, HostAbort>> + Send;
+    /// Durable sleep.
+    fn sleep_ms(&mut self, ms: u64) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// A log line from the flow.
+    fn log(&mut self, level: LogLevel, message: &str);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let properties = FlowProperties {
+            name: "f".into(),
+            other_server_retry: false,
+            begin_checkpoint: true,
+            max_retries: 5,
+            retry_interval_ms: 100,
+            backoff_factor: 2.0,
+            max_retry_interval_ms: Some(500),
+        };
+        let delays: Vec<u64> = (1..=5).map(|n| properties.retry_delay_ms(n)).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
+    }
+}

@@ -1,0 +1,352 @@
+//! The journal of one attempt: replay of committed checkpoints, live commits
+//! through the group committer, and the journaled clock, randomness and sleep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
+use baton_store::{CheckpointRecord, CheckpointWrite, Fence, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::cluster::Lease;
+use crate::metrics::Metrics;
+
+/// Why an attempt stopped before the flow returned. Recorded by the journal
+/// so the executor knows whether (and what) to write afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abort {
+    /// The request's epoch moved on (takeover, cancel, re-execute): write nothing.
+    Lost,
+    /// This server is stopping or was found dead: write nothing.
+    Stopping,
+    /// The flow asked for a checkpoint the journal does not have there.
+    Nondeterminism(String),
+    /// A recorded payload could not be read back.
+    Storage(String),
+}
+
+/// Signals an attempt from outside: 0 = go on, else the [`Abort`] to take.
+#[derive(Debug, Default)]
+pub struct Interrupt(AtomicU8);
+
+impl Interrupt {
+    /// Asks the attempt to stop at its next host call.
+    pub fn raise(&self, abort: &Abort) {
+        let code = match abort {
+            Abort::Stopping => 2,
+            _ => 1,
+        };
+        self.0.store(code, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Option<Abort> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            2 => Some(Abort::Stopping),
+            _ => Some(Abort::Lost),
+        }
+    }
+}
+
+type CommitReply = oneshot::Sender<Result<(), CommitError>>;
+
+/// How a grouped commit failed for one write.
+#[derive(Debug, Clone)]
+enum CommitError {
+    /// The fence no longer holds.
+    Fenced,
+    /// The database failed; the write may be retried.
+    Unavailable(String),
+}
+
+/// Groups concurrent checkpoint commits into one database transaction.
+///
+/// A single request waits for nothing: the committer takes whatever is
+/// queued when it becomes free, so under load many checkpoints share one
+/// durable commit and with one request each commit is alone.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<(CheckpointWrite, CommitReply)>,
+}
+
+/// Most checkpoints committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+impl Committer {
+    /// Starts the committer task.
+    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> Self {
+        let (queue, mut pending) = mpsc::channel::<(CheckpointWrite, CommitReply)>(4 * MAX_GROUP);
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
+                let (writes, replies): (Vec<_>, Vec<_>) = group.drain(..).unzip();
+                let started = Instant::now();
+                let results = store.commit_checkpoints(&writes).await;
+                metrics.record_commit(writes.len(), started.elapsed());
+                match results {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result.map_err(|e| match e {
+                                StoreError::Fenced { .. } => CommitError::Fenced,
+                                other => CommitError::Unavailable(other.to_string()),
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        let e = CommitError::Unavailable(e.to_string());
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    async fn commit(&self, write: CheckpointWrite) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((write, reply))
+            .await
+            .map_err(|_| CommitError::Unavailable("the committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommitError::Unavailable("the committer has stopped".into()))?
+    }
+}
+
+/// Reserved checkpoint names for journaled values; flows cannot collide with
+/// them because user checkpoint names never start with `baton:`.
+const NOW: &str = "baton:now";
+const RANDOM: &str = "baton:random";
+const SLEEP: &str = "baton:sleep";
+
+/// The [`Journal`] of one attempt.
+pub struct AttemptJournal {
+    store: Store,
+    committer: Committer,
+    metrics: Arc<Metrics>,
+    fence: Fence,
+    flow: String,
+    generation: i64,
+    records: Vec<CheckpointRecord>,
+    next: u32,
+    live: Option<(u32, String)>,
+    lease: watch::Receiver<Lease>,
+    interrupt: Arc<Interrupt>,
+    /// Why the attempt was stopped by a host call, if it was.
+    pub abort: Option<Abort>,
+}
+
+impl AttemptJournal {
+    /// A journal that replays `records` and extends them under `fence`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        committer: Committer,
+        metrics: Arc<Metrics>,
+        fence: Fence,
+        flow: String,
+        generation: i64,
+        records: Vec<CheckpointRecord>,
+        lease: watch::Receiver<Lease>,
+        interrupt: Arc<Interrupt>,
+    ) -> Self {
+        Self {
+            store,
+            committer,
+            metrics,
+            fence,
+            flow,
+            generation,
+            records,
+            next: 0,
+            live: None,
+            lease,
+            interrupt,
+            abort: None,
+        }
+    }
+
+    fn stop(&mut self, abort: Abort) -> HostAbort {
+        let message = match &abort {
+            Abort::Lost => format!(
+                "request {} is no longer owned by this server at epoch {}",
+                self.fence.request, self.fence.epoch
+            ),
+            Abort::Stopping => "this server is stopping".to_owned(),
+            Abort::Nondeterminism(message) | Abort::Storage(message) => message.clone(),
+        };
+        self.abort.get_or_insert(abort);
+        HostAbort(message)
+    }
+
+    fn key(&self, position: u32) -> String {
+        if self.generation == 0 {
+            format!("{}-{position}", self.fence.request)
+        } else {
+            format!("{}-{}.{position}", self.fence.request, self.generation)
+        }
+    }
+
+    /// The lease says no other server can have taken this request over: the
+    /// server's last heartbeat is recent enough. When it is not, wait for the
+    /// next heartbeat's verdict instead of acting on a stale licence.
+    async fn check(&mut self) -> Result<(), HostAbort> {
+        loop {
+            if let Some(abort) = self.interrupt.check() {
+                return Err(self.stop(abort));
+            }
+            let lease = *self.lease.borrow_and_update();
+            if lease.terminated {
+                return Err(self.stop(Abort::Stopping));
+            }
+            if Instant::now() < lease.valid_until {
+                return Ok(());
+            }
+            if self.lease.changed().await.is_err() {
+                return Err(self.stop(Abort::Stopping));
+            }
+        }
+    }
+
+    async fn commit(&mut self, position: u32, name: String, payload: Vec<u8>) -> Result<(), HostAbort> {
+        let payload = match self.store.put_payload(payload) {
+            Ok(payload) => payload,
+            Err(e) => return Err(self.stop(Abort::Storage(format!("writing checkpoint {name:?}: {e}")))),
+        };
+        let write = CheckpointWrite {
+            fence: self.fence.clone(),
+            generation: self.generation,
+            seq: i64::from(position),
+            name,
+            payload,
+        };
+        let started = Instant::now();
+        // A database that is away for a while delays the commit; the attempt
+        // gives up only when the lease says the request may have moved on.
+        loop {
+            match self.committer.commit(write.clone()).await {
+                Ok(()) => break,
+                Err(CommitError::Fenced) => return Err(self.stop(Abort::Lost)),
+                Err(CommitError::Unavailable(e)) => {
+                    tracing::warn!(request = %self.fence.request, error = %e, "checkpoint commit failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.check().await?;
+                }
+            }
+        }
+        self.metrics.record_checkpoint(started.elapsed());
+        self.next = position + 1;
+        self.live = None;
+        Ok(())
+    }
+
+    /// A journaled 64-bit value: replayed when recorded, else produced by
+    /// `live` and committed.
+    async fn value(&mut self, name: &str, live: impl AsyncFnOnce(&Store) -> u64) -> Result<u64, HostAbort> {
+        let start = self.begin_checkpoint(name.to_owned()).await?;
+        if let Some(recorded) = start.recorded {
+            return serde_json::from_slice(&recorded).map_err(|e| {
+                self.stop(Abort::Storage(format!("journaled {name} at {}: {e}", start.position)))
+            });
+        }
+        let value = live(&self.store).await;
+        let payload = serde_json::to_vec(&value).expect("u64 serializes");
+        self.commit(start.position, name.to_owned(), payload).await?;
+        Ok(value)
+    }
+}
+
+impl Journal for AttemptJournal {
+    async fn guard(&mut self) -> Result<(), HostAbort> {
+        self.check().await
+    }
+
+    async fn begin_checkpoint(&mut self, name: String) -> Result<CheckpointStart, HostAbort> {
+        self.check().await?;
+        let position = self.next;
+        let key = self.key(position);
+        let Some(record) = self.records.get(position as usize) else {
+            self.live = Some((position, name));
+            return Ok(CheckpointStart {
+                position,
+                key,
+                recorded: None,
+            });
+        };
+        if record.name != name {
+            let message = format!(
+                "nondeterminism at checkpoint position {position}: the journal recorded {:?} but the flow now asks for {name:?}",
+                record.name
+            );
+            return Err(self.stop(Abort::Nondeterminism(message)));
+        }
+        let payload = record.payload.clone();
+        let recorded = match self.store.load_payload(&payload) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Err(self.stop(Abort::Storage(format!(
+                    "checkpoint {name:?} at position {position}: {e}"
+                ))));
+            }
+        };
+        self.next += 1;
+        Ok(CheckpointStart {
+            position,
+            key,
+            recorded: Some(recorded),
+        })
+    }
+
+    async fn commit_checkpoint(&mut self, position: u32, payload: Vec<u8>) -> Result<(), HostAbort> {
+        self.check().await?;
+        let name = match self.live.take() {
+            Some((open, name)) if open == position => name,
+            _ => {
+                return Err(self.stop(Abort::Nondeterminism(format!(
+                    "commit of checkpoint position {position}, which is not the open checkpoint"
+                ))));
+            }
+        };
+        self.commit(position, name, payload).await
+    }
+
+    async fn now_ms(&mut self) -> Result<u64, HostAbort> {
+        self.value(NOW, async |_| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    async fn random_u64(&mut self) -> Result<u64, HostAbort> {
+        self.value(RANDOM, async |_| fastrand::u64(..)).await
+    }
+
+    async fn sleep_ms(&mut self, ms: u64) -> Result<(), HostAbort> {
+        // The wake-up time is on the database clock, so a request resumed on
+        // another server waits for what is left, not for the whole sleep.
+        let db_now = async |store: &Store| store.now_ms().await.unwrap_or_default().max(0) as u64;
+        let wake_at = self.value(SLEEP, async |store| db_now(store).await + ms).await?;
+        let now = db_now(&self.store).await;
+        if wake_at > now {
+            tokio::time::sleep(Duration::from_millis(wake_at - now)).await;
+        }
+        self.check().await
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        let (request, flow) = (&self.fence.request, &self.flow);
+        match level {
+            LogLevel::Debug => tracing::debug!(%request, %flow, "{message}"),
+            LogLevel::Info => tracing::info!(%request, %flow, "{message}"),
+            LogLevel::Warn => tracing::warn!(%request, %flow, "{message}"),
+            LogLevel::Error => tracing::error!(%request, %flow, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Membership of this server in the cluster: identity, heartbeats, finding
+//! dead servers and taking their requests over, clean stop.
+//!
+//! The cluster has no membership configuration: it is every server that
+//! writes into the same database. A server is dead when its heartbeat, on the
+//! database's clock, is older than the lease. The work of one tick is a plain
+//! async function ([`Cluster::tick`]) that tests can call directly.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use baton_store::{ServerStatus, Store, StoreError};
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// What this server may assume about its own liveness.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// Until then no other server can have found this one dead: the last
+    /// heartbeat was sent less than one lease ago.
+    pub valid_until: Instant,
+    /// This incarnation was found dead (or stopped): it must write nothing more.
+    pub terminated: bool,
+}
+
+/// Why this server cannot join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Another process holds the data folder.
+    #[error("the data folder {0} is in use by another baton process")]
+    DataFolderInUse(String),
+    /// Another live process heartbeats under this server ID.
+    #[error(
+        "server ID {0} is already heartbeating from another live process (a copied data folder?); \
+         remove {1} to give this server a new ID"
+    )]
+    IdInUse(String, String),
+    /// The data folder could not be used.
+    #[error("data folder {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The data folder, locked for this process, and the server ID kept in it.
+pub struct DataFolder {
+    /// Server ID (created at first start).
+    pub server_id: String,
+    _lock: File,
+}
+
+impl DataFolder {
+    /// Locks `dir` for this process and reads (or creates) the server ID.
+    pub fn open(dir: &Path) -> Result<Self, JoinError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| JoinError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(JoinError::DataFolderInUse(dir.display().to_string()));
+        }
+        let id_path = dir.join("server-id");
+        let server_id = match std::fs::read_to_string(&id_path) {
+            Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ => {
+                let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+                let mut file = File::create(&id_path).map_err(io(&id_path))?;
+                file.write_all(id.as_bytes()).map_err(io(&id_path))?;
+                file.sync_all().map_err(io(&id_path))?;
+                id
+            }
+        };
+        Ok(Self {
+            server_id,
+            _lock: lock,
+        })
+    }
+}
+
+/// Heartbeat and takeover timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How often to heartbeat and look for dead servers.
+    pub heartbeat: Duration,
+    /// Heartbeat age after which a server is dead.
+    pub lease: Duration,
+}
+
+/// This server's membership.
+pub struct Cluster {
+    store: Store,
+    /// Server ID.
+    pub id: String,
+    incarnation: AtomicI64,
+    name: Option<String>,
+    address: String,
+    timing: Timing,
+    lease: watch::Sender<Lease>,
+    healthy_since: std::sync::Mutex<Option<Instant>>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a tick saw, for the executor.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// This incarnation was found terminated and has rejoined as a new one.
+    pub rejoined: bool,
+    /// Requests adopted from dead servers.
+    pub adopted: Vec<String>,
+}
+
+impl Cluster {
+    /// Joins the cluster as a new incarnation of `id`. Refuses when another
+    /// live process heartbeats under the same ID: its heartbeat is watched
+    /// for two intervals, and one that moves means that process is alive.
+    pub async fn join(
+        store: Store,
+        id: String,
+        name: Option<String>,
+        address: String,
+        timing: Timing,
+        metrics: Arc<Metrics>,
+        data_dir: &Path,
+    ) -> Result<Self, JoinError> {
+        if let Some(before) = store.server(&id).await?
+            && before.status == ServerStatus::Running
+            && before.heartbeat_age_ms < timing.lease.as_millis() as i64
+        {
+            tracing::info!(server = %id, "the previous incarnation's heartbeat is recent; checking that it is gone");
+            tokio::time::sleep(timing.heartbeat * 2 + Duration::from_millis(300)).await;
+            if let Some(after) = store.server(&id).await?
+                && after.heartbeat_at != before.heartbeat_at
+                && after.status == ServerStatus::Running
+            {
+                return Err(JoinError::IdInUse(
+                    id,
+                    data_dir.join("server-id").display().to_string(),
+                ));
+            }
+        }
+        let sent = Instant::now();
+        let incarnation = store.join(&id, name.as_deref(), &address).await?;
+        let (lease, _) = watch::channel(Lease {
+            valid_until: sent + timing.lease,
+            terminated: false,
+        });
+        tracing::info!(server = %id, incarnation, "joined the cluster");
+        Ok(Self {
+            store,
+            id,
+            incarnation: AtomicI64::new(incarnation),
+            name,
+            address,
+            timing,
+            lease,
+            healthy_since: std::sync::Mutex::new(Some(Instant::now())),
+            metrics,
+        })
+    }
+
+    /// The current incarnation.
+    pub fn incarnation(&self) -> i64 {
+        self.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// The timing in use.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// A receiver of lease updates, for attempts.
+    pub fn lease(&self) -> watch::Receiver<Lease> {
+        self.lease.subscribe()
+    }
+
+    /// One heartbeat, then (if this server has been healthy for a whole
+    /// lease) one round of death detection and takeover.
+    ///
+    /// Waiting a whole lease of healthy heartbeats before judging others
+    /// keeps a server that just reconnected after a database outage from
+    /// finding everyone dead before they could heartbeat again.
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let mut report = TickReport::default();
+        let sent = Instant::now();
+        match self.store.heartbeat(&self.id, self.incarnation()).await {
+            Ok(true) => {
+                self.lease.send_replace(Lease {
+                    valid_until: sent + self.timing.lease,
+                    terminated: false,
+                });
+                self.healthy_since.lock().expect("lock").get_or_insert(sent);
+            }
+            Ok(false) => {
+                tracing::warn!(server = %self.id, incarnation = self.incarnation(), "found marked dead while alive; stopping all executions and rejoining");
+                self.lease.send_replace(Lease {
+                    valid_until: sent,
+                    terminated: true,
+                });
+                let sent = Instant::now();
+                let incarnation = self.store.join(&self.id, self.name.as_deref(), &self.address).await?;
+                self.incarnation.store(incarnation, Ordering::SeqCst);
+                *self.healthy_since.lock().expect("lock") = Some(sent);
+                report.rejoined = true;
+                tracing::info!(server = %self.id, incarnation, "rejoined the cluster");
+            }
+            Err(e) => {
+                *self.healthy_since.lock().expect("lock") = None;
+                return Err(e);
+            }
+        }
+        let healthy_for = self
+            .healthy_since
+            .lock()
+            .expect("lock")
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
+        if healthy_for < self.timing.lease {
+            return Ok(report);
+        }
+        let lease_ms = self.timing.lease.as_millis() as i64;
+        for dead in self.store.dead_servers(lease_ms).await? {
+            if dead == self.id {
+                continue;
+            }
+            if let Some(takeover) = self
+                .store
+                .take_over(&dead, &self.id, self.incarnation(), lease_ms)
+                .await?
+            {
+                self.metrics.record_takeover();
+                tracing::warn!(dead = %takeover.dead, adopted = takeover.requests.len(), "took over a dead server");
+                report.adopted.extend(takeover.requests);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ends this incarnation cleanly: marks the lease terminated (attempts
+    /// stop at their next host call), then records the server `stopped` and
+    /// hands its movable requests to the cluster.
+    pub async fn stop(&self) -> Result<Vec<String>, StoreError> {
+        self.lease.send_replace(Lease {
+            valid_until: Instant::now(),
+            terminated: true,
+        });
+        self.store.stop_server(&self.id, self.incarnation()).await
+    }
+}

@@ -1,0 +1,243 @@
+//! The host side of a flow's imports, and the sandbox each attempt runs in.
+
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::{CheckpointStart, HostAbort, Journal, LogLevel};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../guest-sdk/wit",
+        world: "flow",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::baton::flow::{http, journal};
+
+/// Bytes of a flow's stderr kept to explain a trap (a Rust panic message).
+const STDERR_CAPTURE: usize = 8 * 1024;
+
+/// Everything one attempt's wasmtime store holds.
+pub(crate) struct State<J> {
+    /// `None` while a component is only inspected for its properties.
+    pub(crate) journal: Option<J>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) stderr: MemoryOutputPipe,
+    limits: SandboxLimits,
+    http: reqwest::Client,
+}
+
+/// Per-attempt limits; exceeding one traps with a sentence that says which.
+pub(crate) struct SandboxLimits {
+    pub(crate) memory_bytes: usize,
+    /// Epoch ticks of guest execution allowed to this attempt.
+    pub(crate) ticks_left: u64,
+    pub(crate) time_limit: Duration,
+}
+
+impl<J: Journal> State<J> {
+    pub(crate) fn new(journal: Option<J>, limits: SandboxLimits, http: reqwest::Client) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let mut wasi = WasiCtx::builder();
+        // No env, args, preopened dirs, stdin or sockets; clocks frozen at the
+        // epoch and a fixed random stream, so std's hidden uses of clocks and
+        // randomness are deterministic on replay.
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a, 0x17, 0xc3, 0x8e]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0x3d, 0x91]))
+            .insecure_random_seed(0x0ba7_0ba7);
+        Self {
+            journal,
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            stderr,
+            limits,
+            http,
+        }
+    }
+
+    fn journal(&mut self) -> wasmtime::Result<&mut J> {
+        self.journal.as_mut().ok_or_else(|| {
+            wasmtime::Error::msg("a flow may not call the host while its properties are read")
+        })
+    }
+
+    /// The store's epoch callback: each tick of guest execution costs one
+    /// unit of the attempt's time budget, and yields to the async runtime so
+    /// a busy flow never starves the server.
+    pub(crate) fn on_epoch_tick(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
+        let limits = &mut store.data_mut().limits;
+        if limits.ticks_left == 0 {
+            return Err(wasmtime::Error::msg(format!(
+                "flow exceeded its time limit of {:?} of execution",
+                limits.time_limit
+            )));
+        }
+        limits.ticks_left -= 1;
+        Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+/// Links Baton's interfaces and the deny-all WASI context.
+pub(crate) fn add_to_linker<J: Journal>(linker: &mut Linker<State<J>>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    journal::add_to_linker::<_, HasSelf<State<J>>>(linker, |state| state)?;
+    http::add_to_linker::<_, HasSelf<State<J>>>(linker, |state| state)?;
+    Ok(())
+}
+
+impl<J: Journal> WasiView for State<J> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl<J: Journal> ResourceLimiter for State<J> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limits.memory_bytes {
+            return Err(wasmtime::Error::msg(format!(
+                "flow exceeded its memory limit of {} MiB",
+                self.limits.memory_bytes >> 20
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+fn trap(abort: HostAbort) -> wasmtime::Error {
+    wasmtime::Error::new(abort)
+}
+
+impl<J: Journal> journal::Host for State<J> {
+    async fn begin_checkpoint(&mut self, name: String) -> wasmtime::Result<journal::CheckpointStart> {
+        let CheckpointStart { position, key, recorded } =
+            self.journal()?.begin_checkpoint(name).await.map_err(trap)?;
+        Ok(journal::CheckpointStart { position, key, recorded })
+    }
+
+    async fn commit_checkpoint(&mut self, position: u32, payload: Vec<u8>) -> wasmtime::Result<()> {
+        self.journal()?.commit_checkpoint(position, payload).await.map_err(trap)
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        self.journal()?.now_ms().await.map_err(trap)
+    }
+
+    async fn random_u64(&mut self) -> wasmtime::Result<u64> {
+        self.journal()?.random_u64().await.map_err(trap)
+    }
+
+    async fn sleep_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.journal()?.sleep_ms(ms).await.map_err(trap)
+    }
+
+    async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.journal()?.guard().await.map_err(trap)?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+
+    async fn log(&mut self, level: journal::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            journal::Level::Debug => LogLevel::Debug,
+            journal::Level::Info => LogLevel::Info,
+            journal::Level::Warn => LogLevel::Warn,
+            journal::Level::Error => LogLevel::Error,
+        };
+        self.journal()?.log(level, &message);
+        Ok(())
+    }
+}
+
+/// Outgoing HTTP waits at most this long for an answer.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl<J: Journal> http::Host for State<J> {
+    async fn send(&mut self, request: http::Request) -> wasmtime::Result<Result<http::Response, String>> {
+        // A live side effect: only while this server still owns the request.
+        self.journal()?.guard().await.map_err(trap)?;
+        Ok(send(&self.http, request).await)
+    }
+}
+
+async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::Response, String> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("invalid HTTP method {:?}", request.method))?;
+    let mut builder = client
+        .request(method, &request.url)
+        .timeout(HTTP_TIMEOUT)
+        .body(request.body);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| format!("{} {}: {}", request.method, request.url, error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer of {}: {}", request.url, error_chain(&e)))?;
+    Ok(http::Response {
+        status,
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A clock that always reads the Unix epoch: WASI time is not a flow's to see.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
