@@ -84,6 +84,43 @@ mod ctx;
 mod error;
 pub mod http;
 
+/// Makes a function the flow of this component and declares the flow's
+/// properties.
+///
+/// The function has the shape
+/// `fn name(ctx: &mut Ctx, input: I) -> Result<O, FlowError>`, where the
+/// input `I` is `Deserialize` and the output `O` is `Serialize`; both travel
+/// as JSON. The flow is named after the function, with `_` turned into `-`
+/// (`fn batch_import` is the flow `batch-import`). One `#[flow]` per crate.
+///
+/// | Property | Values | Default |
+/// |---|---|---|
+/// | `other_server_retry` | `true` / `false`: may another server resume the request when its server dies | `false` |
+/// | `begin_checkpoint` | `"use"` (a retry resumes after the last checkpoint) / `"not use"` (a retry starts over) | `"use"` |
+/// | `max_retries` | retries after a failed attempt before the request is in error | `3` |
+/// | `retry_interval` | delay before the first retry: `"250ms"`, `"10s"`, `"2m"`, `"1h"` | `"10s"` |
+/// | `backoff` | factor applied to the delay after each failure, at least `1.0` | `1.0` (constant) |
+/// | `max_retry_interval` | upper bound of the delay when backing off | none |
+///
+/// ```
+/// use baton_guest::prelude::*;
+///
+/// #[flow(max_retries = 10, retry_interval = "1s", backoff = 2.0, max_retry_interval = "5m")]
+/// fn nightly_report(ctx: &mut Ctx, day: String) -> Result<u32, FlowError> {
+///     ctx.checkpoint("count", |_| Ok(day.len() as u32))
+/// }
+/// ```
+///
+/// An unknown property or a bad value is a compile error:
+///
+/// ```compile_fail
+/// use baton_guest::prelude::*;
+///
+/// #[flow(retry_interval = "soon")] // expects a duration such as "250ms", "10s", ...
+/// fn impatient(ctx: &mut Ctx, input: ()) -> Result<(), FlowError> {
+///     Ok(input)
+/// }
+/// ```
 pub use baton_guest_macros::flow;
 pub use ctx::{Ctx, Step};
 pub use error::FlowError;
@@ -146,7 +183,12 @@ pub mod __private {
         static INSTALLED: std::sync::Once = std::sync::Once::new();
         INSTALLED.call_once(|| {
             std::panic::set_hook(Box::new(|info| {
-                journal::log(Level::Error, &format!("flow panicked: {info}"));
+                let message = info.payload_as_str().unwrap_or("(no message)");
+                let message = match info.location() {
+                    Some(at) => format!("flow panicked at {at}: {message}"),
+                    None => format!("flow panicked: {message}"),
+                };
+                journal::log(Level::Error, &message);
             }));
         });
     }

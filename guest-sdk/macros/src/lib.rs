@@ -193,7 +193,7 @@ fn parse_properties(attr: proc_macro2::TokenStream) -> syn::Result<Properties> {
                     arg.path.span(),
                     format!(
                         "#[flow]: unknown property `{}`; expected one of {KNOWN}",
-                        quote!(#arg.path).to_string().replace(' ', "")
+                        path_text(&arg.path)
                     ),
                 ));
             }
@@ -210,6 +210,10 @@ fn parse_properties(attr: proc_macro2::TokenStream) -> syn::Result<Properties> {
         ));
     }
     Ok(properties)
+}
+
+fn path_text(path: &syn::Path) -> String {
+    quote!(#path).to_string().replace(' ', "")
 }
 
 fn literal<'a>(value: &'a Expr, key: &str, expected: &str) -> syn::Result<&'a Lit> {

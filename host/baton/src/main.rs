@@ -1,1 +1,279 @@
-fn main() {}
+//! The `baton` command: runs a server, or talks to one.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use baton::client::{Client, print_table};
+use baton::config::{FileConfig, ServerConfig};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "baton", version, about = "Durable flows as WebAssembly components, with failover between servers")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a server.
+    Up {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data folder (server ID, lock, compiled components, SQLite file).
+        #[arg(long, env = "BATON_DATA")]
+        data: Option<PathBuf>,
+        /// Address of the console and API.
+        #[arg(long, env = "BATON_LISTEN")]
+        listen: Option<String>,
+        /// Checkpoint connection: sqlite://FILE or postgres://…
+        #[arg(long, env = "BATON_DATABASE_URL")]
+        database: Option<String>,
+        /// Checkpoint storage path (shared by the cluster).
+        #[arg(long, env = "BATON_STORAGE_PATH")]
+        storage: Option<PathBuf>,
+        /// Server name (defaults to the recorded name, or the ID).
+        #[arg(long)]
+        name: Option<String>,
+        /// Heartbeat interval in milliseconds (default 1000).
+        #[arg(long)]
+        heartbeat_ms: Option<u64>,
+        /// Lease timeout in milliseconds (default 5000).
+        #[arg(long)]
+        lease_ms: Option<u64>,
+        /// Executions at once (default 64).
+        #[arg(long)]
+        capacity: Option<usize>,
+        /// Memory limit per flow instance in MiB (default 64).
+        #[arg(long)]
+        memory_limit_mib: Option<usize>,
+        /// Guest execution time per attempt in seconds (default 60).
+        #[arg(long)]
+        time_limit_s: Option<f64>,
+        /// Flow crates, workspaces or .wasm files to build and deploy at start.
+        #[arg(long, num_args = 1..)]
+        deploy: Vec<PathBuf>,
+    },
+    /// Build (a crate folder) or take (a .wasm file) components and deploy them.
+    Deploy {
+        /// Flow crate folders, workspaces or .wasm files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Start a request of a flow.
+    Run {
+        /// Flow name.
+        flow: String,
+        /// Input JSON, or @FILE.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Wait for the request to finish and print its output.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List requests, newest first.
+    Requests {
+        /// Only this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show one request with its checkpoints and history.
+    Request {
+        /// Request ID.
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the servers of the cluster.
+    Servers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Re-execute a request in error, or waiting for a server that is down.
+    Reexecute {
+        /// Request ID.
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Cancel a request that has not finished.
+    Cancel {
+        /// Request ID.
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Rename a server.
+    Rename {
+        /// Server ID.
+        id: String,
+        /// New name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Benchmarks: checkpointed requests against raw commits.
+    Bench(baton::bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArg {
+    /// The server to talk to.
+    #[arg(long = "server", env = "BATON_SERVER", default_value = "http://127.0.0.1:8080")]
+    url: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            config,
+            data,
+            listen,
+            database,
+            storage,
+            name,
+            heartbeat_ms,
+            lease_ms,
+            capacity,
+            memory_limit_mib,
+            time_limit_s,
+            deploy,
+        } => {
+            let file = match config {
+                Some(path) => FileConfig::read(&path)?,
+                None => FileConfig::default(),
+            };
+            let flags = FileConfig {
+                data,
+                listen,
+                database,
+                storage,
+                name,
+                heartbeat_ms,
+                lease_ms,
+                capacity,
+                memory_limit_mib,
+                time_limit_s,
+            };
+            baton::server::up(ServerConfig::resolve(file, flags), deploy).await
+        }
+        Command::Deploy { paths, server } => {
+            let client = Client::new(&server.url);
+            for path in paths {
+                for (file, bytes) in baton::deploy::component_bytes(&path).await? {
+                    let deployed = client
+                        .post("/api/flows", bytes)
+                        .await
+                        .with_context(|| format!("deploying {}", file.display()))?;
+                    println!(
+                        "{} {}",
+                        deployed["name"].as_str().unwrap_or("?"),
+                        deployed["version"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Run { flow, input, wait, server } => {
+            let input = match input.strip_prefix('@') {
+                Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
+                None => input.into_bytes(),
+            };
+            let client = Client::new(&server.url);
+            let path = format!("/api/flows/{flow}/requests{}", if wait { "?wait=true&timeout=3600" } else { "" });
+            let answer = client.post(&path, input).await?;
+            if !wait {
+                println!("{}", answer["id"].as_str().unwrap_or_default());
+                return Ok(());
+            }
+            eprintln!("request {}", answer["id"].as_str().unwrap_or_default());
+            match answer["status"].as_str() {
+                Some("succeeded") => {
+                    println!("{}", serde_json::to_string_pretty(&answer["output"])?);
+                    Ok(())
+                }
+                Some(status) => bail!(
+                    "request {} ended {status}: {}",
+                    answer["id"].as_str().unwrap_or_default(),
+                    answer["error"].as_str().unwrap_or("no error recorded")
+                ),
+                None => bail!("unexpected answer: {answer}"),
+            }
+        }
+        Command::Requests { status, flow, limit, json, server } => {
+            let mut path = format!("/api/requests?limit={limit}");
+            if let Some(status) = status {
+                path.push_str(&format!("&status={status}"));
+            }
+            if let Some(flow) = flow {
+                path.push_str(&format!("&flow={flow}"));
+            }
+            let rows = Client::new(&server.url).get(&path).await?;
+            print_table(&rows, &["id", "flow", "status", "owner", "attempts", "last_checkpoint", "error"], json);
+            Ok(())
+        }
+        Command::Request { id, server } => {
+            let request = Client::new(&server.url).get(&format!("/api/requests/{id}")).await?;
+            println!("{}", serde_json::to_string_pretty(&request)?);
+            Ok(())
+        }
+        Command::Servers { json, server } => {
+            let rows = Client::new(&server.url).get("/api/servers").await?;
+            print_table(&rows, &["id", "name", "status", "address", "heartbeat_age_ms", "owned"], json);
+            Ok(())
+        }
+        Command::Reexecute { id, server } => {
+            let answer = Client::new(&server.url).post(&format!("/api/requests/{id}/reexecute"), Vec::new()).await?;
+            println!("{} re-executed on {}", id, answer["owner"].as_str().unwrap_or("?"));
+            Ok(())
+        }
+        Command::Cancel { id, server } => {
+            Client::new(&server.url).post(&format!("/api/requests/{id}/cancel"), Vec::new()).await?;
+            println!("{id} cancelled");
+            Ok(())
+        }
+        Command::Rename { id, name, server } => {
+            let body = serde_json::to_vec(&serde_json::json!({ "name": name }))?;
+            Client::new(&server.url).post(&format!("/api/servers/{id}/name"), body).await?;
+            println!("{id} is now named {name}");
+            Ok(())
+        }
+        Command::Bench(args) => baton::bench::run(args).await,
+    }
+}

@@ -1,0 +1,338 @@
+//! The HTTP JSON API (SPEC §7), `/healthz`, `/metrics` and the console routes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use baton_store::{NewRequest, RequestFilter, RequestRow, RequestStatus, Store, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+use crate::config::ServerConfig;
+use crate::deploy::{self, DeployError};
+use crate::executor::Executor;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The shared store.
+    pub store: Store,
+    /// This server's executor.
+    pub executor: Arc<Executor>,
+    /// This server's membership.
+    pub cluster: Arc<Cluster>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Resolved settings.
+    pub config: Arc<ServerConfig>,
+}
+
+/// A failed API call: a status and a plain sentence, sent as `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, "{}", self.message);
+        }
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
+            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Invalid(e) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            DeployError::Store(e) => e.into(),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The whole HTTP surface of a server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/flows", post(deploy_flow).get(list_flows))
+        .route("/api/flows/{name}/requests", post(start_request))
+        .route("/api/requests", get(list_requests))
+        .route("/api/requests/{id}", get(show_request))
+        .route("/api/requests/{id}/reexecute", post(reexecute))
+        .route("/api/requests/{id}/cancel", post(cancel))
+        .route("/api/servers", get(list_servers))
+        .route("/api/servers/{id}/name", post(rename_server))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(crate::console::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .with_state(state)
+}
+
+async fn deploy_flow(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
+    let deployed = deploy::deploy(&state.store, state.executor.runtime(), body.to_vec()).await?;
+    Ok((StatusCode::CREATED, axum::Json(deployed)))
+}
+
+async fn list_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let flows = state.store.flows().await?;
+    Ok(axum::Json(Value::Array(
+        flows
+            .into_iter()
+            .map(|flow| {
+                json!({
+                    "name": flow.name,
+                    "version": flow.active.hash,
+                    "size": flow.active.size,
+                    "updated_at": flow.updated_at,
+                    "properties": serde_json::from_str::<Value>(&flow.active.properties).unwrap_or(Value::Null),
+                })
+            })
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    #[serde(default)]
+    wait: bool,
+    /// Seconds to wait at most (default 60).
+    timeout: Option<f64>,
+}
+
+async fn start_request(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<StartQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { &b"null"[..] } else { &body[..] };
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the input is not valid JSON: {e}")))?;
+    let version = state
+        .store
+        .active_version(&name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no flow named {name:?}")))?;
+    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("flow {name} has unreadable properties: {e}")))?;
+    let input = state.store.put_payload(body.to_vec())?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut finished = state.executor.finished();
+    state
+        .store
+        .create_request(&NewRequest {
+            id: id.clone(),
+            flow: name,
+            version: version.hash,
+            owner: state.cluster.id.clone(),
+            input,
+            other_server_retry: properties.other_server_retry,
+            resume: properties.begin_checkpoint,
+        })
+        .await?;
+    state.executor.wake();
+    if !query.wait {
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(query.timeout.unwrap_or(60.0).clamp(0.0, 3600.0));
+    loop {
+        let request = state.store.request(&id).await?.ok_or_else(|| ApiError::from(StoreError::NotFound(format!("request {id}"))))?;
+        if request.status.is_final() {
+            let mut view = json!({ "id": id, "status": request.status.as_str() });
+            match request.status {
+                RequestStatus::Succeeded => view["output"] = output(&state.store, &request),
+                _ => view["error"] = json!(request.error),
+            }
+            return Ok((StatusCode::OK, axum::Json(view)).into_response());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let view = json!({ "id": id, "status": request.status.as_str() });
+            return Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response());
+        }
+        // Woken when an attempt here ends; polled in case another server runs it.
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(250)), async {
+            while let Ok(done) = finished.recv().await {
+                if done == id {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn output(store: &Store, request: &RequestRow) -> Value {
+    request
+        .output
+        .as_ref()
+        .and_then(|payload| store.load_payload(payload).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    flow: Option<String>,
+    server: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// The filter a query string asks for.
+fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("unknown status {s:?}; use one of queued, running, waiting_retry, succeeded, error, cancelled"))
+        })?),
+    };
+    Ok(RequestFilter {
+        status,
+        flow: query.flow.filter(|s| !s.is_empty()),
+        server: query.server.filter(|s| !s.is_empty()),
+        after: query.after.filter(|s| !s.is_empty()),
+        limit: query.limit.unwrap_or(50),
+    })
+}
+
+fn summary(request: &RequestRow) -> Value {
+    json!({
+        "id": request.id,
+        "flow": request.flow,
+        "version": request.version,
+        "status": request.status.as_str(),
+        "owner": request.owner,
+        "attempts": request.attempts,
+        "last_checkpoint": request.last_checkpoint,
+        "created_at": request.created_at,
+        "updated_at": request.updated_at,
+        "error": request.error,
+    })
+}
+
+async fn list_requests(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<axum::Json<Value>> {
+    let requests = state.store.list_requests(&filter(query)?).await?;
+    Ok(axum::Json(Value::Array(requests.iter().map(summary).collect())))
+}
+
+async fn show_request(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let request = state
+        .store
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let checkpoints = state.store.checkpoints(&id).await?;
+    let events = state.store.events(&id).await?;
+    let mut view = summary(&request);
+    view["failures"] = json!(request.failures);
+    view["epoch"] = json!(request.epoch);
+    view["generation"] = json!(request.generation);
+    view["next_attempt_at"] = json!(request.next_attempt_at);
+    view["output"] = output(&state.store, &request);
+    view["checkpoints"] = checkpoints
+        .iter()
+        .map(|c| {
+            json!({
+                "seq": c.seq, "generation": c.generation, "name": c.name, "server": c.server,
+                "epoch": c.epoch, "at": c.at, "size": c.payload.size,
+            })
+        })
+        .collect();
+    view["events"] = json!(events);
+    Ok(axum::Json(view))
+}
+
+async fn reexecute(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+    let lease_ms = state.cluster.timing().lease.as_millis() as i64;
+    state.store.reexecute(&id, &state.cluster.id, lease_ms).await?;
+    state.executor.wake();
+    Ok(axum::Json(json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id })))
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+    state.store.cancel(&id, &state.cluster.id).await?;
+    Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
+}
+
+async fn list_servers(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let servers = state.store.servers().await?;
+    Ok(axum::Json(Value::Array(
+        servers
+            .into_iter()
+            .map(|server| {
+                json!({
+                    "id": server.id,
+                    "name": server.name,
+                    "status": server.status.as_str(),
+                    "address": server.address,
+                    "incarnation": server.incarnation,
+                    "heartbeat_age_ms": server.heartbeat_age_ms,
+                    "owned": server.owned,
+                    "current": server.id == state.cluster.id,
+                })
+            })
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+async fn rename_server(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let rename: Rename = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"name\": \"…\"}}: {e}")))?;
+    let name = rename.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "a server name is 1 to 100 characters"));
+    }
+    state.store.rename_server(&id, name).await?;
+    Ok(axum::Json(json!({ "id": id, "name": name })))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(state.executor.running()),
+    )
+}

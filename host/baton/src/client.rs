@@ -1,0 +1,82 @@
+//! CLI commands that talk to a running server over its JSON API.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// A client of one server's API.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3600))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach the Baton server at {}", self.base))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("no explanation given");
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok(body)
+    }
+
+    /// GET a JSON route.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    /// POST bytes to a route.
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+        self.call(self.http.post(format!("{}{path}", self.base)).body(body))
+            .await
+    }
+}
+
+/// Prints rows as aligned columns, or the JSON itself.
+pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
+        return;
+    }
+    let cell = |row: &Value, column: &str| match &row[column] {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| rows.iter().map(|r| cell(r, c).len()).max().unwrap_or(0).max(c.len()))
+        .collect();
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    for row in &rows {
+        println!("{}", line(columns.iter().map(|c| cell(row, c)).collect()));
+    }
+}

@@ -1,0 +1,139 @@
+//! Server configuration: a TOML file, environment variables and flags, in
+//! increasing precedence; defaults give one server on embedded SQLite.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Settings as read from the TOML file; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data folder.
+    pub data: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Checkpoint connection (database URL).
+    pub database: Option<String>,
+    /// Checkpoint storage path.
+    pub storage: Option<PathBuf>,
+    /// Server name.
+    pub name: Option<String>,
+    /// Heartbeat interval in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// Lease timeout in milliseconds.
+    pub lease_ms: Option<u64>,
+    /// Executions at once.
+    pub capacity: Option<usize>,
+    /// Memory limit per instance, MiB.
+    pub memory_limit_mib: Option<usize>,
+    /// Guest execution time per attempt, seconds.
+    pub time_limit_s: Option<f64>,
+}
+
+impl FileConfig {
+    /// Reads a config file.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// The resolved settings of one server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data folder: server ID, lock, compiled components, SQLite file.
+    pub data: PathBuf,
+    /// Listen address of the console and API.
+    pub listen: String,
+    /// Checkpoint connection.
+    pub database: String,
+    /// Checkpoint storage path.
+    pub storage: PathBuf,
+    /// Name to set; `None` keeps the recorded one.
+    pub name: Option<String>,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Lease timeout.
+    pub lease: Duration,
+    /// Executions at once.
+    pub capacity: usize,
+    /// Memory limit per instance in bytes.
+    pub memory_limit: usize,
+    /// Guest execution time per attempt.
+    pub time_limit: Duration,
+}
+
+impl ServerConfig {
+    /// Fills what flags and environment left open from the file, then defaults.
+    pub fn resolve(file: FileConfig, flags: FileConfig) -> Self {
+        let data = flags.data.or(file.data).unwrap_or_else(|| PathBuf::from("baton-data"));
+        let database = flags
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("baton.db").display()));
+        let storage = flags.storage.or(file.storage).unwrap_or_else(|| data.join("store"));
+        Self {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            name: flags.name.or(file.name),
+            heartbeat: Duration::from_millis(flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(1000)),
+            lease: Duration::from_millis(flags.lease_ms.or(file.lease_ms).unwrap_or(5000)),
+            capacity: flags.capacity.or(file.capacity).unwrap_or(64).max(1),
+            memory_limit: flags.memory_limit_mib.or(file.memory_limit_mib).unwrap_or(64) << 20,
+            time_limit: Duration::from_secs_f64(flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0)),
+            data,
+            database,
+            storage,
+        }
+    }
+
+    /// The checkpoint connection with any password replaced by `***`.
+    pub fn database_redacted(&self) -> String {
+        redact(&self.database)
+    }
+}
+
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_defaults_fill_the_rest() {
+        let file = FileConfig {
+            listen: Some("127.0.0.1:9000".into()),
+            lease_ms: Some(2000),
+            ..Default::default()
+        };
+        let flags = FileConfig {
+            listen: Some("127.0.0.1:9100".into()),
+            data: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let config = ServerConfig::resolve(file, flags);
+        assert_eq!(config.listen, "127.0.0.1:9100");
+        assert_eq!(config.lease, Duration::from_secs(2));
+        assert_eq!(config.database, "sqlite:///tmp/x/baton.db");
+        assert_eq!(config.storage, PathBuf::from("/tmp/x/store"));
+    }
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("postgres://baton:secret@db:5432/baton"), "postgres://baton:***@db:5432/baton");
+        assert_eq!(redact("postgres://root@127.0.0.1/test"), "postgres://root@127.0.0.1/test");
+    }
+}

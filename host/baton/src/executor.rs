@@ -1,0 +1,313 @@
+//! The retry process: claims due requests and runs their attempts.
+//!
+//! Scheduling: a request is due when it is `queued` or `waiting_retry` with
+//! `next_attempt_at` passed, and owned by this server or handed over to the
+//! cluster (no owner). The scheduler claims the oldest-due first, as long as
+//! an execution slot is free, so new requests, retries after a flow error and
+//! requests adopted from a dead server share one queue ordered by due time.
+//! Claiming bumps the request's epoch, which fences any earlier attempt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_runtime::{AttemptError, FlowProperties, Runtime};
+use baton_store::{Claim, Fence, Outcome, Store, StoreError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
+
+use crate::checkpoint::{Abort, AttemptJournal, Committer, Interrupt};
+use crate::cluster::Cluster;
+use crate::metrics::Metrics;
+
+/// Runs this server's attempts.
+pub struct Executor {
+    store: Store,
+    runtime: Runtime<AttemptJournal>,
+    committer: Committer,
+    cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    active: Mutex<HashMap<String, (i64, Arc<Interrupt>)>>,
+    wake: Notify,
+    finished: broadcast::Sender<String>,
+}
+
+/// How often the scheduler looks for due requests when nothing wakes it.
+const POLL: Duration = Duration::from_millis(100);
+
+impl Executor {
+    /// An executor with at most `capacity` attempts at once.
+    pub fn new(
+        store: Store,
+        runtime: Runtime<AttemptJournal>,
+        cluster: Arc<Cluster>,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            committer: Committer::spawn(store.clone(), metrics.clone()),
+            store,
+            runtime,
+            cluster,
+            metrics,
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            active: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            finished: broadcast::channel(1024).0,
+        })
+    }
+
+    /// The runtime, for deploys.
+    pub fn runtime(&self) -> &Runtime<AttemptJournal> {
+        &self.runtime
+    }
+
+    /// Attempts executing now.
+    pub fn running(&self) -> usize {
+        self.active.lock().expect("active lock").len()
+    }
+
+    /// Asks the scheduler to look for due requests now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Request ids whose attempt on this server just ended.
+    pub fn finished(&self) -> broadcast::Receiver<String> {
+        self.finished.subscribe()
+    }
+
+    /// Stops every attempt at its next host call; they write nothing more.
+    pub fn interrupt_all(&self, abort: &Abort) {
+        for (_, interrupt) in self.active.lock().expect("active lock").values() {
+            interrupt.raise(abort);
+        }
+    }
+
+    /// The `(request, epoch)` of every attempt executing here.
+    pub fn active(&self) -> Vec<(String, i64)> {
+        let active = self.active.lock().expect("active lock");
+        active.iter().map(|(id, (epoch, _))| (id.clone(), *epoch)).collect()
+    }
+
+    /// Stops the attempts of `checked` (taken from [`Executor::active`]
+    /// before the database was asked) that the database no longer records as
+    /// running here at their epoch: cancelled, or moved elsewhere.
+    pub fn fence_lost(&self, checked: &[(String, i64)], running_here: &[(String, i64)]) {
+        let active = self.active.lock().expect("active lock");
+        for attempt in checked {
+            if !running_here.contains(attempt)
+                && let Some((epoch, interrupt)) = active.get(&attempt.0)
+                && *epoch == attempt.1
+            {
+                interrupt.raise(&Abort::Lost);
+            }
+        }
+    }
+
+    /// Waits until no attempt runs, or `limit` passes.
+    pub async fn drain(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            let _all = self.slots.acquire_many(self.capacity as u32).await;
+        })
+        .await;
+    }
+
+    /// The scheduler loop; returns when `stop` is notified.
+    pub async fn schedule(self: Arc<Self>, stop: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                _ = stop.notified() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            if let Err(e) = self.claim_due().await {
+                tracing::warn!(error = %e, "looking for due requests failed");
+            }
+        }
+    }
+
+    async fn claim_due(self: &Arc<Self>) -> Result<(), StoreError> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let due = self.store.due_requests(&self.cluster.id, (free * 2) as i64).await?;
+        for id in due {
+            if self.active.lock().expect("active lock").contains_key(&id) {
+                continue;
+            }
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            if let Some(claim) = self.store.claim(&id, &self.cluster.id).await? {
+                let interrupt = Arc::new(Interrupt::default());
+                self.active
+                    .lock()
+                    .expect("active lock")
+                    .insert(id.clone(), (claim.fence.epoch, interrupt.clone()));
+                tokio::spawn(self.clone().attempt(claim, interrupt, slot));
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt(self: Arc<Self>, claim: Claim, interrupt: Arc<Interrupt>, _slot: OwnedSemaphorePermit) {
+        let fence = claim.fence.clone();
+        let outcome = self.execute(claim, interrupt).await;
+        if let Some(outcome) = outcome {
+            self.metrics.record_outcome(matches!(outcome, Outcome::Succeeded(_)));
+            self.write_outcome(&fence, &outcome).await;
+        }
+        self.active.lock().expect("active lock").remove(&fence.request);
+        let _ = self.finished.send(fence.request.clone());
+        // A retry may be due soon, and a slot is free again.
+        self.wake();
+    }
+
+    /// Runs one attempt; `None` when it must write nothing (it lost the request).
+    async fn execute(&self, claim: Claim, interrupt: Arc<Interrupt>) -> Option<Outcome> {
+        let request = claim.fence.request.clone();
+        let prepared = self.prepare(&claim).await;
+        let (properties, component, input, records) = match prepared {
+            Ok(prepared) => prepared,
+            Err(Prepare::Fatal(message)) => {
+                tracing::error!(%request, "{message}");
+                return Some(Outcome::Error(message));
+            }
+            Err(Prepare::Retry(message)) => {
+                tracing::warn!(%request, "{message}");
+                return Some(Outcome::Retry {
+                    error: message,
+                    delay_ms: 1000,
+                });
+            }
+        };
+        let journal = AttemptJournal::new(
+            self.store.clone(),
+            self.committer.clone(),
+            self.metrics.clone(),
+            claim.fence.clone(),
+            claim.flow.clone(),
+            claim.generation,
+            records,
+            self.cluster.lease(),
+            interrupt,
+        );
+        tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
+        let attempt = self.runtime.run(&component, journal, &input).await;
+        self.metrics.record_attempt(attempt.instantiate);
+        match attempt.journal.abort {
+            Some(Abort::Lost) | Some(Abort::Stopping) => {
+                tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is no longer this server's to run");
+                return None;
+            }
+            Some(Abort::Nondeterminism(message)) | Some(Abort::Storage(message)) => {
+                tracing::error!(%request, "{message}");
+                return Some(Outcome::Error(message));
+            }
+            None => {}
+        }
+        let error = match attempt.result {
+            Ok(Ok(output)) => {
+                return match self.store.put_payload(output) {
+                    Ok(output) => Some(Outcome::Succeeded(output)),
+                    Err(e) => Some(Outcome::Retry {
+                        error: format!("storing the output: {e}"),
+                        delay_ms: properties.retry_interval_ms as i64,
+                    }),
+                };
+            }
+            Ok(Err(flow_error)) => flow_error,
+            Err(AttemptError::Trap(trap) | AttemptError::Invalid(trap)) => trap,
+        };
+        let failures = claim.failures as u32 + 1;
+        if failures > properties.max_retries {
+            let error = if properties.max_retries == 0 {
+                error
+            } else {
+                format!("{error} (after {} retries)", properties.max_retries)
+            };
+            tracing::warn!(%request, "{error}");
+            Some(Outcome::Error(error))
+        } else {
+            tracing::info!(%request, failures, "{error}; will retry");
+            Some(Outcome::Retry {
+                error,
+                delay_ms: properties.retry_delay_ms(failures) as i64,
+            })
+        }
+    }
+
+    /// Everything an attempt needs, each failure said in a sentence.
+    async fn prepare(
+        &self,
+        claim: &Claim,
+    ) -> Result<
+        (
+            FlowProperties,
+            Arc<baton_runtime::FlowComponent<AttemptJournal>>,
+            Vec<u8>,
+            Vec<baton_store::CheckpointRecord>,
+        ),
+        Prepare,
+    > {
+        let hash = &claim.version;
+        let version = self
+            .store
+            .version(hash)
+            .await
+            .map_err(|e| Prepare::Retry(format!("reading flow version {hash}: {e}")))?
+            .ok_or_else(|| Prepare::Fatal(format!("flow version {hash} of {} is not deployed in this cluster", claim.flow)))?;
+        let properties: FlowProperties = serde_json::from_str(&version.properties)
+            .map_err(|e| Prepare::Fatal(format!("flow version {hash} has unreadable properties: {e}")))?;
+        let blobs = self.store.blobs().clone();
+        let size = version.size as u64;
+        let component = self
+            .runtime
+            .load(hash, || blobs.get(hash, size).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| Prepare::Fatal(format!("flow version {hash} cannot be loaded: {e}")))?;
+        let input = self
+            .store
+            .load_payload(&claim.input)
+            .map_err(|e| Prepare::Fatal(format!("the request's input cannot be read: {e}")))?;
+        let records = self
+            .store
+            .journal(&claim.fence.request, claim.generation)
+            .await
+            .map_err(|e| Prepare::Retry(format!("reading the journal: {e}")))?;
+        Ok((properties, component, input, records))
+    }
+
+    /// Writes the outcome under the attempt's fence. A database that is away
+    /// delays the write; a lost fence means another attempt owns the request.
+    async fn write_outcome(&self, fence: &Fence, outcome: &Outcome) {
+        let mut lease = self.cluster.lease();
+        loop {
+            match self.store.finish(fence, outcome).await {
+                Ok(()) => return,
+                Err(StoreError::Fenced { .. }) => {
+                    tracing::info!(request = %fence.request, epoch = fence.epoch, "outcome not written: the request moved on");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(request = %fence.request, error = %e, "writing the outcome failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if lease.borrow_and_update().terminated {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Prepare {
+    /// The request cannot run: `error`.
+    Fatal(String),
+    /// Something passing failed: retry later.
+    Retry(String),
+}
