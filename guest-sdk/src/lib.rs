@@ -159,7 +159,6 @@ pub mod __private {
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
-    use crate::bindings::baton::flow::journal::{self, Level};
     use crate::{Ctx, FlowError};
 
     /// Runs a flow function on a JSON input: the body of the exported `run`.
@@ -171,26 +170,9 @@ pub mod __private {
         I: DeserializeOwned,
         O: Serialize,
     {
-        install_panic_hook();
         let input = serde_json::from_slice(input).map_err(|e| format!("invalid input: {e}"))?;
         let output = flow(&mut Ctx::new(), input).map_err(|e| e.to_string())?;
         serde_json::to_vec(&output).map_err(|e| format!("invalid output: {e}"))
-    }
-
-    /// Sends panic messages to the server log: without a hook they would go
-    /// to a stderr the host does not show, and the trap alone says little.
-    fn install_panic_hook() {
-        static INSTALLED: std::sync::Once = std::sync::Once::new();
-        INSTALLED.call_once(|| {
-            std::panic::set_hook(Box::new(|info| {
-                let message = info.payload_as_str().unwrap_or("(no message)");
-                let message = match info.location() {
-                    Some(at) => format!("flow panicked at {at}: {message}"),
-                    None => format!("flow panicked: {message}"),
-                };
-                journal::log(Level::Error, &message);
-            }));
-        });
     }
 }
 

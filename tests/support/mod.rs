@@ -1,0 +1,366 @@
+//! What the integration tests share: built guests, real server processes,
+//! a side-effect HTTP server, deadlines.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Builds the example flows and the test guests once per test binary and
+/// returns the folder holding the `.wasm` files.
+pub fn guests() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        for workspace in ["flows", "tests/guests"] {
+            let status = Command::new(&cargo)
+                .args(["build", "--release", "--target", "wasm32-wasip2"])
+                .current_dir(root().join(workspace))
+                .status()
+                .expect("running cargo for the guests");
+            assert!(status.success(), "building the guests in {workspace} failed");
+        }
+        root().join("target/wasm32-wasip2/release")
+    })
+}
+
+/// The bytes of a built guest, by file stem (`steps`, `batch_import`, …).
+pub fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(guests().join(format!("{name}.wasm"))).unwrap()
+}
+
+/// A PostgreSQL database of its own for one test, or `None` when
+/// `BATON_TEST_POSTGRES` is set to `off`.
+pub fn postgres_url() -> String {
+    let base = std::env::var("BATON_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    format!("{}/baton_test_{:016x}", base.trim_end_matches('/'), fastrand::u64(..))
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub database: String,
+    pub storage: PathBuf,
+    pub heartbeat_ms: u64,
+    pub lease_ms: u64,
+    pub extra: Vec<String>,
+}
+
+impl Setup {
+    /// One-server SQLite setup in `dir`.
+    pub fn sqlite(dir: &Path) -> Self {
+        Self {
+            database: format!("sqlite://{}", dir.join("baton.db").display()),
+            storage: dir.join("store"),
+            heartbeat_ms: 200,
+            lease_ms: 1000,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A cluster setup sharing a PostgreSQL database and a storage folder.
+    pub fn postgres(dir: &Path) -> Self {
+        Self {
+            database: postgres_url(),
+            ..Self::sqlite(dir)
+        }
+    }
+}
+
+/// A real `baton up` process.
+pub struct Server {
+    pub name: String,
+    pub base: String,
+    pub data: PathBuf,
+    setup: Setup,
+    child: Option<Child>,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Starts a server named `name` with its data folder in `dir/name`.
+    pub async fn start(dir: &Path, name: &str, setup: &Setup) -> Server {
+        let mut server = Server {
+            name: name.to_owned(),
+            base: String::new(),
+            data: dir.join(name),
+            setup: setup.clone(),
+            child: None,
+            log: dir.join(format!("{name}.log")),
+            http: reqwest::Client::new(),
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let out = self.data.with_extension("out");
+        let _ = std::fs::remove_file(&out);
+        let stdout = std::fs::File::create(&out).unwrap();
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("up")
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--listen", "127.0.0.1:0", "--name", &self.name])
+            .arg("--database")
+            .arg(&self.setup.database)
+            .arg("--storage")
+            .arg(&self.setup.storage)
+            .args(["--heartbeat-ms", &self.setup.heartbeat_ms.to_string()])
+            .args(["--lease-ms", &self.setup.lease_ms.to_string()])
+            .args(&self.setup.extra)
+            .env("BATON_LOG", "info,sqlx=warn")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("starting baton");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(line) = text.lines().find_map(|l| l.strip_prefix("baton: listening on ")) {
+                self.base = line.trim().to_owned();
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server {} exited with {status} before listening; log:\n{}", self.name, self.log_text());
+            }
+            assert!(Instant::now() < deadline, "server {} did not start; log:\n{}", self.name, self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server ID kept in its data folder.
+    pub fn id(&self) -> String {
+        std::fs::read_to_string(self.data.join("server-id")).unwrap().trim().to_owned()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, SIGTERM…).
+    pub fn signal(&self, signal: i32) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits for the process to exit after a signal.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = self.child.as_mut().unwrap().wait().unwrap();
+        self.child = None;
+        status
+    }
+
+    /// Starts the process again on the same data folder.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let response = self.http.post(format!("{}{path}", self.base)).body(body).send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deploys a component; returns its version hash.
+    pub async fn deploy(&self, wasm: Vec<u8>) -> String {
+        let (status, body) = self.post("/api/flows", wasm).await;
+        assert_eq!(status, StatusCode::CREATED, "deploy failed: {body}");
+        body["version"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a request; returns its id.
+    pub async fn start_request(&self, flow: &str, input: Value) -> String {
+        let (status, body) = self.post(&format!("/api/flows/{flow}/requests"), input.to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "start failed: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn request(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/requests/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Polls the request until `done` holds for it, or panics at the deadline.
+    pub async fn wait_request(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let request = self.request(id).await;
+            if done(&request) {
+                return request;
+            }
+            assert!(Instant::now() < deadline, "request {id} did not get there in {limit:?}: {request:#}\nlog of {}:\n{}", self.name, self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the request to finish (succeeded, error or cancelled).
+    pub async fn wait_final(&self, id: &str, limit: Duration) -> Value {
+        self.wait_request(id, limit, |r| matches!(r["status"].as_str(), Some("succeeded" | "error" | "cancelled"))).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on a child we spawned: a stopped test server is resumed so it can die.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+            }
+        }
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
+pub async fn eventually<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A local HTTP server that flows call for their side effects. It counts
+/// every call per path and per idempotency key, and can be told to fail a
+/// path a number of times or to answer slowly.
+#[derive(Clone)]
+pub struct Sidecar {
+    pub url: String,
+    state: Arc<Mutex<SidecarState>>,
+}
+
+#[derive(Default)]
+struct SidecarState {
+    calls: HashMap<String, u32>,
+    keys: HashMap<String, u32>,
+    fail: HashMap<String, u32>,
+    delay_ms: u64,
+    answers: HashMap<String, Vec<(u16, String)>>,
+}
+
+impl Sidecar {
+    pub async fn start() -> Sidecar {
+        let state = Arc::new(Mutex::new(SidecarState::default()));
+        let app = axum::Router::new()
+            .route("/{*path}", axum::routing::any(sidecar_call))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Sidecar { url, state }
+    }
+
+    /// Calls seen on `path` (e.g. `/step/3`).
+    pub fn calls(&self, path: &str) -> u32 {
+        self.state.lock().unwrap().calls.get(path).copied().unwrap_or(0)
+    }
+
+    /// Every call count by path.
+    pub fn all_calls(&self) -> HashMap<String, u32> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls seen per idempotency key.
+    pub fn keys(&self) -> HashMap<String, u32> {
+        self.state.lock().unwrap().keys.clone()
+    }
+
+    /// The next `times` calls on `path` answer 500.
+    pub fn fail(&self, path: &str, times: u32) {
+        self.state.lock().unwrap().fail.insert(path.to_owned(), times);
+    }
+
+    /// Every call waits this long before answering.
+    pub fn delay(&self, ms: u64) {
+        self.state.lock().unwrap().delay_ms = ms;
+    }
+
+    /// Calls on `path` get these answers in turn (the last one repeats).
+    pub fn answers(&self, path: &str, answers: Vec<(u16, &str)>) {
+        self.state
+            .lock()
+            .unwrap()
+            .answers
+            .insert(path.to_owned(), answers.into_iter().map(|(s, b)| (s, b.to_owned())).collect());
+    }
+}
+
+async fn sidecar_call(
+    State(state): State<Arc<Mutex<SidecarState>>>,
+    UrlPath(path): UrlPath<String>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
+    let path = format!("/{path}");
+    let (delay, answer) = {
+        let mut state = state.lock().unwrap();
+        let n = {
+            let calls = state.calls.entry(path.clone()).or_default();
+            *calls += 1;
+            *calls
+        };
+        if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+            *state.keys.entry(key.to_owned()).or_default() += 1;
+        }
+        let answer = if let Some(left) = state.fail.get_mut(&path).filter(|left| **left > 0) {
+            *left -= 1;
+            (500, "deliberate failure".to_owned())
+        } else if let Some(answers) = state.answers.get(&path) {
+            answers[(n as usize - 1).min(answers.len() - 1)].clone()
+        } else {
+            (200, json!({ "ok": true, "path": path }).to_string())
+        };
+        (state.delay_ms, answer)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    (StatusCode::from_u16(answer.0).unwrap(), answer.1)
+}
