@@ -1,1 +1,254 @@
-//! placeholder
+//! The checkpoint store's contract, every test on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use baton_store::{
+    CheckpointWrite, Fence, NewRequest, Outcome, RequestFilter, RequestStatus, Store, StoreError,
+    VersionRow,
+};
+
+/// A store of its own (SQLite file or PostgreSQL database) with one flow.
+struct Db {
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn open(postgres: bool) -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = if postgres {
+        support::postgres_url()
+    } else {
+        format!("sqlite://{}", dir.path().join("baton.db").display())
+    };
+    let store = Store::connect(&url, &dir.path().join("store")).await.unwrap();
+    store
+        .deploy(&VersionRow {
+            hash: "v1".into(),
+            flow: "f".into(),
+            size: 1,
+            properties: "{}".into(),
+            deployed_at: 0,
+        })
+        .await
+        .unwrap();
+    Db { store, _dir: dir }
+}
+
+impl Db {
+    async fn request(&self, id: &str, owner: &str, movable: bool) {
+        let input = self.store.put_payload(b"{}".to_vec()).unwrap();
+        self.store
+            .create_request(&NewRequest {
+                id: id.into(),
+                flow: "f".into(),
+                version: "v1".into(),
+                owner: owner.into(),
+                input,
+                other_server_retry: movable,
+                resume: true,
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn commit(&self, fence: &Fence, seq: i64) -> Result<(), StoreError> {
+        let payload = self.store.put_payload(seq.to_string().into_bytes()).unwrap();
+        let write = CheckpointWrite {
+            fence: fence.clone(),
+            generation: 0,
+            seq,
+            name: format!("step-{seq}"),
+            payload,
+        };
+        self.store.commit_checkpoints(&[write]).await.unwrap().remove(0)
+    }
+
+    /// Makes `id`'s heartbeat older than any lease used here.
+    async fn age(&self) {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+const LEASE_MS: i64 = 10;
+
+async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
+    let store = &db.store;
+    let a = store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let first = store.claim("r", "a").await.unwrap().expect("a claims");
+    db.commit(&first.fence, 0).await.unwrap();
+
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let takeover = store.take_over("a", "b", b, LEASE_MS).await.unwrap().expect("a is dead");
+    assert_eq!(takeover.requests, ["r"]);
+
+    // The old owner is fenced: no checkpoint, no outcome.
+    assert!(matches!(db.commit(&first.fence, 1).await, Err(StoreError::Fenced { .. })));
+    let finished = store.finish(&first.fence, &Outcome::Error("late".into())).await;
+    assert!(matches!(finished, Err(StoreError::Fenced { .. })));
+    assert!(!store.heartbeat("a", a).await.unwrap(), "a learns it was found dead");
+
+    let second = store.claim("r", "b").await.unwrap().expect("b claims");
+    assert!(second.fence.epoch > first.fence.epoch);
+    assert_eq!(store.journal("r", 0).await.unwrap().len(), 1, "the journal survived the move");
+    db.commit(&second.fence, 1).await.unwrap();
+    // A sequence number is committed once, even by the owner.
+    assert!(matches!(db.commit(&second.fence, 1).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(db.commit(&second.fence, 3).await, Err(StoreError::Fenced { .. })));
+    let journal = store.journal("r", 0).await.unwrap();
+    assert_eq!(journal.iter().map(|c| (c.seq, c.server.as_str())).collect::<Vec<_>>(), [(0, "a"), (1, "b")]);
+}
+
+async fn racing_detectors_take_over_exactly_once(db: Db) {
+    let store = &db.store;
+    store.join("dead", None, "d:1").await.unwrap();
+    for i in 0..20 {
+        db.request(&format!("r{i}"), "dead", true).await;
+    }
+    db.request("stays", "dead", false).await;
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let c = store.join("c", None, "c:1").await.unwrap();
+    let (from_b, from_c) = tokio::join!(
+        store.take_over("dead", "b", b, LEASE_MS),
+        store.take_over("dead", "c", c, LEASE_MS)
+    );
+    let (from_b, from_c) = (from_b.unwrap(), from_c.unwrap());
+    assert!(from_b.is_some() != from_c.is_some(), "exactly one takeover");
+    let moved = from_b.or(from_c).unwrap().requests;
+    assert_eq!(moved.len(), 20, "the flow that must stay was not moved");
+    let stays = store.request("stays").await.unwrap().unwrap();
+    assert_eq!(stays.owner.as_deref(), Some("dead"));
+    let dead = store.server("dead").await.unwrap().unwrap();
+    assert_eq!(dead.status.as_str(), "terminated");
+}
+
+async fn a_dead_server_cannot_take_over(db: Db) {
+    let store = &db.store;
+    store.join("x", None, "x:1").await.unwrap();
+    let y = store.join("y", None, "y:1").await.unwrap();
+    db.age().await;
+    let z = store.join("z", None, "z:1").await.unwrap();
+    store.take_over("y", "z", z, LEASE_MS).await.unwrap().expect("y is dead");
+    // y was found dead; it must not adopt x's requests.
+    let refused = store.take_over("x", "y", y, LEASE_MS).await;
+    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert_eq!(store.server("x").await.unwrap().unwrap().status.as_str(), "running");
+}
+
+async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
+    let store = &db.store;
+    let a = store.join("a", None, "a:1").await.unwrap();
+    store.join("b", None, "b:1").await.unwrap();
+    db.request("moves", "a", true).await;
+    db.request("stays", "a", false).await;
+    let claim = store.claim("moves", "a").await.unwrap().unwrap();
+    let handed = store.stop_server("a", a).await.unwrap();
+    assert_eq!(handed, ["moves"]);
+    assert!(matches!(db.commit(&claim.fence, 0).await, Err(StoreError::Fenced { .. })));
+    assert_eq!(store.due_requests("b", 10).await.unwrap(), ["moves"]);
+    let taken = store.claim("moves", "b").await.unwrap().expect("b claims the handed-over request");
+    assert_eq!(taken.fence.owner, "b");
+    assert_eq!(store.server("a").await.unwrap().unwrap().status.as_str(), "stopped");
+}
+
+async fn cancel_and_reexecute_follow_the_rules(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    store.join("b", None, "b:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let claim = store.claim("r", "a").await.unwrap().unwrap();
+
+    let refused = store.reexecute("r", "b", 60_000).await;
+    assert!(matches!(&refused, Err(StoreError::Refused(why)) if why.contains("it is running")), "{refused:?}");
+
+    store.finish(&claim.fence, &Outcome::Error("boom".into())).await.unwrap();
+    store.reexecute("r", "b", 60_000).await.unwrap();
+    let request = store.request("r").await.unwrap().unwrap();
+    assert_eq!((request.status, request.owner.as_deref(), request.failures), (RequestStatus::WaitingRetry, Some("b"), 0));
+    assert!(store.claim("r", "a").await.unwrap().is_none(), "only the new owner claims it");
+    let claim = store.claim("r", "b").await.unwrap().unwrap();
+
+    store.cancel("r", "b").await.unwrap();
+    assert!(matches!(db.commit(&claim.fence, 0).await, Err(StoreError::Fenced { .. })));
+    let again = store.cancel("r", "b").await;
+    assert!(matches!(&again, Err(StoreError::Refused(why)) if why.contains("already cancelled")), "{again:?}");
+    assert!(matches!(store.cancel("nope", "b").await, Err(StoreError::NotFound(_))));
+    let kinds: Vec<String> = store.events("r").await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["created", "attempt", "error", "reexecuted", "attempt", "cancelled"]);
+}
+
+async fn requests_page_newest_first_without_gaps(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    for i in 0..25 {
+        db.request(&format!("r{i:02}"), "a", true).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_requests(&RequestFilter { after: after.clone(), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|r| (r.created_at, r.id)));
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "strictly newest first: {seen:?}");
+    let queued = store
+        .list_requests(&RequestFilter { status: Some(RequestStatus::Queued), flow: Some("f".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 25);
+}
+
+async fn payloads_are_verified_on_read(db: Db) {
+    let store = &db.store;
+    let small = store.put_payload(b"{\"a\":1}".to_vec()).unwrap();
+    assert!(small.inline.is_some());
+    assert_eq!(store.load_payload(&small).unwrap(), b"{\"a\":1}");
+    let mut tampered = small.clone();
+    tampered.inline = Some(b"{\"a\":2}".to_vec());
+    assert!(matches!(store.load_payload(&tampered), Err(StoreError::Corrupt { .. })));
+
+    let big = store.put_payload(vec![7u8; 100_000]).unwrap();
+    assert!(big.inline.is_none());
+    let path = store.blobs().path(&big.hash);
+    assert!(path.starts_with(store.blobs().path("").parent().unwrap()));
+    std::fs::write(&path, vec![7u8; 99_999]).unwrap();
+    let error = store.load_payload(&big).unwrap_err();
+    assert!(error.to_string().contains(&format!("blob {} is corrupted", big.hash)), "{error}");
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(store.load_payload(&big), Err(StoreError::MissingBlob { .. })));
+}
+
+/// Each body above runs once per backend.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::open(false).await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::open(true).await).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_stale_epoch_cannot_commit_or_finish,
+    racing_detectors_take_over_exactly_once,
+    a_dead_server_cannot_take_over,
+    a_clean_stop_hands_requests_to_the_cluster,
+    cancel_and_reexecute_follow_the_rules,
+    requests_page_newest_first_without_gaps,
+    payloads_are_verified_on_read,
+);
