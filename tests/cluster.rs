@@ -1,1 +1,246 @@
-//! placeholder
+//! Three real server processes on PostgreSQL sharing one storage folder:
+//! failover after kill -9, a paused owner, a clean stop, flows that must
+//! stay, re-execution.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Server, Setup, Sidecar, eventually, wasm};
+
+const LONG: Duration = Duration::from_secs(90);
+
+async fn cluster(dir: &std::path::Path, setup: &Setup, n: usize) -> Vec<Server> {
+    let mut servers = Vec::new();
+    for i in 0..n {
+        servers.push(Server::start(dir, &format!("s{i}"), setup).await);
+    }
+    servers
+}
+
+/// The checkpoints of a request as `(seq, server id, epoch)`.
+fn checkpoints(request: &Value) -> Vec<(i64, String, i64)> {
+    request["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["seq"].as_i64().unwrap(), c["server"].as_str().unwrap().to_owned(), c["epoch"].as_i64().unwrap()))
+        .collect()
+}
+
+fn assert_each_seq_once(request: &Value, steps: i64) {
+    let seqs: Vec<i64> = checkpoints(request).iter().map(|c| c.0).collect();
+    assert_eq!(seqs, (0..steps).collect::<Vec<_>>(), "{request:#}");
+}
+
+fn sum_of_squares(n: u64) -> u64 {
+    (0..n).map(|i| i * i).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_owner_moves_the_request_to_another_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 3).await;
+    servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(250);
+
+    let id = servers[0].start_request("steps", json!({ "steps": 10, "url": sidecar.url })).await;
+    let before = servers[1]
+        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 3)
+        .await;
+    let owner = servers[0].id();
+    servers[0].kill();
+    let committed = before["checkpoints"].as_array().unwrap().len() as u32;
+
+    let request = servers[1].wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["output"]["sum"], sum_of_squares(10));
+    assert_each_seq_once(&request, 10);
+    let new_owner = request["owner"].as_str().unwrap();
+    assert_ne!(new_owner, owner);
+    // Steps committed before the kill were not run again.
+    for step in 0..committed {
+        assert_eq!(sidecar.calls(&format!("/step/{step}")), 1, "step {step} repeated");
+    }
+    let events: Vec<&str> = request["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(events.contains(&"taken_over"), "{events:?}");
+    let servers_view = servers[1].get("/api/servers").await.1;
+    let dead = servers_view.as_array().unwrap().iter().find(|s| s["id"] == owner.as_str()).unwrap();
+    assert_eq!(dead["status"], "terminated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_writes_nothing_after_losing_its_request_and_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 3).await;
+    servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(250);
+
+    let id = servers[0].start_request("steps", json!({ "steps": 10, "url": sidecar.url })).await;
+    servers[1]
+        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .await;
+    let paused = servers[0].id();
+    servers[0].signal(libc::SIGSTOP);
+    let request = servers[1].wait_final(&id, LONG).await;
+    servers[0].signal(libc::SIGCONT);
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+
+    // The paused server comes back, learns it was found dead, and rejoins.
+    let rejoined = eventually(LONG, "the paused server to rejoin", async || {
+        let (_, list) = servers[1].get("/api/servers").await;
+        list.as_array()?
+            .iter()
+            .find(|s| s["id"] == paused.as_str() && s["status"] == "running" && s["incarnation"].as_i64() > Some(1))
+            .cloned()
+    })
+    .await;
+    assert_eq!(rejoined["status"], "running");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let after = servers[1].request(&id).await;
+    assert_eq!(checkpoints(&after), checkpoints(&request), "nothing was written after the move");
+    assert_each_seq_once(&after, 10);
+    let takeover_epoch = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "taken_over")
+        .and_then(|e| e["epoch"].as_i64())
+        .expect("a takeover event");
+    for (seq, server, epoch) in checkpoints(&after) {
+        assert!(server != paused || epoch < takeover_epoch, "checkpoint {seq} written by the paused server at epoch {epoch}");
+    }
+    assert_eq!(after["status"], "succeeded");
+    assert!(servers[0].log_text().contains("found marked dead while alive"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_requests_over_without_waiting_for_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::postgres(dir.path());
+    // A lease far longer than the test: only a handover can move the request.
+    setup.lease_ms = 120_000;
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(200);
+
+    let id = servers[0].start_request("steps", json!({ "steps": 8, "url": sidecar.url })).await;
+    servers[1]
+        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .await;
+    let stopping = servers[0].id();
+    servers[0].signal(libc::SIGTERM);
+    assert!(servers[0].wait_exit().success(), "a clean stop exits 0");
+
+    let request = servers[1].wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["owner"], servers[1].id().as_str());
+    assert_each_seq_once(&request, 8);
+    let (_, list) = servers[1].get("/api/servers").await;
+    let stopped = list.as_array().unwrap().iter().find(|s| s["id"] == stopping.as_str()).unwrap().clone();
+    assert_eq!(stopped["status"], "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_must_stay_waits_for_its_own_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("steps_local")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(200);
+
+    let id = servers[0].start_request("steps-local", json!({ "steps": 6, "url": sidecar.url })).await;
+    servers[1]
+        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .await;
+    let owner = servers[0].id();
+    servers[0].kill();
+
+    // The owner is found dead, but the request is not moved.
+    eventually(LONG, "the owner to be marked terminated", async || {
+        let (_, list) = servers[1].get("/api/servers").await;
+        list.as_array()?.iter().find(|s| s["id"] == owner.as_str() && s["status"] == "terminated").map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting = servers[1].request(&id).await;
+    assert_eq!(waiting["owner"], owner.as_str());
+    assert_ne!(waiting["status"], "succeeded");
+
+    servers[0].restart().await;
+    let request = servers[0].wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["owner"], owner.as_str());
+    let writers: HashSet<String> = checkpoints(&request).into_iter().map(|c| c.1).collect();
+    assert_eq!(writers, HashSet::from([owner]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reexecute_makes_the_calling_server_the_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.fail("/step/1", 3);
+
+    let id = servers[0].start_request("steps", json!({ "steps": 3, "url": sidecar.url })).await;
+    let failed = servers[0].wait_final(&id, LONG).await;
+    assert_eq!(failed["status"], "error", "{failed:#}");
+
+    let (status, refused) = servers[1].post("/api/requests/nope/reexecute", "").await;
+    assert_eq!(status, 404, "{refused}");
+    let (status, body) = servers[1].post(&format!("/api/requests/{id}/reexecute"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let request = servers[1].wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["owner"], servers[1].id().as_str());
+    let (status, body) = servers[0].post(&format!("/api/requests/{id}/reexecute"), "").await;
+    assert_eq!(status, 409, "a succeeded request is not re-executed: {body}");
+    assert!(body["error"].as_str().unwrap().contains("succeeded"));
+    // Step 0 was committed by the first owner and replayed by the second.
+    assert_eq!(sidecar.calls("/step/0"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let original = Server::start(dir.path(), "original", &setup).await;
+    let clone = dir.path().join("clone");
+    std::fs::create_dir_all(&clone).unwrap();
+    std::fs::copy(original.data.join("server-id"), clone.join("server-id")).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("up")
+        .arg("--data")
+        .arg(&clone)
+        .args(["--listen", "127.0.0.1:0", "--database", &setup.database, "--heartbeat-ms", "200", "--lease-ms", "1000"])
+        .arg("--storage")
+        .arg(&setup.storage)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("already heartbeating from another live process"), "{stderr}");
+
+    // A second process on the same data folder is refused at once.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("up")
+        .arg("--data")
+        .arg(&original.data)
+        .args(["--listen", "127.0.0.1:0", "--database", &setup.database])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another baton process"));
+}
