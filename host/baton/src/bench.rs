@@ -1,10 +1,275 @@
-//! `baton bench`.
+//! `baton bench`: checkpointed requests against raw single-row commits on
+//! the same database, in the same run.
+//!
+//! Timings on a shared machine swing; the figures that mean something are
+//! the ratios against the raw baseline measured in the same process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use baton_runtime::{Runtime, RuntimeConfig};
+use baton_store::{Backend, NewRequest, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::Notify;
+
+use crate::cluster::{Cluster, Timing};
+use crate::deploy;
+use crate::executor::Executor;
+use crate::metrics::Metrics;
 
 /// Benchmark options.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Requests in the throughput run.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Requests in flight at once in the throughput run.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Database: a fresh SQLite file by default; with `postgres://…` a fresh
+    /// database on that server.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// The flow crate to run (10 checkpoints per request).
+    #[arg(long, default_value = "flows/batch-import")]
+    pub flow: PathBuf,
+}
 
-/// Runs the benchmark.
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// Percentile of sorted samples.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn sorted(mut samples: Vec<u64>) -> Vec<u64> {
+    samples.sort_unstable();
+    samples
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} {per_sec}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A database URL naming a fresh database next to the one given.
+fn fresh_database(base: &str, dir: &std::path::Path) -> String {
+    let name = format!("baton_bench_{:012x}", fastrand::u64(..) >> 16);
+    match Backend::of(base) {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("bench.db").display()),
+        Backend::Postgres => {
+            let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+            let server = rest.split('/').next().unwrap_or(rest);
+            format!("{scheme}://{server}/{name}")
+        }
+    }
+}
+
+/// Runs the benchmark and prints the figures.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temporary folder")?;
+    let database = fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let store = Store::connect(&database, &dir.path().join("store")).await?;
+    let metrics = Arc::new(Metrics::default());
+    let timing = Timing {
+        heartbeat: Duration::from_secs(1),
+        lease: Duration::from_secs(5),
+    };
+    let cluster = Arc::new(
+        Cluster::join(store.clone(), "bench".into(), None, "bench".into(), timing, metrics.clone(), dir.path())
+            .await?,
+    );
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: dir.path().join("compiled"),
+        max_instances: (args.concurrency + 8) as u32,
+        ..RuntimeConfig::default()
+    })?;
+    let capacity = args.concurrency.max(1);
+    let executor = Executor::new(store.clone(), runtime, cluster.clone(), metrics.clone(), capacity);
+    let stop = Arc::new(Notify::new());
+    let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
+    let membership = tokio::spawn(crate::server::heartbeat(cluster.clone(), executor.clone(), store.clone()));
+
+    let (_, bytes) = deploy::component_bytes(&args.flow)
+        .await?
+        .into_iter()
+        .next()
+        .context("the bench flow built nothing")?;
+    let deployed = deploy::deploy(&store, executor.runtime(), bytes).await?;
+    let version = store.version(&deployed.version).await?.context("deployed version")?;
+    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)?;
+    let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
+    println!(
+        "baton bench: {} on {} ({} requests, concurrency {}, 10 checkpoints each)",
+        deployed.name,
+        match store.backend() {
+            Backend::Sqlite => "SQLite (WAL, synchronous=FULL)",
+            Backend::Postgres => "PostgreSQL",
+        },
+        args.requests,
+        args.concurrency
+    );
+
+    // Wasm overhead: a fresh instance and one export call, no host calls.
+    let component = executor
+        .runtime()
+        .load(&deployed.version, || Err("loaded at deploy".into()))
+        .await?;
+    let overhead_runs = 2000;
+    let progress = bar(overhead_runs, "instantiate+call");
+    let mut overhead = Vec::with_capacity(overhead_runs);
+    for _ in 0..overhead_runs {
+        let started = Instant::now();
+        executor.runtime().properties(&component).await?;
+        overhead.push(started.elapsed().as_nanos() as u64);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let overhead = sorted(overhead);
+
+    let submit = async |requests: usize, concurrency: usize, label: &str| -> anyhow::Result<(Duration, Vec<u64>)> {
+        let progress = bar(requests, label);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for _ in 0..concurrency {
+            let (store, executor, next, progress) = (store.clone(), executor.clone(), next.clone(), progress.clone());
+            let (flow, version, owner, input) =
+                (deployed.name.clone(), deployed.version.clone(), cluster.id.clone(), input.clone());
+            let other_server_retry = properties.other_server_retry;
+            clients.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    let mut finished = executor.finished();
+                    let began = Instant::now();
+                    store
+                        .create_request(&NewRequest {
+                            id: id.clone(),
+                            flow: flow.clone(),
+                            version: version.clone(),
+                            owner: owner.clone(),
+                            input: store.put_payload(input.clone())?,
+                            other_server_retry,
+                            resume: true,
+                        })
+                        .await?;
+                    executor.wake();
+                    loop {
+                        match finished.recv().await {
+                            Ok(done) if done == id => break,
+                            Ok(_) => continue,
+                            Err(_) => {
+                                let request = store.request(&id).await?.context("bench request")?;
+                                if request.status.is_final() {
+                                    break;
+                                }
+                                finished = executor.finished();
+                            }
+                        }
+                    }
+                    latencies.push(began.elapsed().as_micros() as u64);
+                    progress.inc(1);
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for client in clients {
+            latencies.extend(client.await??);
+        }
+        progress.finish_and_clear();
+        Ok((started.elapsed(), sorted(latencies)))
+    };
+
+    // One request at a time: what one checkpoint commit costs.
+    let single = (args.requests / 10).clamp(20, 200);
+    metrics.take_samples();
+    submit(single, 1, "one at a time").await?;
+    let alone = sorted(metrics.take_samples().checkpoint_us);
+
+    // The raw baseline: single-row durable INSERT commits of the same size.
+    let raw_rows = args.requests * 10;
+    let raw = raw_commits(&store, raw_rows, 24).await?;
+
+    // Throughput with concurrent requests; commits are grouped.
+    metrics.take_samples();
+    let (elapsed, latencies) = submit(args.requests, args.concurrency, "concurrent").await?;
+    let samples = metrics.take_samples();
+    let groups = samples.group_sizes;
+    let mean_group = groups.iter().sum::<u64>() as f64 / groups.len().max(1) as f64;
+
+    let failed = store
+        .list_requests(&baton_store::RequestFilter {
+            status: Some(baton_store::RequestStatus::Error),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    anyhow::ensure!(failed.is_empty(), "a bench request failed: {:?}", failed[0].error);
+
+    let secs = elapsed.as_secs_f64();
+    let raw_rate = raw_rows as f64 / raw.total.as_secs_f64();
+    let checkpoints_per_s = (args.requests * 10) as f64 / secs;
+    let raw_p50 = percentile(&raw.latencies, 0.5);
+    let alone_p50 = percentile(&alone, 0.5);
+    println!();
+    println!("Wasm instantiate+call per attempt     p50 {:>8.1} µs   p99 {:>8.1} µs", percentile(&overhead, 0.5) as f64 / 1000.0, percentile(&overhead, 0.99) as f64 / 1000.0);
+    println!("checkpoint commit, one request        p50 {:>8.2} ms   ({} checkpoints)", alone_p50 as f64 / 1000.0, alone.len());
+    println!("raw single-row INSERT commit          p50 {:>8.2} ms   ({} rows, {:.0} commits/s)", raw_p50 as f64 / 1000.0, raw_rows, raw_rate);
+    println!("  ratio checkpoint / raw commit       {:>8.2}×", alone_p50 as f64 / raw_p50.max(1) as f64);
+    println!("concurrent run                        {:>8.1} requests/s   {:.0} checkpoints/s", args.requests as f64 / secs, checkpoints_per_s);
+    println!("  request latency                     p50 {:>8.2} ms   p99 {:>8.2} ms", percentile(&latencies, 0.5) as f64 / 1000.0, percentile(&latencies, 0.99) as f64 / 1000.0);
+    println!("  checkpoints per commit (mean)       {:>8.1}", mean_group);
+    println!("  ratio checkpoints/s / raw commits/s {:>8.2}×", checkpoints_per_s / raw_rate);
+
+    stop.notify_one();
+    let _ = scheduler.await;
+    membership.abort();
+    store.close().await;
+    Ok(())
+}
+
+struct Raw {
+    total: Duration,
+    latencies: Vec<u64>,
+}
+
+/// `rows` single-row INSERTs, each its own durable commit, one after another.
+async fn raw_commits(store: &Store, rows: usize, payload: usize) -> anyhow::Result<Raw> {
+    let blob = match store.backend() {
+        Backend::Sqlite => "BLOB",
+        Backend::Postgres => "BYTEA",
+    };
+    let create = format!("CREATE TABLE bench_raw (id BIGINT PRIMARY KEY, payload {blob} NOT NULL)");
+    sqlx::query(&create).execute(store.pool()).await?;
+    let bytes = vec![0x5au8; payload];
+    let progress = bar(rows, "raw commits");
+    let mut latencies = Vec::with_capacity(rows);
+    let started = Instant::now();
+    for id in 0..rows as i64 {
+        let began = Instant::now();
+        sqlx::query("INSERT INTO bench_raw (id, payload) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&bytes[..])
+            .execute(store.pool())
+            .await?;
+        latencies.push(began.elapsed().as_micros() as u64);
+        progress.inc(1);
+    }
+    let total = started.elapsed();
+    progress.finish_and_clear();
+    Ok(Raw {
+        total,
+        latencies: sorted(latencies),
+    })
 }

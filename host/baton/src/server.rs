@@ -95,7 +95,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
 }
 
 /// The membership loop: heartbeat, takeover, and local fencing.
-async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
+pub(crate) async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
     let mut interval = tokio::time::interval(cluster.timing().heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -202,11 +202,20 @@ impl<J: Journal> Runtime<J> {
         unsafe { Component::deserialize_file(&self.engine, path) }.ok()
     }
 
-    /// Validates a component and reads the properties it declares, without
-    /// giving it a journal: a host call during inspection traps.
+    /// Validates a component and reads the properties it declares.
     pub async fn inspect(&self, bytes: Vec<u8>) -> Result<(String, FlowProperties), AttemptError> {
         let hash = blake3::hash(&bytes).to_hex().to_string();
         let component = self.load(&hash, || Ok(bytes)).await?;
+        let properties = self.properties(&component).await?;
+        if properties.name.is_empty() || properties.name.len() > 128 {
+            return Err(AttemptError::Invalid("the flow's name must be 1 to 128 characters".into()));
+        }
+        Ok((hash, properties))
+    }
+
+    /// Instantiates the component without a journal (a host call traps) and
+    /// calls its `properties` export.
+    pub async fn properties(&self, component: &FlowComponent<J>) -> Result<FlowProperties, AttemptError> {
         let mut store = self.store(None);
         let flow = component
             .pre
@@ -217,7 +226,7 @@ impl<J: Journal> Runtime<J> {
             .call_properties(&mut store)
             .await
             .map_err(|e| AttemptError::Invalid(describe(&e, &store)))?;
-        let properties = FlowProperties {
+        Ok(FlowProperties {
             name: declared.name,
             other_server_retry: declared.other_server_retry,
             begin_checkpoint: matches!(declared.begin_checkpoint, bindings::BeginCheckpoint::Use),
@@ -225,11 +234,7 @@ impl<J: Journal> Runtime<J> {
             retry_interval_ms: declared.retry_interval_ms,
             backoff_factor: declared.backoff_factor,
             max_retry_interval_ms: declared.max_retry_interval_ms,
-        };
-        if properties.name.is_empty() || properties.name.len() > 128 {
-            return Err(AttemptError::Invalid("the flow's name must be 1 to 128 characters".into()));
-        }
-        Ok((hash, properties))
+        })
     }
 
     /// Runs one attempt: a fresh instance, `run(input)`, the journal back.
