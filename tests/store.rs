@@ -102,6 +102,30 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     assert_eq!(journal.iter().map(|c| (c.seq, c.server.as_str())).collect::<Vec<_>>(), [(0, "a"), (1, "b")]);
 }
 
+async fn a_group_commit_fences_each_write_alone(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("kept", "a", true).await;
+    db.request("lost", "a", true).await;
+    let kept = store.claim("kept", "a").await.unwrap().unwrap();
+    let lost = store.claim("lost", "a").await.unwrap().unwrap();
+    store.cancel("lost", "operator").await.unwrap();
+    let write = |fence: &Fence| CheckpointWrite {
+        fence: fence.clone(),
+        generation: 0,
+        seq: 0,
+        name: "step-0".into(),
+        payload: store.put_payload(b"1".to_vec()).unwrap(),
+    };
+    let results = store.commit_checkpoints(&[write(&kept.fence), write(&lost.fence)]).await.unwrap();
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(StoreError::Fenced { .. })));
+    assert_eq!(store.journal("kept", 0).await.unwrap().len(), 1);
+    assert!(store.journal("lost", 0).await.unwrap().is_empty());
+    let kept = store.request("kept").await.unwrap().unwrap();
+    assert_eq!((kept.checkpoints, kept.last_checkpoint.as_deref()), (1, Some("step-0")));
+}
+
 async fn racing_detectors_take_over_exactly_once(db: Db) {
     let store = &db.store;
     store.join("dead", None, "d:1").await.unwrap();
@@ -245,6 +269,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_stale_epoch_cannot_commit_or_finish,
+    a_group_commit_fences_each_write_alone,
     racing_detectors_take_over_exactly_once,
     a_dead_server_cannot_take_over,
     a_clean_stop_hands_requests_to_the_cluster,

@@ -135,6 +135,7 @@ pub struct AttemptJournal {
     next: u32,
     live: Option<(u32, String)>,
     lease: watch::Receiver<Lease>,
+    incarnation: i64,
     interrupt: Arc<Interrupt>,
     /// Why the attempt was stopped by a host call, if it was.
     pub abort: Option<Abort>,
@@ -154,6 +155,7 @@ impl AttemptJournal {
         lease: watch::Receiver<Lease>,
         interrupt: Arc<Interrupt>,
     ) -> Self {
+        let incarnation = lease.borrow().incarnation;
         Self {
             store,
             committer,
@@ -165,6 +167,7 @@ impl AttemptJournal {
             next: 0,
             live: None,
             lease,
+            incarnation,
             interrupt,
             abort: None,
         }
@@ -192,7 +195,8 @@ impl AttemptJournal {
     }
 
     /// The lease says no other server can have taken this request over: the
-    /// server's last heartbeat is recent enough. When it is not, wait for the
+    /// server's last heartbeat, in the incarnation this attempt started
+    /// under, is recent enough. When it is not, wait for the
     /// next heartbeat's verdict instead of acting on a stale licence.
     async fn check(&mut self) -> Result<(), HostAbort> {
         loop {
@@ -200,7 +204,7 @@ impl AttemptJournal {
                 return Err(self.stop(abort));
             }
             let lease = *self.lease.borrow_and_update();
-            if lease.terminated {
+            if lease.stopping || lease.incarnation != self.incarnation {
                 return Err(self.stop(Abort::Stopping));
             }
             if Instant::now() < lease.valid_until {

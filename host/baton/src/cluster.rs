@@ -24,8 +24,11 @@ pub struct Lease {
     /// Until then no other server can have found this one dead: the last
     /// heartbeat was sent less than one lease ago.
     pub valid_until: Instant,
-    /// This incarnation was found dead (or stopped): it must write nothing more.
-    pub terminated: bool,
+    /// The incarnation the lease belongs to. An attempt started under an
+    /// earlier incarnation (one found dead while alive) must stop.
+    pub incarnation: i64,
+    /// The server is stopping: attempts must stop and write nothing more.
+    pub stopping: bool,
 }
 
 /// Why this server cannot join.
@@ -156,7 +159,8 @@ impl Cluster {
         let incarnation = store.join(&id, name.as_deref(), &address).await?;
         let (lease, _) = watch::channel(Lease {
             valid_until: sent + timing.lease,
-            terminated: false,
+            incarnation,
+            stopping: false,
         });
         tracing::info!(server = %id, incarnation, "joined the cluster");
         Ok(Self {
@@ -200,19 +204,28 @@ impl Cluster {
             Ok(true) => {
                 self.lease.send_replace(Lease {
                     valid_until: sent + self.timing.lease,
-                    terminated: false,
+                    incarnation: self.incarnation(),
+                    stopping: false,
                 });
                 self.healthy_since.lock().expect("lock").get_or_insert(sent);
             }
             Ok(false) => {
                 tracing::warn!(server = %self.id, incarnation = self.incarnation(), "found marked dead while alive; stopping all executions and rejoining");
+                // Attempts of the lost incarnation wait at their next host
+                // call; the new incarnation's lease tells them to stop.
                 self.lease.send_replace(Lease {
                     valid_until: sent,
-                    terminated: true,
+                    incarnation: self.incarnation(),
+                    stopping: false,
                 });
                 let sent = Instant::now();
                 let incarnation = self.store.join(&self.id, self.name.as_deref(), &self.address).await?;
                 self.incarnation.store(incarnation, Ordering::SeqCst);
+                self.lease.send_replace(Lease {
+                    valid_until: sent + self.timing.lease,
+                    incarnation,
+                    stopping: false,
+                });
                 *self.healthy_since.lock().expect("lock") = Some(sent);
                 report.rejoined = true;
                 tracing::info!(server = %self.id, incarnation, "rejoined the cluster");
@@ -249,14 +262,11 @@ impl Cluster {
         Ok(report)
     }
 
-    /// Ends this incarnation cleanly: marks the lease terminated (attempts
+    /// Ends this incarnation cleanly: marks the lease stopping (attempts
     /// stop at their next host call), then records the server `stopped` and
     /// hands its movable requests to the cluster.
     pub async fn stop(&self) -> Result<Vec<String>, StoreError> {
-        self.lease.send_replace(Lease {
-            valid_until: Instant::now(),
-            terminated: true,
-        });
+        self.lease.send_modify(|lease| lease.stopping = true);
         self.store.stop_server(&self.id, self.incarnation()).await
     }
 }

@@ -156,10 +156,18 @@ impl Executor {
 
     async fn attempt(self: Arc<Self>, claim: Claim, interrupt: Arc<Interrupt>, _slot: OwnedSemaphorePermit) {
         let fence = claim.fence.clone();
-        let outcome = self.execute(claim, interrupt).await;
-        if let Some(outcome) = outcome {
-            self.metrics.record_outcome(matches!(outcome, Outcome::Succeeded(_)));
-            self.write_outcome(&fence, &outcome).await;
+        match self.execute(claim, interrupt).await {
+            Some(outcome) => {
+                self.metrics.record_outcome(matches!(outcome, Outcome::Succeeded(_)));
+                self.write_outcome(&fence, &outcome).await;
+            }
+            // Stopped without an outcome: if the request is still ours at this
+            // epoch (not moved by a takeover or handover), make it due again
+            // rather than leave it `running` with no attempt behind it.
+            None => match self.store.release(&fence).await {
+                Ok(()) | Err(StoreError::Fenced { .. }) => {}
+                Err(e) => tracing::warn!(request = %fence.request, error = %e, "releasing a stopped attempt failed"),
+            },
         }
         self.active.lock().expect("active lock").remove(&fence.request);
         let _ = self.finished.send(fence.request.clone());
@@ -296,7 +304,7 @@ impl Executor {
                 Err(e) => {
                     tracing::warn!(request = %fence.request, error = %e, "writing the outcome failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    if lease.borrow_and_update().terminated {
+                    if lease.borrow_and_update().stopping {
                         return;
                     }
                 }

@@ -102,12 +102,6 @@ pub(crate) async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, st
         interval.tick().await;
         match cluster.tick().await {
             Ok(report) => {
-                if report.rejoined {
-                    executor.interrupt_all(&Abort::Stopping);
-                    if let Err(e) = store.recover_own(&cluster.id).await {
-                        tracing::warn!(error = %e, "recovering own requests after rejoining failed");
-                    }
-                }
                 if !report.adopted.is_empty() || report.rejoined {
                     executor.wake();
                 }

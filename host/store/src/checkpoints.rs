@@ -87,60 +87,78 @@ impl Store {
     }
 
     /// Commits a group of checkpoints, possibly of many requests, in one
-    /// database transaction (one durable commit for all of them).
+    /// statement and so one durable commit.
     ///
-    /// Each write first advances its request's progress, conditional on owner,
-    /// epoch, status `running`, generation and `checkpoints = seq`; only then
-    /// is the checkpoint row inserted. A write whose condition fails is
-    /// answered [`StoreError::Fenced`] and inserts nothing, while the rest of
-    /// the group still commits. This is the invariant that fences a paused or
-    /// partitioned server and keeps a sequence number from being committed
-    /// twice. The outer error means the whole group failed.
+    /// The INSERT takes only the rows whose request still matches the
+    /// write's owner, epoch, generation, status `running` and
+    /// `checkpoints = seq`; a trigger then advances the request's progress.
+    /// This is the invariant that fences a paused or partitioned server and
+    /// keeps a sequence number from being committed twice. On PostgreSQL the
+    /// request rows are locked (`FOR UPDATE`), so a takeover committing
+    /// meanwhile is seen and wins. A write left out is answered
+    /// [`StoreError::Fenced`]; the outer error means the whole group failed.
     pub async fn commit_checkpoints(
         &self,
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let advance = self.sql(
-            "UPDATE requests SET checkpoints = $6 + 1, last_checkpoint = $5, updated_at = NOW_MS
-              WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'
-                AND generation = $4 AND checkpoints = $6",
-        );
-        let insert = self.sql(
-            "INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-             VALUES ($1, $2, $3, $4, $5, $6, NOW_MS, $7, $8, $9)",
-        );
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(writes.len());
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        const COLUMNS: usize = 9;
+        let rows = (0..writes.len())
+            .map(|row| {
+                let params = (1..=COLUMNS)
+                    .map(|column| format!("${}", row * COLUMNS + column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({params})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lock = match self.backend {
+            crate::Backend::Sqlite => "",
+            crate::Backend::Postgres => "FOR UPDATE OF r",
+        };
+        let sql = self.sql(
+            "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES ROWS)
+             INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
+             SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, NOW_MS, v.hash, v.size, v.inline
+               FROM v JOIN requests r ON r.id = v.request_id
+              WHERE r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
+                AND r.generation = v.generation AND r.checkpoints = v.seq
+              LOCK
+             RETURNING request_id",
+        )
+        .replace("VALUES ROWS", &format!("VALUES {rows}"))
+        .replace("LOCK", lock);
+        let mut query = sqlx::query(&sql);
         for write in writes {
-            let fence = &write.fence;
-            let advanced = sqlx::query(&advance)
-                .bind(&fence.request)
-                .bind(&fence.owner)
-                .bind(fence.epoch)
-                .bind(write.generation)
-                .bind(&write.name)
-                .bind(write.seq)
-                .execute(&mut *tx)
-                .await?;
-            if advanced.rows_affected() == 0 {
-                results.push(Err(fence.lost()));
-                continue;
-            }
-            sqlx::query(&insert)
-                .bind(&fence.request)
+            query = query
+                .bind(&write.fence.request)
                 .bind(write.generation)
                 .bind(write.seq)
                 .bind(&write.name)
-                .bind(&fence.owner)
-                .bind(fence.epoch)
+                .bind(&write.fence.owner)
+                .bind(write.fence.epoch)
                 .bind(&write.payload.hash)
                 .bind(write.payload.size)
-                .bind(write.payload.inline.as_deref())
-                .execute(&mut *tx)
-                .await?;
-            results.push(Ok(()));
+                .bind(write.payload.inline.as_deref());
         }
-        tx.commit().await?;
-        Ok(results)
+        let committed: Vec<String> = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok(writes
+            .iter()
+            .map(|write| {
+                if committed.contains(&write.fence.request) {
+                    Ok(())
+                } else {
+                    Err(write.fence.lost())
+                }
+            })
+            .collect())
     }
 }

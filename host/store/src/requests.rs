@@ -395,6 +395,25 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a request whose attempt stopped without an outcome (its server
+    /// stopping, or rejoining after being found dead) due again, if the
+    /// fence still holds. Not a failure: the retry budget is untouched.
+    pub async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.sql(
+            "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
+              WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'",
+        ))
+        .bind(&fence.request)
+        .bind(&fence.owner)
+        .bind(fence.epoch)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(fence.lost());
+        }
+        Ok(())
+    }
+
     /// Cancels a request that has not finished; its epoch moves on, so an
     /// attempt still running anywhere is fenced.
     pub async fn cancel(&self, id: &str, by: &str) -> Result<(), StoreError> {

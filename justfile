@@ -1,0 +1,34 @@
+# Baton's task manual: `just --list` explains each recipe.
+
+# Show the recipes.
+default:
+    @just --list
+
+# Build the example flows and the host; start one server on SQLite at 127.0.0.1:8080.
+run:
+    cargo run --release -- up --deploy flows
+
+# Run the whole test suite (PostgreSQL on 127.0.0.1:5432 for the cluster tests).
+test:
+    cargo test --workspace
+
+# Build a flow crate (default: every example flow) and deploy it to a running server.
+deploy flow="flows" server="http://127.0.0.1:8080":
+    cargo run --release -- deploy {{flow}} --server {{server}}
+
+# Start N servers on PostgreSQL (database created if missing) sharing ./cluster/store; consoles on 8081, 8082, …
+cluster n="3" database="postgres://postgres@127.0.0.1:5432/baton":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release
+    trap 'kill $(jobs -p) 2>/dev/null' EXIT
+    for i in $(seq 1 {{n}}); do
+        deploy=(); [ "$i" = 1 ] && deploy=(--deploy flows)
+        target/release/baton up --data cluster/s$i --listen 127.0.0.1:$((8080 + i)) \
+            --database {{database}} --storage cluster/store --name s$i "${deploy[@]}" &
+    done
+    wait
+
+# Benchmarks: requests with checkpoints beside raw commits (pass e.g. --database postgres://…).
+bench *args:
+    cargo run --release -- bench {{args}}
