@@ -240,7 +240,7 @@ async fn a_corrupted_blob_is_detected_and_named() {
             input: input.clone(),
             other_server_retry: false,
             resume: true,
-        })
+        }, false)
         .await
         .unwrap();
     let request = server.wait_final("corrupted-input", LONG).await;

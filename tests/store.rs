@@ -48,7 +48,7 @@ impl Db {
                 input,
                 other_server_retry: movable,
                 resume: true,
-            })
+            }, false)
             .await
             .unwrap();
     }
@@ -123,7 +123,27 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     assert_eq!(store.journal("kept", 0).await.unwrap().len(), 1);
     assert!(store.journal("lost", 0).await.unwrap().is_empty());
     let kept = store.request("kept").await.unwrap().unwrap();
-    assert_eq!((kept.checkpoints, kept.last_checkpoint.as_deref()), (1, Some("step-0")));
+    assert_eq!(kept.last_checkpoint.as_deref(), Some("step-0"));
+}
+
+async fn an_outcome_reads_back_as_written(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let claim = store.claim("r", "a").await.unwrap().unwrap();
+    db.commit(&claim.fence, 0).await.unwrap();
+    let output = store.put_payload(b"{\"done\":true}".to_vec()).unwrap();
+    store.finish(&claim.fence, &Outcome::Succeeded(output.clone())).await.unwrap();
+    for request in [
+        store.request("r").await.unwrap().unwrap(),
+        store.list_requests(&RequestFilter { limit: 10, ..Default::default() }).await.unwrap().remove(0),
+    ] {
+        assert_eq!(request.status, RequestStatus::Succeeded);
+        assert_eq!(request.output.as_ref(), Some(&output));
+        assert_eq!(store.load_payload(&request.input).unwrap(), b"{}");
+        assert_eq!(request.last_checkpoint.as_deref(), Some("step-0"));
+        assert_eq!((request.attempts, request.epoch, request.error), (1, 1, None));
+    }
 }
 
 async fn racing_detectors_take_over_exactly_once(db: Db) {
@@ -270,6 +290,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_stale_epoch_cannot_commit_or_finish,
     a_group_commit_fences_each_write_alone,
+    an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,
     a_dead_server_cannot_take_over,
     a_clean_stop_hands_requests_to_the_cluster,

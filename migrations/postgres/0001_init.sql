@@ -35,8 +35,6 @@ CREATE TABLE requests (
     attempts            BIGINT NOT NULL,
     failures            BIGINT NOT NULL,   -- counted against max_retries
     generation          BIGINT NOT NULL,   -- journal generation (begin_checkpoint = not use)
-    checkpoints         BIGINT NOT NULL,   -- committed checkpoints in this generation
-    last_checkpoint     TEXT,
     other_server_retry  BIGINT NOT NULL,
     resume              BIGINT NOT NULL,   -- begin_checkpoint = use
     next_attempt_at     BIGINT,

@@ -35,8 +35,6 @@ CREATE TABLE requests (
     attempts            INTEGER NOT NULL,
     failures            INTEGER NOT NULL,   -- counted against max_retries
     generation          INTEGER NOT NULL,   -- journal generation (begin_checkpoint = not use)
-    checkpoints         INTEGER NOT NULL,   -- committed checkpoints in this generation
-    last_checkpoint     TEXT,
     other_server_retry  INTEGER NOT NULL,
     resume              INTEGER NOT NULL,   -- begin_checkpoint = use
     next_attempt_at     INTEGER,
@@ -66,7 +64,7 @@ CREATE TABLE checkpoints (
     size        INTEGER NOT NULL,
     inline      BLOB,
     PRIMARY KEY (request_id, generation, seq)
-);
+) WITHOUT ROWID;   -- the journal is its primary key: one b-tree per commit
 
 CREATE TABLE request_events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

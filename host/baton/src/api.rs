@@ -151,7 +151,8 @@ async fn start_request(
     let input = state.store.put_payload(body.to_vec())?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut finished = state.executor.finished();
-    state
+    let slot = state.executor.try_slot();
+    let claim = state
         .store
         .create_request(&NewRequest {
             id: id.clone(),
@@ -161,9 +162,12 @@ async fn start_request(
             input,
             other_server_retry: properties.other_server_retry,
             resume: properties.begin_checkpoint,
-        })
+        }, slot.is_some())
         .await?;
-    state.executor.wake();
+    match (claim, slot) {
+        (Some(claim), Some(slot)) => state.executor.start(claim, slot),
+        _ => state.executor.wake(),
+    }
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
     }

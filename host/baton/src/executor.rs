@@ -139,19 +139,29 @@ impl Executor {
             if self.active.lock().expect("active lock").contains_key(&id) {
                 continue;
             }
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            let Some(slot) = self.try_slot() else {
                 break;
             };
             if let Some(claim) = self.store.claim(&id, &self.cluster.id).await? {
-                let interrupt = Arc::new(Interrupt::default());
-                self.active
-                    .lock()
-                    .expect("active lock")
-                    .insert(id.clone(), (claim.fence.epoch, interrupt.clone()));
-                tokio::spawn(self.clone().attempt(claim, interrupt, slot));
+                self.start(claim, slot);
             }
         }
         Ok(())
+    }
+
+    /// An execution slot, if one is free now.
+    pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Runs the attempt a claim licensed, in the slot reserved for it.
+    pub fn start(self: &Arc<Self>, claim: Claim, slot: OwnedSemaphorePermit) {
+        let interrupt = Arc::new(Interrupt::default());
+        self.active
+            .lock()
+            .expect("active lock")
+            .insert(claim.fence.request.clone(), (claim.fence.epoch, interrupt.clone()));
+        tokio::spawn(self.clone().attempt(claim, interrupt, slot));
     }
 
     async fn attempt(self: Arc<Self>, claim: Claim, interrupt: Arc<Interrupt>, _slot: OwnedSemaphorePermit) {

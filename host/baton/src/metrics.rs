@@ -26,6 +26,8 @@ pub struct Samples {
     pub instantiate_us: Vec<u64>,
     /// Sizes of commit groups.
     pub group_sizes: Vec<u64>,
+    /// One per commit group: the database statement alone.
+    pub commit_us: Vec<u64>,
 }
 
 const MAX_SAMPLES: usize = 1_000_000;
@@ -52,11 +54,12 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn record_commit(&self, group: usize, _latency: Duration) {
+    pub(crate) fn record_commit(&self, group: usize, latency: Duration) {
         self.commit_groups.fetch_add(1, Ordering::Relaxed);
         let mut samples = self.samples.lock().expect("metrics lock");
         if samples.group_sizes.len() < MAX_SAMPLES {
             samples.group_sizes.push(group as u64);
+            samples.commit_us.push(latency.as_micros() as u64);
         }
     }
 

@@ -90,9 +90,9 @@ impl Store {
     /// statement and so one durable commit.
     ///
     /// The INSERT takes only the rows whose request still matches the
-    /// write's owner, epoch, generation, status `running` and
-    /// `checkpoints = seq`; a trigger then advances the request's progress.
-    /// This is the invariant that fences a paused or partitioned server and
+    /// write's owner, epoch, generation and status `running`, and whose `seq`
+    /// comes right after the last committed one. Nothing else is written: the
+    /// journal is the request's progress. This is the invariant that fences a paused or partitioned server and
     /// keeps a sequence number from being committed twice. On PostgreSQL the
     /// request rows are locked (`FOR UPDATE`), so a takeover committing
     /// meanwhile is seen and wins. A write left out is answered
@@ -125,7 +125,13 @@ impl Store {
              SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, NOW_MS, v.hash, v.size, v.inline
                FROM v JOIN requests r ON r.id = v.request_id
               WHERE r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
-                AND r.generation = v.generation AND r.checkpoints = v.seq
+                AND r.generation = v.generation
+                AND NOT EXISTS (SELECT 1 FROM checkpoints c
+                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
+                                   AND c.seq >= v.seq)
+                AND (v.seq = 0 OR EXISTS (SELECT 1 FROM checkpoints c
+                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
+                                   AND c.seq = v.seq - 1))
               LOCK
              RETURNING request_id",
         )

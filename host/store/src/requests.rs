@@ -145,8 +145,6 @@ pub struct RequestRow {
     pub failures: i64,
     /// Journal generation.
     pub generation: i64,
-    /// Committed checkpoints in the current generation.
-    pub checkpoints: i64,
     /// Name of the last committed checkpoint.
     pub last_checkpoint: Option<String>,
     /// When the next attempt is due.
@@ -194,39 +192,42 @@ pub struct RequestFilter {
     pub limit: i64,
 }
 
+/// The last checkpoint's name is read from the journal, not kept on the row:
+/// a checkpoint commit writes the journal alone.
 const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
-    checkpoints, last_checkpoint, next_attempt_at, input_hash, input_size, input_inline,
+    (SELECT c.name FROM checkpoints c WHERE c.request_id = requests.id
+      ORDER BY c.generation DESC, c.seq DESC LIMIT 1) AS last_checkpoint,
+    next_attempt_at, input_hash, input_size, input_inline,
     output_hash, output_size, output_inline, error, created_at, updated_at";
 
 fn request_row(row: &AnyRow) -> RequestRow {
-    let output_hash: Option<String> = row.get(15);
+    let output_hash: Option<String> = row.get("output_hash");
     RequestRow {
-        id: row.get(0),
-        flow: row.get(1),
-        version: row.get(2),
-        status: RequestStatus::parse(row.get::<String, _>(3).as_str())
+        id: row.get("id"),
+        flow: row.get("flow"),
+        version: row.get("version"),
+        status: RequestStatus::parse(row.get::<String, _>("status").as_str())
             .unwrap_or(RequestStatus::Error),
-        owner: row.get(4),
-        epoch: row.get(5),
-        attempts: row.get(6),
-        failures: row.get(7),
-        generation: row.get(8),
-        checkpoints: row.get(9),
-        last_checkpoint: row.get(10),
-        next_attempt_at: row.get(11),
+        owner: row.get("owner"),
+        epoch: row.get("epoch"),
+        attempts: row.get("attempts"),
+        failures: row.get("failures"),
+        generation: row.get("generation"),
+        last_checkpoint: row.get("last_checkpoint"),
+        next_attempt_at: row.get("next_attempt_at"),
         input: StoredPayload {
-            hash: row.get(12),
-            size: row.get(13),
-            inline: row.get(14),
+            hash: row.get("input_hash"),
+            size: row.get("input_size"),
+            inline: row.get("input_inline"),
         },
         output: output_hash.map(|hash| StoredPayload {
             hash,
-            size: row.get::<Option<i64>, _>(16).unwrap_or_default(),
-            inline: row.get(17),
+            size: row.get::<Option<i64>, _>("output_size").unwrap_or_default(),
+            inline: row.get("output_inline"),
         }),
-        error: row.get(18),
-        created_at: row.get(19),
-        updated_at: row.get(20),
+        error: row.get("error"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
     }
 }
 
@@ -255,14 +256,17 @@ impl Store {
         Ok(())
     }
 
-    /// Records a new `queued` request owned by the server that received it.
-    pub async fn create_request(&self, new: &NewRequest) -> Result<(), StoreError> {
+    /// Records a new request owned by the server that received it: `queued`,
+    /// or, with `claim`, already `running` as its first attempt (one commit
+    /// instead of two when the server has a free slot).
+    pub async fn create_request(&self, new: &NewRequest, claim: bool) -> Result<Option<Claim>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
         sqlx::query(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
-                generation, checkpoints, other_server_retry, resume, next_attempt_at,
+                generation, other_server_retry, resume, next_attempt_at,
                 input_hash, input_size, input_inline, created_at, updated_at)
-             VALUES ($1, $2, $3, 'queued', $4, 0, 0, 0, 0, 0, $5, $6, NOW_MS, $7, $8, $9, NOW_MS, NOW_MS)",
+             VALUES ($1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6, NOW_MS, $7, $8, $9, NOW_MS, NOW_MS)",
         ))
         .bind(&new.id)
         .bind(&new.flow)
@@ -273,12 +277,30 @@ impl Store {
         .bind(&new.input.hash)
         .bind(new.input.size)
         .bind(new.input.inline.as_deref())
+        .bind(status)
+        .bind(epoch)
         .execute(&mut *tx)
         .await?;
         self.event(&mut tx, &new.id, "created", Some(&new.owner), Some(0), None)
             .await?;
+        if claim {
+            self.event(&mut tx, &new.id, "attempt", Some(&new.owner), Some(epoch), Some("attempt 1"))
+                .await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(claim.then(|| Claim {
+            fence: Fence {
+                request: new.id.clone(),
+                owner: new.owner.clone(),
+                epoch,
+            },
+            flow: new.flow.clone(),
+            version: new.version.clone(),
+            attempts: 1,
+            failures: 0,
+            generation: 0,
+            input: new.input.clone(),
+        }))
     }
 
     /// Requests due for an attempt that `me` may claim: its own queued or
@@ -307,9 +329,10 @@ impl Store {
         let row = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
                     attempts = attempts + 1,
-                    generation = generation + CASE WHEN resume = 0 AND checkpoints > 0 THEN 1 ELSE 0 END,
-                    checkpoints = CASE WHEN resume = 0 THEN 0 ELSE checkpoints END,
-                    last_checkpoint = CASE WHEN resume = 0 THEN NULL ELSE last_checkpoint END,
+                    generation = generation + CASE WHEN resume = 0 AND EXISTS (
+                        SELECT 1 FROM checkpoints c
+                         WHERE c.request_id = requests.id AND c.generation = requests.generation)
+                        THEN 1 ELSE 0 END,
                     updated_at = NOW_MS
               WHERE id = $1 AND (owner = $2 OR owner IS NULL)
                 AND status IN ('queued', 'waiting_retry') AND next_attempt_at <= NOW_MS
