@@ -1,5 +1,5 @@
 //! `baton bench`: checkpointed requests against raw single-row commits on
-//! the same database, in the same run.
+//! the same database, in the same run; `baton bench failover`: takeover time.
 //!
 //! Timings on a shared machine swing; the figures that mean something are
 //! the ratios against the raw baseline measured in the same process.
@@ -19,9 +19,15 @@ use crate::deploy;
 use crate::executor::Executor;
 use crate::metrics::Metrics;
 
+mod failover;
+
 /// Benchmark options.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another benchmark instead of the throughput one.
+    #[command(subcommand)]
+    pub kind: Option<BenchKind>,
     /// Requests in the throughput run.
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
@@ -35,6 +41,13 @@ pub struct BenchArgs {
     /// The flow crate to run (10 checkpoints per request).
     #[arg(long, default_value = "flows/batch-import")]
     pub flow: PathBuf,
+}
+
+/// The other benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchKind {
+    /// Time from kill -9 of a request's owner to the new owner's first checkpoint.
+    Failover(failover::FailoverArgs),
 }
 
 /// Percentile of sorted samples.
@@ -76,6 +89,9 @@ fn fresh_database(base: &str, dir: &std::path::Path) -> String {
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchKind::Failover(failover)) = args.kind {
+        return failover::run(failover).await;
+    }
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database = fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
     let store = Store::connect(&database, &dir.path().join("store")).await?;

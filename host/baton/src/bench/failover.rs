@@ -1,0 +1,156 @@
+//! `baton bench failover`: time from kill -9 of a request's owner to the
+//! first checkpoint written by the server that took it over.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::{percentile, sorted};
+
+/// Failover benchmark options.
+#[derive(Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// Kills per lease setting.
+    #[arg(long, default_value_t = 10)]
+    pub trials: usize,
+    /// Lease timeouts to measure, in milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub leases: Vec<u64>,
+    /// Shared database (a fresh database is created on that server).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub database: String,
+    /// The flow crate to run: batch-import, whose batches take `delay_ms`.
+    #[arg(long, default_value = "flows/batch-import")]
+    pub flow: PathBuf,
+}
+
+/// One `baton up` child process.
+struct Node {
+    child: Child,
+    base: String,
+    id: String,
+}
+
+impl Node {
+    fn start(dir: &Path, name: &str, database: &str, lease_ms: u64) -> anyhow::Result<Node> {
+        let data = dir.join(name);
+        let out = dir.join(format!("{name}.out"));
+        let child = Command::new(std::env::current_exe()?)
+            .args(["up", "--listen", "127.0.0.1:0", "--database", database, "--name", name])
+            .arg("--data")
+            .arg(&data)
+            .arg("--storage")
+            .arg(dir.join("store"))
+            .args(["--heartbeat-ms", &(lease_ms / 5).max(100).to_string(), "--lease-ms", &lease_ms.to_string()])
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if let Some(base) = text.lines().find_map(|l| l.strip_prefix("baton: listening on ")) {
+                let id = std::fs::read_to_string(data.join("server-id"))?.trim().to_owned();
+                return Ok(Node { child, base: base.trim().to_owned(), id });
+            }
+            if Instant::now() > deadline {
+                bail!("server {name} did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// Runs the failover benchmark and prints p50/p99 per lease.
+pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let (_, component) = crate::deploy::component_bytes(&args.flow)
+        .await?
+        .into_iter()
+        .next()
+        .context("the flow built nothing")?;
+    println!("baton bench failover: {} kills per lease; time from kill -9 of the owner to the new owner's first checkpoint", args.trials);
+    for &lease_ms in &args.leases {
+        let dir = tempfile::tempdir()?;
+        let database = super::fresh_database(&args.database, dir.path());
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            nodes.push(Node::start(dir.path(), &format!("n{i}"), &database, lease_ms)?);
+        }
+        http.post(format!("{}/api/flows", nodes[0].base)).body(component.clone()).send().await?.error_for_status()?;
+        let progress = super::bar(args.trials, &format!("lease {lease_ms} ms"));
+        let mut gaps = Vec::new();
+        for trial in 0..args.trials {
+            let owner = trial % nodes.len();
+            let watcher = (owner + 1) % nodes.len();
+            let started: Value = http
+                .post(format!("{}/api/flows/batch-import/requests", nodes[owner].base))
+                .body(r#"{"records": 1000000, "batch": 1000, "delay_ms": 50}"#)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = started["id"].as_str().context("request id")?.to_owned();
+            let url = format!("{}/api/requests/{id}", nodes[watcher].base);
+            loop {
+                let request: Value = http.get(&url).send().await?.json().await?;
+                if request["checkpoints"].as_array().is_some_and(|c| c.len() >= 2) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let dead = nodes[owner].id.clone();
+            nodes[owner].kill();
+            let killed_at = now_ms();
+            let deadline = Instant::now() + Duration::from_millis(lease_ms * 3 + 10_000);
+            let first = loop {
+                let request: Value = http.get(&url).send().await?.json().await?;
+                let taken = request["checkpoints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["server"].as_str() != Some(&dead))
+                    .filter_map(|c| c["at"].as_i64())
+                    .min();
+                if let Some(at) = taken {
+                    break at;
+                }
+                if Instant::now() > deadline {
+                    bail!("no takeover within {deadline:?} of the kill");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            gaps.push((first - killed_at).max(0) as u64);
+            http.post(format!("{url}/cancel")).send().await?;
+            nodes[owner] = Node::start(dir.path(), &format!("n{owner}"), &database, lease_ms)?;
+            progress.inc(1);
+        }
+        progress.finish_and_clear();
+        let gaps = sorted(gaps);
+        println!(
+            "lease {:>5} ms   kill → first checkpoint by the new owner   p50 {:>6} ms   p99 {:>6} ms   (target p99 ≤ {} ms)",
+            lease_ms,
+            percentile(&gaps, 0.5),
+            percentile(&gaps, 0.99),
+            lease_ms + 500
+        );
+    }
+    Ok(())
+}
