@@ -43,7 +43,10 @@ async fn chaos_keeps_every_request_exactly_once() {
     plan.sort();
     let mut plan = plan.into_iter().peekable();
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let started = Instant::now();
     let mut submitted = 0;
     let (mut kills, mut pauses) = (0, 0);
@@ -88,22 +91,34 @@ async fn chaos_keeps_every_request_exactly_once() {
     let requests: Vec<Value> = loop {
         let (_, list) = observer.get("/api/requests?limit=1000").await;
         let list = list.as_array().cloned().unwrap_or_default();
-        let unfinished: Vec<&Value> = list.iter().filter(|r| r["status"] != "succeeded" && r["status"] != "error").collect();
+        let unfinished: Vec<&Value> = list
+            .iter()
+            .filter(|r| r["status"] != "succeeded" && r["status"] != "error")
+            .collect();
         if unfinished.is_empty() {
             break list;
         }
         if Instant::now() > deadline {
             let (_, servers_view) = observer.get("/api/servers").await;
-            let first = observer.request(unfinished[0]["id"].as_str().unwrap()).await;
+            let first = observer
+                .request(unfinished[0]["id"].as_str().unwrap())
+                .await;
             panic!(
                 "seed {seed}: {} requests did not finish, e.g. {first:#}\nservers: {servers_view:#}\n{}",
                 unfinished.len(),
-                servers.iter().map(|s| format!("--- {}\n{}", s.name, s.log_text())).collect::<String>()
+                servers
+                    .iter()
+                    .map(|s| format!("--- {}\n{}", s.name, s.log_text()))
+                    .collect::<String>()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(requests.len() >= REQUESTS, "seed {seed}: {} requests recorded", requests.len());
+    assert!(
+        requests.len() >= REQUESTS,
+        "seed {seed}: {} requests recorded",
+        requests.len()
+    );
 
     let expected_sum: i64 = (0..STEPS).map(|i| i * i).sum();
     let mut takeovers = 0;
@@ -111,36 +126,70 @@ async fn chaos_keeps_every_request_exactly_once() {
         let id = summary["id"].as_str().unwrap();
         let request = observer.request(id).await;
         assert_eq!(request["status"], "succeeded", "seed {seed}: {request:#}");
-        assert_eq!(request["output"]["sum"], expected_sum, "seed {seed}: {request:#}");
+        assert_eq!(
+            request["output"]["sum"], expected_sum,
+            "seed {seed}: {request:#}"
+        );
         let events = request["events"].as_array().unwrap();
         let kind = |k: &str| events.iter().filter(|e| e["kind"] == k).count();
-        assert_eq!(kind("succeeded"), 1, "seed {seed}: succeeded more than once: {request:#}");
+        assert_eq!(
+            kind("succeeded"),
+            1,
+            "seed {seed}: succeeded more than once: {request:#}"
+        );
         takeovers += kind("taken_over");
 
         let checkpoints = request["checkpoints"].as_array().unwrap();
-        let seqs: Vec<i64> = checkpoints.iter().map(|c| c["seq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs, (0..STEPS).collect::<Vec<_>>(), "seed {seed}: a sequence number twice or missing: {request:#}");
+        let seqs: Vec<i64> = checkpoints
+            .iter()
+            .map(|c| c["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (0..STEPS).collect::<Vec<_>>(),
+            "seed {seed}: a sequence number twice or missing: {request:#}"
+        );
         // Each checkpoint was written by the attempt that held its epoch,
         // before any later epoch began.
         let claims: HashMap<i64, (&str, i64)> = events
             .iter()
             .filter(|e| e["kind"] == "attempt")
-            .map(|e| (e["epoch"].as_i64().unwrap(), (e["server"].as_str().unwrap(), e["at"].as_i64().unwrap())))
+            .map(|e| {
+                (
+                    e["epoch"].as_i64().unwrap(),
+                    (e["server"].as_str().unwrap(), e["at"].as_i64().unwrap()),
+                )
+            })
             .collect();
         for checkpoint in checkpoints {
             let epoch = checkpoint["epoch"].as_i64().unwrap();
-            let (server, _) = claims.get(&epoch).unwrap_or_else(|| panic!("seed {seed}: checkpoint at an epoch never claimed: {request:#}"));
-            assert_eq!(*server, checkpoint["server"].as_str().unwrap(), "seed {seed}: {request:#}");
+            let (server, _) = claims.get(&epoch).unwrap_or_else(|| {
+                panic!("seed {seed}: checkpoint at an epoch never claimed: {request:#}")
+            });
+            assert_eq!(
+                *server,
+                checkpoint["server"].as_str().unwrap(),
+                "seed {seed}: {request:#}"
+            );
             let superseded = events
                 .iter()
                 .filter(|e| e["epoch"].as_i64().is_some_and(|e| e > epoch))
                 .map(|e| e["at"].as_i64().unwrap())
                 .min();
             if let Some(superseded) = superseded {
-                assert!(checkpoint["at"].as_i64().unwrap() <= superseded, "seed {seed}: a write from a stale epoch: {request:#}");
+                assert!(
+                    checkpoint["at"].as_i64().unwrap() <= superseded,
+                    "seed {seed}: a write from a stale epoch: {request:#}"
+                );
             }
         }
     }
-    assert!(takeovers > 0, "seed {seed}: no takeover happened, the run proves nothing");
-    eprintln!("chaos: {} requests, {kills} kills, {pauses} pauses, {takeovers} takeovers", requests.len());
+    assert!(
+        takeovers > 0,
+        "seed {seed}: no takeover happened, the run proves nothing"
+    );
+    eprintln!(
+        "chaos: {} requests, {kills} kills, {pauses} pauses, {takeovers} takeovers",
+        requests.len()
+    );
 }

@@ -26,7 +26,13 @@ fn checkpoints(request: &Value) -> Vec<(i64, String, i64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["seq"].as_i64().unwrap(), c["server"].as_str().unwrap().to_owned(), c["epoch"].as_i64().unwrap()))
+        .map(|c| {
+            (
+                c["seq"].as_i64().unwrap(),
+                c["server"].as_str().unwrap().to_owned(),
+                c["epoch"].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -48,9 +54,13 @@ async fn killing_the_owner_moves_the_request_to_another_server() {
     let sidecar = Sidecar::start().await;
     sidecar.delay(250);
 
-    let id = servers[0].start_request("steps", json!({ "steps": 10, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 10, "url": sidecar.url }))
+        .await;
     let before = servers[1]
-        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 3)
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 3
+        })
         .await;
     let owner = servers[0].id();
     servers[0].kill();
@@ -64,12 +74,26 @@ async fn killing_the_owner_moves_the_request_to_another_server() {
     assert_ne!(new_owner, owner);
     // Steps committed before the kill were not run again.
     for step in 0..committed {
-        assert_eq!(sidecar.calls(&format!("/step/{step}")), 1, "step {step} repeated");
+        assert_eq!(
+            sidecar.calls(&format!("/step/{step}")),
+            1,
+            "step {step} repeated"
+        );
     }
-    let events: Vec<&str> = request["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let events: Vec<&str> = request["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert!(events.contains(&"taken_over"), "{events:?}");
     let servers_view = servers[1].get("/api/servers").await.1;
-    let dead = servers_view.as_array().unwrap().iter().find(|s| s["id"] == owner.as_str()).unwrap();
+    let dead = servers_view
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == owner.as_str())
+        .unwrap();
     assert_eq!(dead["status"], "terminated");
 }
 
@@ -77,14 +101,18 @@ async fn killing_the_owner_moves_the_request_to_another_server() {
 async fn a_paused_owner_writes_nothing_after_losing_its_request_and_rejoins() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::postgres(dir.path());
-    let mut servers = cluster(dir.path(), &setup, 3).await;
+    let servers = cluster(dir.path(), &setup, 3).await;
     servers[0].deploy(wasm("steps")).await;
     let sidecar = Sidecar::start().await;
     sidecar.delay(250);
 
-    let id = servers[0].start_request("steps", json!({ "steps": 10, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 10, "url": sidecar.url }))
+        .await;
     servers[1]
-        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 2
+        })
         .await;
     let paused = servers[0].id();
     servers[0].signal(libc::SIGSTOP);
@@ -97,7 +125,11 @@ async fn a_paused_owner_writes_nothing_after_losing_its_request_and_rejoins() {
         let (_, list) = servers[1].get("/api/servers").await;
         list.as_array()?
             .iter()
-            .find(|s| s["id"] == paused.as_str() && s["status"] == "running" && s["incarnation"].as_i64() > Some(1))
+            .find(|s| {
+                s["id"] == paused.as_str()
+                    && s["status"] == "running"
+                    && s["incarnation"].as_i64() > Some(1)
+            })
             .cloned()
     })
     .await;
@@ -105,7 +137,11 @@ async fn a_paused_owner_writes_nothing_after_losing_its_request_and_rejoins() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let after = servers[1].request(&id).await;
-    assert_eq!(checkpoints(&after), checkpoints(&request), "nothing was written after the move");
+    assert_eq!(
+        checkpoints(&after),
+        checkpoints(&request),
+        "nothing was written after the move"
+    );
     assert_each_seq_once(&after, 10);
     let takeover_epoch = after["events"]
         .as_array()
@@ -115,10 +151,17 @@ async fn a_paused_owner_writes_nothing_after_losing_its_request_and_rejoins() {
         .and_then(|e| e["epoch"].as_i64())
         .expect("a takeover event");
     for (seq, server, epoch) in checkpoints(&after) {
-        assert!(server != paused || epoch < takeover_epoch, "checkpoint {seq} written by the paused server at epoch {epoch}");
+        assert!(
+            server != paused || epoch < takeover_epoch,
+            "checkpoint {seq} written by the paused server at epoch {epoch}"
+        );
     }
     assert_eq!(after["status"], "succeeded");
-    assert!(servers[0].log_text().contains("found marked dead while alive"));
+    assert!(
+        servers[0]
+            .log_text()
+            .contains("found marked dead while alive")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,9 +175,13 @@ async fn sigterm_hands_requests_over_without_waiting_for_the_lease() {
     let sidecar = Sidecar::start().await;
     sidecar.delay(200);
 
-    let id = servers[0].start_request("steps", json!({ "steps": 8, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 8, "url": sidecar.url }))
+        .await;
     servers[1]
-        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 2
+        })
         .await;
     let stopping = servers[0].id();
     servers[0].signal(libc::SIGTERM);
@@ -145,7 +192,13 @@ async fn sigterm_hands_requests_over_without_waiting_for_the_lease() {
     assert_eq!(request["owner"], servers[1].id().as_str());
     assert_each_seq_once(&request, 8);
     let (_, list) = servers[1].get("/api/servers").await;
-    let stopped = list.as_array().unwrap().iter().find(|s| s["id"] == stopping.as_str()).unwrap().clone();
+    let stopped = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == stopping.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(stopped["status"], "stopped");
 }
 
@@ -158,9 +211,13 @@ async fn a_flow_that_must_stay_waits_for_its_own_server() {
     let sidecar = Sidecar::start().await;
     sidecar.delay(200);
 
-    let id = servers[0].start_request("steps-local", json!({ "steps": 6, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps-local", json!({ "steps": 6, "url": sidecar.url }))
+        .await;
     servers[1]
-        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 2
+        })
         .await;
     let owner = servers[0].id();
     servers[0].kill();
@@ -168,7 +225,10 @@ async fn a_flow_that_must_stay_waits_for_its_own_server() {
     // The owner is found dead, but the request is not moved.
     eventually(LONG, "the owner to be marked terminated", async || {
         let (_, list) = servers[1].get("/api/servers").await;
-        list.as_array()?.iter().find(|s| s["id"] == owner.as_str() && s["status"] == "terminated").map(|_| ())
+        list.as_array()?
+            .iter()
+            .find(|s| s["id"] == owner.as_str() && s["status"] == "terminated")
+            .map(|_| ())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -193,19 +253,28 @@ async fn reexecute_makes_the_calling_server_the_owner() {
     let sidecar = Sidecar::start().await;
     sidecar.fail("/step/1", 3);
 
-    let id = servers[0].start_request("steps", json!({ "steps": 3, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 3, "url": sidecar.url }))
+        .await;
     let failed = servers[0].wait_final(&id, LONG).await;
     assert_eq!(failed["status"], "error", "{failed:#}");
 
     let (status, refused) = servers[1].post("/api/requests/nope/reexecute", "").await;
     assert_eq!(status, 404, "{refused}");
-    let (status, body) = servers[1].post(&format!("/api/requests/{id}/reexecute"), "").await;
+    let (status, body) = servers[1]
+        .post(&format!("/api/requests/{id}/reexecute"), "")
+        .await;
     assert_eq!(status, 200, "{body}");
     let request = servers[1].wait_final(&id, LONG).await;
     assert_eq!(request["status"], "succeeded", "{request:#}");
     assert_eq!(request["owner"], servers[1].id().as_str());
-    let (status, body) = servers[0].post(&format!("/api/requests/{id}/reexecute"), "").await;
-    assert_eq!(status, 409, "a succeeded request is not re-executed: {body}");
+    let (status, body) = servers[0]
+        .post(&format!("/api/requests/{id}/reexecute"), "")
+        .await;
+    assert_eq!(
+        status, 409,
+        "a succeeded request is not re-executed: {body}"
+    );
     assert!(body["error"].as_str().unwrap().contains("succeeded"));
     // Step 0 was committed by the first owner and replayed by the second.
     assert_eq!(sidecar.calls("/step/0"), 1);
@@ -224,14 +293,26 @@ async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
         .arg("up")
         .arg("--data")
         .arg(&clone)
-        .args(["--listen", "127.0.0.1:0", "--database", &setup.database, "--heartbeat-ms", "200", "--lease-ms", "1000"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &setup.database,
+            "--heartbeat-ms",
+            "200",
+            "--lease-ms",
+            "1000",
+        ])
         .arg("--storage")
         .arg(&setup.storage)
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("already heartbeating from another live process"), "{stderr}");
+    assert!(
+        stderr.contains("already heartbeating from another live process"),
+        "{stderr}"
+    );
 
     // A second process on the same data folder is refused at once.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))

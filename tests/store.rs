@@ -22,7 +22,9 @@ async fn open(postgres: bool) -> Db {
     } else {
         format!("sqlite://{}", dir.path().join("baton.db").display())
     };
-    let store = Store::connect(&url, &dir.path().join("store")).await.unwrap();
+    let store = Store::connect(&url, &dir.path().join("store"))
+        .await
+        .unwrap();
     store
         .deploy(&VersionRow {
             hash: "v1".into(),
@@ -40,21 +42,27 @@ impl Db {
     async fn request(&self, id: &str, owner: &str, movable: bool) {
         let input = self.store.put_payload(b"{}".to_vec()).unwrap();
         self.store
-            .create_request(&NewRequest {
-                id: id.into(),
-                flow: "f".into(),
-                version: "v1".into(),
-                owner: owner.into(),
-                input,
-                other_server_retry: movable,
-                resume: true,
-            }, false)
+            .create_request(
+                &NewRequest {
+                    id: id.into(),
+                    flow: "f".into(),
+                    version: "v1".into(),
+                    owner: owner.into(),
+                    input,
+                    other_server_retry: movable,
+                    resume: true,
+                },
+                false,
+            )
             .await
             .unwrap();
     }
 
     async fn commit(&self, fence: &Fence, seq: i64) -> Result<(), StoreError> {
-        let payload = self.store.put_payload(seq.to_string().into_bytes()).unwrap();
+        let payload = self
+            .store
+            .put_payload(seq.to_string().into_bytes())
+            .unwrap();
         let write = CheckpointWrite {
             fence: fence.clone(),
             generation: 0,
@@ -62,7 +70,11 @@ impl Db {
             name: format!("step-{seq}"),
             payload,
         };
-        self.store.commit_checkpoints(&[write]).await.unwrap().remove(0)
+        self.store
+            .commit_checkpoints(&[write])
+            .await
+            .unwrap()
+            .remove(0)
     }
 
     /// Makes `id`'s heartbeat older than any lease used here.
@@ -82,24 +94,52 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
 
     db.age().await;
     let b = store.join("b", None, "b:1").await.unwrap();
-    let takeover = store.take_over("a", "b", b, LEASE_MS).await.unwrap().expect("a is dead");
+    let takeover = store
+        .take_over("a", "b", b, LEASE_MS)
+        .await
+        .unwrap()
+        .expect("a is dead");
     assert_eq!(takeover.requests, ["r"]);
 
     // The old owner is fenced: no checkpoint, no outcome.
-    assert!(matches!(db.commit(&first.fence, 1).await, Err(StoreError::Fenced { .. })));
-    let finished = store.finish(&first.fence, &Outcome::Error("late".into())).await;
+    assert!(matches!(
+        db.commit(&first.fence, 1).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    let finished = store
+        .finish(&first.fence, &Outcome::Error("late".into()))
+        .await;
     assert!(matches!(finished, Err(StoreError::Fenced { .. })));
-    assert!(!store.heartbeat("a", a).await.unwrap(), "a learns it was found dead");
+    assert!(
+        !store.heartbeat("a", a).await.unwrap(),
+        "a learns it was found dead"
+    );
 
     let second = store.claim("r", "b").await.unwrap().expect("b claims");
     assert!(second.fence.epoch > first.fence.epoch);
-    assert_eq!(store.journal("r", 0).await.unwrap().len(), 1, "the journal survived the move");
+    assert_eq!(
+        store.journal("r", 0).await.unwrap().len(),
+        1,
+        "the journal survived the move"
+    );
     db.commit(&second.fence, 1).await.unwrap();
     // A sequence number is committed once, even by the owner.
-    assert!(matches!(db.commit(&second.fence, 1).await, Err(StoreError::Fenced { .. })));
-    assert!(matches!(db.commit(&second.fence, 3).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(
+        db.commit(&second.fence, 1).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        db.commit(&second.fence, 3).await,
+        Err(StoreError::Fenced { .. })
+    ));
     let journal = store.journal("r", 0).await.unwrap();
-    assert_eq!(journal.iter().map(|c| (c.seq, c.server.as_str())).collect::<Vec<_>>(), [(0, "a"), (1, "b")]);
+    assert_eq!(
+        journal
+            .iter()
+            .map(|c| (c.seq, c.server.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "a"), (1, "b")]
+    );
 }
 
 async fn a_group_commit_fences_each_write_alone(db: Db) {
@@ -117,7 +157,10 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
         name: "step-0".into(),
         payload: store.put_payload(b"1".to_vec()).unwrap(),
     };
-    let results = store.commit_checkpoints(&[write(&kept.fence), write(&lost.fence)]).await.unwrap();
+    let results = store
+        .commit_checkpoints(&[write(&kept.fence), write(&lost.fence)])
+        .await
+        .unwrap();
     assert!(results[0].is_ok());
     assert!(matches!(results[1], Err(StoreError::Fenced { .. })));
     assert_eq!(store.journal("kept", 0).await.unwrap().len(), 1);
@@ -133,16 +176,29 @@ async fn an_outcome_reads_back_as_written(db: Db) {
     let claim = store.claim("r", "a").await.unwrap().unwrap();
     db.commit(&claim.fence, 0).await.unwrap();
     let output = store.put_payload(b"{\"done\":true}".to_vec()).unwrap();
-    store.finish(&claim.fence, &Outcome::Succeeded(output.clone())).await.unwrap();
+    store
+        .finish(&claim.fence, &Outcome::Succeeded(output.clone()))
+        .await
+        .unwrap();
     for request in [
         store.request("r").await.unwrap().unwrap(),
-        store.list_requests(&RequestFilter { limit: 10, ..Default::default() }).await.unwrap().remove(0),
+        store
+            .list_requests(&RequestFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .remove(0),
     ] {
         assert_eq!(request.status, RequestStatus::Succeeded);
         assert_eq!(request.output.as_ref(), Some(&output));
         assert_eq!(store.load_payload(&request.input).unwrap(), b"{}");
         assert_eq!(request.last_checkpoint.as_deref(), Some("step-0"));
-        assert_eq!((request.attempts, request.epoch, request.error), (1, 1, None));
+        assert_eq!(
+            (request.attempts, request.epoch, request.error),
+            (1, 1, None)
+        );
     }
 }
 
@@ -176,11 +232,21 @@ async fn a_dead_server_cannot_take_over(db: Db) {
     let y = store.join("y", None, "y:1").await.unwrap();
     db.age().await;
     let z = store.join("z", None, "z:1").await.unwrap();
-    store.take_over("y", "z", z, LEASE_MS).await.unwrap().expect("y is dead");
+    store
+        .take_over("y", "z", z, LEASE_MS)
+        .await
+        .unwrap()
+        .expect("y is dead");
     // y was found dead; it must not adopt x's requests.
     let refused = store.take_over("x", "y", y, LEASE_MS).await;
-    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
-    assert_eq!(store.server("x").await.unwrap().unwrap().status.as_str(), "running");
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.server("x").await.unwrap().unwrap().status.as_str(),
+        "running"
+    );
 }
 
 async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
@@ -192,11 +258,21 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
     let claim = store.claim("moves", "a").await.unwrap().unwrap();
     let handed = store.stop_server("a", a).await.unwrap();
     assert_eq!(handed, ["moves"]);
-    assert!(matches!(db.commit(&claim.fence, 0).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(
+        db.commit(&claim.fence, 0).await,
+        Err(StoreError::Fenced { .. })
+    ));
     assert_eq!(store.due_requests("b", 10).await.unwrap(), ["moves"]);
-    let taken = store.claim("moves", "b").await.unwrap().expect("b claims the handed-over request");
+    let taken = store
+        .claim("moves", "b")
+        .await
+        .unwrap()
+        .expect("b claims the handed-over request");
     assert_eq!(taken.fence.owner, "b");
-    assert_eq!(store.server("a").await.unwrap().unwrap().status.as_str(), "stopped");
+    assert_eq!(
+        store.server("a").await.unwrap().unwrap().status.as_str(),
+        "stopped"
+    );
 }
 
 async fn cancel_and_reexecute_follow_the_rules(db: Db) {
@@ -207,22 +283,59 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     let claim = store.claim("r", "a").await.unwrap().unwrap();
 
     let refused = store.reexecute("r", "b", 60_000).await;
-    assert!(matches!(&refused, Err(StoreError::Refused(why)) if why.contains("it is running")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(why)) if why.contains("it is running")),
+        "{refused:?}"
+    );
 
-    store.finish(&claim.fence, &Outcome::Error("boom".into())).await.unwrap();
+    store
+        .finish(&claim.fence, &Outcome::Error("boom".into()))
+        .await
+        .unwrap();
     store.reexecute("r", "b", 60_000).await.unwrap();
     let request = store.request("r").await.unwrap().unwrap();
-    assert_eq!((request.status, request.owner.as_deref(), request.failures), (RequestStatus::WaitingRetry, Some("b"), 0));
-    assert!(store.claim("r", "a").await.unwrap().is_none(), "only the new owner claims it");
+    assert_eq!(
+        (request.status, request.owner.as_deref(), request.failures),
+        (RequestStatus::WaitingRetry, Some("b"), 0)
+    );
+    assert!(
+        store.claim("r", "a").await.unwrap().is_none(),
+        "only the new owner claims it"
+    );
     let claim = store.claim("r", "b").await.unwrap().unwrap();
 
     store.cancel("r", "b").await.unwrap();
-    assert!(matches!(db.commit(&claim.fence, 0).await, Err(StoreError::Fenced { .. })));
+    assert!(matches!(
+        db.commit(&claim.fence, 0).await,
+        Err(StoreError::Fenced { .. })
+    ));
     let again = store.cancel("r", "b").await;
-    assert!(matches!(&again, Err(StoreError::Refused(why)) if why.contains("already cancelled")), "{again:?}");
-    assert!(matches!(store.cancel("nope", "b").await, Err(StoreError::NotFound(_))));
-    let kinds: Vec<String> = store.events("r").await.unwrap().into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["created", "attempt", "error", "reexecuted", "attempt", "cancelled"]);
+    assert!(
+        matches!(&again, Err(StoreError::Refused(why)) if why.contains("already cancelled")),
+        "{again:?}"
+    );
+    assert!(matches!(
+        store.cancel("nope", "b").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let kinds: Vec<String> = store
+        .events("r")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "attempt",
+            "error",
+            "reexecuted",
+            "attempt",
+            "cancelled"
+        ]
+    );
 }
 
 async fn requests_page_newest_first_without_gaps(db: Db) {
@@ -235,7 +348,11 @@ async fn requests_page_newest_first_without_gaps(db: Db) {
     let mut after = None;
     loop {
         let page = store
-            .list_requests(&RequestFilter { after: after.clone(), limit: 10, ..Default::default() })
+            .list_requests(&RequestFilter {
+                after: after.clone(),
+                limit: 10,
+                ..Default::default()
+            })
             .await
             .unwrap();
         if page.is_empty() {
@@ -245,9 +362,17 @@ async fn requests_page_newest_first_without_gaps(db: Db) {
         seen.extend(page.into_iter().map(|r| (r.created_at, r.id)));
     }
     assert_eq!(seen.len(), 25);
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "strictly newest first: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first: {seen:?}"
+    );
     let queued = store
-        .list_requests(&RequestFilter { status: Some(RequestStatus::Queued), flow: Some("f".into()), limit: 100, ..Default::default() })
+        .list_requests(&RequestFilter {
+            status: Some(RequestStatus::Queued),
+            flow: Some("f".into()),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(queued.len(), 25);
@@ -260,7 +385,10 @@ async fn payloads_are_verified_on_read(db: Db) {
     assert_eq!(store.load_payload(&small).unwrap(), b"{\"a\":1}");
     let mut tampered = small.clone();
     tampered.inline = Some(b"{\"a\":2}".to_vec());
-    assert!(matches!(store.load_payload(&tampered), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        store.load_payload(&tampered),
+        Err(StoreError::Corrupt { .. })
+    ));
 
     let big = store.put_payload(vec![7u8; 100_000]).unwrap();
     assert!(big.inline.is_none());
@@ -268,9 +396,17 @@ async fn payloads_are_verified_on_read(db: Db) {
     assert!(path.starts_with(store.blobs().path("").parent().unwrap()));
     std::fs::write(&path, vec![7u8; 99_999]).unwrap();
     let error = store.load_payload(&big).unwrap_err();
-    assert!(error.to_string().contains(&format!("blob {} is corrupted", big.hash)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("blob {} is corrupted", big.hash)),
+        "{error}"
+    );
     std::fs::remove_file(&path).unwrap();
-    assert!(matches!(store.load_payload(&big), Err(StoreError::MissingBlob { .. })));
+    assert!(matches!(
+        store.load_payload(&big),
+        Err(StoreError::MissingBlob { .. })
+    ));
 }
 
 /// Each body above runs once per backend.

@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Builds the example flows and the test guests once per test binary and
@@ -30,7 +33,10 @@ pub fn guests() -> &'static Path {
                 .current_dir(root().join(workspace))
                 .status()
                 .expect("running cargo for the guests");
-            assert!(status.success(), "building the guests in {workspace} failed");
+            assert!(
+                status.success(),
+                "building the guests in {workspace} failed"
+            );
         }
         root().join("target/wasm32-wasip2/release")
     })
@@ -46,7 +52,11 @@ pub fn wasm(name: &str) -> Vec<u8> {
 pub fn postgres_url() -> String {
     let base = std::env::var("BATON_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    format!("{}/baton_test_{:016x}", base.trim_end_matches('/'), fastrand::u64(..))
+    format!(
+        "{}/baton_test_{:016x}",
+        base.trim_end_matches('/'),
+        fastrand::u64(..)
+    )
 }
 
 /// How to start a server.
@@ -111,7 +121,11 @@ impl Server {
         let out = self.data.with_extension("out");
         let _ = std::fs::remove_file(&out);
         let stdout = std::fs::File::create(&out).unwrap();
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .arg("up")
             .arg("--data")
@@ -133,14 +147,26 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if let Some(line) = text.lines().find_map(|l| l.strip_prefix("baton: listening on ")) {
+            if let Some(line) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("baton: listening on "))
+            {
                 self.base = line.trim().to_owned();
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server {} exited with {status} before listening; log:\n{}", self.name, self.log_text());
+                panic!(
+                    "server {} exited with {status} before listening; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "server {} did not start; log:\n{}", self.name, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server {} did not start; log:\n{}",
+                self.name,
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -152,7 +178,10 @@ impl Server {
 
     /// The server ID kept in its data folder.
     pub fn id(&self) -> String {
-        std::fs::read_to_string(self.data.join("server-id")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data.join("server-id"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     pub fn pid(&self) -> i32 {
@@ -189,17 +218,30 @@ impl Server {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let response = self.http.post(format!("{}{path}", self.base)).body(body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -213,7 +255,9 @@ impl Server {
 
     /// Starts a request; returns its id.
     pub async fn start_request(&self, flow: &str, input: Value) -> String {
-        let (status, body) = self.post(&format!("/api/flows/{flow}/requests"), input.to_string()).await;
+        let (status, body) = self
+            .post(&format!("/api/flows/{flow}/requests"), input.to_string())
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "start failed: {body}");
         body["id"].as_str().unwrap().to_owned()
     }
@@ -225,21 +269,37 @@ impl Server {
     }
 
     /// Polls the request until `done` holds for it, or panics at the deadline.
-    pub async fn wait_request(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_request(
+        &self,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             let request = self.request(id).await;
             if done(&request) {
                 return request;
             }
-            assert!(Instant::now() < deadline, "request {id} did not get there in {limit:?}: {request:#}\nlog of {}:\n{}", self.name, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "request {id} did not get there in {limit:?}: {request:#}\nlog of {}:\n{}",
+                self.name,
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Waits for the request to finish (succeeded, error or cancelled).
     pub async fn wait_final(&self, id: &str, limit: Duration) -> Value {
-        self.wait_request(id, limit, |r| matches!(r["status"].as_str(), Some("succeeded" | "error" | "cancelled"))).await
+        self.wait_request(id, limit, |r| {
+            matches!(
+                r["status"].as_str(),
+                Some("succeeded" | "error" | "cancelled")
+            )
+        })
+        .await
     }
 }
 
@@ -257,13 +317,20 @@ impl Drop for Server {
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` at the deadline.
-pub async fn eventually<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -300,7 +367,13 @@ impl Sidecar {
 
     /// Calls seen on `path` (e.g. `/step/3`).
     pub fn calls(&self, path: &str) -> u32 {
-        self.state.lock().unwrap().calls.get(path).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every call count by path.
@@ -315,7 +388,11 @@ impl Sidecar {
 
     /// The next `times` calls on `path` answer 500.
     pub fn fail(&self, path: &str, times: u32) {
-        self.state.lock().unwrap().fail.insert(path.to_owned(), times);
+        self.state
+            .lock()
+            .unwrap()
+            .fail
+            .insert(path.to_owned(), times);
     }
 
     /// Every call waits this long before answering.
@@ -325,11 +402,13 @@ impl Sidecar {
 
     /// Calls on `path` get these answers in turn (the last one repeats).
     pub fn answers(&self, path: &str, answers: Vec<(u16, &str)>) {
-        self.state
-            .lock()
-            .unwrap()
-            .answers
-            .insert(path.to_owned(), answers.into_iter().map(|(s, b)| (s, b.to_owned())).collect());
+        self.state.lock().unwrap().answers.insert(
+            path.to_owned(),
+            answers
+                .into_iter()
+                .map(|(s, b)| (s, b.to_owned()))
+                .collect(),
+        );
     }
 }
 

@@ -138,31 +138,48 @@ async fn start_request(
     Query(query): Query<StartQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { &b"null"[..] } else { &body[..] };
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the input is not valid JSON: {e}")))?;
-    let version = state
-        .store
-        .active_version(&name)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no flow named {name:?}")))?;
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"null"[..]
+    } else {
+        &body[..]
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the input is not valid JSON: {e}"),
+        )
+    })?;
+    let version = state.store.active_version(&name).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no flow named {name:?}"),
+        )
+    })?;
     let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("flow {name} has unreadable properties: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("flow {name} has unreadable properties: {e}"),
+            )
+        })?;
     let input = state.store.put_payload(body.to_vec())?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut finished = state.executor.finished();
     let slot = state.executor.try_slot();
     let claim = state
         .store
-        .create_request(&NewRequest {
-            id: id.clone(),
-            flow: name,
-            version: version.hash,
-            owner: state.cluster.id.clone(),
-            input,
-            other_server_retry: properties.other_server_retry,
-            resume: properties.begin_checkpoint,
-        }, slot.is_some())
+        .create_request(
+            &NewRequest {
+                id: id.clone(),
+                flow: name,
+                version: version.hash,
+                owner: state.cluster.id.clone(),
+                input,
+                other_server_retry: properties.other_server_retry,
+                resume: properties.begin_checkpoint,
+            },
+            slot.is_some(),
+        )
         .await?;
     match (claim, slot) {
         (Some(claim), Some(slot)) => state.executor.start(claim, slot),
@@ -171,9 +188,14 @@ async fn start_request(
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(query.timeout.unwrap_or(60.0).clamp(0.0, 3600.0));
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(query.timeout.unwrap_or(60.0).clamp(0.0, 3600.0));
     loop {
-        let request = state.store.request(&id).await?.ok_or_else(|| ApiError::from(StoreError::NotFound(format!("request {id}"))))?;
+        let request = state
+            .store
+            .request(&id)
+            .await?
+            .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("request {id}"))))?;
         if request.status.is_final() {
             let mut view = json!({ "id": id, "status": request.status.as_str() });
             match request.status {
@@ -249,17 +271,24 @@ fn summary(request: &RequestRow) -> Value {
     })
 }
 
-async fn list_requests(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<axum::Json<Value>> {
+async fn list_requests(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
     let requests = state.store.list_requests(&filter(query)?).await?;
-    Ok(axum::Json(Value::Array(requests.iter().map(summary).collect())))
+    Ok(axum::Json(Value::Array(
+        requests.iter().map(summary).collect(),
+    )))
 }
 
-async fn show_request(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
-    let request = state
-        .store
-        .request(&id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+async fn show_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let request =
+        state.store.request(&id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}"))
+        })?;
     let checkpoints = state.store.checkpoints(&id).await?;
     let events = state.store.events(&id).await?;
     let mut view = summary(&request);
@@ -281,14 +310,25 @@ async fn show_request(State(state): State<AppState>, Path(id): Path<String>) -> 
     Ok(axum::Json(view))
 }
 
-async fn reexecute(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn reexecute(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     let lease_ms = state.cluster.timing().lease.as_millis() as i64;
-    state.store.reexecute(&id, &state.cluster.id, lease_ms).await?;
+    state
+        .store
+        .reexecute(&id, &state.cluster.id, lease_ms)
+        .await?;
     state.executor.wake();
-    Ok(axum::Json(json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id })))
+    Ok(axum::Json(
+        json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id }),
+    ))
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Value>> {
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
     state.store.cancel(&id, &state.cluster.id).await?;
     Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
 }
@@ -324,11 +364,18 @@ async fn rename_server(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
-    let rename: Rename = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"name\": \"…\"}}: {e}")))?;
+    let rename: Rename = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"name\": \"…\"}}: {e}"),
+        )
+    })?;
     let name = rename.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "a server name is 1 to 100 characters"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a server name is 1 to 100 characters",
+        ));
     }
     state.store.rename_server(&id, name).await?;
     Ok(axum::Json(json!({ "id": id, "name": name })))

@@ -216,10 +216,17 @@ impl AttemptJournal {
         }
     }
 
-    async fn commit(&mut self, position: u32, name: String, payload: Vec<u8>) -> Result<(), HostAbort> {
+    async fn commit(
+        &mut self,
+        position: u32,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<(), HostAbort> {
         let payload = match self.store.put_payload(payload) {
             Ok(payload) => payload,
-            Err(e) => return Err(self.stop(Abort::Storage(format!("writing checkpoint {name:?}: {e}")))),
+            Err(e) => {
+                return Err(self.stop(Abort::Storage(format!("writing checkpoint {name:?}: {e}"))));
+            }
         };
         let write = CheckpointWrite {
             fence: self.fence.clone(),
@@ -250,16 +257,24 @@ impl AttemptJournal {
 
     /// A journaled 64-bit value: replayed when recorded, else produced by
     /// `live` and committed.
-    async fn value(&mut self, name: &str, live: impl AsyncFnOnce(&Store) -> u64) -> Result<u64, HostAbort> {
+    async fn value(
+        &mut self,
+        name: &str,
+        live: impl AsyncFnOnce(&Store) -> u64,
+    ) -> Result<u64, HostAbort> {
         let start = self.begin_checkpoint(name.to_owned()).await?;
         if let Some(recorded) = start.recorded {
             return serde_json::from_slice(&recorded).map_err(|e| {
-                self.stop(Abort::Storage(format!("journaled {name} at {}: {e}", start.position)))
+                self.stop(Abort::Storage(format!(
+                    "journaled {name} at {}: {e}",
+                    start.position
+                )))
             });
         }
         let value = live(&self.store).await;
         let payload = serde_json::to_vec(&value).expect("u64 serializes");
-        self.commit(start.position, name.to_owned(), payload).await?;
+        self.commit(start.position, name.to_owned(), payload)
+            .await?;
         Ok(value)
     }
 }
@@ -305,7 +320,11 @@ impl Journal for AttemptJournal {
         })
     }
 
-    async fn commit_checkpoint(&mut self, position: u32, payload: Vec<u8>) -> Result<(), HostAbort> {
+    async fn commit_checkpoint(
+        &mut self,
+        position: u32,
+        payload: Vec<u8>,
+    ) -> Result<(), HostAbort> {
         self.check().await?;
         let name = match self.live.take() {
             Some((open, name)) if open == position => name,
@@ -336,7 +355,9 @@ impl Journal for AttemptJournal {
         // The wake-up time is on the database clock, so a request resumed on
         // another server waits for what is left, not for the whole sleep.
         let db_now = async |store: &Store| store.now_ms().await.unwrap_or_default().max(0) as u64;
-        let wake_at = self.value(SLEEP, async |store| db_now(store).await + ms).await?;
+        let wake_at = self
+            .value(SLEEP, async |store| db_now(store).await + ms)
+            .await?;
         let now = db_now(&self.store).await;
         if wake_at > now {
             tokio::time::sleep(Duration::from_millis(wake_at - now)).await;

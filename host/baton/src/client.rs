@@ -39,7 +39,8 @@ impl Client {
 
     /// GET a JSON route.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}{path}", self.base))).await
+        self.call(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     /// POST bytes to a route.
@@ -63,7 +64,13 @@ pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
     let rows = rows.as_array().cloned().unwrap_or_default();
     let widths: Vec<usize> = columns
         .iter()
-        .map(|c| rows.iter().map(|r| cell(r, c).len()).max().unwrap_or(0).max(c.len()))
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
         .collect();
     let line = |cells: Vec<String>| {
         cells
@@ -75,7 +82,10 @@ pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
             .trim_end()
             .to_owned()
     };
-    println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+    println!(
+        "{}",
+        line(columns.iter().map(|c| c.to_uppercase()).collect())
+    );
     for row in &rows {
         println!("{}", line(columns.iter().map(|c| cell(row, c)).collect()));
     }

@@ -219,7 +219,10 @@ impl Cluster {
                     stopping: false,
                 });
                 let sent = Instant::now();
-                let incarnation = self.store.join(&self.id, self.name.as_deref(), &self.address).await?;
+                let incarnation = self
+                    .store
+                    .join(&self.id, self.name.as_deref(), &self.address)
+                    .await?;
                 self.incarnation.store(incarnation, Ordering::SeqCst);
                 self.lease.send_replace(Lease {
                     valid_until: sent + self.timing.lease,

@@ -36,7 +36,8 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads a config file.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
@@ -69,20 +70,37 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Fills what flags and environment left open from the file, then defaults.
     pub fn resolve(file: FileConfig, flags: FileConfig) -> Self {
-        let data = flags.data.or(file.data).unwrap_or_else(|| PathBuf::from("baton-data"));
+        let data = flags
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("baton-data"));
         let database = flags
             .database
             .or(file.database)
             .unwrap_or_else(|| format!("sqlite://{}", data.join("baton.db").display()));
-        let storage = flags.storage.or(file.storage).unwrap_or_else(|| data.join("store"));
+        let storage = flags
+            .storage
+            .or(file.storage)
+            .unwrap_or_else(|| data.join("store"));
         Self {
-            listen: flags.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
             name: flags.name.or(file.name),
-            heartbeat: Duration::from_millis(flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(1000)),
+            heartbeat: Duration::from_millis(
+                flags.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(1000),
+            ),
             lease: Duration::from_millis(flags.lease_ms.or(file.lease_ms).unwrap_or(5000)),
             capacity: flags.capacity.or(file.capacity).unwrap_or(64).max(1),
-            memory_limit: flags.memory_limit_mib.or(file.memory_limit_mib).unwrap_or(64) << 20,
-            time_limit: Duration::from_secs_f64(flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0)),
+            memory_limit: flags
+                .memory_limit_mib
+                .or(file.memory_limit_mib)
+                .unwrap_or(64)
+                << 20,
+            time_limit: Duration::from_secs_f64(
+                flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
+            ),
             data,
             database,
             storage,
@@ -133,7 +151,13 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://baton:secret@db:5432/baton"), "postgres://baton:***@db:5432/baton");
-        assert_eq!(redact("postgres://root@127.0.0.1/test"), "postgres://root@127.0.0.1/test");
+        assert_eq!(
+            redact("postgres://baton:secret@db:5432/baton"),
+            "postgres://baton:***@db:5432/baton"
+        );
+        assert_eq!(
+            redact("postgres://root@127.0.0.1/test"),
+            "postgres://root@127.0.0.1/test"
+        );
     }
 }

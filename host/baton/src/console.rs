@@ -37,7 +37,13 @@ async fn servers(State(state): State<AppState>) -> Result<Html<String>, ApiError
 }
 
 async fn requests(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let names: HashMap<String, String> = state.store.servers().await?.into_iter().map(|s| (s.id, s.name)).collect();
+    let names: HashMap<String, String> = state
+        .store
+        .servers()
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
     let requests = state
         .store
         .list_requests(&RequestFilter {
@@ -48,7 +54,10 @@ async fn requests(State(state): State<AppState>) -> Result<Html<String>, ApiErro
     let views: Vec<RequestView> = requests
         .into_iter()
         .map(|r| RequestView {
-            owner: r.owner.map(|id| names.get(&id).cloned().unwrap_or(id)).unwrap_or_default(),
+            owner: r
+                .owner
+                .map(|id| names.get(&id).cloned().unwrap_or(id))
+                .unwrap_or_default(),
             id: r.id,
             flow: r.flow,
             status: r.status.label().to_owned(),

@@ -82,15 +82,25 @@ pub async fn component_bytes(path: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8
 /// the `.wasm` files it produced.
 async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     tracing::info!(path = %dir.display(), "building flow components");
-    let output = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
-        .current_dir(dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .with_context(|| format!("running cargo in {}", dir.display()))?;
+    let output =
+        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--message-format=json-render-diagnostics",
+            ])
+            .current_dir(dir)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .with_context(|| format!("running cargo in {}", dir.display()))?;
     if !output.status.success() {
-        bail!("building the flow in {} failed (cargo's messages are above)", dir.display());
+        bail!(
+            "building the flow in {} failed (cargo's messages are above)",
+            dir.display()
+        );
     }
     let mut files = Vec::new();
     for line in output.stdout.split(|b| *b == b'\n') {
@@ -107,7 +117,10 @@ async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     if files.is_empty() {
-        bail!("{} built no .wasm component (is it a cdylib crate?)", dir.display());
+        bail!(
+            "{} built no .wasm component (is it a cdylib crate?)",
+            dir.display()
+        );
     }
     Ok(files)
 }

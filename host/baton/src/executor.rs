@@ -89,7 +89,10 @@ impl Executor {
     /// The `(request, epoch)` of every attempt executing here.
     pub fn active(&self) -> Vec<(String, i64)> {
         let active = self.active.lock().expect("active lock");
-        active.iter().map(|(id, (epoch, _))| (id.clone(), *epoch)).collect()
+        active
+            .iter()
+            .map(|(id, (epoch, _))| (id.clone(), *epoch))
+            .collect()
     }
 
     /// Stops the attempts of `checked` (taken from [`Executor::active`]
@@ -134,7 +137,10 @@ impl Executor {
         if free == 0 {
             return Ok(());
         }
-        let due = self.store.due_requests(&self.cluster.id, (free * 2) as i64).await?;
+        let due = self
+            .store
+            .due_requests(&self.cluster.id, (free * 2) as i64)
+            .await?;
         for id in due {
             if self.active.lock().expect("active lock").contains_key(&id) {
                 continue;
@@ -157,18 +163,24 @@ impl Executor {
     /// Runs the attempt a claim licensed, in the slot reserved for it.
     pub fn start(self: &Arc<Self>, claim: Claim, slot: OwnedSemaphorePermit) {
         let interrupt = Arc::new(Interrupt::default());
-        self.active
-            .lock()
-            .expect("active lock")
-            .insert(claim.fence.request.clone(), (claim.fence.epoch, interrupt.clone()));
+        self.active.lock().expect("active lock").insert(
+            claim.fence.request.clone(),
+            (claim.fence.epoch, interrupt.clone()),
+        );
         tokio::spawn(self.clone().attempt(claim, interrupt, slot));
     }
 
-    async fn attempt(self: Arc<Self>, claim: Claim, interrupt: Arc<Interrupt>, _slot: OwnedSemaphorePermit) {
+    async fn attempt(
+        self: Arc<Self>,
+        claim: Claim,
+        interrupt: Arc<Interrupt>,
+        _slot: OwnedSemaphorePermit,
+    ) {
         let fence = claim.fence.clone();
         match self.execute(claim, interrupt).await {
             Some(outcome) => {
-                self.metrics.record_outcome(matches!(outcome, Outcome::Succeeded(_)));
+                self.metrics
+                    .record_outcome(matches!(outcome, Outcome::Succeeded(_)));
                 self.write_outcome(&fence, &outcome).await;
             }
             // Stopped without an outcome: if the request is still ours at this
@@ -176,10 +188,15 @@ impl Executor {
             // rather than leave it `running` with no attempt behind it.
             None => match self.store.release(&fence).await {
                 Ok(()) | Err(StoreError::Fenced { .. }) => {}
-                Err(e) => tracing::warn!(request = %fence.request, error = %e, "releasing a stopped attempt failed"),
+                Err(e) => {
+                    tracing::warn!(request = %fence.request, error = %e, "releasing a stopped attempt failed")
+                }
             },
         }
-        self.active.lock().expect("active lock").remove(&fence.request);
+        self.active
+            .lock()
+            .expect("active lock")
+            .remove(&fence.request);
         let _ = self.finished.send(fence.request.clone());
         // A retry may be due soon, and a slot is free again.
         self.wake();
@@ -278,9 +295,18 @@ impl Executor {
             .version(hash)
             .await
             .map_err(|e| Prepare::Retry(format!("reading flow version {hash}: {e}")))?
-            .ok_or_else(|| Prepare::Fatal(format!("flow version {hash} of {} is not deployed in this cluster", claim.flow)))?;
-        let properties: FlowProperties = serde_json::from_str(&version.properties)
-            .map_err(|e| Prepare::Fatal(format!("flow version {hash} has unreadable properties: {e}")))?;
+            .ok_or_else(|| {
+                Prepare::Fatal(format!(
+                    "flow version {hash} of {} is not deployed in this cluster",
+                    claim.flow
+                ))
+            })?;
+        let properties: FlowProperties =
+            serde_json::from_str(&version.properties).map_err(|e| {
+                Prepare::Fatal(format!(
+                    "flow version {hash} has unreadable properties: {e}"
+                ))
+            })?;
         let blobs = self.store.blobs().clone();
         let size = version.size as u64;
         let component = self

@@ -8,7 +8,11 @@ use baton::config::{FileConfig, ServerConfig};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Durable flows as WebAssembly components, with failover between servers")]
+#[command(
+    name = "baton",
+    version,
+    about = "Durable flows as WebAssembly components, with failover between servers"
+)]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -141,21 +145,30 @@ enum Command {
 #[derive(clap::Args)]
 struct ServerArg {
     /// The server to talk to.
-    #[arg(long = "server", env = "BATON_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long = "server",
+        env = "BATON_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     url: String,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
+    });
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cli.log_json {
         subscriber.json().init();
     } else {
         subscriber.init();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli.command))
 }
 
@@ -210,13 +223,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { flow, input, wait, server } => {
+        Command::Run {
+            flow,
+            input,
+            wait,
+            server,
+        } => {
             let input = match input.strip_prefix('@') {
                 Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
                 None => input.into_bytes(),
             };
             let client = Client::new(&server.url);
-            let path = format!("/api/flows/{flow}/requests{}", if wait { "?wait=true&timeout=3600" } else { "" });
+            let path = format!(
+                "/api/flows/{flow}/requests{}",
+                if wait { "?wait=true&timeout=3600" } else { "" }
+            );
             let answer = client.post(&path, input).await?;
             if !wait {
                 println!("{}", answer["id"].as_str().unwrap_or_default());
@@ -236,7 +257,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None => bail!("unexpected answer: {answer}"),
             }
         }
-        Command::Requests { status, flow, limit, json, server } => {
+        Command::Requests {
+            status,
+            flow,
+            limit,
+            json,
+            server,
+        } => {
             let mut path = format!("/api/requests?limit={limit}");
             if let Some(status) = status {
                 path.push_str(&format!("&status={status}"));
@@ -245,32 +272,67 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 path.push_str(&format!("&flow={flow}"));
             }
             let rows = Client::new(&server.url).get(&path).await?;
-            print_table(&rows, &["id", "flow", "status", "owner", "attempts", "last_checkpoint", "error"], json);
+            print_table(
+                &rows,
+                &[
+                    "id",
+                    "flow",
+                    "status",
+                    "owner",
+                    "attempts",
+                    "last_checkpoint",
+                    "error",
+                ],
+                json,
+            );
             Ok(())
         }
         Command::Request { id, server } => {
-            let request = Client::new(&server.url).get(&format!("/api/requests/{id}")).await?;
+            let request = Client::new(&server.url)
+                .get(&format!("/api/requests/{id}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
         Command::Servers { json, server } => {
             let rows = Client::new(&server.url).get("/api/servers").await?;
-            print_table(&rows, &["id", "name", "status", "address", "heartbeat_age_ms", "owned"], json);
+            print_table(
+                &rows,
+                &[
+                    "id",
+                    "name",
+                    "status",
+                    "address",
+                    "heartbeat_age_ms",
+                    "owned",
+                ],
+                json,
+            );
             Ok(())
         }
         Command::Reexecute { id, server } => {
-            let answer = Client::new(&server.url).post(&format!("/api/requests/{id}/reexecute"), Vec::new()).await?;
-            println!("{} re-executed on {}", id, answer["owner"].as_str().unwrap_or("?"));
+            let answer = Client::new(&server.url)
+                .post(&format!("/api/requests/{id}/reexecute"), Vec::new())
+                .await?;
+            println!(
+                "{} re-executed on {}",
+                id,
+                answer["owner"].as_str().unwrap_or("?")
+            );
             Ok(())
         }
         Command::Cancel { id, server } => {
-            Client::new(&server.url).post(&format!("/api/requests/{id}/cancel"), Vec::new()).await?;
+            Client::new(&server.url)
+                .post(&format!("/api/requests/{id}/cancel"), Vec::new())
+                .await?;
             println!("{id} cancelled");
             Ok(())
         }
         Command::Rename { id, name, server } => {
             let body = serde_json::to_vec(&serde_json::json!({ "name": name }))?;
-            Client::new(&server.url).post(&format!("/api/servers/{id}/name"), body).await?;
+            Client::new(&server.url)
+                .post(&format!("/api/servers/{id}/name"), body)
+                .await?;
             println!("{id} is now named {name}");
             Ok(())
         }

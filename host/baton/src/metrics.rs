@@ -42,7 +42,11 @@ impl Metrics {
     }
 
     pub(crate) fn record_outcome(&self, succeeded: bool) {
-        let counter = if succeeded { &self.succeeded } else { &self.failed };
+        let counter = if succeeded {
+            &self.succeeded
+        } else {
+            &self.failed
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -77,14 +81,38 @@ impl Metrics {
         let mut out = String::new();
         let counters = [
             ("baton_attempts_total", "Attempts started.", &self.attempts),
-            ("baton_requests_succeeded_total", "Attempts that ended in success.", &self.succeeded),
-            ("baton_attempts_failed_total", "Attempts that ended in a flow error or trap.", &self.failed),
-            ("baton_checkpoints_total", "Checkpoints committed.", &self.checkpoints),
-            ("baton_commit_groups_total", "Database transactions that committed checkpoints.", &self.commit_groups),
-            ("baton_takeovers_total", "Dead servers taken over by this server.", &self.takeovers),
+            (
+                "baton_requests_succeeded_total",
+                "Attempts that ended in success.",
+                &self.succeeded,
+            ),
+            (
+                "baton_attempts_failed_total",
+                "Attempts that ended in a flow error or trap.",
+                &self.failed,
+            ),
+            (
+                "baton_checkpoints_total",
+                "Checkpoints committed.",
+                &self.checkpoints,
+            ),
+            (
+                "baton_commit_groups_total",
+                "Database transactions that committed checkpoints.",
+                &self.commit_groups,
+            ),
+            (
+                "baton_takeovers_total",
+                "Dead servers taken over by this server.",
+                &self.takeovers,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -21,7 +21,12 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     let folder = DataFolder::open(&config.data)?;
     let store = Store::connect(&config.database, &config.storage)
         .await
-        .with_context(|| format!("opening the checkpoint store {}", config.database_redacted()))?;
+        .with_context(|| {
+            format!(
+                "opening the checkpoint store {}",
+                config.database_redacted()
+            )
+        })?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -45,7 +50,10 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     );
     let recovered = store.recover_own(&cluster.id).await?;
     if !recovered.is_empty() {
-        tracing::info!(count = recovered.len(), "recovering this server's interrupted requests");
+        tracing::info!(
+            count = recovered.len(),
+            "recovering this server's interrupted requests"
+        );
     }
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.data.join("compiled"),
@@ -53,7 +61,13 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         time_limit: config.time_limit,
         max_instances: (config.capacity + 8) as u32,
     })?;
-    let executor = Executor::new(store.clone(), runtime, cluster.clone(), metrics.clone(), config.capacity);
+    let executor = Executor::new(
+        store.clone(),
+        runtime,
+        cluster.clone(),
+        metrics.clone(),
+        config.capacity,
+    );
     let stop = Arc::new(Notify::new());
     let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
     let membership = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));

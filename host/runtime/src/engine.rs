@@ -149,7 +149,10 @@ impl<J: Journal> Runtime<J> {
         if let Some(component) = self.loaded.lock().expect("cache lock").get(hash) {
             return Ok(component.clone());
         }
-        let cached = self.config.cache_dir.join(format!("{hash}-{}.cwasm", self.compat));
+        let cached = self
+            .config
+            .cache_dir
+            .join(format!("{hash}-{}.cwasm", self.compat));
         let component = match self.deserialize(&cached) {
             Some(component) => component,
             None => {
@@ -165,7 +168,9 @@ impl<J: Journal> Runtime<J> {
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::FlowPre::new)
-            .map_err(|e| AttemptError::Invalid(format!("it does not fit Baton's flow world: {e:#}")))?;
+            .map_err(|e| {
+                AttemptError::Invalid(format!("it does not fit Baton's flow world: {e:#}"))
+            })?;
         let component = Arc::new(FlowComponent {
             hash: hash.to_owned(),
             pre,
@@ -208,14 +213,19 @@ impl<J: Journal> Runtime<J> {
         let component = self.load(&hash, || Ok(bytes)).await?;
         let properties = self.properties(&component).await?;
         if properties.name.is_empty() || properties.name.len() > 128 {
-            return Err(AttemptError::Invalid("the flow's name must be 1 to 128 characters".into()));
+            return Err(AttemptError::Invalid(
+                "the flow's name must be 1 to 128 characters".into(),
+            ));
         }
         Ok((hash, properties))
     }
 
     /// Instantiates the component without a journal (a host call traps) and
     /// calls its `properties` export.
-    pub async fn properties(&self, component: &FlowComponent<J>) -> Result<FlowProperties, AttemptError> {
+    pub async fn properties(
+        &self,
+        component: &FlowComponent<J>,
+    ) -> Result<FlowProperties, AttemptError> {
         let mut store = self.store(None);
         let flow = component
             .pre

@@ -55,7 +55,9 @@ impl<J: Journal> State<J> {
             .allow_ip_name_lookup(false)
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
-            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a, 0x17, 0xc3, 0x8e]))
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![
+                0x5a, 0x17, 0xc3, 0x8e,
+            ]))
             .insecure_random(wasmtime_wasi::Deterministic::new(vec![0x3d, 0x91]))
             .insecure_random_seed(0x0ba7_0ba7);
         Self {
@@ -77,7 +79,9 @@ impl<J: Journal> State<J> {
     /// The store's epoch callback: each tick of guest execution costs one
     /// unit of the attempt's time budget, and yields to the async runtime so
     /// a busy flow never starves the server.
-    pub(crate) fn on_epoch_tick(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
+    pub(crate) fn on_epoch_tick(
+        mut store: StoreContextMut<'_, Self>,
+    ) -> wasmtime::Result<UpdateDeadline> {
         let limits = &mut store.data_mut().limits;
         if limits.ticks_left == 0 {
             return Err(wasmtime::Error::msg(format!(
@@ -108,7 +112,12 @@ impl<J: Journal> WasiView for State<J> {
 }
 
 impl<J: Journal> ResourceLimiter for State<J> {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limits.memory_bytes {
             return Err(wasmtime::Error::msg(format!(
                 "flow exceeded its memory limit of {} MiB",
@@ -118,7 +127,12 @@ impl<J: Journal> ResourceLimiter for State<J> {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -128,14 +142,27 @@ fn trap(abort: HostAbort) -> wasmtime::Error {
 }
 
 impl<J: Journal> journal::Host for State<J> {
-    async fn begin_checkpoint(&mut self, name: String) -> wasmtime::Result<journal::CheckpointStart> {
-        let CheckpointStart { position, key, recorded } =
-            self.journal()?.begin_checkpoint(name).await.map_err(trap)?;
-        Ok(journal::CheckpointStart { position, key, recorded })
+    async fn begin_checkpoint(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<journal::CheckpointStart> {
+        let CheckpointStart {
+            position,
+            key,
+            recorded,
+        } = self.journal()?.begin_checkpoint(name).await.map_err(trap)?;
+        Ok(journal::CheckpointStart {
+            position,
+            key,
+            recorded,
+        })
     }
 
     async fn commit_checkpoint(&mut self, position: u32, payload: Vec<u8>) -> wasmtime::Result<()> {
-        self.journal()?.commit_checkpoint(position, payload).await.map_err(trap)
+        self.journal()?
+            .commit_checkpoint(position, payload)
+            .await
+            .map_err(trap)
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
@@ -172,7 +199,10 @@ impl<J: Journal> journal::Host for State<J> {
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl<J: Journal> http::Host for State<J> {
-    async fn send(&mut self, request: http::Request) -> wasmtime::Result<Result<http::Response, String>> {
+    async fn send(
+        &mut self,
+        request: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
         Ok(send(&self.http, request).await)
@@ -197,7 +227,12 @@ async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::
     let headers = response
         .headers()
         .iter()
-        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = response
         .bytes()

@@ -61,7 +61,11 @@ impl Store {
         let sql = format!(
             "SELECT generation, seq, name, server_id, epoch, at, hash, size, inline
                FROM checkpoints WHERE request_id = $1 {} ORDER BY generation, seq",
-            if generation.is_some() { "AND generation = $2" } else { "" }
+            if generation.is_some() {
+                "AND generation = $2"
+            } else {
+                ""
+            }
         );
         let mut query = sqlx::query(&sql).bind(request);
         if let Some(generation) = generation {

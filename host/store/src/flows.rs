@@ -70,17 +70,19 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, updated_at, hash, flow, size, properties, deployed_at)| FlowRow {
-                name,
-                updated_at,
-                active: VersionRow {
-                    hash,
-                    flow,
-                    size,
-                    properties,
-                    deployed_at,
+            .map(
+                |(name, updated_at, hash, flow, size, properties, deployed_at)| FlowRow {
+                    name,
+                    updated_at,
+                    active: VersionRow {
+                        hash,
+                        flow,
+                        size,
+                        properties,
+                        deployed_at,
+                    },
                 },
-            })
+            )
             .collect())
     }
 

@@ -241,9 +241,7 @@ impl Store {
     /// Now on the database's clock, in milliseconds since the Unix epoch.
     pub async fn now_ms(&self) -> Result<i64, StoreError> {
         let sql = format!("SELECT {}", self.backend.now_ms());
-        let (now,): (i64,) = sqlx::query_as(&sql)
-            .fetch_one(&self.pool)
-            .await?;
+        let (now,): (i64,) = sqlx::query_as(&sql).fetch_one(&self.pool).await?;
         Ok(now)
     }
 

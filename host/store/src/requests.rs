@@ -162,7 +162,7 @@ pub struct RequestRow {
 }
 
 /// One entry of a request's history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct EventRow {
     /// When.
     pub at: i64,
@@ -194,7 +194,8 @@ pub struct RequestFilter {
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
 /// a checkpoint commit writes the journal alone.
-const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
+const REQUEST_COLUMNS: &str =
+    "id, flow, version, status, owner, epoch, attempts, failures, generation,
     (SELECT c.name FROM checkpoints c WHERE c.request_id = requests.id
       ORDER BY c.generation DESC, c.seq DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
@@ -259,7 +260,11 @@ impl Store {
     /// Records a new request owned by the server that received it: `queued`,
     /// or, with `claim`, already `running` as its first attempt (one commit
     /// instead of two when the server has a free slot).
-    pub async fn create_request(&self, new: &NewRequest, claim: bool) -> Result<Option<Claim>, StoreError> {
+    pub async fn create_request(
+        &self,
+        new: &NewRequest,
+        claim: bool,
+    ) -> Result<Option<Claim>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
         sqlx::query(&self.sql(
@@ -284,8 +289,15 @@ impl Store {
         self.event(&mut tx, &new.id, "created", Some(&new.owner), Some(0), None)
             .await?;
         if claim {
-            self.event(&mut tx, &new.id, "attempt", Some(&new.owner), Some(epoch), Some("attempt 1"))
-                .await?;
+            self.event(
+                &mut tx,
+                &new.id,
+                "attempt",
+                Some(&new.owner),
+                Some(epoch),
+                Some("attempt 1"),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(claim.then(|| Claim {
@@ -364,8 +376,15 @@ impl Store {
             },
         };
         let detail = format!("attempt {}", claim.attempts);
-        self.event(&mut tx, id, "attempt", Some(me), Some(claim.fence.epoch), Some(&detail))
-            .await?;
+        self.event(
+            &mut tx,
+            id,
+            "attempt",
+            Some(me),
+            Some(claim.fence.epoch),
+            Some(&detail),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(claim))
     }
@@ -412,8 +431,15 @@ impl Store {
             }
             Outcome::Error(error) => ("error", Some(error.clone())),
         };
-        self.event(&mut tx, &fence.request, kind, Some(&fence.owner), Some(fence.epoch), detail.as_deref())
-            .await?;
+        self.event(
+            &mut tx,
+            &fence.request,
+            kind,
+            Some(&fence.owner),
+            Some(fence.epoch),
+            detail.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -521,7 +547,10 @@ impl Store {
     }
 
     /// Requests newest first, filtered, one keyset page at a time.
-    pub async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
+    pub async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<RequestRow>, StoreError> {
         enum Arg {
             Text(String),
             Int(i64),
@@ -541,12 +570,15 @@ impl Store {
             sql.push_str(&format!(" AND owner = ${}", args.len()));
         }
         if let Some(after) = &filter.after {
-            let row: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM requests WHERE id = $1")
-                .bind(after)
-                .fetch_optional(&self.pool)
-                .await?;
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT created_at FROM requests WHERE id = $1")
+                    .bind(after)
+                    .fetch_optional(&self.pool)
+                    .await?;
             let Some((created_at,)) = row else {
-                return Err(StoreError::NotFound(format!("request {after} (the page cursor)")));
+                return Err(StoreError::NotFound(format!(
+                    "request {after} (the page cursor)"
+                )));
             };
             args.push(Arg::Int(created_at));
             args.push(Arg::Text(after.clone()));
@@ -572,30 +604,24 @@ impl Store {
 
     /// A request's history, oldest first.
     pub async fn events(&self, id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows: Vec<(i64, String, Option<String>, Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT at, kind, server_id, epoch, detail FROM request_events
+        Ok(sqlx::query_as(
+            "SELECT at, kind, server_id AS server, epoch, detail FROM request_events
               WHERE request_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at, kind, server, epoch, detail)| EventRow {
-                at,
-                kind,
-                server,
-                epoch,
-                detail,
-            })
-            .collect())
+        .await?)
     }
 
     /// The `(request, epoch)` pairs `me` is recorded as running.
     pub async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, epoch FROM requests WHERE owner = $1 AND status = 'running'")
+        Ok(
+            sqlx::query_as(
+                "SELECT id, epoch FROM requests WHERE owner = $1 AND status = 'running'",
+            )
             .bind(me)
             .fetch_all(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 }

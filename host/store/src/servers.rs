@@ -160,12 +160,13 @@ impl Store {
 
     /// Servers still marked running whose heartbeat is older than the lease.
     pub async fn dead_servers(&self, lease_ms: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
-            "SELECT id FROM servers WHERE status = 'running' AND heartbeat_at < NOW_MS - $1",
-        ))
-        .bind(lease_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&self.sql(
+                "SELECT id FROM servers WHERE status = 'running' AND heartbeat_at < NOW_MS - $1",
+            ))
+            .bind(lease_ms)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
@@ -220,8 +221,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (request, epoch) in &moved {
-            self.event(&mut tx, request, "taken_over", Some(me), Some(*epoch), Some(&format!("from dead server {dead}")))
-                .await?;
+            self.event(
+                &mut tx,
+                request,
+                "taken_over",
+                Some(me),
+                Some(*epoch),
+                Some(&format!("from dead server {dead}")),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(Takeover {
@@ -253,8 +261,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (request, epoch) in &released {
-            self.event(&mut tx, request, "handed_over", Some(id), Some(*epoch), Some("server stopped"))
-                .await?;
+            self.event(
+                &mut tx,
+                request,
+                "handed_over",
+                Some(id),
+                Some(*epoch),
+                Some("server stopped"),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(released.into_iter().map(|(id, _)| id).collect())

@@ -39,21 +39,43 @@ impl Node {
         let data = dir.join(name);
         let out = dir.join(format!("{name}.out"));
         let child = Command::new(std::env::current_exe()?)
-            .args(["up", "--listen", "127.0.0.1:0", "--database", database, "--name", name])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database,
+                "--name",
+                name,
+            ])
             .arg("--data")
             .arg(&data)
             .arg("--storage")
             .arg(dir.join("store"))
-            .args(["--heartbeat-ms", &(lease_ms / 5).max(100).to_string(), "--lease-ms", &lease_ms.to_string()])
+            .args([
+                "--heartbeat-ms",
+                &(lease_ms / 5).max(100).to_string(),
+                "--lease-ms",
+                &lease_ms.to_string(),
+            ])
             .stdout(std::fs::File::create(&out)?)
             .stderr(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if let Some(base) = text.lines().find_map(|l| l.strip_prefix("baton: listening on ")) {
-                let id = std::fs::read_to_string(data.join("server-id"))?.trim().to_owned();
-                return Ok(Node { child, base: base.trim().to_owned(), id });
+            if let Some(base) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("baton: listening on "))
+            {
+                let id = std::fs::read_to_string(data.join("server-id"))?
+                    .trim()
+                    .to_owned();
+                return Ok(Node {
+                    child,
+                    base: base.trim().to_owned(),
+                    id,
+                });
             }
             if Instant::now() > deadline {
                 bail!("server {name} did not start");
@@ -75,7 +97,10 @@ impl Drop for Node {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// Runs the failover benchmark and prints p50/p99 per lease.
@@ -86,22 +111,37 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the flow built nothing")?;
-    println!("baton bench failover: {} kills per lease; time from kill -9 of the owner to the new owner's first checkpoint", args.trials);
+    println!(
+        "baton bench failover: {} kills per lease; time from kill -9 of the owner to the new owner's first checkpoint",
+        args.trials
+    );
     for &lease_ms in &args.leases {
         let dir = tempfile::tempdir()?;
         let database = super::fresh_database(&args.database, dir.path());
         let mut nodes = Vec::new();
         for i in 0..3 {
-            nodes.push(Node::start(dir.path(), &format!("n{i}"), &database, lease_ms)?);
+            nodes.push(Node::start(
+                dir.path(),
+                &format!("n{i}"),
+                &database,
+                lease_ms,
+            )?);
         }
-        http.post(format!("{}/api/flows", nodes[0].base)).body(component.clone()).send().await?.error_for_status()?;
+        http.post(format!("{}/api/flows", nodes[0].base))
+            .body(component.clone())
+            .send()
+            .await?
+            .error_for_status()?;
         let progress = super::bar(args.trials, &format!("lease {lease_ms} ms"));
         let mut gaps = Vec::new();
         for trial in 0..args.trials {
             let owner = trial % nodes.len();
             let watcher = (owner + 1) % nodes.len();
             let started: Value = http
-                .post(format!("{}/api/flows/batch-import/requests", nodes[owner].base))
+                .post(format!(
+                    "{}/api/flows/batch-import/requests",
+                    nodes[owner].base
+                ))
                 .body(r#"{"records": 1000000, "batch": 1000, "delay_ms": 50}"#)
                 .send()
                 .await?
@@ -111,7 +151,10 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             let url = format!("{}/api/requests/{id}", nodes[watcher].base);
             loop {
                 let request: Value = http.get(&url).send().await?.json().await?;
-                if request["checkpoints"].as_array().is_some_and(|c| c.len() >= 2) {
+                if request["checkpoints"]
+                    .as_array()
+                    .is_some_and(|c| c.len() >= 2)
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -101,8 +101,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         lease: Duration::from_secs(5),
     };
     let cluster = Arc::new(
-        Cluster::join(store.clone(), "bench".into(), None, "bench".into(), timing, metrics.clone(), dir.path())
-            .await?,
+        Cluster::join(
+            store.clone(),
+            "bench".into(),
+            None,
+            "bench".into(),
+            timing,
+            metrics.clone(),
+            dir.path(),
+        )
+        .await?,
     );
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.path().join("compiled"),
@@ -110,10 +118,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     })?;
     let capacity = args.concurrency.max(1);
-    let executor = Executor::new(store.clone(), runtime, cluster.clone(), metrics.clone(), capacity);
+    let executor = Executor::new(
+        store.clone(),
+        runtime,
+        cluster.clone(),
+        metrics.clone(),
+        capacity,
+    );
     let stop = Arc::new(Notify::new());
     let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
-    let membership = tokio::spawn(crate::server::heartbeat(cluster.clone(), executor.clone(), store.clone()));
+    let membership = tokio::spawn(crate::server::heartbeat(
+        cluster.clone(),
+        executor.clone(),
+        store.clone(),
+    ));
 
     let (_, bytes) = deploy::component_bytes(&args.flow)
         .await?
@@ -121,7 +139,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .next()
         .context("the bench flow built nothing")?;
     let deployed = deploy::deploy(&store, executor.runtime(), bytes).await?;
-    let version = store.version(&deployed.version).await?.context("deployed version")?;
+    let version = store
+        .version(&deployed.version)
+        .await?
+        .context("deployed version")?;
     let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)?;
     let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
     println!(
@@ -152,15 +173,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let overhead = sorted(overhead);
 
-    let submit = async |requests: usize, concurrency: usize, label: &str| -> anyhow::Result<(Duration, Vec<u64>)> {
+    let submit = async |requests: usize,
+                        concurrency: usize,
+                        label: &str|
+           -> anyhow::Result<(Duration, Vec<u64>)> {
         let progress = bar(requests, label);
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let mut clients = Vec::new();
         for _ in 0..concurrency {
-            let (store, executor, next, progress) = (store.clone(), executor.clone(), next.clone(), progress.clone());
-            let (flow, version, owner, input) =
-                (deployed.name.clone(), deployed.version.clone(), cluster.id.clone(), input.clone());
+            let (store, executor, next, progress) = (
+                store.clone(),
+                executor.clone(),
+                next.clone(),
+                progress.clone(),
+            );
+            let (flow, version, owner, input) = (
+                deployed.name.clone(),
+                deployed.version.clone(),
+                cluster.id.clone(),
+                input.clone(),
+            );
             let other_server_retry = properties.other_server_retry;
             clients.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -170,15 +203,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     let began = Instant::now();
                     let slot = executor.try_slot();
                     let claim = store
-                        .create_request(&NewRequest {
-                            id: id.clone(),
-                            flow: flow.clone(),
-                            version: version.clone(),
-                            owner: owner.clone(),
-                            input: store.put_payload(input.clone())?,
-                            other_server_retry,
-                            resume: true,
-                        }, slot.is_some())
+                        .create_request(
+                            &NewRequest {
+                                id: id.clone(),
+                                flow: flow.clone(),
+                                version: version.clone(),
+                                owner: owner.clone(),
+                                input: store.put_payload(input.clone())?,
+                                other_server_retry,
+                                resume: true,
+                            },
+                            slot.is_some(),
+                        )
                         .await?;
                     match (claim, slot) {
                         (Some(claim), Some(slot)) => executor.start(claim, slot),
@@ -237,7 +273,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    anyhow::ensure!(failed.is_empty(), "a bench request failed: {:?}", failed[0].error);
+    anyhow::ensure!(
+        failed.is_empty(),
+        "a bench request failed: {:?}",
+        failed[0].error
+    );
 
     let secs = elapsed.as_secs_f64();
     let raw_rate = raw_rows as f64 / raw.total.as_secs_f64();
@@ -245,15 +285,45 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let raw_p50 = percentile(&raw.latencies, 0.5);
     let alone_p50 = percentile(&alone, 0.5);
     println!();
-    println!("Wasm instantiate+call per attempt     p50 {:>8.1} µs   p99 {:>8.1} µs", percentile(&overhead, 0.5) as f64 / 1000.0, percentile(&overhead, 0.99) as f64 / 1000.0);
-    println!("checkpoint commit, one request        p50 {:>8.2} ms   ({} checkpoints)", alone_p50 as f64 / 1000.0, alone.len());
-    println!("  of which the database statement     p50 {:>8.2} ms", percentile(&alone_statement, 0.5) as f64 / 1000.0);
-    println!("raw single-row INSERT commit          p50 {:>8.2} ms   ({} rows, {:.0} commits/s)", raw_p50 as f64 / 1000.0, raw_rows, raw_rate);
-    println!("  ratio checkpoint / raw commit       {:>8.2}×", alone_p50 as f64 / raw_p50.max(1) as f64);
-    println!("concurrent run                        {:>8.1} requests/s   {:.0} checkpoints/s", args.requests as f64 / secs, checkpoints_per_s);
-    println!("  request latency                     p50 {:>8.2} ms   p99 {:>8.2} ms", percentile(&latencies, 0.5) as f64 / 1000.0, percentile(&latencies, 0.99) as f64 / 1000.0);
+    println!(
+        "Wasm instantiate+call per attempt     p50 {:>8.1} µs   p99 {:>8.1} µs",
+        percentile(&overhead, 0.5) as f64 / 1000.0,
+        percentile(&overhead, 0.99) as f64 / 1000.0
+    );
+    println!(
+        "checkpoint commit, one request        p50 {:>8.2} ms   ({} checkpoints)",
+        alone_p50 as f64 / 1000.0,
+        alone.len()
+    );
+    println!(
+        "  of which the database statement     p50 {:>8.2} ms",
+        percentile(&alone_statement, 0.5) as f64 / 1000.0
+    );
+    println!(
+        "raw single-row INSERT commit          p50 {:>8.2} ms   ({} rows, {:.0} commits/s)",
+        raw_p50 as f64 / 1000.0,
+        raw_rows,
+        raw_rate
+    );
+    println!(
+        "  ratio checkpoint / raw commit       {:>8.2}×",
+        alone_p50 as f64 / raw_p50.max(1) as f64
+    );
+    println!(
+        "concurrent run                        {:>8.1} requests/s   {:.0} checkpoints/s",
+        args.requests as f64 / secs,
+        checkpoints_per_s
+    );
+    println!(
+        "  request latency                     p50 {:>8.2} ms   p99 {:>8.2} ms",
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0
+    );
     println!("  checkpoints per commit (mean)       {:>8.1}", mean_group);
-    println!("  ratio checkpoints/s / raw commits/s {:>8.2}×", checkpoints_per_s / raw_rate);
+    println!(
+        "  ratio checkpoints/s / raw commits/s {:>8.2}×",
+        checkpoints_per_s / raw_rate
+    );
 
     stop.notify_one();
     let _ = scheduler.await;
