@@ -1,123 +1,126 @@
-//! Baton's operator console: server-rendered pages (maud).
+//! Baton's operator console: server-rendered pages (maud) with htmx.
 //!
-//! This crate owns presentation only: it turns plain view structs into HTML.
-//! The server gathers the data and serves the routes. Everything rendered
-//! goes through maud's escaping; nothing user-supplied is emitted raw.
+//! This crate owns presentation only: plain view structs in, HTML out. The
+//! server gathers the data, serves the routes and checks CSRF tokens. All
+//! text goes through maud's escaping; nothing user-supplied is emitted raw,
+//! and pages carry no inline script (htmx is served from the binary), so a
+//! strict Content-Security-Policy holds.
 //!
 //! # Layout
 //!
 //! - [`layout`]: the page shell with the Status / Settings / Tools navigation.
-//! - [`servers_page`], [`requests_page`]: the Status pages.
+//! - `pages`: one function per page and per live fragment.
+//! - [`assets`]: the vendored htmx (2.0.11, BSD-2-Clause, `assets/htmx.LICENSE`) and the stylesheet.
+
+mod pages;
 
 use maud::{DOCTYPE, Markup, html};
 
-/// One row of the Server List.
-#[derive(Debug, Clone)]
-pub struct ServerView {
-    /// Server ID.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// `running`, `terminated` or `stopped`.
-    pub status: String,
-    /// Listen address.
-    pub address: String,
-    /// Heartbeat age in milliseconds.
-    pub heartbeat_age_ms: i64,
-    /// Unfinished requests owned.
-    pub owned: i64,
-    /// Is this the server serving the page?
-    pub current: bool,
+pub use pages::*;
+
+/// Files served under `/assets/`.
+pub mod assets {
+    /// htmx 2.0.11 from the `htmx.org` npm package, `dist/htmx.min.js`.
+    pub const HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
+    /// htmx's licence.
+    pub const HTMX_LICENSE: &[u8] = include_bytes!("../assets/htmx.LICENSE");
+    /// The console's stylesheet.
+    pub const CSS: &[u8] = include_bytes!("../assets/console.css");
 }
 
-/// One row of the Status List.
-#[derive(Debug, Clone)]
-pub struct RequestView {
-    /// Request ID.
-    pub id: String,
-    /// Flow name.
-    pub flow: String,
-    /// Plain status label.
-    pub status: String,
-    /// Owner server name or ID.
-    pub owner: String,
-    /// Attempts started.
-    pub attempts: i64,
-    /// Last checkpoint name.
-    pub last_checkpoint: String,
-    /// Last error.
-    pub error: String,
+/// Which navigation entry a page belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// Status › Flow › Server List.
+    Servers,
+    /// Status › Flow › Status List (and request detail).
+    Requests,
+    /// Status › Version Control.
+    VersionControl,
+    /// Settings › Services › Flow.
+    Settings,
+    /// Tools › Flows.
+    Flows,
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222}\
-nav{background:#1f2937;padding:.6rem 1rem}nav a{color:#e5e7eb;margin-right:1.2rem;text-decoration:none}\
-main{padding:1rem}table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3rem .7rem;text-align:left}\
-.running{color:#15803d}.terminated{color:#b91c1c}.stopped{color:#6b7280}";
+/// What every page needs besides its body.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Title.
+    pub title: String,
+    /// Navigation entry.
+    pub section: Section,
+    /// Name of the server serving the page.
+    pub server_name: String,
+    /// The CSRF token to embed in forms.
+    pub csrf: String,
+}
+
+fn link(page: &Page, section: Section, href: &str, text: &str) -> Markup {
+    html! { a href=(href) class=[(page.section == section).then_some("here")] { (text) } }
+}
 
 /// The page shell.
-pub fn layout(title: &str, body: Markup) -> Markup {
+pub fn layout(page: &Page, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
-                title { (title) " · Baton" }
-                style { (STYLE) }
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                title { (page.title) " · Baton" }
+                link rel="stylesheet" href="/assets/console.css";
+                script src="/assets/htmx.min.js" defer {}
             }
             body {
-                nav {
-                    a href="/status/servers" { "Status › Server List" }
-                    a href="/status/requests" { "Status › Status List" }
+                header {
+                    strong { "Baton" }
+                    nav {
+                        div.group {
+                            span { "Status" }
+                            (link(page, Section::Servers, "/status/servers", "Server List"))
+                            (link(page, Section::Requests, "/status/requests", "Status List"))
+                            (link(page, Section::VersionControl, "/status/version-control", "Version Control"))
+                        }
+                        div.group {
+                            span { "Settings" }
+                            (link(page, Section::Settings, "/settings/flow", "Flow"))
+                        }
+                        div.group {
+                            span { "Tools" }
+                            (link(page, Section::Flows, "/flows", "Flows"))
+                        }
+                    }
+                    span.me title="the server you are on" { "★ " (page.server_name) }
                 }
-                main { h1 { (title) } (body) }
+                main {
+                    h1 { (page.title) }
+                    (body)
+                }
             }
         }
     }
 }
 
-/// Status › Flow › Server List.
-pub fn servers_page(servers: &[ServerView]) -> Markup {
-    layout(
-        "Server List",
-        html! {
-            table {
-                tr { th { "" } th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } }
-                @for server in servers {
-                    tr {
-                        td { @if server.current { span title="the server you are on" { "★" } } }
-                        td { (server.name) }
-                        td { code { (server.id) } }
-                        td class=(server.status) { (server.status) }
-                        td { (server.address) }
-                        td { (server.heartbeat_age_ms) " ms ago" }
-                        td { (server.owned) }
-                    }
-                }
-            }
-        },
-    )
-}
-
-/// Status › Flow › Status List.
-pub fn requests_page(requests: &[RequestView]) -> Markup {
-    layout(
-        "Status List",
-        html! {
-            table {
-                tr { th { "ID" } th { "Flow" } th { "Status" } th { "Server" } th { "Attempts" } th { "Last checkpoint" } th { "Error" } }
-                @for request in requests {
-                    tr {
-                        td { code { (request.id) } }
-                        td { (request.flow) }
-                        td { (request.status) }
-                        td { (request.owner) }
-                        td { (request.attempts) }
-                        td { (request.last_checkpoint) }
-                        td { (request.error) }
-                    }
-                }
-            }
-        },
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+pub fn time(ms: i64) -> String {
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
     )
 }
 
@@ -126,19 +129,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hostile_text_is_escaped() {
-        let page = requests_page(&[RequestView {
-            id: "1".into(),
-            flow: "<script>alert(1)</script>".into(),
-            status: "Error".into(),
-            owner: "a".into(),
-            attempts: 1,
-            last_checkpoint: String::new(),
-            error: "\"><img src=x onerror=alert(1)>".into(),
-        }])
-        .into_string();
-        assert!(!page.contains("<script>alert"));
-        assert!(page.contains("&lt;script&gt;"));
-        assert!(!page.contains("<img"));
+    fn times_read_as_utc_dates() {
+        assert_eq!(time(0), "1970-01-01 00:00:00.000");
+        assert_eq!(time(1_795_000_000_123), "2026-11-18 11:06:40.123");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00.000");
     }
 }

@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(axum::middleware::from_fn(crate::console::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)
 }
@@ -253,6 +254,7 @@ fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
         server: query.server.filter(|s| !s.is_empty()),
         after: query.after.filter(|s| !s.is_empty()),
         limit: query.limit.unwrap_or(50),
+        ..Default::default()
     })
 }
 

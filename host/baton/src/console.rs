@@ -1,27 +1,227 @@
-//! The console's routes: gather data from the store, render with `baton-console`.
+//! The console's routes: gather data from the store, render with
+//! `baton-console`, and guard every state-changing form.
+//!
+//! CSRF: a random token lives in an HttpOnly, SameSite=Strict cookie and in
+//! every form (double submit); a POST must carry both, equal, and must not
+//! come from another site (`Sec-Fetch-Site`, `Origin`). Every response gets a
+//! Content-Security-Policy without inline script, `frame-ancestors 'none'`
+//! and `nosniff`.
 
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{Html, Redirect};
-use axum::routing::get;
-use baton_console::{RequestView, ServerView};
-use baton_store::RequestFilter;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use baton_console::{
+    CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail, RequestView,
+    Section, ServerView, SettingsView,
+};
+use baton_store::{
+    NewRequest, RequestFilter, RequestRow, RequestStatus, StoreError, StoredPayload,
+};
 
-use crate::api::{ApiError, AppState};
+use crate::api::AppState;
 
-/// Console pages.
+const CSRF_COOKIE: &str = "baton_csrf";
+const PAGE_SIZE: i64 = 50;
+const PREVIEW: usize = 4096;
+
+/// Console pages, fragments, actions and assets.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/status/servers") }))
+        .route(
+            "/assets/htmx.min.js",
+            get(|| async { asset("text/javascript", baton_console::assets::HTMX) }),
+        )
+        .route(
+            "/assets/htmx.LICENSE",
+            get(|| async { asset("text/plain", baton_console::assets::HTMX_LICENSE) }),
+        )
+        .route(
+            "/assets/console.css",
+            get(|| async { asset("text/css", baton_console::assets::CSS) }),
+        )
         .route("/status/servers", get(servers))
+        .route("/status/servers/rows", get(server_rows))
         .route("/status/requests", get(requests))
+        .route("/status/requests/rows", get(request_rows))
+        .route("/status/requests/actions", post(bulk_action))
+        .route("/status/requests/{id}", get(request_detail))
+        .route("/status/requests/{id}/input", get(download_input))
+        .route("/status/requests/{id}/output", get(download_output))
+        .route("/status/requests/{id}/reexecute", post(reexecute))
+        .route("/status/requests/{id}/cancel", post(cancel))
+        .route("/status/version-control", get(version_control))
+        .route("/flows", get(flows))
+        .route("/flows/{name}/run", post(run_flow))
+        .route("/settings/flow", get(settings))
+        .route("/settings/flow/name", post(rename))
 }
 
-async fn servers(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let servers = state.store.servers().await?;
-    let views: Vec<ServerView> = servers
+fn asset(content_type: &'static str, bytes: &'static [u8]) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        bytes,
+    )
+}
+
+/// Security headers on every response.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A page error: a status and a sentence, rendered as a page.
+struct PageError(StatusCode, String);
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
+            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let page = Page {
+            title: "Not done".into(),
+            section: Section::Requests,
+            server_name: String::new(),
+            csrf: String::new(),
+        };
+        (
+            self.0,
+            Html(baton_console::message_page(&page, &self.1).into_string()),
+        )
+            .into_response()
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The page frame, and the CSRF cookie to set when the browser has none.
+async fn frame(
+    state: &AppState,
+    headers: &HeaderMap,
+    title: &str,
+    section: Section,
+) -> (Page, Option<String>) {
+    let server_name = state
+        .store
+        .server(&state.cluster.id)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.name)
+        .unwrap_or_else(|| state.cluster.id.clone());
+    let existing = cookie(headers, CSRF_COOKIE)
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    let (csrf, new) = match existing {
+        Some(token) => (token, None),
+        None => {
+            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            (token.clone(), Some(token))
+        }
+    };
+    (
+        Page {
+            title: title.to_owned(),
+            section,
+            server_name,
+            csrf,
+        },
+        new,
+    )
+}
+
+fn html(page: maud::Markup, new_cookie: Option<String>) -> Response {
+    let mut response = Html(page.into_string()).into_response();
+    if let Some(token) = new_cookie
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        ))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Rejects a state-changing request that is cross-site or lacks the token.
+fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), PageError> {
+    let forbidden = |why: &str| Err(PageError(StatusCode::FORBIDDEN, format!("refused: {why}")));
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return forbidden("the form was sent from another site");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if origin != format!("http://{host}") && origin != format!("https://{host}") {
+            return forbidden("the form was sent from another origin");
+        }
+    }
+    let sent = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str());
+    match (cookie(headers, CSRF_COOKIE), sent) {
+        (Some(cookie), Some(sent)) if !cookie.is_empty() && cookie == sent => Ok(()),
+        _ => forbidden(
+            "the form's CSRF token is missing or does not match; reload the page and try again",
+        ),
+    }
+}
+
+async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
+    Ok(state
+        .store
+        .servers()
+        .await?
         .into_iter()
         .map(|s| ServerView {
             current: s.id == state.cluster.id,
@@ -29,42 +229,512 @@ async fn servers(State(state): State<AppState>) -> Result<Html<String>, ApiError
             name: s.name,
             status: s.status.as_str().to_owned(),
             address: s.address,
+            incarnation: s.incarnation,
             heartbeat_age_ms: s.heartbeat_age_ms,
             owned: s.owned,
         })
-        .collect();
-    Ok(Html(baton_console::servers_page(&views).into_string()))
+        .collect())
 }
 
-async fn requests(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let names: HashMap<String, String> = state
+async fn servers(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let (page, cookie) = frame(&state, &headers, "Server List", Section::Servers).await;
+    Ok(html(
+        baton_console::servers_page(&page, &server_views(&state).await?),
+        cookie,
+    ))
+}
+
+async fn server_rows(State(state): State<AppState>) -> PageResult {
+    Ok(
+        Html(baton_console::server_rows(&server_views(&state).await?).into_string())
+            .into_response(),
+    )
+}
+
+async fn server_names(state: &AppState) -> Result<HashMap<String, String>, StoreError> {
+    Ok(state
         .store
         .servers()
         .await?
         .into_iter()
         .map(|s| (s.id, s.name))
+        .collect())
+}
+
+fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> RequestView {
+    RequestView {
+        id: request.id.clone(),
+        flow: request.flow.clone(),
+        status: request.status.as_str().to_owned(),
+        label: request.status.label().to_owned(),
+        owner: request
+            .owner
+            .as_ref()
+            .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .unwrap_or_else(|| "(handed over)".into()),
+        attempts: request.attempts,
+        last_checkpoint: request.last_checkpoint.clone().unwrap_or_default(),
+        created_at: request.created_at,
+        updated_at: request.updated_at,
+    }
+}
+
+/// Milliseconds at the start of a `YYYY-MM-DD` day (UTC).
+fn day_start(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+/// The page of rows the filters select, and the cursor of the next page.
+async fn filtered(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<(Vec<RequestRow>, Option<String>), PageError> {
+    let status =
+        match filters.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+                PageError(StatusCode::BAD_REQUEST, format!("unknown status {s:?}"))
+            })?),
+            None => None,
+        };
+    let filter = RequestFilter {
+        status,
+        flow: filters.flow.clone().filter(|s| !s.is_empty()),
+        server: filters.server.clone().filter(|s| !s.is_empty()),
+        after: filters.after.clone().filter(|s| !s.is_empty()),
+        id_prefix: filters.id.clone().filter(|s| !s.is_empty()),
+        created_from: filters.from.as_deref().and_then(day_start),
+        created_before: filters
+            .to
+            .as_deref()
+            .and_then(day_start)
+            .map(|t| t + 86_400_000),
+        limit: PAGE_SIZE + 1,
+    };
+    let mut rows = state.store.list_requests(&filter).await?;
+    let older = (rows.len() as i64 > PAGE_SIZE).then(|| {
+        rows.truncate(PAGE_SIZE as usize);
+        rows.last().map(|r| r.id.clone())
+    });
+    Ok((rows, older.flatten()))
+}
+
+async fn requests(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let (page, cookie) = frame(&state, &headers, "Status List", Section::Requests).await;
+    let names = server_names(&state).await?;
+    let (rows, older) = filtered(&state, &filters).await?;
+    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+    let statuses: Vec<(&str, &str)> = RequestStatus::ALL
+        .iter()
+        .map(|s| (s.as_str(), s.label()))
         .collect();
-    let requests = state
+    let mut servers: Vec<(String, String)> = names.into_iter().collect();
+    servers.sort();
+    let body = baton_console::requests_page(
+        &page,
+        &filters,
+        &statuses,
+        &servers,
+        &views,
+        older.as_deref(),
+        None,
+    );
+    Ok(html(body, cookie))
+}
+
+async fn request_rows(State(state): State<AppState>, Query(filters): Query<Filters>) -> PageResult {
+    let names = server_names(&state).await?;
+    let (rows, _) = filtered(&state, &filters).await?;
+    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+    Ok(Html(baton_console::request_rows(&views).into_string()).into_response())
+}
+
+/// Applies re-execute or cancel as this server; answers with the outcome.
+async fn act(state: &AppState, id: &str, action: &str) -> Result<(), StoreError> {
+    match action {
+        "reexecute" => {
+            let lease_ms = state.cluster.timing().lease.as_millis() as i64;
+            state
+                .store
+                .reexecute(id, &state.cluster.id, lease_ms)
+                .await?;
+            state.executor.wake();
+            Ok(())
+        }
+        _ => state.store.cancel(id, &state.cluster.id).await,
+    }
+}
+
+async fn bulk_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    let action = match form
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.as_str())
+    {
+        Some(a @ ("reexecute" | "cancel")) => a,
+        _ => {
+            return Err(PageError(
+                StatusCode::BAD_REQUEST,
+                "choose re-execute or cancel".into(),
+            ));
+        }
+    };
+    let ids: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Err(PageError(
+            StatusCode::BAD_REQUEST,
+            "select at least one request".into(),
+        ));
+    }
+    let mut lines = Vec::new();
+    for id in ids {
+        match act(&state, id, action).await {
+            Ok(()) => lines.push(format!("{id}: done")),
+            Err(e) => lines.push(format!("{id}: {e}")),
+        }
+    }
+    let (page, cookie) = frame(&state, &headers, "Status List", Section::Requests).await;
+    Ok(html(
+        baton_console::message_page(&page, &lines.join("; ")),
+        cookie,
+    ))
+}
+
+async fn single_action(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    form: Vec<(String, String)>,
+    action: &str,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    act(&state, &id, action).await?;
+    Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
+}
+
+async fn reexecute(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    single_action(state, headers, id, form, "reexecute").await
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    single_action(state, headers, id, form, "cancel").await
+}
+
+fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
+    let text = match state.store.load_payload(payload) {
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default(),
+            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        },
+        Err(e) => format!("({e})"),
+    };
+    let truncated = text.len() > PREVIEW;
+    let mut cut = PREVIEW.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    PayloadView {
+        preview: text[..cut].to_owned(),
+        truncated,
+        download,
+    }
+}
+
+async fn request_detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let request = state
         .store
-        .list_requests(&RequestFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await?;
-    let views: Vec<RequestView> = requests
+        .request(&id)
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let names = server_names(&state).await?;
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+    let checkpoints = state
+        .store
+        .checkpoints(&id)
+        .await?
         .into_iter()
-        .map(|r| RequestView {
-            owner: r
-                .owner
-                .map(|id| names.get(&id).cloned().unwrap_or(id))
-                .unwrap_or_default(),
-            id: r.id,
-            flow: r.flow,
-            status: r.status.label().to_owned(),
-            attempts: r.attempts,
-            last_checkpoint: r.last_checkpoint.unwrap_or_default(),
-            error: r.error.unwrap_or_default(),
+        .map(|c| CheckpointView {
+            generation: c.generation,
+            seq: c.seq,
+            name: c.name,
+            server: name(&c.server),
+            epoch: c.epoch,
+            at: c.at,
+            size: c.payload.size,
         })
         .collect();
-    Ok(Html(baton_console::requests_page(&views).into_string()))
+    let events = state
+        .store
+        .events(&id)
+        .await?
+        .into_iter()
+        .map(|e| EventView {
+            at: e.at,
+            kind: e.kind,
+            server: e.server.as_deref().map(name).unwrap_or_default(),
+            epoch: e.epoch,
+            detail: e.detail.unwrap_or_default(),
+        })
+        .collect();
+    let detail = RequestDetail {
+        request: request_view(&request, &names),
+        version: request.version.clone(),
+        epoch: request.epoch,
+        checkpoints,
+        events,
+        input: preview(
+            &state,
+            &request.input,
+            format!("/status/requests/{id}/input"),
+        ),
+        output: request
+            .output
+            .as_ref()
+            .map(|o| preview(&state, o, format!("/status/requests/{id}/output"))),
+        error: request.error.clone(),
+    };
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        &format!("Request {id}"),
+        Section::Requests,
+    )
+    .await;
+    Ok(html(baton_console::request_page(&page, &detail), cookie))
+}
+
+async fn download(state: &AppState, id: &str, output: bool) -> PageResult {
+    let request = state
+        .store
+        .request(id)
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let payload = if output {
+        request.output
+    } else {
+        Some(request.input)
+    };
+    let payload = payload.ok_or_else(|| {
+        PageError(
+            StatusCode::NOT_FOUND,
+            "the request has no output yet".into(),
+        )
+    })?;
+    let bytes = state.store.load_payload(&payload)?;
+    let name = format!(
+        "attachment; filename=\"{id}-{}.json\"",
+        if output { "output" } else { "input" }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+async fn download_input(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    download(&state, &id, false).await
+}
+
+async fn download_output(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    download(&state, &id, true).await
+}
+
+async fn flows(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let mut views = Vec::new();
+    for flow in state.store.flows().await? {
+        let versions = state.store.versions(&flow.name).await?.len();
+        let properties: baton_runtime::FlowProperties =
+            serde_json::from_str(&flow.active.properties)
+                .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        views.push(FlowView {
+            name: flow.name,
+            version: flow.active.hash,
+            versions,
+            properties: vec![
+                (
+                    "other_server_retry".into(),
+                    properties.other_server_retry.to_string(),
+                ),
+                (
+                    "begin_checkpoint".into(),
+                    if properties.begin_checkpoint {
+                        "use"
+                    } else {
+                        "not use"
+                    }
+                    .into(),
+                ),
+                ("max_retries".into(), properties.max_retries.to_string()),
+                (
+                    "retry_interval".into(),
+                    format!("{} ms", properties.retry_interval_ms),
+                ),
+                ("backoff".into(), format!("×{}", properties.backoff_factor)),
+                (
+                    "max_retry_interval".into(),
+                    properties
+                        .max_retry_interval_ms
+                        .map(|ms| format!("{ms} ms"))
+                        .unwrap_or_else(|| "none".into()),
+                ),
+            ],
+            warnings: Vec::new(),
+        });
+    }
+    let (page, cookie) = frame(&state, &headers, "Flows", Section::Flows).await;
+    Ok(html(baton_console::flows_page(&page, &views), cookie))
+}
+
+async fn run_flow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    let input = form
+        .iter()
+        .find(|(k, _)| k == "input")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("null");
+    serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| {
+        PageError(
+            StatusCode::BAD_REQUEST,
+            format!("the input is not valid JSON: {e}"),
+        )
+    })?;
+    let version = state.store.active_version(&name).await?.ok_or_else(|| {
+        PageError(
+            StatusCode::NOT_FOUND,
+            format!("there is no flow named {name:?}"),
+        )
+    })?;
+    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let new = NewRequest {
+        id: id.clone(),
+        flow: name,
+        version: version.hash,
+        owner: state.cluster.id.clone(),
+        input: state.store.put_payload(input.as_bytes().to_vec())?,
+        other_server_retry: properties.other_server_retry,
+        resume: properties.begin_checkpoint,
+    };
+    state.store.create_request(&new, false).await?;
+    state.executor.wake();
+    Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
+}
+
+async fn version_control(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let flow_set = state
+        .store
+        .flows()
+        .await?
+        .into_iter()
+        .map(|f| (f.name, f.active.hash))
+        .collect::<Vec<_>>();
+    let (page, cookie) = frame(&state, &headers, "Version Control", Section::VersionControl).await;
+    Ok(html(
+        baton_console::version_control_page(&page, &flow_set),
+        cookie,
+    ))
+}
+
+async fn settings_view(state: &AppState, headers: &HeaderMap, flash: Option<String>) -> PageResult {
+    let (page, cookie) = frame(
+        state,
+        headers,
+        "Settings › Services › Flow",
+        Section::Settings,
+    )
+    .await;
+    let config = &state.config;
+    let view = SettingsView {
+        id: state.cluster.id.clone(),
+        name: page.server_name.clone(),
+        restart_to_apply: vec![
+            ("Checkpoint connection".into(), config.database_redacted()),
+            (
+                "Checkpoint storage path".into(),
+                config.storage.display().to_string(),
+            ),
+            ("Data folder".into(), config.data.display().to_string()),
+            ("Listen".into(), config.listen.clone()),
+            (
+                "Heartbeat".into(),
+                format!("{} ms", config.heartbeat.as_millis()),
+            ),
+            ("Lease".into(), format!("{} ms", config.lease.as_millis())),
+            ("Capacity".into(), format!("{} executions", config.capacity)),
+        ],
+        flash,
+    };
+    Ok(html(baton_console::settings_page(&page, &view), cookie))
+}
+
+async fn settings(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    settings_view(&state, &headers, None).await
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    let name = form
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.trim())
+        .unwrap_or_default();
+    if name.is_empty() || name.len() > 100 {
+        return Err(PageError(
+            StatusCode::BAD_REQUEST,
+            "a server name is 1 to 100 characters".into(),
+        ));
+    }
+    state.store.rename_server(&state.cluster.id, name).await?;
+    settings_view(&state, &headers, Some(format!("Renamed to {name}."))).await
 }

@@ -188,6 +188,12 @@ pub struct RequestFilter {
     pub server: Option<String>,
     /// Only requests listed after this one (keyset paging).
     pub after: Option<String>,
+    /// Only IDs starting with this.
+    pub id_prefix: Option<String>,
+    /// Only created at or after this time (ms).
+    pub created_from: Option<i64>,
+    /// Only created before this time (ms).
+    pub created_before: Option<i64>,
     /// Page size.
     pub limit: i64,
 }
@@ -568,6 +574,22 @@ impl Store {
         if let Some(server) = &filter.server {
             args.push(Arg::Text(server.clone()));
             sql.push_str(&format!(" AND owner = ${}", args.len()));
+        }
+        if let Some(prefix) = &filter.id_prefix {
+            let escaped = prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            args.push(Arg::Text(format!("{escaped}%")));
+            sql.push_str(&format!(" AND id LIKE ${} ESCAPE '\\'", args.len()));
+        }
+        if let Some(from) = filter.created_from {
+            args.push(Arg::Int(from));
+            sql.push_str(&format!(" AND created_at >= ${}", args.len()));
+        }
+        if let Some(before) = filter.created_before {
+            args.push(Arg::Int(before));
+            sql.push_str(&format!(" AND created_at < ${}", args.len()));
         }
         if let Some(after) = &filter.after {
             let row: Option<(i64,)> =

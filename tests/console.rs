@@ -1,0 +1,381 @@
+//! The console through its router (tower `oneshot`): every page, the CSRF
+//! guard, escaping of hostile text, filters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use baton::api::{AppState, router};
+use baton::cluster::{Cluster, Timing};
+use baton::config::{FileConfig, ServerConfig};
+use baton::executor::Executor;
+use baton::metrics::Metrics;
+use baton_runtime::{FlowProperties, Runtime, RuntimeConfig};
+use baton_store::{NewRequest, Outcome, Store, VersionRow};
+use tower::ServiceExt;
+
+struct Console {
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn console() -> Console {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::resolve(
+        FileConfig::default(),
+        FileConfig {
+            data: Some(dir.path().to_owned()),
+            database: Some("postgres://baton:secret@db/baton".into()),
+            ..Default::default()
+        },
+    );
+    let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+    let store = Store::connect(&url, &dir.path().join("store"))
+        .await
+        .unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let timing = Timing {
+        heartbeat: Duration::from_secs(1),
+        lease: Duration::from_secs(5),
+    };
+    let cluster = Arc::new(
+        Cluster::join(
+            store.clone(),
+            "console-test".into(),
+            Some("blue".into()),
+            "127.0.0.1:1".into(),
+            timing,
+            metrics.clone(),
+            dir.path(),
+        )
+        .await
+        .unwrap(),
+    );
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: dir.path().join("compiled"),
+        ..Default::default()
+    })
+    .unwrap();
+    let executor = Executor::new(store.clone(), runtime, cluster.clone(), metrics.clone(), 4);
+    let properties = FlowProperties {
+        name: "f".into(),
+        other_server_retry: true,
+        begin_checkpoint: true,
+        max_retries: 3,
+        retry_interval_ms: 10_000,
+        backoff_factor: 1.0,
+        max_retry_interval_ms: None,
+    };
+    store
+        .deploy(&VersionRow {
+            hash: "v1".into(),
+            flow: "f".into(),
+            size: 1,
+            properties: serde_json::to_string(&properties).unwrap(),
+            deployed_at: 0,
+        })
+        .await
+        .unwrap();
+    Console {
+        state: AppState {
+            store,
+            executor,
+            cluster,
+            metrics,
+            config: Arc::new(config),
+        },
+        _dir: dir,
+    }
+}
+
+impl Console {
+    /// A request that ended with `outcome`.
+    async fn request(&self, id: &str, outcome: Outcome) {
+        let store = &self.state.store;
+        let new = NewRequest {
+            id: id.into(),
+            flow: "f".into(),
+            version: "v1".into(),
+            owner: self.state.cluster.id.clone(),
+            input: store
+                .put_payload(br#"{"name":"<b>bold</b>"}"#.to_vec())
+                .unwrap(),
+            other_server_retry: true,
+            resume: true,
+        };
+        let claim = store.create_request(&new, true).await.unwrap().unwrap();
+        store.finish(&claim.fence, &outcome).await.unwrap();
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post_form(
+        &self,
+        path: &str,
+        form: &str,
+        cookie: Option<&str>,
+        site: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let mut request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", site);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, format!("baton_csrf={cookie}"));
+        }
+        self.send(request.body(Body::from(form.to_owned())).unwrap())
+            .await
+    }
+}
+
+#[tokio::test]
+async fn every_page_renders_with_strict_security_headers() {
+    let console = console().await;
+    console.request("r1", Outcome::Error("boom".into())).await;
+    for (path, expect) in [
+        ("/status/servers", "Server List"),
+        ("/status/requests", "Status List"),
+        ("/status/requests/r1", "Request r1"),
+        ("/status/version-control", "Version Control"),
+        ("/settings/flow", "Settings"),
+        ("/flows", "Run f"),
+        ("/status/servers/rows", "blue"),
+        ("/status/requests/rows", "r1"),
+    ] {
+        let (status, headers, body) = console.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains(expect), "{path} lacks {expect:?}: {body}");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(!body.contains("<script>"), "{path} has an inline script");
+    }
+    let (_, _, settings) = console.get("/settings/flow").await;
+    assert!(
+        settings.contains("postgres://baton:***@db/baton") && !settings.contains("secret"),
+        "{settings}"
+    );
+    let (status, headers, _) = console.get("/assets/htmx.min.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
+    let (status, _, _) = console.get("/status/requests/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
+    let console = console().await;
+    console.request("r1", Outcome::Error("boom".into())).await;
+    let (_, headers, _) = console.get("/status/requests").await;
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = cookie
+        .trim_start_matches("baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let form = format!("csrf={token}");
+    let (status, _, _) = console
+        .post_form(
+            "/status/requests/r1/reexecute",
+            "",
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no token in the form");
+    let (status, _, _) = console
+        .post_form("/status/requests/r1/reexecute", &form, None, "same-origin")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no cookie");
+    let (status, _, _) = console
+        .post_form(
+            "/status/requests/r1/reexecute",
+            "csrf=0000",
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "wrong token");
+    let (status, _, body) = console
+        .post_form(
+            "/status/requests/r1/reexecute",
+            &form,
+            Some(&token),
+            "cross-site",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "cross-site");
+    assert!(body.contains("another site"));
+    assert_eq!(
+        console
+            .state
+            .store
+            .request("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "error",
+        "nothing changed"
+    );
+
+    let (status, headers, _) = console
+        .post_form(
+            "/status/requests/r1/reexecute",
+            &form,
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/status/requests/r1");
+    assert_eq!(
+        console
+            .state
+            .store
+            .request("r1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
+        "waiting_retry"
+    );
+
+    let (status, _, body) = console
+        .post_form(
+            "/status/requests/actions",
+            &format!("csrf={token}&action=cancel&id=r1&id=nope"),
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("r1: done") && body.contains("nope: request nope not found"),
+        "{body}"
+    );
+    let (status, _, body) = console
+        .post_form(
+            "/status/requests/r1/cancel",
+            &form,
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("already cancelled"), "{body}");
+
+    let (status, _, body) = console
+        .post_form(
+            "/settings/flow/name",
+            &format!("csrf={token}&name=green"),
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Renamed to green"));
+    assert_eq!(
+        console
+            .state
+            .store
+            .server("console-test")
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "green"
+    );
+}
+
+#[tokio::test]
+async fn hostile_text_is_escaped_everywhere() {
+    let console = console().await;
+    let store = &console.state.store;
+    let hostile = r#"<script>alert(1)</script><img src=x onerror=alert(2)>"#;
+    let output = store
+        .put_payload(serde_json::to_vec(&serde_json::json!({ "html": hostile })).unwrap())
+        .unwrap();
+    console.request("ok", Outcome::Succeeded(output)).await;
+    console.request("bad", Outcome::Error(hostile.into())).await;
+    store.rename_server("console-test", hostile).await.unwrap();
+    for path in [
+        "/status/requests/ok",
+        "/status/requests/bad",
+        "/status/requests",
+        "/status/servers",
+        "/settings/flow",
+    ] {
+        let (status, _, body) = console.get(path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains("<script>alert") && !body.contains("<img src=x"),
+            "{path} renders raw markup: {body}"
+        );
+        assert!(body.contains("&lt;"), "{path}");
+    }
+    let (_, _, detail) = console.get("/status/requests/ok").await;
+    assert!(
+        detail.contains("&lt;b&gt;bold&lt;/b&gt;"),
+        "the input preview is escaped"
+    );
+}
+
+#[tokio::test]
+async fn the_status_list_filters_and_pages() {
+    let console = console().await;
+    for i in 0..60 {
+        let outcome = if i % 2 == 0 {
+            Outcome::Error("e".into())
+        } else {
+            Outcome::Retry {
+                error: "r".into(),
+                delay_ms: 60_000,
+            }
+        };
+        console.request(&format!("req-{i:02}"), outcome).await;
+    }
+    let (_, _, errors) = console.get("/status/requests/rows?status=error").await;
+    assert_eq!(errors.matches("data-status=\"error\"").count(), 30);
+    assert!(!errors.contains("waiting_retry"));
+    let (_, _, prefixed) = console.get("/status/requests/rows?id=req-1").await;
+    assert_eq!(prefixed.matches("<tr").count(), 10);
+    let (_, _, page) = console.get("/status/requests").await;
+    assert_eq!(page.matches("class=\"request\"").count(), 50);
+    let older = page
+        .split("&amp;after=")
+        .nth(1)
+        .expect("a link to older requests");
+    let cursor = older.split('"').next().unwrap();
+    let (_, _, second) = console
+        .get(&format!("/status/requests?after={cursor}"))
+        .await;
+    assert_eq!(second.matches("class=\"request\"").count(), 10);
+    let (status, _, _) = console.get("/status/requests?status=bogus").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
