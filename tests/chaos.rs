@@ -74,7 +74,12 @@ async fn chaos_keeps_every_request_exactly_once() {
             let target = &servers[rng.usize(..servers.len())];
             let url = format!("{}/api/flows/steps/requests", target.base);
             let input = json!({ "steps": STEPS, "url": sidecar.url }).to_string();
-            if let Ok(response) = client.post(url).body(input).send().await
+            if let Ok(response) = client
+                .post(url)
+                .bearer_auth(&target.token)
+                .body(input)
+                .send()
+                .await
                 && response.status() == 202
             {
                 submitted += 1;

@@ -12,7 +12,7 @@ use baton::config::{FileConfig, ServerConfig};
 use baton::executor::Executor;
 use baton::metrics::Metrics;
 use baton_runtime::{FlowProperties, Runtime, RuntimeConfig};
-use baton_store::{NewRequest, Outcome, Store, VersionRow};
+use baton_store::{AccountRow, NewRequest, Outcome, Store, VersionRow};
 use tower::ServiceExt;
 
 struct Console {
@@ -77,6 +77,23 @@ async fn console() -> Console {
         })
         .await
         .unwrap();
+    baton::auth::bootstrap(&store, dir.path()).await.unwrap();
+    let session = baton::auth::secret_hash("admin-session");
+    store
+        .create_session(&session, "admin", 60_000)
+        .await
+        .unwrap();
+    let watcher = AccountRow {
+        name: "watcher".into(),
+        password_hash: baton::auth::hash_password("pw"),
+        role: "viewer".into(),
+    };
+    store.create_account(&watcher).await.unwrap();
+    let session = baton::auth::secret_hash("viewer-session");
+    store
+        .create_session(&session, "watcher", 60_000)
+        .await
+        .unwrap();
     Console {
         state: AppState {
             store,
@@ -120,8 +137,8 @@ impl Console {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        self.send(Request::get(path).body(Body::empty()).unwrap())
-            .await
+        let request = Request::get(path).header(header::COOKIE, "baton_session=admin-session");
+        self.send(request.body(Body::empty()).unwrap()).await
     }
 
     async fn post_form(
@@ -133,10 +150,26 @@ impl Console {
     ) -> (StatusCode, axum::http::HeaderMap, String) {
         let mut request = Request::post(path)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("sec-fetch-site", site);
-        if let Some(cookie) = cookie {
-            request = request.header(header::COOKIE, format!("baton_csrf={cookie}"));
-        }
+            .header(
+                "sec-fetch-site",
+                if site == "viewer" {
+                    "same-origin"
+                } else {
+                    site
+                },
+            );
+        let session = if site == "viewer" {
+            "viewer-session"
+        } else {
+            "admin-session"
+        };
+        request = match cookie {
+            Some(cookie) => request.header(
+                header::COOKIE,
+                format!("baton_csrf={cookie}; baton_session={session}"),
+            ),
+            None => request.header(header::COOKIE, format!("baton_session={session}")),
+        };
         self.send(request.body(Body::from(form.to_owned())).unwrap())
             .await
     }
@@ -310,6 +343,68 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
             .unwrap()
             .name,
         "green"
+    );
+}
+
+#[tokio::test]
+async fn pages_need_a_login_and_the_api_a_token() {
+    let console = console().await;
+    let anonymous = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let (status, headers, _) = console.send(anonymous("/status/requests")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login");
+    let (status, _, body) = console.send(anonymous("/api/requests")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("Bearer"), "{body}");
+    for open in ["/healthz", "/metrics", "/login", "/assets/console.css"] {
+        let (status, _, _) = console.send(anonymous(open)).await;
+        assert_eq!(status, StatusCode::OK, "{open}");
+    }
+    let token = std::fs::read_to_string(console._dir.path().join("admin.token")).unwrap();
+    let with_token = Request::get("/api/requests")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
+    let (status, _, _) = console.send(with_token.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(console._dir.path().join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Logging in with the form sets an HttpOnly, SameSite=Strict session cookie.
+    let (_, headers, _) = console.send(anonymous("/login")).await;
+    let csrf = headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let login = |password: &str| {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("baton_csrf={csrf}"))
+            .body(Body::from(format!(
+                "csrf={csrf}&username=watcher&password={password}"
+            )))
+            .unwrap()
+    };
+    let (status, _, body) = console.send(login("nope")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("wrong password"));
+    let (status, headers, _) = console.send(login("pw")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        session.starts_with("baton_session=")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Strict"),
+        "{session}"
     );
 }
 

@@ -149,7 +149,7 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     db.request("lost", "a", true).await;
     let kept = store.claim("kept", "a").await.unwrap().unwrap();
     let lost = store.claim("lost", "a").await.unwrap().unwrap();
-    store.cancel("lost", "operator").await.unwrap();
+    store.cancel("lost", "a", "operator").await.unwrap();
     let write = |fence: &Fence| CheckpointWrite {
         fence: fence.clone(),
         generation: 0,
@@ -282,7 +282,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     db.request("r", "a", true).await;
     let claim = store.claim("r", "a").await.unwrap().unwrap();
 
-    let refused = store.reexecute("r", "b", 60_000).await;
+    let refused = store.reexecute("r", "b", 60_000, "ops").await;
     assert!(
         matches!(&refused, Err(StoreError::Refused(why)) if why.contains("it is running")),
         "{refused:?}"
@@ -292,7 +292,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
         .finish(&claim.fence, &Outcome::Error("boom".into()))
         .await
         .unwrap();
-    store.reexecute("r", "b", 60_000).await.unwrap();
+    store.reexecute("r", "b", 60_000, "ops").await.unwrap();
     let request = store.request("r").await.unwrap().unwrap();
     assert_eq!(
         (request.status, request.owner.as_deref(), request.failures),
@@ -304,18 +304,18 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     );
     let claim = store.claim("r", "b").await.unwrap().unwrap();
 
-    store.cancel("r", "b").await.unwrap();
+    store.cancel("r", "b", "ops").await.unwrap();
     assert!(matches!(
         db.commit(&claim.fence, 0).await,
         Err(StoreError::Fenced { .. })
     ));
-    let again = store.cancel("r", "b").await;
+    let again = store.cancel("r", "b", "ops").await;
     assert!(
         matches!(&again, Err(StoreError::Refused(why)) if why.contains("already cancelled")),
         "{again:?}"
     );
     assert!(matches!(
-        store.cancel("nope", "b").await,
+        store.cancel("nope", "b", "ops").await,
         Err(StoreError::NotFound(_))
     ));
     let kinds: Vec<String> = store

@@ -54,6 +54,8 @@ pub struct Page {
     pub server_name: String,
     /// The CSRF token to embed in forms.
     pub csrf: String,
+    /// The logged-in account (empty on the login page).
+    pub account: String,
 }
 
 fn link(page: &Page, section: Section, href: &str, text: &str) -> Markup {
@@ -91,7 +93,13 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                             (link(page, Section::Flows, "/flows", "Flows"))
                         }
                     }
-                    span.me title="the server you are on" { "★ " (page.server_name) }
+                    span.me title="the server you are logged into" { "★ " (page.server_name) }
+                    @if !page.account.is_empty() {
+                        form.inline method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(page.csrf);
+                            (page.account) " " button { "Log out" }
+                        }
+                    }
                 }
                 main {
                     h1 { (page.title) }

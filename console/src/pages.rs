@@ -484,6 +484,22 @@ pub fn settings_page(page: &Page, settings: &SettingsView) -> Markup {
     )
 }
 
+/// The login form; it posts `username` and `password` to `/login`.
+pub fn login_page(page: &Page, error: Option<&str>) -> Markup {
+    layout(
+        page,
+        html! {
+            @if let Some(error) = error { p.notice { (error) } }
+            form method="post" action="/login" {
+                (csrf_field(page))
+                p { label { "Username " input name="username" autocomplete="username" required; } }
+                p { label { "Password " input type="password" name="password" autocomplete="current-password" required; } }
+                button { "Log in" }
+            }
+        },
+    )
+}
+
 /// A refusal or error shown as a page.
 pub fn message_page(page: &Page, message: &str) -> Markup {
     layout(

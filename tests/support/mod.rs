@@ -94,6 +94,8 @@ impl Setup {
 pub struct Server {
     pub name: String,
     pub base: String,
+    /// The admin API token the server wrote to its data folder.
+    pub token: String,
     pub data: PathBuf,
     setup: Setup,
     child: Option<Child>,
@@ -107,6 +109,7 @@ impl Server {
         let mut server = Server {
             name: name.to_owned(),
             base: String::new(),
+            token: String::new(),
             data: dir.join(name),
             setup: setup.clone(),
             child: None,
@@ -152,6 +155,8 @@ impl Server {
                 .find_map(|l| l.strip_prefix("baton: listening on "))
             {
                 self.base = line.trim().to_owned();
+                let token = std::fs::read_to_string(self.data.join("admin.token")).unwrap();
+                self.token = token.trim().to_owned();
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -227,6 +232,7 @@ impl Server {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
             .body(body)
             .send()
             .await
@@ -239,6 +245,7 @@ impl Server {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap();

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use baton_store::{NewRequest, RequestFilter, RequestRow, RequestStatus, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{self, Account};
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::deploy::{self, DeployError};
@@ -97,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(crate::console::security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)
@@ -314,12 +319,13 @@ async fn show_request(
 
 async fn reexecute(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     let lease_ms = state.cluster.timing().lease.as_millis() as i64;
     state
         .store
-        .reexecute(&id, &state.cluster.id, lease_ms)
+        .reexecute(&id, &state.cluster.id, lease_ms, &account.name)
         .await?;
     state.executor.wake();
     Ok(axum::Json(
@@ -329,9 +335,13 @@ async fn reexecute(
 
 async fn cancel(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    state.store.cancel(&id, &state.cluster.id).await?;
+    state
+        .store
+        .cancel(&id, &state.cluster.id, &account.name)
+        .await?;
     Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
 }
 

@@ -8,14 +8,28 @@ use serde_json::Value;
 /// A client of one server's API.
 pub struct Client {
     base: String,
+    token: Option<String>,
     http: reqwest::Client,
+}
+
+/// The API token to use: `token` (from `--token` or `BATON_TOKEN`), else
+/// the admin token the local server wrote to `<data>/admin.token`
+/// (`BATON_DATA`, default `./baton-data`).
+pub fn token(token: Option<String>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).or_else(|| {
+        let data = std::env::var("BATON_DATA").unwrap_or_else(|_| "baton-data".into());
+        std::fs::read_to_string(std::path::Path::new(&data).join("admin.token"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+    })
 }
 
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: &str, token: Option<String>) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
+            token,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3600))
                 .build()
@@ -24,6 +38,10 @@ impl Client {
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request
             .send()
             .await

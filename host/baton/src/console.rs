@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use baton_console::{
     CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail, RequestView,
     Section, ServerView, SettingsView,
@@ -25,6 +25,7 @@ use baton_store::{
 };
 
 use crate::api::AppState;
+use crate::auth::{self, Account};
 
 const CSRF_COOKIE: &str = "baton_csrf";
 const PAGE_SIZE: i64 = 50;
@@ -61,6 +62,84 @@ pub fn routes() -> Router<AppState> {
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
         .route("/settings/flow/name", post(rename))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+}
+
+async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
+    Ok(html(baton_console::login_page(&page, None), cookie))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let (username, password) = (field("username"), field("password"));
+    let account = state.store.account(&username).await?;
+    // Verify against a real hash even for unknown names, so timing does not
+    // tell which accounts exist.
+    let hash = account
+        .as_ref()
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(|| auth::hash_password("-"));
+    if account.is_none() || !auth::verify_password(password, hash).await {
+        let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
+        let body = baton_console::login_page(&page, Some("Unknown username or wrong password."));
+        let mut response = html(body, cookie);
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
+    let session = auth::secret();
+    state
+        .store
+        .create_session(
+            &auth::secret_hash(&session),
+            &username,
+            auth::SESSION_TTL_MS,
+        )
+        .await?;
+    let mut response = Redirect::to("/status/servers").into_response();
+    let value = format!(
+        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        auth::SESSION_COOKIE,
+        auth::SESSION_TTL_MS / 1000
+    );
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    if let Some(session) = cookie(&headers, auth::SESSION_COOKIE) {
+        state
+            .store
+            .delete_session(&auth::secret_hash(&session))
+            .await?;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        auth::SESSION_COOKIE
+    );
+    if let Ok(value) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 fn asset(content_type: &'static str, bytes: &'static [u8]) -> impl IntoResponse {
@@ -118,6 +197,7 @@ impl IntoResponse for PageError {
             section: Section::Requests,
             server_name: String::new(),
             csrf: String::new(),
+            account: String::new(),
         };
         (
             self.0,
@@ -129,7 +209,8 @@ impl IntoResponse for PageError {
 
 type PageResult = Result<Response, PageError>;
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// A cookie's value.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -144,6 +225,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn frame(
     state: &AppState,
     headers: &HeaderMap,
+    account: Option<&Account>,
     title: &str,
     section: Section,
 ) -> (Page, Option<String>) {
@@ -170,6 +252,9 @@ async fn frame(
             section,
             server_name,
             csrf,
+            account: account
+                .map(|a| format!("{} ({})", a.name, a.role.as_str()))
+                .unwrap_or_default(),
         },
         new,
     )
@@ -236,8 +321,19 @@ async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
         .collect())
 }
 
-async fn servers(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let (page, cookie) = frame(&state, &headers, "Server List", Section::Servers).await;
+async fn servers(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+) -> PageResult {
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        "Server List",
+        Section::Servers,
+    )
+    .await;
     Ok(html(
         baton_console::servers_page(&page, &server_views(&state).await?),
         cookie,
@@ -331,10 +427,18 @@ async fn filtered(
 
 async fn requests(
     State(state): State<AppState>,
+    account: Option<Extension<Account>>,
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let (page, cookie) = frame(&state, &headers, "Status List", Section::Requests).await;
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        "Status List",
+        Section::Requests,
+    )
+    .await;
     let names = server_names(&state).await?;
     let (rows, older) = filtered(&state, &filters).await?;
     let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
@@ -364,23 +468,34 @@ async fn request_rows(State(state): State<AppState>, Query(filters): Query<Filte
 }
 
 /// Applies re-execute or cancel as this server; answers with the outcome.
-async fn act(state: &AppState, id: &str, action: &str) -> Result<(), StoreError> {
+async fn act(
+    state: &AppState,
+    account: &Account,
+    id: &str,
+    action: &str,
+) -> Result<(), StoreError> {
     match action {
         "reexecute" => {
             let lease_ms = state.cluster.timing().lease.as_millis() as i64;
             state
                 .store
-                .reexecute(id, &state.cluster.id, lease_ms)
+                .reexecute(id, &state.cluster.id, lease_ms, &account.name)
                 .await?;
             state.executor.wake();
             Ok(())
         }
-        _ => state.store.cancel(id, &state.cluster.id).await,
+        _ => {
+            state
+                .store
+                .cancel(id, &state.cluster.id, &account.name)
+                .await
+        }
     }
 }
 
 async fn bulk_action(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -411,12 +526,19 @@ async fn bulk_action(
     }
     let mut lines = Vec::new();
     for id in ids {
-        match act(&state, id, action).await {
+        match act(&state, &account, id, action).await {
             Ok(()) => lines.push(format!("{id}: done")),
             Err(e) => lines.push(format!("{id}: {e}")),
         }
     }
-    let (page, cookie) = frame(&state, &headers, "Status List", Section::Requests).await;
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        Some(&account),
+        "Status List",
+        Section::Requests,
+    )
+    .await;
     Ok(html(
         baton_console::message_page(&page, &lines.join("; ")),
         cookie,
@@ -425,32 +547,35 @@ async fn bulk_action(
 
 async fn single_action(
     state: AppState,
+    account: Account,
     headers: HeaderMap,
     id: String,
     form: Vec<(String, String)>,
     action: &str,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
-    act(&state, &id, action).await?;
+    act(&state, &account, &id, action).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 
 async fn reexecute(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     headers: HeaderMap,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    single_action(state, headers, id, form, "reexecute").await
+    single_action(state, account, headers, id, form, "reexecute").await
 }
 
 async fn cancel(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     headers: HeaderMap,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    single_action(state, headers, id, form, "cancel").await
+    single_action(state, account, headers, id, form, "cancel").await
 }
 
 fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
@@ -475,6 +600,7 @@ fn preview(state: &AppState, payload: &StoredPayload, download: String) -> Paylo
 
 async fn request_detail(
     State(state): State<AppState>,
+    account: Option<Extension<Account>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> PageResult {
@@ -533,6 +659,7 @@ async fn request_detail(
     let (page, cookie) = frame(
         &state,
         &headers,
+        account.as_deref(),
         &format!("Request {id}"),
         Section::Requests,
     )
@@ -580,7 +707,11 @@ async fn download_output(State(state): State<AppState>, Path(id): Path<String>) 
     download(&state, &id, true).await
 }
 
-async fn flows(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+async fn flows(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+) -> PageResult {
     let mut views = Vec::new();
     for flow in state.store.flows().await? {
         let versions = state.store.versions(&flow.name).await?.len();
@@ -622,7 +753,14 @@ async fn flows(State(state): State<AppState>, headers: HeaderMap) -> PageResult 
             warnings: Vec::new(),
         });
     }
-    let (page, cookie) = frame(&state, &headers, "Flows", Section::Flows).await;
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        "Flows",
+        Section::Flows,
+    )
+    .await;
     Ok(html(baton_console::flows_page(&page, &views), cookie))
 }
 
@@ -667,7 +805,11 @@ async fn run_flow(
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 
-async fn version_control(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+async fn version_control(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+) -> PageResult {
     let flow_set = state
         .store
         .flows()
@@ -675,17 +817,30 @@ async fn version_control(State(state): State<AppState>, headers: HeaderMap) -> P
         .into_iter()
         .map(|f| (f.name, f.active.hash))
         .collect::<Vec<_>>();
-    let (page, cookie) = frame(&state, &headers, "Version Control", Section::VersionControl).await;
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        "Version Control",
+        Section::VersionControl,
+    )
+    .await;
     Ok(html(
         baton_console::version_control_page(&page, &flow_set),
         cookie,
     ))
 }
 
-async fn settings_view(state: &AppState, headers: &HeaderMap, flash: Option<String>) -> PageResult {
+async fn settings_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: Option<&Account>,
+    flash: Option<String>,
+) -> PageResult {
     let (page, cookie) = frame(
         state,
         headers,
+        account,
         "Settings › Services › Flow",
         Section::Settings,
     )
@@ -714,12 +869,17 @@ async fn settings_view(state: &AppState, headers: &HeaderMap, flash: Option<Stri
     Ok(html(baton_console::settings_page(&page, &view), cookie))
 }
 
-async fn settings(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    settings_view(&state, &headers, None).await
+async fn settings(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+) -> PageResult {
+    settings_view(&state, &headers, account.as_deref(), None).await
 }
 
 async fn rename(
     State(state): State<AppState>,
+    account: Option<Extension<Account>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -736,5 +896,11 @@ async fn rename(
         ));
     }
     state.store.rename_server(&state.cluster.id, name).await?;
-    settings_view(&state, &headers, Some(format!("Renamed to {name}."))).await
+    settings_view(
+        &state,
+        &headers,
+        account.as_deref(),
+        Some(format!("Renamed to {name}.")),
+    )
+    .await
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`config`]: settings from file, environment and flags.
+//! - [`auth`]: accounts, sessions, API tokens and roles.
 //! - [`cluster`]: identity, heartbeats, takeover of dead servers, clean stop.
 //! - [`executor`]: the retry process that claims due requests and runs attempts.
 //! - [`checkpoint`]: an attempt's journal (replay, fenced grouped commits).
@@ -16,6 +17,7 @@
 //! - [`metrics`]: counters and latency samples.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod checkpoint;
 pub mod client;

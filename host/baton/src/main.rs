@@ -151,6 +151,15 @@ struct ServerArg {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
+    /// API token (default: the local server's <data>/admin.token).
+    #[arg(long, env = "BATON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ServerArg {
+    fn client(self) -> Client {
+        Client::new(&self.url, baton::client::token(self.token))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -207,7 +216,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
         Command::Deploy { paths, server } => {
-            let client = Client::new(&server.url);
+            let client = server.client();
             for path in paths {
                 for (file, bytes) in baton::deploy::component_bytes(&path).await? {
                     let deployed = client
@@ -233,7 +242,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
                 None => input.into_bytes(),
             };
-            let client = Client::new(&server.url);
+            let client = server.client();
             let path = format!(
                 "/api/flows/{flow}/requests{}",
                 if wait { "?wait=true&timeout=3600" } else { "" }
@@ -271,7 +280,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(flow) = flow {
                 path.push_str(&format!("&flow={flow}"));
             }
-            let rows = Client::new(&server.url).get(&path).await?;
+            let rows = server.client().get(&path).await?;
             print_table(
                 &rows,
                 &[
@@ -288,14 +297,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Request { id, server } => {
-            let request = Client::new(&server.url)
-                .get(&format!("/api/requests/{id}"))
-                .await?;
+            let request = server.client().get(&format!("/api/requests/{id}")).await?;
             println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
         Command::Servers { json, server } => {
-            let rows = Client::new(&server.url).get("/api/servers").await?;
+            let rows = server.client().get("/api/servers").await?;
             print_table(
                 &rows,
                 &[
@@ -311,7 +318,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reexecute { id, server } => {
-            let answer = Client::new(&server.url)
+            let answer = server
+                .client()
                 .post(&format!("/api/requests/{id}/reexecute"), Vec::new())
                 .await?;
             println!(
@@ -322,7 +330,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cancel { id, server } => {
-            Client::new(&server.url)
+            server
+                .client()
                 .post(&format!("/api/requests/{id}/cancel"), Vec::new())
                 .await?;
             println!("{id} cancelled");
@@ -330,7 +339,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Rename { id, name, server } => {
             let body = serde_json::to_vec(&serde_json::json!({ "name": name }))?;
-            Client::new(&server.url)
+            server
+                .client()
                 .post(&format!("/api/servers/{id}/name"), body)
                 .await?;
             println!("{id} is now named {name}");

@@ -27,6 +27,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
                 config.database_redacted()
             )
         })?;
+    crate::auth::bootstrap(&store, &config.data).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

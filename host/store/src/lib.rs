@@ -18,7 +18,9 @@
 //! - `flows`: flow versions and the active version per flow.
 //! - `requests`: request lifecycle, claims and fenced outcomes.
 //! - `checkpoints`: the journal and grouped, fenced commits.
+//! - `accounts`: console and API accounts, sessions, tokens.
 
+mod accounts;
 pub mod blob;
 mod checkpoints;
 mod flows;
@@ -33,6 +35,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use accounts::AccountRow;
 pub use blob::BlobStore;
 pub use checkpoints::{CheckpointRecord, CheckpointWrite};
 pub use flows::{FlowRow, VersionRow};

@@ -469,9 +469,10 @@ impl Store {
         Ok(())
     }
 
-    /// Cancels a request that has not finished; its epoch moves on, so an
-    /// attempt still running anywhere is fenced.
-    pub async fn cancel(&self, id: &str, by: &str) -> Result<(), StoreError> {
+    /// Cancels a request that has not finished, from server `by` on behalf of
+    /// `actor` (recorded); its epoch moves on, so an attempt still running
+    /// anywhere is fenced.
+    pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'cancelled', epoch = epoch + 1, next_attempt_at = NULL,
@@ -486,17 +487,32 @@ impl Store {
             drop(tx);
             return Err(self.refusal(id, "cancelled").await);
         };
-        self.event(&mut tx, id, "cancelled", Some(by), Some(epoch), None)
-            .await?;
+        let detail = format!("by {actor}");
+        self.event(
+            &mut tx,
+            id,
+            "cancelled",
+            Some(by),
+            Some(epoch),
+            Some(&detail),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Re-executes a request from server `me`: allowed for `error`, and for
+    /// Re-executes a request from server `me` on behalf of `actor`
+    /// (recorded): allowed for `error`, and for
     /// `waiting_retry` whose owner is down (not running, or its heartbeat is
     /// older than the lease). `me` becomes the owner, the retry budget starts
     /// over and the attempt is due now.
-    pub async fn reexecute(&self, id: &str, me: &str, lease_ms: i64) -> Result<(), StoreError> {
+    pub async fn reexecute(
+        &self,
+        id: &str,
+        me: &str,
+        lease_ms: i64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,
@@ -515,8 +531,16 @@ impl Store {
             drop(tx);
             return Err(self.refusal(id, "re-executed").await);
         };
-        self.event(&mut tx, id, "reexecuted", Some(me), Some(epoch), None)
-            .await?;
+        let detail = format!("by {actor}");
+        self.event(
+            &mut tx,
+            id,
+            "reexecuted",
+            Some(me),
+            Some(epoch),
+            Some(&detail),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -32,6 +32,7 @@ struct Node {
     child: Child,
     base: String,
     id: String,
+    token: String,
 }
 
 impl Node {
@@ -71,10 +72,14 @@ impl Node {
                 let id = std::fs::read_to_string(data.join("server-id"))?
                     .trim()
                     .to_owned();
+                let token = std::fs::read_to_string(data.join("admin.token"))?
+                    .trim()
+                    .to_owned();
                 return Ok(Node {
                     child,
                     base: base.trim().to_owned(),
                     id,
+                    token,
                 });
             }
             if Instant::now() > deadline {
@@ -128,6 +133,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             )?);
         }
         http.post(format!("{}/api/flows", nodes[0].base))
+            .bearer_auth(&nodes[0].token)
             .body(component.clone())
             .send()
             .await?
@@ -142,6 +148,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                     "{}/api/flows/batch-import/requests",
                     nodes[owner].base
                 ))
+                .bearer_auth(&nodes[owner].token)
                 .body(r#"{"records": 1000000, "batch": 1000, "delay_ms": 50}"#)
                 .send()
                 .await?
@@ -149,8 +156,15 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                 .await?;
             let id = started["id"].as_str().context("request id")?.to_owned();
             let url = format!("{}/api/requests/{id}", nodes[watcher].base);
+            let token = nodes[watcher].token.clone();
             loop {
-                let request: Value = http.get(&url).send().await?.json().await?;
+                let request: Value = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
                 if request["checkpoints"]
                     .as_array()
                     .is_some_and(|c| c.len() >= 2)
@@ -164,7 +178,13 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             let killed_at = now_ms();
             let deadline = Instant::now() + Duration::from_millis(lease_ms * 3 + 10_000);
             let first = loop {
-                let request: Value = http.get(&url).send().await?.json().await?;
+                let request: Value = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
                 let taken = request["checkpoints"]
                     .as_array()
                     .into_iter()
@@ -181,7 +201,10 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             };
             gaps.push((first - killed_at).max(0) as u64);
-            http.post(format!("{url}/cancel")).send().await?;
+            http.post(format!("{url}/cancel"))
+                .bearer_auth(&token)
+                .send()
+                .await?;
             nodes[owner] = Node::start(dir.path(), &format!("n{owner}"), &database, lease_ms)?;
             progress.inc(1);
         }
