@@ -59,6 +59,9 @@ pub fn postgres_url() -> String {
     )
 }
 
+/// The password of the `admin` account the first test server creates.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct Setup {
@@ -142,6 +145,7 @@ impl Server {
             .args(["--lease-ms", &self.setup.lease_ms.to_string()])
             .args(&self.setup.extra)
             .env("BATON_LOG", "info,sqlx=warn")
+            .env("BATON_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
