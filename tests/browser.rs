@@ -22,7 +22,11 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -56,7 +60,11 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(capabilities.clone()).connect(&format!("http://127.0.0.1:{}", driver.port)).await {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+        {
             Ok(client) => return client,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -81,7 +89,11 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
         if let Ok(element) = client.find(Locator::Css(css)).await {
             return element;
         }
-        assert!(Instant::now() < deadline, "{css} never appeared on {}", client.current_url().await.unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "{css} never appeared on {}",
+            client.current_url().await.unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -95,18 +107,53 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     first.deploy(wasm("steps")).await;
     let sidecar = Sidecar::start().await;
     sidecar.fail("/step/1", 3);
-    let failed = first.start_request("steps", json!({ "steps": 3, "url": sidecar.url })).await;
+    let failed = first
+        .start_request("steps", json!({ "steps": 3, "url": sidecar.url }))
+        .await;
     first.wait_final(&failed, LONG).await;
 
     let driver = Driver::start();
     let client = browser(&driver, &dir.path().join("chromium")).await;
 
-    client.goto(&format!("{}/status/servers", first.base)).await.unwrap();
-    assert!(client.current_url().await.unwrap().path().ends_with("/login"), "the console asks for a login");
-    client.find(Locator::Css("input[name=username]")).await.unwrap().send_keys("admin").await.unwrap();
-    client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
-    client.find(Locator::Css("form[action='/login'] button")).await.unwrap().click().await.unwrap();
-    wait_for(&client, "tr.server[data-status=running] + tr.server[data-status=running]").await;
+    client
+        .goto(&format!("{}/status/servers", first.base))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/login"),
+        "the console asks for a login"
+    );
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        "tr.server[data-status=running] + tr.server[data-status=running]",
+    )
+    .await;
     let rows = client.find_all(Locator::Css("tr.server")).await.unwrap();
     assert_eq!(rows.len(), 2);
     screenshot(&client, "servers-both-running").await;
@@ -114,25 +161,81 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     // Kill one: the live Server List turns its row red without a reload.
     second.kill();
     let dead = wait_for(&client, "tr.server[data-status=terminated]").await;
-    assert_eq!(dead.find(Locator::Css("td.name")).await.unwrap().text().await.unwrap(), "bravo");
+    assert_eq!(
+        dead.find(Locator::Css("td.name"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "bravo"
+    );
     screenshot(&client, "servers-one-terminated").await;
 
     // The errored request, re-executed from the Status List.
-    client.goto(&format!("{}/status/requests?status=error", first.base)).await.unwrap();
-    let row = wait_for(&client, &format!("tr.request[data-id='{failed}'][data-status=error]")).await;
-    row.find(Locator::Css("input[type=checkbox]")).await.unwrap().click().await.unwrap();
+    client
+        .goto(&format!("{}/status/requests?status=error", first.base))
+        .await
+        .unwrap();
+    let row = wait_for(
+        &client,
+        &format!("tr.request[data-id='{failed}'][data-status=error]"),
+    )
+    .await;
+    row.find(Locator::Css("input[type=checkbox]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     screenshot(&client, "requests-error-selected").await;
-    client.find(Locator::Css("button[value=reexecute]")).await.unwrap().click().await.unwrap();
-    let body = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    client
+        .find(Locator::Css("button[value=reexecute]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let body = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.contains(&format!("{failed}: done")), "{body}");
 
-    client.goto(&format!("{}/status/requests", first.base)).await.unwrap();
-    wait_for(&client, &format!("tr.request[data-id='{failed}'][data-status=succeeded]")).await;
+    client
+        .goto(&format!("{}/status/requests", first.base))
+        .await
+        .unwrap();
+    wait_for(
+        &client,
+        &format!("tr.request[data-id='{failed}'][data-status=succeeded]"),
+    )
+    .await;
     screenshot(&client, "requests-reexecuted-succeeded").await;
-    client.goto(&format!("{}/status/requests/{failed}", first.base)).await.unwrap();
-    let detail = client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
-    assert!(detail.contains("reexecuted") && detail.contains("by admin"), "{detail}");
-    assert!(client.find(Locator::Css("svg.timeline circle.checkpoint")).await.is_ok());
+    client
+        .goto(&format!("{}/status/requests/{failed}", first.base))
+        .await
+        .unwrap();
+    let detail = client
+        .find(Locator::Css("main"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        detail.contains("reexecuted") && detail.contains("by admin"),
+        "{detail}"
+    );
+    assert!(
+        client
+            .find(Locator::Css("svg.timeline circle.checkpoint"))
+            .await
+            .is_ok()
+    );
     screenshot(&client, "request-detail").await;
     client.close().await.unwrap();
 }

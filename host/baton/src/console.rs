@@ -348,13 +348,7 @@ async fn server_rows(State(state): State<AppState>) -> PageResult {
 }
 
 async fn server_names(state: &AppState) -> Result<HashMap<String, String>, StoreError> {
-    Ok(state
-        .store
-        .servers()
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s.name))
-        .collect())
+    Ok(state.store.server_names().await?.into_iter().collect())
 }
 
 fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> RequestView {

@@ -599,13 +599,17 @@ impl Store {
             args.push(Arg::Text(server.clone()));
             sql.push_str(&format!(" AND owner = ${}", args.len()));
         }
-        if let Some(prefix) = &filter.id_prefix {
-            let escaped = prefix
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            args.push(Arg::Text(format!("{escaped}%")));
-            sql.push_str(&format!(" AND id LIKE ${} ESCAPE '\\'", args.len()));
+        if let Some(prefix) = filter.id_prefix.as_deref().filter(|p| !p.is_empty()) {
+            // A range on the primary key, which an index serves (LIKE is
+            // case-insensitive on SQLite and would scan).
+            args.push(Arg::Text(prefix.to_owned()));
+            sql.push_str(&format!(" AND id >= ${}", args.len()));
+            let mut end: Vec<char> = prefix.chars().collect();
+            if let Some(next) = end.last().and_then(|c| char::from_u32(*c as u32 + 1)) {
+                *end.last_mut().expect("non-empty") = next;
+                args.push(Arg::Text(end.into_iter().collect()));
+                sql.push_str(&format!(" AND id < ${}", args.len()));
+            }
         }
         if let Some(from) = filter.created_from {
             args.push(Arg::Int(from));

@@ -70,14 +70,41 @@ pub struct Takeover {
     pub requests: Vec<String>,
 }
 
+fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
+    ServerRow {
+        id: row.get(0),
+        name: row.get(1),
+        incarnation: row.get(2),
+        status: ServerStatus::parse(row.get::<String, _>(3).as_str()),
+        address: row.get(4),
+        started_at: row.get(5),
+        heartbeat_at: row.get(6),
+        heartbeat_age_ms: row.get(7),
+        owned: row.get(8),
+    }
+}
+
 impl Store {
-    /// The recorded state of one server.
+    /// The recorded state of one server (its `owned` count is not computed: 0).
     pub async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
-        Ok(self
-            .servers()
-            .await?
-            .into_iter()
-            .find(|server| server.id == id))
+        let row = sqlx::query(&self.sql(
+            "SELECT id, name, incarnation, status, address, started_at, heartbeat_at,
+                    NOW_MS - heartbeat_at AS age, 0 AS owned
+               FROM servers WHERE id = $1",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(server_row))
+    }
+
+    /// Every server's ID and name, without counting their requests.
+    pub async fn server_names(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name FROM servers ORDER BY name, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Every server of the cluster, oldest first.
@@ -91,20 +118,7 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ServerRow {
-                id: row.get(0),
-                name: row.get(1),
-                incarnation: row.get(2),
-                status: ServerStatus::parse(row.get::<String, _>(3).as_str()),
-                address: row.get(4),
-                started_at: row.get(5),
-                heartbeat_at: row.get(6),
-                heartbeat_age_ms: row.get(7),
-                owned: row.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(server_row).collect())
     }
 
     /// Joins the cluster as a new incarnation of `id` and returns it. `name`

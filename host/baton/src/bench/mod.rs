@@ -19,6 +19,7 @@ use crate::deploy;
 use crate::executor::Executor;
 use crate::metrics::Metrics;
 
+mod console;
 mod failover;
 
 /// Benchmark options.
@@ -48,6 +49,77 @@ pub struct BenchArgs {
 pub enum BenchKind {
     /// Time from kill -9 of a request's owner to the new owner's first checkpoint.
     Failover(failover::FailoverArgs),
+    /// Server time of the console's lists with a million requests.
+    Console(console::ConsoleArgs),
+}
+
+/// An in-process server without HTTP: store, membership, executor.
+struct Node {
+    store: Store,
+    cluster: Arc<Cluster>,
+    executor: Arc<Executor>,
+    metrics: Arc<Metrics>,
+    stop: Arc<Notify>,
+    scheduler: tokio::task::JoinHandle<()>,
+    membership: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    async fn start(database: &str, dir: &std::path::Path, capacity: usize) -> anyhow::Result<Node> {
+        let store = Store::connect(database, &dir.join("store")).await?;
+        let metrics = Arc::new(Metrics::default());
+        let timing = Timing {
+            heartbeat: Duration::from_secs(1),
+            lease: Duration::from_secs(5),
+        };
+        let cluster = Arc::new(
+            Cluster::join(
+                store.clone(),
+                "bench".into(),
+                None,
+                "bench".into(),
+                timing,
+                metrics.clone(),
+                dir,
+            )
+            .await?,
+        );
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: dir.join("compiled"),
+            max_instances: (capacity + 8) as u32,
+            ..RuntimeConfig::default()
+        })?;
+        let executor = Executor::new(
+            store.clone(),
+            runtime,
+            cluster.clone(),
+            metrics.clone(),
+            capacity,
+        );
+        let stop = Arc::new(Notify::new());
+        let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
+        let membership = tokio::spawn(crate::server::heartbeat(
+            cluster.clone(),
+            executor.clone(),
+            store.clone(),
+        ));
+        Ok(Node {
+            store,
+            cluster,
+            executor,
+            metrics,
+            stop,
+            scheduler,
+            membership,
+        })
+    }
+
+    async fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.scheduler.await;
+        self.membership.abort();
+        self.store.close().await;
+    }
 }
 
 /// Percentile of sorted samples.
@@ -89,49 +161,20 @@ fn fresh_database(base: &str, dir: &std::path::Path) -> String {
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchKind::Failover(failover)) = args.kind {
-        return failover::run(failover).await;
+    match args.kind {
+        Some(BenchKind::Failover(failover)) => return failover::run(failover).await,
+        Some(BenchKind::Console(console)) => return console::run(console).await,
+        None => {}
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database = fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let store = Store::connect(&database, &dir.path().join("store")).await?;
-    let metrics = Arc::new(Metrics::default());
-    let timing = Timing {
-        heartbeat: Duration::from_secs(1),
-        lease: Duration::from_secs(5),
-    };
-    let cluster = Arc::new(
-        Cluster::join(
-            store.clone(),
-            "bench".into(),
-            None,
-            "bench".into(),
-            timing,
-            metrics.clone(),
-            dir.path(),
-        )
-        .await?,
+    let node = Node::start(&database, dir.path(), args.concurrency.max(1)).await?;
+    let (store, cluster, executor, metrics) = (
+        node.store.clone(),
+        node.cluster.clone(),
+        node.executor.clone(),
+        node.metrics.clone(),
     );
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: dir.path().join("compiled"),
-        max_instances: (args.concurrency + 8) as u32,
-        ..RuntimeConfig::default()
-    })?;
-    let capacity = args.concurrency.max(1);
-    let executor = Executor::new(
-        store.clone(),
-        runtime,
-        cluster.clone(),
-        metrics.clone(),
-        capacity,
-    );
-    let stop = Arc::new(Notify::new());
-    let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
-    let membership = tokio::spawn(crate::server::heartbeat(
-        cluster.clone(),
-        executor.clone(),
-        store.clone(),
-    ));
 
     let (_, bytes) = deploy::component_bytes(&args.flow)
         .await?
@@ -325,10 +368,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         checkpoints_per_s / raw_rate
     );
 
-    stop.notify_one();
-    let _ = scheduler.await;
-    membership.abort();
-    store.close().await;
+    node.stop().await;
     Ok(())
 }
 

@@ -1,0 +1,150 @@
+//! `baton bench console`: server time of the Status List and Server List
+//! with a million requests in the database.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use baton_store::{Backend, VersionRow};
+use tower::ServiceExt;
+
+use super::{percentile, sorted};
+use crate::api::{AppState, router};
+use crate::config::{FileConfig, ServerConfig};
+
+/// Console benchmark options.
+#[derive(Debug, clap::Args)]
+pub struct ConsoleArgs {
+    /// Requests to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Database: a fresh SQLite file by default; with `postgres://…` a fresh
+    /// database on that server.
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+/// Seeds the rows with one set-based INSERT, then times each page.
+pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temporary folder")?;
+    let database =
+        super::fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let node = super::Node::start(&database, dir.path(), 4).await?;
+    let store = node.store.clone();
+    store
+        .deploy(&VersionRow {
+            hash: "v1".into(),
+            flow: "seeded".into(),
+            size: 0,
+            properties: "{}".into(),
+            deployed_at: 0,
+        })
+        .await?;
+    for server in ["s1", "s2", "s3"] {
+        store.join(server, None, "127.0.0.1:0").await?;
+    }
+    let started = Instant::now();
+    // Five flows, three owners, all statuses, one row per millisecond.
+    let rows = "SELECT 'r' || printf('%09d', i), 'flow-' || (i % 5), 'v1',
+                  CASE i % 6 WHEN 0 THEN 'queued' WHEN 1 THEN 'running' WHEN 2 THEN 'waiting_retry'
+                             WHEN 3 THEN 'succeeded' WHEN 4 THEN 'error' ELSE 'cancelled' END,
+                  's' || (1 + i % 3), 1, 1, 0, 0, 1, 1, 0, 'h', 2, 1700000000000 + i, 1700000000000 + i";
+    let seed = match store.backend() {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {})
+             INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures, generation,
+                 other_server_retry, resume, next_attempt_at, input_hash, input_size, created_at, updated_at)
+             {rows} FROM n",
+            args.rows
+        ),
+        Backend::Postgres => format!(
+            "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures, generation,
+                 other_server_retry, resume, next_attempt_at, input_hash, input_size, created_at, updated_at)
+             {} FROM generate_series(0, {} - 1) AS g(i)",
+            rows.replace("printf('%09d', i)", "lpad(i::text, 9, '0')"),
+            args.rows
+        ),
+    };
+    sqlx::query(&seed).execute(store.pool()).await?;
+    println!(
+        "baton bench console: seeded {} requests in {:.1} s",
+        args.rows,
+        started.elapsed().as_secs_f64()
+    );
+
+    let config = ServerConfig::resolve(
+        FileConfig::default(),
+        FileConfig {
+            data: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
+    );
+    crate::auth::bootstrap(&store, dir.path()).await?;
+    let session = crate::auth::secret();
+    store
+        .create_session(&crate::auth::secret_hash(&session), "admin", 3_600_000)
+        .await?;
+    let app = router(AppState {
+        store: store.clone(),
+        executor: node.executor.clone(),
+        cluster: node.cluster.clone(),
+        metrics: node.metrics.clone(),
+        config: Arc::new(config),
+    });
+    let deep = format!("r{:09}", args.rows / 2);
+    let pages = [
+        ("Server List", "/status/servers".to_owned()),
+        ("Status List, newest", "/status/requests".to_owned()),
+        (
+            "Status List, status=error",
+            "/status/requests?status=error".to_owned(),
+        ),
+        (
+            "Status List, flow=flow-3",
+            "/status/requests?flow=flow-3".to_owned(),
+        ),
+        (
+            "Status List, server=s2",
+            "/status/requests?server=s2".to_owned(),
+        ),
+        (
+            "Status List, id prefix",
+            "/status/requests?id=r00012".to_owned(),
+        ),
+        (
+            "Status List, page in the middle",
+            format!("/status/requests?after={deep}"),
+        ),
+        (
+            "Status List rows (live refresh)",
+            "/status/requests/rows".to_owned(),
+        ),
+    ];
+    for (label, path) in pages {
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let request = Request::get(&path)
+                .header(
+                    header::COOKIE,
+                    format!("{}={session}", crate::auth::SESSION_COOKIE),
+                )
+                .body(Body::empty())?;
+            let began = Instant::now();
+            let response = app.clone().oneshot(request).await?;
+            let status = response.status();
+            axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+            times.push(began.elapsed().as_micros() as u64);
+            anyhow::ensure!(status == StatusCode::OK, "{path} answered {status}");
+        }
+        let times = sorted(times);
+        println!(
+            "{label:<34} p50 {:>7.2} ms   max {:>7.2} ms",
+            percentile(&times, 0.5) as f64 / 1000.0,
+            *times.last().unwrap_or(&0) as f64 / 1000.0
+        );
+    }
+    node.stop().await;
+    Ok(())
+}
