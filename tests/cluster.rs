@@ -325,3 +325,52 @@ async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another baton process"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_keeps_its_version_across_a_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    let v1 = servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(250);
+
+    let id = servers[0].start_request("steps", json!({ "steps": 8, "url": sidecar.url })).await;
+    servers[1]
+        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .await;
+    // Version 2 becomes active while the version 1 request runs.
+    let v2 = servers[1].deploy(wasm("steps_v2")).await;
+    assert_ne!(v1, v2);
+    let (_, flows) = servers[1].get("/api/flows").await;
+    assert_eq!(flows[0]["version"], v2.as_str());
+    servers[0].kill();
+
+    let request = servers[1].wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["version"], v1.as_str(), "the request kept its version");
+    assert_eq!(request["output"]["sum"], sum_of_squares(8), "version 1 finished it");
+    assert_eq!(request["owner"], servers[1].id().as_str());
+
+    // New requests run the active version.
+    let fresh = servers[1].start_request("steps", json!({ "steps": 2 })).await;
+    let fresh = servers[1].wait_final(&fresh, LONG).await;
+    assert_eq!(fresh["version"], v2.as_str());
+    assert_eq!(fresh["output"]["sum"], 1_000_001);
+
+    // A version whose component is gone from the storage path: an error
+    // naming the hash, never another version.
+    let blob = setup.storage.join("objects").join(&v1[..2]).join(&v1[2..]);
+    std::fs::remove_file(&blob).unwrap();
+    let mut stale = servers.remove(0);
+    stale.restart().await;
+    let (status, _) = stale.post("/api/flows", wasm("steps")).await;
+    assert_eq!(status, 201, "redeploying v1 makes it active and restores its blob");
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::remove_dir_all(stale.data.join("compiled")).ok();
+    stale.restart().await;
+    let orphan = stale.start_request("steps", json!({ "steps": 1 })).await;
+    let orphan = stale.wait_final(&orphan, LONG).await;
+    assert_eq!(orphan["status"], "error", "{orphan:#}");
+    assert!(orphan["error"].as_str().unwrap().contains(&v1), "{orphan:#}");
+}
