@@ -335,9 +335,13 @@ async fn a_request_keeps_its_version_across_a_takeover() {
     let sidecar = Sidecar::start().await;
     sidecar.delay(250);
 
-    let id = servers[0].start_request("steps", json!({ "steps": 8, "url": sidecar.url })).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 8, "url": sidecar.url }))
+        .await;
     servers[1]
-        .wait_request(&id, LONG, |r| r["checkpoints"].as_array().unwrap().len() >= 2)
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 2
+        })
         .await;
     // Version 2 becomes active while the version 1 request runs.
     let v2 = servers[1].deploy(wasm("steps_v2")).await;
@@ -348,12 +352,22 @@ async fn a_request_keeps_its_version_across_a_takeover() {
 
     let request = servers[1].wait_final(&id, LONG).await;
     assert_eq!(request["status"], "succeeded", "{request:#}");
-    assert_eq!(request["version"], v1.as_str(), "the request kept its version");
-    assert_eq!(request["output"]["sum"], sum_of_squares(8), "version 1 finished it");
+    assert_eq!(
+        request["version"],
+        v1.as_str(),
+        "the request kept its version"
+    );
+    assert_eq!(
+        request["output"]["sum"],
+        sum_of_squares(8),
+        "version 1 finished it"
+    );
     assert_eq!(request["owner"], servers[1].id().as_str());
 
     // New requests run the active version.
-    let fresh = servers[1].start_request("steps", json!({ "steps": 2 })).await;
+    let fresh = servers[1]
+        .start_request("steps", json!({ "steps": 2 }))
+        .await;
     let fresh = servers[1].wait_final(&fresh, LONG).await;
     assert_eq!(fresh["version"], v2.as_str());
     assert_eq!(fresh["output"]["sum"], 1_000_001);
@@ -365,12 +379,75 @@ async fn a_request_keeps_its_version_across_a_takeover() {
     let mut stale = servers.remove(0);
     stale.restart().await;
     let (status, _) = stale.post("/api/flows", wasm("steps")).await;
-    assert_eq!(status, 201, "redeploying v1 makes it active and restores its blob");
+    assert_eq!(
+        status, 201,
+        "redeploying v1 makes it active and restores its blob"
+    );
     std::fs::remove_file(&blob).unwrap();
     std::fs::remove_dir_all(stale.data.join("compiled")).ok();
     stale.restart().await;
     let orphan = stale.start_request("steps", json!({ "steps": 1 })).await;
     let orphan = stale.wait_final(&orphan, LONG).await;
     assert_eq!(orphan["status"], "error", "{orphan:#}");
-    assert!(orphan["error"].as_str().unwrap().contains(&v1), "{orphan:#}");
+    assert!(
+        orphan["error"].as_str().unwrap().contains(&v1),
+        "{orphan:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_once_per_tick_while_a_server_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 3).await;
+    servers[0].deploy(wasm("hello")).await;
+    let schedule = json!({ "name": "tick", "flow": "hello", "cron": "* * * * * *", "input": { "name": "cron" } });
+    let (status, body) = servers[0]
+        .post("/api/schedules", schedule.to_string())
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = servers[0]
+        .post(
+            "/api/schedules",
+            json!({ "name": "bad", "flow": "hello", "cron": "99 * * * * *" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    servers[0].kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _) = servers[1].delete("/api/schedules/tick").await;
+    assert_eq!(status, 200);
+
+    let (_, list) = servers[1].get("/api/requests?flow=hello&limit=1000").await;
+    let mut ticks: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["id"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("tick-")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ticks.sort();
+    assert!(ticks.len() >= 6, "{ticks:?}");
+    // One request per second, no tick missing, none twice, across the kill.
+    for pair in ticks.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1000, "{ticks:?}");
+    }
+    for id in list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+    {
+        let request = servers[1].wait_final(&id, LONG).await;
+        assert_eq!(request["output"]["greeting"], "Hello, cron!", "{request:#}");
+    }
 }

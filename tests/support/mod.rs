@@ -257,6 +257,18 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Deploys a component; returns its version hash.
     pub async fn deploy(&self, wasm: Vec<u8>) -> String {
         let (status, body) = self.post("/api/flows", wasm).await;

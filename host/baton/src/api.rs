@@ -92,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/requests/{id}", get(show_request))
         .route("/api/requests/{id}/reexecute", post(reexecute))
         .route("/api/requests/{id}/cancel", post(cancel))
+        .route("/api/schedules", post(put_schedule).get(list_schedules))
+        .route(
+            "/api/schedules/{name}",
+            axum::routing::delete(delete_schedule),
+        )
         .route("/api/servers", get(list_servers))
         .route("/api/servers/{id}/name", post(rename_server))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -398,4 +403,65 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(state.executor.running()),
     )
+}
+
+#[derive(Deserialize)]
+struct NewSchedule {
+    name: String,
+    flow: String,
+    cron: String,
+    #[serde(default)]
+    input: Option<Value>,
+    /// Fire only on the server that receives this call (a local schedule).
+    #[serde(default)]
+    local: bool,
+}
+
+async fn put_schedule(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
+    let new: NewSchedule = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"name\", \"flow\", \"cron\", \"input\"?, \"local\"?}}: {e}"),
+        )
+    })?;
+    let cron = crate::schedule::Cron::parse(&new.cron)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if new.name.is_empty() || new.name.len() > 100 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a schedule name is 1 to 100 characters",
+        ));
+    }
+    if state.store.active_version(&new.flow).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no flow named {:?}", new.flow),
+        ));
+    }
+    let now = state.store.now_ms().await?;
+    let schedule = baton_store::ScheduleRow {
+        name: new.name,
+        flow: new.flow,
+        cron: new.cron,
+        input: new.input.unwrap_or(Value::Null).to_string(),
+        server: new.local.then(|| state.cluster.id.clone()),
+        next_fire_at: cron.next_after(now).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "the cron expression never fires")
+        })?,
+        last_fired_at: None,
+    };
+    state.store.put_schedule(&schedule).await?;
+    Ok((StatusCode::CREATED, axum::Json(schedule)))
+}
+
+async fn list_schedules(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(json!(state.store.schedules().await?)))
+}
+
+async fn delete_schedule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    state.store.delete_schedule(&name).await?;
+    Ok(axum::Json(json!({ "name": name, "deleted": true })))
 }

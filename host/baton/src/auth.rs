@@ -173,10 +173,11 @@ fn required(method: &Method, path: &str) -> Option<Role> {
     if open {
         return None;
     }
-    if method == Method::GET || method == Method::HEAD || path == "/logout" {
+    if (method == Method::GET || method == Method::HEAD) || path == "/logout" {
         return Some(Role::Viewer);
     }
     let admin = (path == "/api/flows")
+        || path.starts_with("/api/schedules")
         || (path.starts_with("/api/servers/") && path.ends_with("/name"))
         || path.starts_with("/settings/");
     Some(if admin { Role::Admin } else { Role::Operator })

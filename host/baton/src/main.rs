@@ -138,6 +138,31 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Create or replace a cron-style schedule that starts a flow.
+    Schedule {
+        /// Schedule name.
+        name: String,
+        /// Flow to start.
+        flow: String,
+        /// Cron expression: "sec min hour day month weekday" (or five fields).
+        cron: String,
+        /// Input JSON of every request.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Fire only on this server (a local schedule) instead of cluster-wide.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List schedules.
+    Schedules {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Benchmarks: checkpointed requests against raw commits.
     Bench(baton::bench::BenchArgs),
 }
@@ -344,6 +369,40 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .post(&format!("/api/servers/{id}/name"), body)
                 .await?;
             println!("{id} is now named {name}");
+            Ok(())
+        }
+        Command::Schedule {
+            name,
+            flow,
+            cron,
+            input,
+            local,
+            server,
+        } => {
+            let input: serde_json::Value =
+                serde_json::from_str(&input).context("--input is not valid JSON")?;
+            let body = serde_json::json!({ "name": name, "flow": flow, "cron": cron, "input": input, "local": local });
+            let answer = server
+                .client()
+                .post("/api/schedules", serde_json::to_vec(&body)?)
+                .await?;
+            println!("{name} next fires at {}", answer["next_fire_at"]);
+            Ok(())
+        }
+        Command::Schedules { json, server } => {
+            let rows = server.client().get("/api/schedules").await?;
+            print_table(
+                &rows,
+                &[
+                    "name",
+                    "flow",
+                    "cron",
+                    "server",
+                    "next_fire_at",
+                    "last_fired_at",
+                ],
+                json,
+            );
             Ok(())
         }
         Command::Bench(args) => baton::bench::run(args).await,

@@ -72,6 +72,11 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     let stop = Arc::new(Notify::new());
     let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
     let membership = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));
+    let schedules = tokio::spawn(crate::schedule::run(
+        store.clone(),
+        cluster.id.clone(),
+        executor.clone(),
+    ));
 
     for path in deploy_paths {
         for (file, bytes) in deploy::component_bytes(&path).await? {
@@ -100,6 +105,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     tracing::info!("stopping: no new work, handing requests over");
     stop.notify_one();
     membership.abort();
+    schedules.abort();
     let _ = scheduler.await;
     executor.interrupt_all(&Abort::Stopping);
     executor.drain(Duration::from_secs(5)).await;

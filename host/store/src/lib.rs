@@ -19,6 +19,7 @@
 //! - `requests`: request lifecycle, claims and fenced outcomes.
 //! - `checkpoints`: the journal and grouped, fenced commits.
 //! - `accounts`: console and API accounts, sessions, tokens.
+//! - `schedules`: cron-style schedules fired once per tick across the cluster.
 
 mod accounts;
 pub mod blob;
@@ -26,6 +27,7 @@ mod checkpoints;
 mod flows;
 mod payload;
 mod requests;
+mod schedules;
 mod servers;
 
 use std::path::Path;
@@ -43,6 +45,7 @@ pub use payload::{Payload, StoredPayload};
 pub use requests::{
     Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, RequestStatus,
 };
+pub use schedules::ScheduleRow;
 pub use servers::{ServerRow, ServerStatus, Takeover};
 
 /// What went wrong in the store, cut by what the caller should do about it.

@@ -272,6 +272,18 @@ impl Store {
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let claimed = self.insert_request(&mut tx, new, claim).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Inserts a request and its first events inside a transaction.
+    pub(crate) async fn insert_request(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        new: &NewRequest,
+        claim: bool,
+    ) -> Result<Option<Claim>, StoreError> {
         let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
         sqlx::query(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
@@ -290,13 +302,13 @@ impl Store {
         .bind(new.input.inline.as_deref())
         .bind(status)
         .bind(epoch)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        self.event(&mut tx, &new.id, "created", Some(&new.owner), Some(0), None)
+        self.event(tx, &new.id, "created", Some(&new.owner), Some(0), None)
             .await?;
         if claim {
             self.event(
-                &mut tx,
+                tx,
                 &new.id,
                 "attempt",
                 Some(&new.owner),
@@ -305,7 +317,6 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
         Ok(claim.then(|| Claim {
             fence: Fence {
                 request: new.id.clone(),
