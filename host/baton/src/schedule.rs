@@ -119,9 +119,9 @@ impl Cron {
     /// The first tick strictly after `after_ms` (UTC), within five years.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
         let start = after_ms.div_euclid(1000) + 1;
-        let mut minute = start.div_euclid(60);
+        let first_minute = start.div_euclid(60);
         let mut first_second = start.rem_euclid(60);
-        for _ in 0..5 * 366 * 24 * 60 {
+        for minute in first_minute..first_minute + 5 * 366 * 24 * 60 {
             let days = minute.div_euclid(24 * 60);
             let (_, month, day) = civil(days);
             let weekday = (days + 4).rem_euclid(7) as u32;
@@ -135,7 +135,6 @@ impl Cron {
             {
                 return Some((minute * 60 + second) * 1000);
             }
-            minute += 1;
             first_second = 0;
         }
         None
