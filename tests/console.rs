@@ -57,7 +57,14 @@ async fn console() -> Console {
         ..Default::default()
     })
     .unwrap();
-    let executor = Executor::new(store.clone(), runtime, cluster.clone(), metrics.clone(), 4);
+    let executor = Executor::new(
+        store.clone(),
+        runtime,
+        cluster.clone(),
+        metrics.clone(),
+        4,
+        Default::default(),
+    );
     let properties = FlowProperties {
         name: "f".into(),
         other_server_retry: true,
@@ -66,6 +73,7 @@ async fn console() -> Console {
         retry_interval_ms: 10_000,
         backoff_factor: 1.0,
         max_retry_interval_ms: None,
+        resources: vec!["http://127.0.0.1:9000".into()],
     };
     store
         .deploy(&VersionRow {
@@ -186,6 +194,7 @@ async fn every_page_renders_with_strict_security_headers() {
         ("/status/version-control", "Version Control"),
         ("/settings/flow", "Settings"),
         ("/flows", "Run f"),
+        ("/flows", "http://127.0.0.1:9000 is a loopback address"),
         ("/status/servers/rows", "blue"),
         ("/status/requests/rows", "r1"),
     ] {

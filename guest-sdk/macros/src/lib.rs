@@ -27,6 +27,7 @@ struct Properties {
     retry_interval_ms: u64,
     backoff: f64,
     max_retry_interval_ms: Option<u64>,
+    resources: Vec<String>,
 }
 
 impl Default for Properties {
@@ -38,12 +39,13 @@ impl Default for Properties {
             retry_interval_ms: 10_000,
             backoff: 1.0,
             max_retry_interval_ms: None,
+            resources: Vec::new(),
         }
     }
 }
 
 const KNOWN: &str = "other_server_retry, begin_checkpoint, max_retries, \
-                     retry_interval, backoff, max_retry_interval";
+                     retry_interval, backoff, max_retry_interval, resources";
 
 fn expand(
     attr: proc_macro2::TokenStream,
@@ -63,6 +65,7 @@ fn expand(
         retry_interval_ms,
         backoff,
         max_retry_interval_ms,
+        resources,
     } = properties;
     let begin_checkpoint = if begin_checkpoint_use {
         quote!(::baton_guest::__private::BeginCheckpoint::Use)
@@ -90,6 +93,7 @@ fn expand(
                         retry_interval_ms: #retry_interval_ms,
                         backoff_factor: #backoff,
                         max_retry_interval_ms: #max_retry_interval_ms,
+                        resources: ::std::vec![#(::std::string::String::from(#resources)),*],
                     }
                 }
 
@@ -188,6 +192,7 @@ fn parse_properties(attr: proc_macro2::TokenStream) -> syn::Result<Properties> {
                 properties.max_retry_interval_ms = Some(duration_value(value, &key)?)
             }
             "backoff" => properties.backoff = float_value(value, &key)?,
+            "resources" => properties.resources = resources_value(value, &key)?,
             _ => {
                 return Err(syn::Error::new(
                     arg.path.span(),
@@ -224,6 +229,30 @@ fn literal<'a>(value: &'a Expr, key: &str, expected: &str) -> syn::Result<&'a Li
             format!("#[flow]: {key} expects {expected}"),
         )),
     }
+}
+
+/// `["http://host", "folder:/path", "connection:name"]`: each entry must
+/// name its kind, so a typo is a compile error rather than a silent miss.
+fn resources_value(value: &Expr, key: &str) -> syn::Result<Vec<String>> {
+    let Expr::Array(array) = value else {
+        return Err(syn::Error::new(
+            value.span(),
+            format!("#[flow]: `{key}` expects a list of strings, e.g. [\"http://api.example.com\", \"folder:/data\"]"),
+        ));
+    };
+    let mut resources = Vec::new();
+    for element in &array.elems {
+        let resource = str_value(element, key)?;
+        let known = ["http://", "https://", "folder:/", "connection:"];
+        if !known.iter().any(|prefix| resource.starts_with(prefix)) {
+            return Err(syn::Error::new(
+                element.span(),
+                format!("#[flow]: resource {resource:?} must start with http://, https://, folder:/ or connection:"),
+            ));
+        }
+        resources.push(resource);
+    }
+    Ok(resources)
 }
 
 fn bool_value(value: &Expr, key: &str) -> syn::Result<bool> {

@@ -113,7 +113,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn deploy_flow(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
-    let deployed = deploy::deploy(&state.store, state.executor.runtime(), body.to_vec()).await?;
+    let deployed = deploy::deploy(
+        &state.store,
+        state.executor.runtime(),
+        body.to_vec(),
+        &state.config.connections,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(deployed)))
 }
 

@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub memory_limit_mib: Option<usize>,
     /// Guest execution time per attempt, seconds.
     pub time_limit_s: Option<f64>,
+    /// Named connections flows may declare (`connection:NAME`): name → address.
+    #[serde(default)]
+    pub connections: std::collections::BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -65,6 +68,8 @@ pub struct ServerConfig {
     pub memory_limit: usize,
     /// Guest execution time per attempt.
     pub time_limit: Duration,
+    /// Named connections defined in this server's configuration.
+    pub connections: std::collections::BTreeMap<String, String>,
 }
 
 impl ServerConfig {
@@ -98,6 +103,7 @@ impl ServerConfig {
                 .or(file.memory_limit_mib)
                 .unwrap_or(64)
                 << 20,
+            connections: file.connections,
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
             ),

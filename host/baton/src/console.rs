@@ -707,6 +707,7 @@ async fn flows(
     headers: HeaderMap,
 ) -> PageResult {
     let mut views = Vec::new();
+    let schedules = state.store.schedules().await?;
     for flow in state.store.flows().await? {
         let versions = state.store.versions(&flow.name).await?.len();
         let properties: baton_runtime::FlowProperties =
@@ -744,7 +745,11 @@ async fn flows(
                         .unwrap_or_else(|| "none".into()),
                 ),
             ],
-            warnings: Vec::new(),
+            warnings: crate::resources::warnings(
+                &properties,
+                &state.config.connections,
+                &schedules,
+            ),
         });
     }
     let (page, cookie) = frame(

@@ -1,6 +1,7 @@
 //! Deploying flows: building a flow crate into a component, inspecting it,
 //! storing it by content hash and switching the flow's active version.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -18,6 +19,9 @@ pub struct Deployed {
     pub version: String,
     /// The version that was active before, if another.
     pub previous: Option<String>,
+    /// Server-local resources of a flow that may move between servers.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Why a deploy failed.
@@ -38,6 +42,7 @@ pub async fn deploy(
     store: &Store,
     runtime: &Runtime<AttemptJournal>,
     bytes: Vec<u8>,
+    connections: &BTreeMap<String, String>,
 ) -> Result<Deployed, DeployError> {
     let size = bytes.len() as i64;
     let blob = bytes.clone();
@@ -53,7 +58,12 @@ pub async fn deploy(
         })
         .await?;
     tracing::info!(flow = %properties.name, version = %hash, "deployed");
+    let warnings = crate::resources::warnings(&properties, connections, &store.schedules().await?);
+    for warning in &warnings {
+        tracing::warn!(flow = %properties.name, "{warning}");
+    }
     Ok(Deployed {
+        warnings,
         previous: previous.filter(|previous| *previous != hash),
         name: properties.name,
         version: hash,

@@ -31,6 +31,7 @@ pub struct Executor {
     active: Mutex<HashMap<String, (i64, Arc<Interrupt>)>>,
     wake: Notify,
     finished: broadcast::Sender<String>,
+    connections: std::collections::BTreeMap<String, String>,
 }
 
 /// How often the scheduler looks for due requests when nothing wakes it.
@@ -44,6 +45,7 @@ impl Executor {
         cluster: Arc<Cluster>,
         metrics: Arc<Metrics>,
         capacity: usize,
+        connections: std::collections::BTreeMap<String, String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             committer: Committer::spawn(store.clone(), metrics.clone()),
@@ -56,6 +58,7 @@ impl Executor {
             active: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             finished: broadcast::channel(1024).0,
+            connections,
         })
     }
 
@@ -307,6 +310,11 @@ impl Executor {
                     "flow version {hash} has unreadable properties: {e}"
                 ))
             })?;
+        if let Some(missing) =
+            crate::resources::missing(&properties, &self.connections, &self.cluster.id)
+        {
+            return Err(Prepare::Fatal(missing));
+        }
         let blobs = self.store.blobs().clone();
         let size = version.size as u64;
         let component = self

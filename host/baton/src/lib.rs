@@ -13,6 +13,7 @@
 //! - [`api`]: the JSON API, `/healthz`, `/metrics`; [`console`]: HTML pages.
 //! - [`server`]: `baton up`, putting the above together.
 //! - [`client`]: the CLI commands that talk to a running server.
+//! - [`resources`]: which resources a flow uses are local to one server.
 //! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
 //! - [`bench`]: `baton bench`.
 //! - [`metrics`]: counters and latency samples.
@@ -28,5 +29,6 @@ pub mod console;
 pub mod deploy;
 pub mod executor;
 pub mod metrics;
+pub mod resources;
 pub mod schedule;
 pub mod server;

@@ -237,6 +237,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 capacity,
                 memory_limit_mib,
                 time_limit_s,
+                connections: Default::default(),
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
@@ -253,6 +254,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         deployed["name"].as_str().unwrap_or("?"),
                         deployed["version"].as_str().unwrap_or("?")
                     );
+                    for warning in deployed["warnings"].as_array().into_iter().flatten() {
+                        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+                    }
                 }
             }
             Ok(())

@@ -179,16 +179,8 @@ async fn fire(store: &Store, me: &str, schedule: &ScheduleRow) -> Result<bool, S
             .fire_schedule_without_request(&schedule.name, tick, next)
             .await;
     };
-    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
-        .unwrap_or_else(|_| baton_runtime::FlowProperties {
-            name: schedule.flow.clone(),
-            other_server_retry: false,
-            begin_checkpoint: true,
-            max_retries: 3,
-            retry_interval_ms: 10_000,
-            backoff_factor: 1.0,
-            max_retry_interval_ms: None,
-        });
+    let properties: baton_runtime::FlowProperties =
+        serde_json::from_str(&version.properties).unwrap_or_default();
     let request = NewRequest {
         id: format!("{}-{tick}", schedule.name),
         flow: schedule.flow.clone(),

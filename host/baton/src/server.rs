@@ -68,6 +68,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         cluster.clone(),
         metrics.clone(),
         config.capacity,
+        config.connections.clone(),
     );
     let stop = Arc::new(Notify::new());
     let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
@@ -80,7 +81,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
 
     for path in deploy_paths {
         for (file, bytes) in deploy::component_bytes(&path).await? {
-            let deployed = deploy::deploy(&store, executor.runtime(), bytes)
+            let deployed = deploy::deploy(&store, executor.runtime(), bytes, &config.connections)
                 .await
                 .with_context(|| format!("deploying {}", file.display()))?;
             println!("{} {}", deployed.name, deployed.version);

@@ -244,6 +244,7 @@ impl<J: Journal> Runtime<J> {
             retry_interval_ms: declared.retry_interval_ms,
             backoff_factor: declared.backoff_factor,
             max_retry_interval_ms: declared.max_retry_interval_ms,
+            resources: declared.resources,
         })
     }
 

@@ -70,6 +70,26 @@ pub struct FlowProperties {
     pub backoff_factor: f64,
     /// Cap on the delay.
     pub max_retry_interval_ms: Option<u64>,
+    /// Resources the flow declares (`http://…`, `folder:/…`, `connection:…`).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+impl Default for FlowProperties {
+    /// The SPEC's defaults: stays on its server, resumes from the last
+    /// checkpoint, 3 retries 10 s apart.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            other_server_retry: false,
+            begin_checkpoint: true,
+            max_retries: 3,
+            retry_interval_ms: 10_000,
+            backoff_factor: 1.0,
+            max_retry_interval_ms: None,
+            resources: Vec::new(),
+        }
+    }
 }
 
 impl FlowProperties {
@@ -128,6 +148,7 @@ mod tests {
             retry_interval_ms: 100,
             backoff_factor: 2.0,
             max_retry_interval_ms: Some(500),
+            resources: Vec::new(),
         };
         let delays: Vec<u64> = (1..=5).map(|n| properties.retry_delay_ms(n)).collect();
         assert_eq!(delays, [100, 200, 400, 500, 500]);

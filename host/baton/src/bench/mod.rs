@@ -95,6 +95,7 @@ impl Node {
             cluster.clone(),
             metrics.clone(),
             capacity,
+            Default::default(),
         );
         let stop = Arc::new(Notify::new());
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
@@ -181,7 +182,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the bench flow built nothing")?;
-    let deployed = deploy::deploy(&store, executor.runtime(), bytes).await?;
+    let deployed = deploy::deploy(&store, executor.runtime(), bytes, &Default::default()).await?;
     let version = store
         .version(&deployed.version)
         .await?
