@@ -1,17 +1,12 @@
 //! The console through its router (tower `oneshot`): every page, the CSRF
 //! guard, escaping of hostile text, filters.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use baton::api::{AppState, router};
-use baton::cluster::{Cluster, Timing};
 use baton::config::{FileConfig, ServerConfig};
-use baton::executor::Executor;
-use baton::metrics::Metrics;
-use baton_runtime::{FlowProperties, Runtime, RuntimeConfig};
+use baton::server::Node;
+use baton_runtime::FlowProperties;
 use baton_store::{AccountRow, NewRequest, Outcome, Store, VersionRow};
 use tower::ServiceExt;
 
@@ -27,6 +22,7 @@ async fn console() -> Console {
         FileConfig {
             data: Some(dir.path().to_owned()),
             database: Some("postgres://baton:secret@db/baton".into()),
+            name: Some("blue".into()),
             ..Default::default()
         },
     );
@@ -34,37 +30,14 @@ async fn console() -> Console {
     let store = Store::connect(&url, &dir.path().join("store"))
         .await
         .unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let timing = Timing {
-        heartbeat: Duration::from_secs(1),
-        lease: Duration::from_secs(5),
-    };
-    let cluster = Arc::new(
-        Cluster::join(
-            store.clone(),
-            "console-test".into(),
-            Some("blue".into()),
-            "127.0.0.1:1".into(),
-            timing,
-            metrics.clone(),
-            dir.path(),
-        )
-        .await
-        .unwrap(),
-    );
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: dir.path().join("compiled"),
-        ..Default::default()
-    })
-    .unwrap();
-    let executor = Executor::new(
+    let node = Node::start(
         store.clone(),
-        runtime,
-        cluster.clone(),
-        metrics.clone(),
-        4,
-        Default::default(),
-    );
+        config,
+        "console-test".into(),
+        "127.0.0.1:1".into(),
+    )
+    .await
+    .unwrap();
     let properties = FlowProperties {
         name: "f".into(),
         other_server_retry: true,
@@ -103,13 +76,7 @@ async fn console() -> Console {
         .await
         .unwrap();
     Console {
-        state: AppState {
-            store,
-            executor,
-            cluster,
-            metrics,
-            config: Arc::new(config),
-        },
+        state: node.state.clone(),
         _dir: dir,
     }
 }

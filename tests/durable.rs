@@ -350,21 +350,51 @@ async fn local_resources_are_warned_about_and_checked_before_running() {
 
     let (status, deployed) = server.post("/api/flows", wasm("local_resources")).await;
     assert_eq!(status, StatusCode::CREATED, "{deployed}");
-    let warnings: Vec<&str> = deployed["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    let warnings: Vec<&str> = deployed["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings[0].contains("http://localhost:9 is a loopback address"), "{warnings:?}");
-    assert!(warnings[1].contains("folder /tmp/baton-local-resource-test"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("http://localhost:9 is a loopback address"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("folder /tmp/baton-local-resource-test"),
+        "{warnings:?}"
+    );
     let (_, flows) = server.get("/api/flows").await;
-    assert_eq!(flows[0]["properties"]["resources"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        flows[0]["properties"]["resources"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // This server lacks the folder: the request ends in error naming both.
-    let (_, body) = server.post("/api/flows/local-resources/requests?wait=true", r#"{"steps": 1}"#).await;
+    let (_, body) = server
+        .post(
+            "/api/flows/local-resources/requests?wait=true",
+            r#"{"steps": 1}"#,
+        )
+        .await;
     assert_eq!(body["status"], "error", "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains("folder:/tmp/baton-local-resource-test") && error.contains(&server.id()), "{error}");
+    assert!(
+        error.contains("folder:/tmp/baton-local-resource-test") && error.contains(&server.id()),
+        "{error}"
+    );
 
     std::fs::create_dir_all(folder).unwrap();
-    let (_, body) = server.post("/api/flows/local-resources/requests?wait=true", r#"{"steps": 1}"#).await;
+    let (_, body) = server
+        .post(
+            "/api/flows/local-resources/requests?wait=true",
+            r#"{"steps": 1}"#,
+        )
+        .await;
     assert_eq!(body["status"], "succeeded", "{body}");
     std::fs::remove_dir_all(folder).unwrap();
 }

@@ -60,15 +60,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The HTTP status that says what a store error means to the caller.
+pub fn status_of(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
+        StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let status = match &e {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
-            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        Self::new(status_of(&e), e.to_string())
     }
 }
 

@@ -180,13 +180,7 @@ struct PageError(StatusCode, String);
 
 impl From<StoreError> for PageError {
     fn from(e: StoreError) -> Self {
-        let status = match &e {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
-            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self(status, e.to_string())
+        Self(crate::api::status_of(&e), e.to_string())
     }
 }
 

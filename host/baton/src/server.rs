@@ -7,6 +7,7 @@ use anyhow::Context;
 use baton_runtime::{Runtime, RuntimeConfig};
 use baton_store::Store;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::checkpoint::Abort;
@@ -15,6 +16,110 @@ use crate::config::ServerConfig;
 use crate::deploy;
 use crate::executor::Executor;
 use crate::metrics::Metrics;
+
+/// A server's working parts without its HTTP listener: membership, the
+/// executor and the background loops. `baton up` serves it; benchmarks run
+/// it in-process.
+pub struct Node {
+    /// What the routes reach.
+    pub state: AppState,
+    stop: Arc<Notify>,
+    scheduler: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Joins the cluster as `id` at `address`, recovers this server's
+    /// interrupted requests and starts the retry process, the heartbeat and
+    /// the schedules.
+    pub async fn start(
+        store: Store,
+        config: ServerConfig,
+        id: String,
+        address: String,
+    ) -> anyhow::Result<Node> {
+        let metrics = Arc::new(Metrics::default());
+        let timing = Timing {
+            heartbeat: config.heartbeat,
+            lease: config.lease,
+        };
+        let cluster = Arc::new(
+            Cluster::join(
+                store.clone(),
+                id,
+                config.name.clone(),
+                address,
+                timing,
+                metrics.clone(),
+                &config.data,
+            )
+            .await?,
+        );
+        let recovered = store.recover_own(&cluster.id).await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                count = recovered.len(),
+                "recovering this server's interrupted requests"
+            );
+        }
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: config.data.join("compiled"),
+            memory_limit: config.memory_limit,
+            time_limit: config.time_limit,
+            max_instances: (config.capacity + 8) as u32,
+        })?;
+        let executor = Executor::new(
+            store.clone(),
+            runtime,
+            cluster.clone(),
+            metrics.clone(),
+            config.capacity,
+            config.connections.clone(),
+        );
+        let stop = Arc::new(Notify::new());
+        let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
+        let background = vec![
+            tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone())),
+            tokio::spawn(crate::schedule::run(
+                store.clone(),
+                cluster.id.clone(),
+                executor.clone(),
+            )),
+        ];
+        let state = AppState {
+            store,
+            executor,
+            cluster,
+            metrics,
+            config: Arc::new(config),
+        };
+        Ok(Node {
+            state,
+            stop,
+            scheduler,
+            background,
+        })
+    }
+
+    /// Stops taking work; with `hand_over`, interrupts the attempts, marks
+    /// the server `stopped` and hands its requests to the cluster.
+    pub async fn stop(self, hand_over: bool) -> anyhow::Result<()> {
+        self.stop.notify_one();
+        for task in &self.background {
+            task.abort();
+        }
+        let _ = self.scheduler.await;
+        let state = self.state;
+        if hand_over {
+            state.executor.interrupt_all(&Abort::Stopping);
+            state.executor.drain(Duration::from_secs(5)).await;
+            let handed = state.cluster.stop().await?;
+            tracing::info!(handed_over = handed.len(), "stopped");
+        }
+        state.store.close().await;
+        Ok(())
+    }
+}
 
 /// Runs a server until SIGTERM or Ctrl-C, then stops it cleanly.
 pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
@@ -32,92 +137,34 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?.to_string();
-    let metrics = Arc::new(Metrics::default());
-    let timing = Timing {
-        heartbeat: config.heartbeat,
-        lease: config.lease,
-    };
-    let cluster = Arc::new(
-        Cluster::join(
-            store.clone(),
-            folder.server_id.clone(),
-            config.name.clone(),
-            address.clone(),
-            timing,
-            metrics.clone(),
-            &config.data,
-        )
-        .await?,
-    );
-    let recovered = store.recover_own(&cluster.id).await?;
-    if !recovered.is_empty() {
-        tracing::info!(
-            count = recovered.len(),
-            "recovering this server's interrupted requests"
-        );
-    }
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: config.data.join("compiled"),
-        memory_limit: config.memory_limit,
-        time_limit: config.time_limit,
-        max_instances: (config.capacity + 8) as u32,
-    })?;
-    let executor = Executor::new(
-        store.clone(),
-        runtime,
-        cluster.clone(),
-        metrics.clone(),
-        config.capacity,
-        config.connections.clone(),
-    );
-    let stop = Arc::new(Notify::new());
-    let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
-    let membership = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));
-    let schedules = tokio::spawn(crate::schedule::run(
-        store.clone(),
-        cluster.id.clone(),
-        executor.clone(),
-    ));
-
+    let node = Node::start(store, config, folder.server_id.clone(), address.clone()).await?;
+    let state = &node.state;
     for path in deploy_paths {
         for (file, bytes) in deploy::component_bytes(&path).await? {
-            let deployed = deploy::deploy(&store, executor.runtime(), bytes, &config.connections)
-                .await
-                .with_context(|| format!("deploying {}", file.display()))?;
+            let deployed = deploy::deploy(
+                &state.store,
+                state.executor.runtime(),
+                bytes,
+                &state.config.connections,
+            )
+            .await
+            .with_context(|| format!("deploying {}", file.display()))?;
             println!("{} {}", deployed.name, deployed.version);
         }
     }
-
-    let state = AppState {
-        store: store.clone(),
-        executor: executor.clone(),
-        cluster: cluster.clone(),
-        metrics,
-        config: Arc::new(config),
-    };
-    let app = api::router(state);
+    let app = api::router(state.clone());
     // Tests and scripts read this line to find a server started on port 0.
     println!("baton: listening on http://{address}");
-    tracing::info!(server = %cluster.id, %address, "serving the console and API");
+    tracing::info!(server = %state.cluster.id, %address, "serving the console and API");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-
     tracing::info!("stopping: no new work, handing requests over");
-    stop.notify_one();
-    membership.abort();
-    schedules.abort();
-    let _ = scheduler.await;
-    executor.interrupt_all(&Abort::Stopping);
-    executor.drain(Duration::from_secs(5)).await;
-    let handed = cluster.stop().await?;
-    tracing::info!(handed_over = handed.len(), "stopped");
-    store.close().await;
-    Ok(())
+    node.stop(true).await
 }
 
 /// The membership loop: heartbeat, takeover, and local fencing.
-pub(crate) async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
+async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
     let mut interval = tokio::time::interval(cluster.timing().heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

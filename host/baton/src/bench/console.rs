@@ -1,7 +1,6 @@
 //! `baton bench console`: server time of the Status List and Server List
 //! with a million requests in the database.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,8 +10,7 @@ use baton_store::{Backend, VersionRow};
 use tower::ServiceExt;
 
 use super::{percentile, sorted};
-use crate::api::{AppState, router};
-use crate::config::{FileConfig, ServerConfig};
+use crate::api::router;
 
 /// Console benchmark options.
 #[derive(Debug, clap::Args)]
@@ -31,8 +29,8 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database =
         super::fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let node = super::Node::start(&database, dir.path(), 4).await?;
-    let store = node.store.clone();
+    let node = super::node(&database, dir.path(), 4).await?;
+    let store = node.state.store.clone();
     store
         .deploy(&VersionRow {
             hash: "v1".into(),
@@ -74,25 +72,12 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let config = ServerConfig::resolve(
-        FileConfig::default(),
-        FileConfig {
-            data: Some(dir.path().to_owned()),
-            ..Default::default()
-        },
-    );
     crate::auth::bootstrap(&store, dir.path()).await?;
     let session = crate::auth::secret();
     store
         .create_session(&crate::auth::secret_hash(&session), "admin", 3_600_000)
         .await?;
-    let app = router(AppState {
-        store: store.clone(),
-        executor: node.executor.clone(),
-        cluster: node.cluster.clone(),
-        metrics: node.metrics.clone(),
-        config: Arc::new(config),
-    });
+    let app = router(node.state.clone());
     let deep = format!("r{:09}", args.rows / 2);
     let pages = [
         ("Server List", "/status/servers".to_owned()),
@@ -145,6 +130,5 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             *times.last().unwrap_or(&0) as f64 / 1000.0
         );
     }
-    node.stop().await;
-    Ok(())
+    node.stop(false).await
 }

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_runtime::{Runtime, RuntimeConfig};
 use baton_store::{Backend, NewRequest, Store};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::sync::Notify;
 
-use crate::cluster::{Cluster, Timing};
+use crate::config::{FileConfig, ServerConfig};
 use crate::deploy;
-use crate::executor::Executor;
-use crate::metrics::Metrics;
+use crate::server::Node;
 
 mod console;
 mod failover;
@@ -53,74 +50,22 @@ pub enum BenchKind {
     Console(console::ConsoleArgs),
 }
 
-/// An in-process server without HTTP: store, membership, executor.
-struct Node {
-    store: Store,
-    cluster: Arc<Cluster>,
-    executor: Arc<Executor>,
-    metrics: Arc<Metrics>,
-    stop: Arc<Notify>,
-    scheduler: tokio::task::JoinHandle<()>,
-    membership: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(database: &str, dir: &std::path::Path, capacity: usize) -> anyhow::Result<Node> {
-        let store = Store::connect(database, &dir.join("store")).await?;
-        let metrics = Arc::new(Metrics::default());
-        let timing = Timing {
-            heartbeat: Duration::from_secs(1),
-            lease: Duration::from_secs(5),
-        };
-        let cluster = Arc::new(
-            Cluster::join(
-                store.clone(),
-                "bench".into(),
-                None,
-                "bench".into(),
-                timing,
-                metrics.clone(),
-                dir,
-            )
-            .await?,
-        );
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: dir.join("compiled"),
-            max_instances: (capacity + 8) as u32,
-            ..RuntimeConfig::default()
-        })?;
-        let executor = Executor::new(
-            store.clone(),
-            runtime,
-            cluster.clone(),
-            metrics.clone(),
-            capacity,
-            Default::default(),
-        );
-        let stop = Arc::new(Notify::new());
-        let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
-        let membership = tokio::spawn(crate::server::heartbeat(
-            cluster.clone(),
-            executor.clone(),
-            store.clone(),
-        ));
-        Ok(Node {
-            store,
-            cluster,
-            executor,
-            metrics,
-            stop,
-            scheduler,
-            membership,
-        })
-    }
-
-    async fn stop(self) {
-        self.stop.notify_one();
-        let _ = self.scheduler.await;
-        self.membership.abort();
-        self.store.close().await;
-    }
+/// An in-process server without HTTP on a fresh store in `dir`.
+async fn node(database: &str, dir: &std::path::Path, capacity: usize) -> anyhow::Result<Node> {
+    let store = Store::connect(database, &dir.join("store")).await?;
+    let flags = FileConfig {
+        data: Some(dir.to_owned()),
+        database: Some(database.to_owned()),
+        capacity: Some(capacity),
+        ..FileConfig::default()
+    };
+    Node::start(
+        store,
+        ServerConfig::resolve(FileConfig::default(), flags),
+        "bench".into(),
+        "bench".into(),
+    )
+    .await
 }
 
 /// Percentile of sorted samples.
@@ -169,12 +114,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database = fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let node = Node::start(&database, dir.path(), args.concurrency.max(1)).await?;
+    let node = node(&database, dir.path(), args.concurrency.max(1)).await?;
     let (store, cluster, executor, metrics) = (
-        node.store.clone(),
-        node.cluster.clone(),
-        node.executor.clone(),
-        node.metrics.clone(),
+        node.state.store.clone(),
+        node.state.cluster.clone(),
+        node.state.executor.clone(),
+        node.state.metrics.clone(),
     );
 
     let (_, bytes) = deploy::component_bytes(&args.flow)
@@ -369,8 +314,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         checkpoints_per_s / raw_rate
     );
 
-    node.stop().await;
-    Ok(())
+    node.stop(false).await
 }
 
 struct Raw {
