@@ -32,3 +32,11 @@ cluster n="3" database="postgres://postgres@127.0.0.1:5432/baton":
 # Benchmarks: requests with checkpoints beside raw commits (pass e.g. --database postgres://…).
 bench *args:
     cargo run --release -- bench {{args}}
+
+# Update a server's flows repository (fetch, fast-forward) and deploy the flows that changed.
+sync server="http://127.0.0.1:8080":
+    cargo run --release -- sync --server {{server}}
+
+# Commit the flow changes in the flows repository (default: ./flows) for authors.
+commit-flows message repo="flows":
+    git -C {{repo}} add -A . && git -C {{repo}} commit -m "{{message}}"

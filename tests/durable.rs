@@ -398,3 +398,92 @@ async fn local_resources_are_warned_about_and_checked_before_running() {
     assert_eq!(body["status"], "succeeded", "{body}");
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+/// Runs git in `dir` with a fixed identity.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(["-c", "user.name=Flow Author", "-c", "user.email=author@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?} in {}", dir.display());
+}
+
+/// A flows repository with the `hello` flow, greeting with `word`.
+fn write_flows(repo: &std::path::Path, word: &str) {
+    let root = support::root();
+    let files = [
+        (
+            "Cargo.toml".to_owned(),
+            std::fs::read_to_string(root.join("flows/Cargo.toml"))
+                .unwrap()
+                .replace(r#"members = ["hello", "order", "batch-import"]"#, r#"members = ["hello"]"#)
+                .replace("../guest-sdk", &root.join("guest-sdk").display().to_string()),
+        ),
+        (".cargo/config.toml".to_owned(), format!("[build]\ntarget = \"wasm32-wasip2\"\ntarget-dir = \"{}\"\n", root.join("target/flows-repo").display())),
+        (".gitignore".to_owned(), "Cargo.lock\n".to_owned()),
+        ("hello/Cargo.toml".to_owned(), std::fs::read_to_string(root.join("flows/hello/Cargo.toml")).unwrap()),
+        (
+            "hello/src/lib.rs".to_owned(),
+            std::fs::read_to_string(root.join("flows/hello/src/lib.rs")).unwrap().replace("Hello, {}!", &format!("{word}, {{}}!")),
+        ),
+    ];
+    for (path, text) in files {
+        let path = repo.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (author, remote, checkout) = (dir.path().join("author"), dir.path().join("remote.git"), dir.path().join("checkout"));
+    std::fs::create_dir_all(&author).unwrap();
+    write_flows(&author, "Hello");
+    git(&author, &["init", "-q"]);
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "-q", "-m", "hello flow"]);
+    git(dir.path(), &["clone", "-q", "--bare", author.to_str().unwrap(), remote.to_str().unwrap()]);
+    git(&author, &["remote", "add", "origin", &format!("file://{}", remote.display())]);
+    git(&author, &["fetch", "-q", "origin"]);
+    git(&author, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    git(dir.path(), &["clone", "-q", &format!("file://{}", remote.display()), checkout.to_str().unwrap()]);
+
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--flows-repo".into(), checkout.display().to_string()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let (status, repo) = server.get("/api/version-control").await;
+    assert_eq!(status, StatusCode::OK, "{repo}");
+    assert_eq!(repo["branch"], "main");
+    assert_eq!(repo["head"]["message"], "hello flow");
+    assert!(repo["remote"].as_str().unwrap().starts_with("file://"), "{repo}");
+
+    // The author changes the flow and pushes; Update pulls and deploys it.
+    write_flows(&author, "Hi");
+    git(&author, &["commit", "-q", "-am", "greet with Hi"]);
+    git(&author, &["push", "-q", "origin", "main"]);
+    let (status, report) = server.post("/api/version-control/update", "").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{report}");
+    assert_eq!(flows[0]["flow"], "hello", "{report}");
+    assert!(flows[0]["error"].is_null(), "{report}");
+    let (_, body) = server.post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#).await;
+    assert_eq!(body["output"]["greeting"], "Hi, Ada!", "{body}");
+    let (_, repo) = server.get("/api/version-control").await;
+    assert_eq!(repo["head"]["message"], "greet with Hi");
+
+    // Diverged history is refused and explained; nothing moves.
+    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "a local commit"]);
+    git(&author, &["commit", "-q", "--allow-empty", "-m", "a remote commit"]);
+    git(&author, &["push", "-q", "origin", "main"]);
+    let (status, refused) = server.post("/api/version-control/update", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("diverged"), "{refused}");
+    let (_, repo) = server.get("/api/version-control").await;
+    assert_eq!(repo["head"]["message"], "a local commit");
+}

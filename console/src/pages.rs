@@ -439,12 +439,80 @@ pub fn flows_page(page: &Page, flows: &[FlowView]) -> Markup {
     )
 }
 
+/// The flows repository as the Version Control page shows it.
+#[derive(Debug, Clone)]
+pub struct RepoView {
+    /// Path on this server.
+    pub path: String,
+    /// Branch.
+    pub branch: String,
+    /// HEAD: id, author, message, time (ms).
+    pub head: Option<(String, String, String, i64)>,
+    /// Upstream remote URL.
+    pub remote: Option<String>,
+    /// Local commits not on the upstream.
+    pub ahead: usize,
+    /// Upstream commits not local.
+    pub behind: usize,
+    /// Files with uncommitted changes.
+    pub uncommitted: usize,
+}
+
+/// What Update did, per flow crate: path or flow, old, new, error.
+#[derive(Debug, Clone)]
+pub struct UpdateView {
+    /// HEAD before → after.
+    pub moved: (String, String),
+    /// (flow, old version, new version, error)
+    pub flows: Vec<(String, String, String, String)>,
+}
+
 /// Status › Version Control.
-pub fn version_control_page(page: &Page, flow_set: &[(String, String)]) -> Markup {
+pub fn version_control_page(
+    page: &Page,
+    repo: Result<&RepoView, &str>,
+    update: Option<Result<&UpdateView, &str>>,
+    flow_set: &[(String, String)],
+) -> Markup {
     layout(
         page,
         html! {
-            p.notice { "No flows repository is configured for this server: flows are deployed with " code { "baton deploy" } ". The active versions are:" }
+            @match update {
+                Some(Ok(update)) => {
+                    p.flash { "Updated " code { (update.moved.0) } " → " code { (update.moved.1) } }
+                    @if !update.flows.is_empty() {
+                        table {
+                            thead { tr { th { "Flow" } th { "Old" } th { "New" } th { "Build" } } }
+                            @for (flow, old, new, error) in &update.flows {
+                                tr { td { (flow) } td { code { (old) } } td { code { (new) } } td.error { (error) } }
+                            }
+                        }
+                    }
+                }
+                Some(Err(error)) => { p.notice { "Update refused: " (error) } }
+                None => {}
+            }
+            @match repo {
+                Ok(repo) => {
+                    table {
+                        tr { th { "Repository" } td { code { (repo.path) } } }
+                        tr { th { "Branch" } td { (repo.branch) } }
+                        @if let Some((id, author, message, time)) = &repo.head {
+                            tr { th { "HEAD" } td { code { (id) } " " (message) br; (author) ", " (crate::time(*time)) } }
+                        }
+                        tr { th { "Remote" } td { (repo.remote.as_deref().unwrap_or("none")) } }
+                        tr { th { "Ahead / behind" } td { (repo.ahead) " / " (repo.behind) } }
+                        tr { th { "Uncommitted changes" } td { (repo.uncommitted) } }
+                    }
+                    form method="post" action="/status/version-control/update" {
+                        (csrf_field(page))
+                        button { "Update" }
+                        " fetches, fast-forwards only, then builds and deploys the flows that changed."
+                    }
+                }
+                Err(error) => { p.notice { (error) } }
+            }
+            h2 { "Active versions" }
             table {
                 thead { tr { th { "Flow" } th { "Active version" } } }
                 @for (flow, version) in flow_set { tr { td { (flow) } td { code { (version) } } } }

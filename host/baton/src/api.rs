@@ -101,6 +101,8 @@ pub fn router(state: AppState) -> Router {
             "/api/schedules/{name}",
             axum::routing::delete(delete_schedule),
         )
+        .route("/api/version-control", get(repository))
+        .route("/api/version-control/update", post(update_flows))
         .route("/api/servers", get(list_servers))
         .route("/api/servers/{id}/name", post(rename_server))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -474,4 +476,35 @@ async fn delete_schedule(
 ) -> ApiResult<axum::Json<Value>> {
     state.store.delete_schedule(&name).await?;
     Ok(axum::Json(json!({ "name": name, "deleted": true })))
+}
+
+impl From<crate::version_control::SyncError> for ApiError {
+    fn from(e: crate::version_control::SyncError) -> Self {
+        use crate::version_control::SyncError;
+        let status = match &e {
+            SyncError::NotConfigured => StatusCode::NOT_FOUND,
+            SyncError::Refused(_) => StatusCode::CONFLICT,
+            SyncError::Git(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let repo = state.config.flows_repo.clone();
+    let view = tokio::task::spawn_blocking(move || crate::version_control::state(repo.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(axum::Json(json!(view)))
+}
+
+async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let report = crate::version_control::update(
+        state.config.flows_repo.as_deref(),
+        &state.store,
+        state.executor.runtime(),
+        &state.config.connections,
+    )
+    .await?;
+    Ok(axum::Json(json!(report)))
 }

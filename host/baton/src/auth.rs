@@ -178,6 +178,8 @@ fn required(method: &Method, path: &str) -> Option<Role> {
     }
     let admin = (path == "/api/flows")
         || path.starts_with("/api/schedules")
+        || path.starts_with("/api/version-control")
+        || path == "/status/version-control/update"
         || (path.starts_with("/api/servers/") && path.ends_with("/name"))
         || path.starts_with("/settings/");
     Some(if admin { Role::Admin } else { Role::Operator })

@@ -34,6 +34,8 @@ pub struct FileConfig {
     /// Named connections flows may declare (`connection:NAME`): name → address.
     #[serde(default)]
     pub connections: std::collections::BTreeMap<String, String>,
+    /// The flows git repository (a local path) that Update fast-forwards.
+    pub flows_repo: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub time_limit: Duration,
     /// Named connections defined in this server's configuration.
     pub connections: std::collections::BTreeMap<String, String>,
+    /// The flows git repository.
+    pub flows_repo: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -104,6 +108,7 @@ impl ServerConfig {
                 .unwrap_or(64)
                 << 20,
             connections: file.connections,
+            flows_repo: flags.flows_repo.or(file.flows_repo),
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
             ),

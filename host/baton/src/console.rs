@@ -58,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status/requests/{id}/reexecute", post(reexecute))
         .route("/status/requests/{id}/cancel", post(cancel))
         .route("/status/version-control", get(version_control))
+        .route("/status/version-control/update", post(update_flows))
         .route("/flows", get(flows))
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
@@ -798,10 +799,11 @@ async fn run_flow(
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 
-async fn version_control(
-    State(state): State<AppState>,
-    account: Option<Extension<Account>>,
-    headers: HeaderMap,
+async fn version_control_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: Option<&Account>,
+    update: Option<Result<crate::version_control::UpdateReport, String>>,
 ) -> PageResult {
     let flow_set = state
         .store
@@ -810,18 +812,81 @@ async fn version_control(
         .into_iter()
         .map(|f| (f.name, f.active.hash))
         .collect::<Vec<_>>();
+    let path = state.config.flows_repo.clone();
+    let repo = tokio::task::spawn_blocking(move || crate::version_control::state(path.as_deref()))
+        .await
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map(|r| baton_console::RepoView {
+            path: r.path,
+            branch: r.branch,
+            head: r.head.map(|h| (h.id, h.author, h.message, h.time * 1000)),
+            remote: r.remote,
+            ahead: r.ahead,
+            behind: r.behind,
+            uncommitted: r.uncommitted,
+        })
+        .map_err(|e| e.to_string());
+    let update = update.map(|u| {
+        u.map(|report| baton_console::UpdateView {
+            moved: (
+                report.from.unwrap_or_default(),
+                report.to.unwrap_or_default(),
+            ),
+            flows: report
+                .flows
+                .into_iter()
+                .map(|f| {
+                    (
+                        f.flow.unwrap_or(f.path),
+                        f.old.unwrap_or_else(|| "(new)".into()),
+                        f.new.unwrap_or_default(),
+                        f.error.unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        })
+    });
     let (page, cookie) = frame(
-        &state,
-        &headers,
-        account.as_deref(),
+        state,
+        headers,
+        account,
         "Version Control",
         Section::VersionControl,
     )
     .await;
-    Ok(html(
-        baton_console::version_control_page(&page, &flow_set),
-        cookie,
-    ))
+    let body = baton_console::version_control_page(
+        &page,
+        repo.as_ref().map_err(String::as_str),
+        update.as_ref().map(|u| u.as_ref().map_err(String::as_str)),
+        &flow_set,
+    );
+    Ok(html(body, cookie))
+}
+
+async fn version_control(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+) -> PageResult {
+    version_control_view(&state, &headers, account.as_deref(), None).await
+}
+
+async fn update_flows(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&headers, &form)?;
+    let report = crate::version_control::update(
+        state.config.flows_repo.as_deref(),
+        &state.store,
+        state.executor.runtime(),
+        &state.config.connections,
+    )
+    .await
+    .map_err(|e| e.to_string());
+    version_control_view(&state, &headers, Some(&account), Some(report)).await
 }
 
 async fn settings_view(

@@ -15,6 +15,7 @@
 //! - [`client`]: the CLI commands that talk to a running server.
 //! - [`resources`]: which resources a flow uses are local to one server.
 //! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
+//! - [`version_control`]: the flows git repository and Update.
 //! - [`bench`]: `baton bench`.
 //! - [`metrics`]: counters and latency samples.
 
@@ -32,3 +33,4 @@ pub mod metrics;
 pub mod resources;
 pub mod schedule;
 pub mod server;
+pub mod version_control;

@@ -58,6 +58,9 @@ enum Command {
         /// Guest execution time per attempt in seconds (default 60).
         #[arg(long)]
         time_limit_s: Option<f64>,
+        /// The flows git repository that Version Control › Update fast-forwards.
+        #[arg(long)]
+        flows_repo: Option<PathBuf>,
         /// Flow crates, workspaces or .wasm files to build and deploy at start.
         #[arg(long, num_args = 1..)]
         deploy: Vec<PathBuf>,
@@ -155,6 +158,12 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Update the flows repository of a server (fetch, fast-forward) and
+    /// deploy the flows that changed.
+    Sync {
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// List schedules.
     Schedules {
         /// Print JSON.
@@ -220,6 +229,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             capacity,
             memory_limit_mib,
             time_limit_s,
+            flows_repo,
             deploy,
         } => {
             let file = match config {
@@ -238,6 +248,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 memory_limit_mib,
                 time_limit_s,
                 connections: Default::default(),
+                flows_repo,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
@@ -391,6 +402,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .post("/api/schedules", serde_json::to_vec(&body)?)
                 .await?;
             println!("{name} next fires at {}", answer["next_fire_at"]);
+            Ok(())
+        }
+        Command::Sync { server } => {
+            let report = server
+                .client()
+                .post("/api/version-control/update", Vec::new())
+                .await?;
+            println!(
+                "{} → {}",
+                report["from"].as_str().unwrap_or("-"),
+                report["to"].as_str().unwrap_or("-")
+            );
+            let mut failed = false;
+            for flow in report["flows"].as_array().into_iter().flatten() {
+                let name = flow["flow"]
+                    .as_str()
+                    .or(flow["path"].as_str())
+                    .unwrap_or("?");
+                match flow["error"].as_str() {
+                    Some(error) => {
+                        failed = true;
+                        println!("{name}: {error}");
+                    }
+                    None => println!(
+                        "{name}: {} → {}",
+                        flow["old"].as_str().unwrap_or("(new)"),
+                        flow["new"].as_str().unwrap_or("-")
+                    ),
+                }
+            }
+            if failed {
+                bail!("some flows did not build or deploy");
+            }
             Ok(())
         }
         Command::Schedules { json, server } => {
