@@ -348,6 +348,21 @@ async fn a_request_keeps_its_version_across_a_takeover() {
     assert_ne!(v1, v2);
     let (_, flows) = servers[1].get("/api/flows").await;
     assert_eq!(flows[0]["version"], v2.as_str());
+    // Every server loads the new active version: their flow-sets agree.
+    eventually(
+        LONG,
+        "both servers to report the same flow-set",
+        async || {
+            let (_, list) = servers[1].get("/api/servers").await;
+            let sets: Vec<&str> = list
+                .as_array()?
+                .iter()
+                .filter_map(|s| s["flow_set"].as_str())
+                .collect();
+            (sets.len() == 2 && sets[0] == sets[1]).then_some(())
+        },
+    )
+    .await;
     servers[0].kill();
 
     let request = servers[1].wait_final(&id, LONG).await;
@@ -386,6 +401,20 @@ async fn a_request_keeps_its_version_across_a_takeover() {
     std::fs::remove_file(&blob).unwrap();
     std::fs::remove_dir_all(stale.data.join("compiled")).ok();
     stale.restart().await;
+    // The restarted server cannot load the active version: its flow-set
+    // differs from the others', which the Server List shows as drift.
+    let (a, b) = (stale.id(), servers[0].id());
+    eventually(LONG, "the flow-sets to differ", async || {
+        let (_, list) = stale.get("/api/servers").await;
+        let set = |id: &str| {
+            list.as_array()?.iter().find(|s| s["id"] == id)?["flow_set"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        let (mine, theirs) = (set(&a)?, set(&b)?);
+        (mine != theirs).then_some(())
+    })
+    .await;
     let orphan = stale.start_request("steps", json!({ "steps": 1 })).await;
     let orphan = stale.wait_final(&orphan, LONG).await;
     assert_eq!(orphan["status"], "error", "{orphan:#}");

@@ -394,7 +394,10 @@ async fn hostile_text_is_escaped_everywhere() {
         .unwrap();
     console.request("ok", Outcome::Succeeded(output)).await;
     console.request("bad", Outcome::Error(hostile.into())).await;
-    store.rename_server("console-test", hostile).await.unwrap();
+    store
+        .rename_server("console-test", hostile, "admin")
+        .await
+        .unwrap();
     for path in [
         "/status/requests/ok",
         "/status/requests/bad",

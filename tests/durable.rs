@@ -402,7 +402,14 @@ async fn local_resources_are_warned_about_and_checked_before_running() {
 /// Runs git in `dir` with a fixed identity.
 fn git(dir: &std::path::Path, args: &[&str]) {
     let status = std::process::Command::new("git")
-        .args(["-c", "user.name=Flow Author", "-c", "user.email=author@example.com", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=Flow Author",
+            "-c",
+            "user.email=author@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .stdout(std::process::Stdio::null())
@@ -420,15 +427,32 @@ fn write_flows(repo: &std::path::Path, word: &str) {
             "Cargo.toml".to_owned(),
             std::fs::read_to_string(root.join("flows/Cargo.toml"))
                 .unwrap()
-                .replace(r#"members = ["hello", "order", "batch-import"]"#, r#"members = ["hello"]"#)
-                .replace("../guest-sdk", &root.join("guest-sdk").display().to_string()),
+                .replace(
+                    r#"members = ["hello", "order", "batch-import"]"#,
+                    r#"members = ["hello"]"#,
+                )
+                .replace(
+                    "../guest-sdk",
+                    &root.join("guest-sdk").display().to_string(),
+                ),
         ),
-        (".cargo/config.toml".to_owned(), format!("[build]\ntarget = \"wasm32-wasip2\"\ntarget-dir = \"{}\"\n", root.join("target/flows-repo").display())),
+        (
+            ".cargo/config.toml".to_owned(),
+            format!(
+                "[build]\ntarget = \"wasm32-wasip2\"\ntarget-dir = \"{}\"\n",
+                root.join("target/flows-repo").display()
+            ),
+        ),
         (".gitignore".to_owned(), "Cargo.lock\n".to_owned()),
-        ("hello/Cargo.toml".to_owned(), std::fs::read_to_string(root.join("flows/hello/Cargo.toml")).unwrap()),
+        (
+            "hello/Cargo.toml".to_owned(),
+            std::fs::read_to_string(root.join("flows/hello/Cargo.toml")).unwrap(),
+        ),
         (
             "hello/src/lib.rs".to_owned(),
-            std::fs::read_to_string(root.join("flows/hello/src/lib.rs")).unwrap().replace("Hello, {}!", &format!("{word}, {{}}!")),
+            std::fs::read_to_string(root.join("flows/hello/src/lib.rs"))
+                .unwrap()
+                .replace("Hello, {}!", &format!("{word}, {{}}!")),
         ),
     ];
     for (path, text) in files {
@@ -441,17 +465,46 @@ fn write_flows(repo: &std::path::Path, word: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let (author, remote, checkout) = (dir.path().join("author"), dir.path().join("remote.git"), dir.path().join("checkout"));
+    let (author, remote, checkout) = (
+        dir.path().join("author"),
+        dir.path().join("remote.git"),
+        dir.path().join("checkout"),
+    );
     std::fs::create_dir_all(&author).unwrap();
     write_flows(&author, "Hello");
     git(&author, &["init", "-q"]);
     git(&author, &["add", "."]);
     git(&author, &["commit", "-q", "-m", "hello flow"]);
-    git(dir.path(), &["clone", "-q", "--bare", author.to_str().unwrap(), remote.to_str().unwrap()]);
-    git(&author, &["remote", "add", "origin", &format!("file://{}", remote.display())]);
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            author.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+    );
+    git(
+        &author,
+        &[
+            "remote",
+            "add",
+            "origin",
+            &format!("file://{}", remote.display()),
+        ],
+    );
     git(&author, &["fetch", "-q", "origin"]);
     git(&author, &["branch", "-q", "--set-upstream-to=origin/main"]);
-    git(dir.path(), &["clone", "-q", &format!("file://{}", remote.display()), checkout.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", remote.display()),
+            checkout.to_str().unwrap(),
+        ],
+    );
 
     let mut setup = Setup::sqlite(dir.path());
     setup.extra = vec!["--flows-repo".into(), checkout.display().to_string()];
@@ -460,7 +513,10 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     assert_eq!(status, StatusCode::OK, "{repo}");
     assert_eq!(repo["branch"], "main");
     assert_eq!(repo["head"]["message"], "hello flow");
-    assert!(repo["remote"].as_str().unwrap().starts_with("file://"), "{repo}");
+    assert!(
+        repo["remote"].as_str().unwrap().starts_with("file://"),
+        "{repo}"
+    );
 
     // The author changes the flow and pushes; Update pulls and deploys it.
     write_flows(&author, "Hi");
@@ -472,18 +528,35 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     assert_eq!(flows.len(), 1, "{report}");
     assert_eq!(flows[0]["flow"], "hello", "{report}");
     assert!(flows[0]["error"].is_null(), "{report}");
-    let (_, body) = server.post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#).await;
+    let (_, body) = server
+        .post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#)
+        .await;
     assert_eq!(body["output"]["greeting"], "Hi, Ada!", "{body}");
     let (_, repo) = server.get("/api/version-control").await;
     assert_eq!(repo["head"]["message"], "greet with Hi");
+    let head = repo["head"]["id"].as_str().unwrap().to_owned();
+    support::eventually(LONG, "the server to report its flows HEAD", async || {
+        let (_, list) = server.get("/api/servers").await;
+        (list[0]["flows_head"] == head.as_str()).then_some(())
+    })
+    .await;
 
     // Diverged history is refused and explained; nothing moves.
-    git(&checkout, &["commit", "-q", "--allow-empty", "-m", "a local commit"]);
-    git(&author, &["commit", "-q", "--allow-empty", "-m", "a remote commit"]);
+    git(
+        &checkout,
+        &["commit", "-q", "--allow-empty", "-m", "a local commit"],
+    );
+    git(
+        &author,
+        &["commit", "-q", "--allow-empty", "-m", "a remote commit"],
+    );
     git(&author, &["push", "-q", "origin", "main"]);
     let (status, refused) = server.post("/api/version-control/update", "").await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("diverged"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("diverged"),
+        "{refused}"
+    );
     let (_, repo) = server.get("/api/version-control").await;
     assert_eq!(repo["head"]["message"], "a local commit");
 }

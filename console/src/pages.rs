@@ -23,6 +23,14 @@ pub struct ServerView {
     pub owned: i64,
     /// Is this the server serving the page?
     pub current: bool,
+    /// Hash over the active versions it has loaded.
+    pub flow_set: String,
+    /// Its flows repository's HEAD (short).
+    pub flows_head: String,
+    /// Whether its flow-set or HEAD differs from the current server's.
+    pub drift: bool,
+    /// Who renamed it last, when.
+    pub renamed: String,
 }
 
 /// One row of the Status List.
@@ -112,7 +120,7 @@ pub fn servers_page(page: &Page, servers: &[ServerView]) -> Markup {
         page,
         html! {
             table {
-                thead { tr { th {} th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } } }
+                thead { tr { th {} th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } th { "Flow-set" } th { "Flows HEAD" } } }
                 tbody #servers hx-get="/status/servers/rows" hx-trigger="every 2s" hx-swap="innerHTML" {
                     (server_rows(servers))
                 }
@@ -125,14 +133,16 @@ pub fn servers_page(page: &Page, servers: &[ServerView]) -> Markup {
 pub fn server_rows(servers: &[ServerView]) -> Markup {
     html! {
         @for server in servers {
-            tr.server data-status=(server.status) {
+            tr.server.drift[server.drift] data-status=(server.status) {
                 td { @if server.current { span title="the server you are logged into" { "★" } } }
-                td.name { (server.name) }
+                td.name title=(server.renamed) { (server.name) @if !server.renamed.is_empty() { br; small { (server.renamed) } } }
                 td { code { (server.id) } }
                 td class=(server.status) { span class={"dot " (server.status)} {} (server.status) }
                 td { (server.address) }
                 td { (server.heartbeat_age_ms) " ms ago" }
                 td { (server.owned) }
+                td { code { (server.flow_set) } @if server.drift { " ⚠ differs" } }
+                td { code { (server.flows_head) } }
             }
         }
     }

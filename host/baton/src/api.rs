@@ -376,6 +376,9 @@ async fn list_servers(State(state): State<AppState>) -> ApiResult<axum::Json<Val
                     "incarnation": server.incarnation,
                     "heartbeat_age_ms": server.heartbeat_age_ms,
                     "owned": server.owned,
+                    "flow_set": server.flow_set,
+                    "flows_head": server.flows_head,
+                    "renamed_by": server.renamed.as_ref().map(|r| &r.0),
                     "current": server.id == state.cluster.id,
                 })
             })
@@ -390,6 +393,7 @@ struct Rename {
 
 async fn rename_server(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
@@ -406,7 +410,7 @@ async fn rename_server(
             "a server name is 1 to 100 characters",
         ));
     }
-    state.store.rename_server(&id, name).await?;
+    state.store.rename_server(&id, name, &account.name).await?;
     Ok(axum::Json(json!({ "id": id, "name": name })))
 }
 

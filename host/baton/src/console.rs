@@ -298,12 +298,29 @@ fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), Page
 }
 
 async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
-    Ok(state
-        .store
-        .servers()
-        .await?
+    let servers = state.store.servers().await?;
+    let mine = servers
+        .iter()
+        .find(|s| s.id == state.cluster.id)
+        .map(|s| (s.flow_set.clone(), s.flows_head.clone()));
+    Ok(servers
         .into_iter()
         .map(|s| ServerView {
+            drift: s.status == baton_store::ServerStatus::Running
+                && mine
+                    .as_ref()
+                    .is_some_and(|(set, head)| s.flow_set != *set || s.flows_head != *head),
+            flow_set: s.flow_set.clone().unwrap_or_default(),
+            flows_head: s
+                .flows_head
+                .as_deref()
+                .map(|h| h[..h.len().min(12)].to_owned())
+                .unwrap_or_default(),
+            renamed: s
+                .renamed
+                .as_ref()
+                .map(|(by, at)| format!("renamed by {by} at {}", baton_console::time(*at)))
+                .unwrap_or_default(),
             current: s.id == state.cluster.id,
             id: s.id,
             name: s.name,
@@ -953,7 +970,11 @@ async fn rename(
             "a server name is 1 to 100 characters".into(),
         ));
     }
-    state.store.rename_server(&state.cluster.id, name).await?;
+    let actor = account.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    state
+        .store
+        .rename_server(&state.cluster.id, name, &actor)
+        .await?;
     settings_view(
         &state,
         &headers,

@@ -80,6 +80,12 @@ impl Node {
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
         let background = vec![
             tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone())),
+            tokio::spawn(report(
+                store.clone(),
+                executor.clone(),
+                cluster.clone(),
+                config.flows_repo.clone(),
+            )),
             tokio::spawn(crate::schedule::run(
                 store.clone(),
                 cluster.id.clone(),
@@ -184,6 +190,62 @@ async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store)
             && let Ok(running) = store.running_on(&cluster.id).await
         {
             executor.fence_lost(&checked, &running);
+        }
+    }
+}
+
+/// Every heartbeat interval: loads the active version of every flow (so a
+/// version that cannot be loaded here shows as drift, not as a failed
+/// request later) and reports the flow-set and the flows repository's HEAD.
+async fn report(
+    store: Store,
+    executor: Arc<Executor>,
+    cluster: Arc<Cluster>,
+    flows_repo: Option<std::path::PathBuf>,
+) {
+    let mut interval = tokio::time::interval(cluster.timing().heartbeat);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Ok(flows) = store.flows().await else {
+            continue;
+        };
+        let mut loaded = Vec::new();
+        for flow in flows {
+            let (blobs, hash, size) = (
+                store.blobs().clone(),
+                flow.active.hash.clone(),
+                flow.active.size as u64,
+            );
+            let load = executor
+                .runtime()
+                .load(&hash, || blobs.get(&hash, size).map_err(|e| e.to_string()));
+            match load.await {
+                Ok(_) => loaded.push(format!("{}={}", flow.name, flow.active.hash)),
+                Err(e) => {
+                    tracing::warn!(flow = %flow.name, version = %flow.active.hash, error = %e, "cannot load the active version")
+                }
+            }
+        }
+        loaded.sort();
+        let flow_set = blake3::hash(loaded.join("\n").as_bytes()).to_hex()[..16].to_owned();
+        let repo = flows_repo.clone();
+        let head = match repo {
+            Some(path) => {
+                tokio::task::spawn_blocking(move || crate::version_control::state(Some(&path)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .and_then(|state| state.head)
+                    .map(|head| head.id)
+            }
+            None => None,
+        };
+        if let Err(e) = store
+            .report_server(&cluster.id, &flow_set, head.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, "reporting the flow-set failed");
         }
     }
 }

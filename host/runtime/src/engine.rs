@@ -182,6 +182,16 @@ impl<J: Journal> Runtime<J> {
         Ok(component)
     }
 
+    /// Hashes of the versions compiled and ready in this runtime.
+    pub fn loaded(&self) -> Vec<String> {
+        self.loaded
+            .lock()
+            .expect("cache lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     async fn compile(&self, bytes: Vec<u8>) -> Result<Component, AttemptError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(AttemptError::Invalid(

@@ -59,6 +59,12 @@ pub struct ServerRow {
     pub heartbeat_age_ms: i64,
     /// Requests it owns that are not finished.
     pub owned: i64,
+    /// Hash over the active versions the server has loaded.
+    pub flow_set: Option<String>,
+    /// HEAD of the server's flows repository.
+    pub flows_head: Option<String>,
+    /// The account that last renamed the server, and when.
+    pub renamed: Option<(String, i64)>,
 }
 
 /// What a takeover moved.
@@ -81,6 +87,11 @@ fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
         heartbeat_at: row.get(6),
         heartbeat_age_ms: row.get(7),
         owned: row.get(8),
+        flow_set: row.get(9),
+        flows_head: row.get(10),
+        renamed: row
+            .get::<Option<String>, _>(11)
+            .zip(row.get::<Option<i64>, _>(12)),
     }
 }
 
@@ -89,7 +100,7 @@ impl Store {
     pub async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
         let row = sqlx::query(&self.sql(
             "SELECT id, name, incarnation, status, address, started_at, heartbeat_at,
-                    NOW_MS - heartbeat_at AS age, 0 AS owned
+                    NOW_MS - heartbeat_at AS age, 0 AS owned, flow_set, flows_head, renamed_by, renamed_at
                FROM servers WHERE id = $1",
         ))
         .bind(id)
@@ -113,7 +124,8 @@ impl Store {
             "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
                     NOW_MS - s.heartbeat_at AS age,
                     (SELECT COUNT(*) FROM requests r
-                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned
+                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned,
+                    s.flow_set, s.flows_head, s.renamed_by, s.renamed_at
                FROM servers s ORDER BY s.started_at, s.id",
         ))
         .fetch_all(&self.pool)
@@ -159,16 +171,35 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Renames a server.
-    pub async fn rename_server(&self, id: &str, name: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE servers SET name = $2 WHERE id = $1")
-            .bind(id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+    /// Renames a server on behalf of `actor` (recorded).
+    pub async fn rename_server(&self, id: &str, name: &str, actor: &str) -> Result<(), StoreError> {
+        let done = sqlx::query(&self.sql(
+            "UPDATE servers SET name = $2, renamed_by = $3, renamed_at = NOW_MS WHERE id = $1",
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(actor)
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("server {id}")));
         }
+        Ok(())
+    }
+
+    /// Records what a server reports besides its heartbeat.
+    pub async fn report_server(
+        &self,
+        id: &str,
+        flow_set: &str,
+        flows_head: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE servers SET flow_set = $2, flows_head = $3 WHERE id = $1")
+            .bind(id)
+            .bind(flow_set)
+            .bind(flows_head)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
