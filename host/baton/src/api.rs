@@ -103,6 +103,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/version-control", get(repository))
         .route("/api/version-control/update", post(update_flows))
+        .route("/api/accounts", post(create_account).get(list_accounts))
+        .route("/api/accounts/{name}/tokens", post(issue_token))
         .route("/api/servers", get(list_servers))
         .route("/api/servers/{id}/name", post(rename_server))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -511,4 +513,78 @@ async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Val
     )
     .await?;
     Ok(axum::Json(json!(report)))
+}
+
+#[derive(Deserialize)]
+struct NewAccount {
+    name: String,
+    password: String,
+    role: String,
+}
+
+async fn create_account(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let new: NewAccount = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"name\", \"password\", \"role\"}}: {e}"),
+        )
+    })?;
+    if !["admin", "operator", "viewer"].contains(&new.role.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "role must be admin, operator or viewer",
+        ));
+    }
+    if new.name.is_empty() || new.name.len() > 64 || new.password.len() < 8 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an account needs a name of 1 to 64 characters and a password of at least 8",
+        ));
+    }
+    state
+        .store
+        .create_account(&baton_store::AccountRow {
+            name: new.name.clone(),
+            password_hash: auth::hash_password(&new.password),
+            role: new.role.clone(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "name": new.name, "role": new.role })),
+    ))
+}
+
+async fn list_accounts(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let accounts = state.store.accounts().await?;
+    Ok(axum::Json(Value::Array(
+        accounts
+            .into_iter()
+            .map(|(name, role)| json!({ "name": name, "role": role }))
+            .collect(),
+    )))
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    if state.store.account(&name).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no account {name}"),
+        ));
+    }
+    let token = auth::secret();
+    state
+        .store
+        .create_token(&auth::secret_hash(&token), &name, "issued through the API")
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "account": name, "token": token })),
+    ))
 }

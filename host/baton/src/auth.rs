@@ -173,11 +173,15 @@ fn required(method: &Method, path: &str) -> Option<Role> {
     if open {
         return None;
     }
-    if (method == Method::GET || method == Method::HEAD) || path == "/logout" {
+    if path.starts_with("/api/accounts") {
+        return Some(Role::Admin);
+    }
+    if method == Method::GET || method == Method::HEAD || path == "/logout" {
         return Some(Role::Viewer);
     }
     let admin = (path == "/api/flows")
         || path.starts_with("/api/schedules")
+        || path.starts_with("/api/accounts")
         || path.starts_with("/api/version-control")
         || path == "/status/version-control/update"
         || (path.starts_with("/api/servers/") && path.ends_with("/name"))

@@ -164,6 +164,23 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Create an account (the password is read from BATON_ACCOUNT_PASSWORD).
+    Account {
+        /// Login name.
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Issue an API token for an account (printed once).
+    Token {
+        /// Account name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// List schedules.
     Schedules {
         /// Print JSON.
@@ -435,6 +452,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if failed {
                 bail!("some flows did not build or deploy");
             }
+            Ok(())
+        }
+        Command::Account { name, role, server } => {
+            let password = std::env::var("BATON_ACCOUNT_PASSWORD")
+                .context("set BATON_ACCOUNT_PASSWORD to the new account's password")?;
+            let body = serde_json::json!({ "name": name, "password": password, "role": role });
+            server
+                .client()
+                .post("/api/accounts", serde_json::to_vec(&body)?)
+                .await?;
+            println!("created the {role} account {name}");
+            Ok(())
+        }
+        Command::Token { name, server } => {
+            let answer = server
+                .client()
+                .post(&format!("/api/accounts/{name}/tokens"), Vec::new())
+                .await?;
+            println!("{}", answer["token"].as_str().unwrap_or_default());
             Ok(())
         }
         Command::Schedules { json, server } => {

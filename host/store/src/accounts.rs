@@ -56,6 +56,15 @@ impl Store {
         )
     }
 
+    /// Every account's name and role.
+    pub async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT name, role FROM accounts ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Records a session valid for `ttl_ms`.
     pub async fn create_session(
         &self,
