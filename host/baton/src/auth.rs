@@ -164,10 +164,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// The role a route needs; `None` for open routes.
-fn required(method: &Method, path: &str) -> Option<Role> {
+/// The role a route needs; `None` for open routes. `/metrics` is open unless
+/// `protect_metrics` is set.
+fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> {
     let open = path == "/healthz"
-        || path == "/metrics"
+        || (path == "/metrics" && !protect_metrics)
         || path == "/login"
         || path.starts_with("/assets/");
     if open {
@@ -198,7 +199,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
-    let Some(needed) = required(request.method(), &path) else {
+    let Some(needed) = required(request.method(), &path, state.config.protect_metrics) else {
         return next.run(request).await;
     };
     let api = path.starts_with("/api/");
@@ -249,23 +250,28 @@ mod tests {
 
     #[test]
     fn routes_need_the_right_role() {
-        assert_eq!(required(&Method::GET, "/healthz"), None);
-        assert_eq!(required(&Method::POST, "/login"), None);
+        assert_eq!(required(&Method::GET, "/healthz", false), None);
+        assert_eq!(required(&Method::GET, "/metrics", false), None);
+        assert_eq!(required(&Method::GET, "/metrics", true), Some(Role::Viewer));
+        assert_eq!(required(&Method::POST, "/login", false), None);
         assert_eq!(
-            required(&Method::GET, "/status/requests"),
+            required(&Method::GET, "/status/requests", false),
             Some(Role::Viewer)
         );
         assert_eq!(
-            required(&Method::POST, "/api/requests/x/cancel"),
+            required(&Method::POST, "/api/requests/x/cancel", false),
             Some(Role::Operator)
         );
         assert_eq!(
-            required(&Method::POST, "/status/requests/x/reexecute"),
+            required(&Method::POST, "/status/requests/x/reexecute", false),
             Some(Role::Operator)
         );
-        assert_eq!(required(&Method::POST, "/api/flows"), Some(Role::Admin));
         assert_eq!(
-            required(&Method::POST, "/settings/flow/name"),
+            required(&Method::POST, "/api/flows", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::POST, "/settings/flow/name", false),
             Some(Role::Admin)
         );
     }

@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository (a local path) that Update fast-forwards.
     pub flows_repo: Option<PathBuf>,
+    /// Require a token for `/metrics` too (default: open to scrapers).
+    pub protect_metrics: Option<bool>,
 }
 
 impl FileConfig {
@@ -74,6 +76,8 @@ pub struct ServerConfig {
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository.
     pub flows_repo: Option<PathBuf>,
+    /// Whether `/metrics` needs a token.
+    pub protect_metrics: bool,
 }
 
 impl ServerConfig {
@@ -109,6 +113,10 @@ impl ServerConfig {
                 << 20,
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
+            protect_metrics: flags
+                .protect_metrics
+                .or(file.protect_metrics)
+                .unwrap_or(false),
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
             ),

@@ -266,6 +266,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 time_limit_s,
                 connections: Default::default(),
                 flows_repo,
+                protect_metrics: None,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
