@@ -117,6 +117,13 @@ impl Committer {
     }
 }
 
+fn local_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// Reserved checkpoint names for journaled values; flows cannot collide with
 /// them because user checkpoint names never start with `baton:`.
 const NOW: &str = "baton:now";
@@ -338,13 +345,7 @@ impl Journal for AttemptJournal {
     }
 
     async fn now_ms(&mut self) -> Result<u64, HostAbort> {
-        self.value(NOW, async |_| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_default()
-        })
-        .await
+        self.value(NOW, async |_| local_now_ms()).await
     }
 
     async fn random_u64(&mut self) -> Result<u64, HostAbort> {
@@ -354,7 +355,11 @@ impl Journal for AttemptJournal {
     async fn sleep_ms(&mut self, ms: u64) -> Result<(), HostAbort> {
         // The wake-up time is on the database clock, so a request resumed on
         // another server waits for what is left, not for the whole sleep.
-        let db_now = async |store: &Store| store.now_ms().await.unwrap_or_default().max(0) as u64;
+        // While the database is unreachable, this server's clock stands in.
+        let db_now = async |store: &Store| match store.now_ms().await {
+            Ok(now) => now.max(0) as u64,
+            Err(_) => local_now_ms(),
+        };
         let wake_at = self
             .value(SLEEP, async |store| db_now(store).await + ms)
             .await?;
