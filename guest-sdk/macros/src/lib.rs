@@ -237,7 +237,9 @@ fn resources_value(value: &Expr, key: &str) -> syn::Result<Vec<String>> {
     let Expr::Array(array) = value else {
         return Err(syn::Error::new(
             value.span(),
-            format!("#[flow]: `{key}` expects a list of strings, e.g. [\"http://api.example.com\", \"folder:/data\"]"),
+            format!(
+                "#[flow]: `{key}` expects a list of strings, e.g. [\"http://api.example.com\", \"folder:/data\"]"
+            ),
         ));
     };
     let mut resources = Vec::new();
@@ -247,7 +249,9 @@ fn resources_value(value: &Expr, key: &str) -> syn::Result<Vec<String>> {
         if !known.iter().any(|prefix| resource.starts_with(prefix)) {
             return Err(syn::Error::new(
                 element.span(),
-                format!("#[flow]: resource {resource:?} must start with http://, https://, folder:/ or connection:"),
+                format!(
+                    "#[flow]: resource {resource:?} must start with http://, https://, folder:/ or connection:"
+                ),
             ));
         }
         resources.push(resource);
