@@ -78,12 +78,7 @@ async fn login(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| form_field(&form, name).unwrap_or_default().to_owned();
     let (username, password) = (field("username"), field("password"));
     let account = state.store.account(&username).await?;
     // Verify against a real hash even for unknown names, so timing does not
@@ -267,6 +262,13 @@ fn html(page: maud::Markup, new_cookie: Option<String>) -> Response {
     response
 }
 
+/// The first value of a form field.
+fn form_field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Rejects a state-changing request that is cross-site or lacks the token.
 fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), PageError> {
     let forbidden = |why: &str| Err(PageError(StatusCode::FORBIDDEN, format!("refused: {why}")));
@@ -285,10 +287,7 @@ fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), Page
             return forbidden("the form was sent from another origin");
         }
     }
-    let sent = form
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str());
+    let sent = form_field(form, "csrf");
     match (cookie(headers, CSRF_COOKIE), sent) {
         (Some(cookie), Some(sent)) if !cookie.is_empty() && cookie == sent => Ok(()),
         _ => forbidden(
@@ -506,11 +505,7 @@ async fn bulk_action(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
-    let action = match form
-        .iter()
-        .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.as_str())
-    {
+    let action = match form_field(&form, "action") {
         Some(a @ ("reexecute" | "cancel")) => a,
         _ => {
             return Err(PageError(
@@ -782,11 +777,7 @@ async fn run_flow(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
-    let input = form
-        .iter()
-        .find(|(k, _)| k == "input")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("null");
+    let input = form_field(&form, "input").unwrap_or("null");
     serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| {
         PageError(
             StatusCode::BAD_REQUEST,
@@ -959,11 +950,7 @@ async fn rename(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
-    let name = form
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.trim())
-        .unwrap_or_default();
+    let name = form_field(&form, "name").unwrap_or_default().trim();
     if name.is_empty() || name.len() > 100 {
         return Err(PageError(
             StatusCode::BAD_REQUEST,
