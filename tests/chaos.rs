@@ -33,7 +33,8 @@ async fn chaos_keeps_every_request_exactly_once() {
     }
     servers[0].deploy(wasm("steps")).await;
     let sidecar = Sidecar::start().await;
-    sidecar.delay(40);
+    // Steps slow enough that every server always has requests in flight.
+    sidecar.delay(150);
 
     // The disruptions, at seeded moments over the submission window.
     let window = Duration::from_secs(60);
@@ -59,6 +60,9 @@ async fn chaos_keeps_every_request_exactly_once() {
             let victim = rng.usize(..servers.len());
             if kill {
                 servers[victim].kill();
+                // A crashed server comes back after its lease has run out,
+                // so the others take its requests over first.
+                tokio::time::sleep(Duration::from_millis(setup.lease_ms + 500)).await;
                 servers[victim].restart().await;
                 kills += 1;
             } else {
