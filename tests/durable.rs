@@ -560,3 +560,77 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     let (_, repo) = server.get("/api/version-control").await;
     assert_eq!(repo["head"]["message"], "a local commit");
 }
+
+/// Closes every connection to the test database and refuses new ones, or
+/// lets them in again: the database is away, as in a restart or a network cut.
+async fn set_database_away(url: &str, away: bool) {
+    use sqlx::Connection;
+    let (server, name) = url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {}",
+        !away
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if away {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+              WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_away_for_a_while_delays_the_flow_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        heartbeat_ms: 500,
+        lease_ms: 15_000,
+        ..Setup::postgres(dir.path())
+    };
+    sqlx::any::install_default_drivers();
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("batch_import")).await;
+    let id = server
+        .start_request(
+            "batch-import",
+            json!({ "records": 2000, "batch": 100, "delay_ms": 150 }),
+        )
+        .await;
+    server
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 3
+        })
+        .await;
+
+    set_database_away(&setup.database, true).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = server.get(&format!("/api/requests/{id}")).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(body["error"].as_str().is_some(), "{body}");
+    set_database_away(&setup.database, false).await;
+
+    let done = server.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["attempts"], 1, "the attempt waited instead of failing");
+    assert_eq!(done["failures"], 0);
+    let seqs: Vec<i64> = done["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..20).collect::<Vec<_>>(),
+        "each batch committed once"
+    );
+}

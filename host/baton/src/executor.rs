@@ -37,6 +37,10 @@ pub struct Executor {
 /// How often the scheduler looks for due requests when nothing wakes it.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long an attempt that could not start (or store its output) for a
+/// reason outside the flow waits before it is tried again.
+const POSTPONE_MS: i64 = 1000;
+
 impl Executor {
     /// An executor with at most `capacity` attempts at once.
     pub fn new(
@@ -215,11 +219,11 @@ impl Executor {
                 tracing::error!(%request, "{message}");
                 return Some(Outcome::Error(message));
             }
-            Err(Prepare::Retry(message)) => {
-                tracing::warn!(%request, "{message}");
-                return Some(Outcome::Retry {
-                    error: message,
-                    delay_ms: 1000,
+            Err(Prepare::Postpone(reason)) => {
+                tracing::warn!(%request, "{reason}; the attempt is postponed");
+                return Some(Outcome::Postponed {
+                    reason,
+                    delay_ms: POSTPONE_MS,
                 });
             }
         };
@@ -252,9 +256,9 @@ impl Executor {
             Ok(Ok(output)) => {
                 return match self.store.put_payload(output) {
                     Ok(output) => Some(Outcome::Succeeded(output)),
-                    Err(e) => Some(Outcome::Retry {
-                        error: format!("storing the output: {e}"),
-                        delay_ms: properties.retry_interval_ms as i64,
+                    Err(e) => Some(Outcome::Postponed {
+                        reason: format!("storing the output: {e}"),
+                        delay_ms: POSTPONE_MS,
                     }),
                 };
             }
@@ -297,7 +301,7 @@ impl Executor {
             .store
             .version(hash)
             .await
-            .map_err(|e| Prepare::Retry(format!("reading flow version {hash}: {e}")))?
+            .map_err(|e| Prepare::Postpone(format!("reading flow version {hash}: {e}")))?
             .ok_or_else(|| {
                 Prepare::Fatal(format!(
                     "flow version {hash} of {} is not deployed in this cluster",
@@ -330,7 +334,7 @@ impl Executor {
             .store
             .journal(&claim.fence.request, claim.generation)
             .await
-            .map_err(|e| Prepare::Retry(format!("reading the journal: {e}")))?;
+            .map_err(|e| Prepare::Postpone(format!("reading the journal: {e}")))?;
         Ok((properties, component, input, records))
     }
 
@@ -360,6 +364,7 @@ impl Executor {
 enum Prepare {
     /// The request cannot run: `error`.
     Fatal(String),
-    /// Something passing failed: retry later.
-    Retry(String),
+    /// Something passing outside the flow failed: try again later, without
+    /// counting it against the flow's retries.
+    Postpone(String),
 }

@@ -28,6 +28,7 @@ impl Store {
 
     /// Creates an account; refused when the name is taken.
     pub async fn create_account(&self, account: &AccountRow) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(&self.sql(
             "INSERT INTO accounts (name, password_hash, role, created_at) VALUES ($1, $2, $3, NOW_MS)
              ON CONFLICT (name) DO NOTHING",
@@ -72,6 +73,7 @@ impl Store {
         account: &str,
         ttl_ms: i64,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(&self.sql(
             "INSERT INTO sessions (token_hash, account, expires_at) VALUES ($1, $2, NOW_MS + $3)",
         ))
@@ -99,6 +101,7 @@ impl Store {
 
     /// Ends a session.
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.pool)
@@ -113,6 +116,7 @@ impl Store {
         account: &str,
         label: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(&self.sql(
             "INSERT INTO api_tokens (token_hash, account, label, created_at) VALUES ($1, $2, $3, NOW_MS)",
         ))

@@ -32,6 +32,7 @@ impl Store {
     /// Records a version (if new) and makes it the flow's active version, in
     /// one transaction. Returns the previously active version.
     pub async fn deploy(&self, version: &VersionRow) -> Result<Option<String>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(&self.sql(
             "INSERT INTO flow_versions (hash, flow, size, properties, deployed_at)

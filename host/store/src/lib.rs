@@ -32,6 +32,7 @@ mod servers;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -39,7 +40,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blob::BlobStore;
-pub use checkpoints::{CheckpointRecord, CheckpointWrite};
+pub use checkpoints::{CheckpointRecord, CheckpointWrite, JournalWriter};
 pub use flows::{FlowRow, VersionRow};
 pub use payload::{Payload, StoredPayload};
 pub use requests::{
@@ -162,6 +163,11 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     blobs: BlobStore,
+    /// SQLite lets one connection write at a time and makes the others
+    /// wait in its busy handler, which sleeps whole milliseconds; this
+    /// process's writers queue here instead and take turns in order. `None`
+    /// on PostgreSQL, where writers lock rows, not the database.
+    write_turns: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Payloads up to this size are kept inline in their row: one durable
@@ -193,9 +199,11 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
+            // One more than the readers and writers share: the committer keeps
+            // one for the journal (see `JournalWriter`).
             .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 8,
+                Backend::Sqlite => 5,
+                Backend::Postgres => 9,
             })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
@@ -226,6 +234,7 @@ impl Store {
             pool,
             backend,
             blobs: BlobStore::open(storage)?,
+            write_turns: (backend == Backend::Sqlite).then(Default::default),
         })
     }
 
@@ -249,6 +258,14 @@ impl Store {
         let sql = format!("SELECT {}", self.backend.now_ms());
         let (now,): (i64,) = sqlx::query_as(&sql).fetch_one(&self.pool).await?;
         Ok(now)
+    }
+
+    /// Waits for this process's turn to write; held until the write commits.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.write_turns {
+            Some(turns) => Some(turns.clone().lock_owned().await),
+            None => None,
+        }
     }
 
     /// Replaces `NOW_MS` in a statement with the backend's clock expression.

@@ -122,6 +122,15 @@ pub enum Outcome {
     },
     /// The flow failed for good.
     Error(String),
+    /// The attempt could not start or end for a passing reason outside the
+    /// flow (the database or storage away): it runs again after `delay_ms`
+    /// without counting against the flow's retries.
+    Postponed {
+        /// What was in the way.
+        reason: String,
+        /// Delay before the next attempt.
+        delay_ms: i64,
+    },
 }
 
 /// One request as listed or shown.
@@ -271,6 +280,7 @@ impl Store {
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let claimed = self.insert_request(&mut tx, new, claim).await?;
         tx.commit().await?;
@@ -354,6 +364,7 @@ impl Store {
     /// with `begin_checkpoint = not use` that has checkpoints starts a new
     /// journal generation. `None` when someone else claimed it first.
     pub async fn claim(&self, id: &str, me: &str) -> Result<Option<Claim>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
@@ -408,6 +419,7 @@ impl Store {
 
     /// Writes how an attempt ended, only while its fence holds.
     pub async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let sql = self.sql(match outcome {
             Outcome::Succeeded(_) => {
@@ -425,6 +437,11 @@ impl Store {
                         next_attempt_at = NULL, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
+            Outcome::Postponed { .. } => {
+                "UPDATE requests SET status = 'waiting_retry', error = $4,
+                        next_attempt_at = NOW_MS + $5, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+            }
         });
         let query = sqlx::query(&sql)
             .bind(&fence.request)
@@ -436,6 +453,7 @@ impl Store {
                 .bind(output.size)
                 .bind(output.inline.as_deref()),
             Outcome::Retry { error, delay_ms } => query.bind(error).bind(*delay_ms),
+            Outcome::Postponed { reason, delay_ms } => query.bind(reason).bind(*delay_ms),
             Outcome::Error(error) => query.bind(error),
         };
         if query.execute(&mut *tx).await?.rows_affected() == 0 {
@@ -447,6 +465,10 @@ impl Store {
                 ("retry", Some(format!("{error}; retry in {delay_ms} ms")))
             }
             Outcome::Error(error) => ("error", Some(error.clone())),
+            Outcome::Postponed { reason, delay_ms } => (
+                "postponed",
+                Some(format!("{reason}; next attempt in {delay_ms} ms")),
+            ),
         };
         self.event(
             &mut tx,
@@ -465,6 +487,7 @@ impl Store {
     /// stopping, or rejoining after being found dead) due again, if the
     /// fence still holds. Not a failure: the retry budget is untouched.
     pub async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
               WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'",
@@ -484,6 +507,7 @@ impl Store {
     /// `actor` (recorded); its epoch moves on, so an attempt still running
     /// anywhere is fenced.
     pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'cancelled', epoch = epoch + 1, next_attempt_at = NULL,
@@ -524,6 +548,7 @@ impl Store {
         lease_ms: i64,
         actor: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,

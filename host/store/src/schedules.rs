@@ -24,6 +24,7 @@ pub struct ScheduleRow {
 impl Store {
     /// Creates or replaces a schedule.
     pub async fn put_schedule(&self, schedule: &ScheduleRow) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query(&self.sql(
             "INSERT INTO schedules (name, flow, cron, input, server, next_fire_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, NOW_MS)
@@ -42,6 +43,7 @@ impl Store {
 
     /// Removes a schedule.
     pub async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM schedules WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
@@ -80,6 +82,7 @@ impl Store {
         tick: i64,
         next: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let claimed = sqlx::query(
             "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2 WHERE name = $1 AND next_fire_at = $2",
         )
@@ -101,6 +104,7 @@ impl Store {
         next: i64,
         request: &NewRequest,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
             "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2 WHERE name = $1 AND next_fire_at = $2",

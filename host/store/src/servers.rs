@@ -141,6 +141,7 @@ impl Store {
         name: Option<&str>,
         address: &str,
     ) -> Result<i64, StoreError> {
+        let _turn = self.write_turn().await;
         let (incarnation,): (i64,) = sqlx::query_as(&self.sql(
             "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
              VALUES ($1, COALESCE($2, $1), 1, 'running', $3, NOW_MS, NOW_MS)
@@ -160,6 +161,7 @@ impl Store {
     /// Records a heartbeat. `false` means this incarnation is no longer the
     /// running one (it was found dead, or stopped): it must stop executing.
     pub async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(&self.sql(
             "UPDATE servers SET heartbeat_at = NOW_MS
               WHERE id = $1 AND incarnation = $2 AND status = 'running'",
@@ -173,6 +175,7 @@ impl Store {
 
     /// Renames a server on behalf of `actor` (recorded).
     pub async fn rename_server(&self, id: &str, name: &str, actor: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(&self.sql(
             "UPDATE servers SET name = $2, renamed_by = $3, renamed_at = NOW_MS WHERE id = $1",
         ))
@@ -194,6 +197,7 @@ impl Store {
         flow_set: &str,
         flows_head: Option<&str>,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE servers SET flow_set = $2, flows_head = $3 WHERE id = $1")
             .bind(id)
             .bind(flow_set)
@@ -228,6 +232,7 @@ impl Store {
         incarnation: i64,
         lease_ms: i64,
     ) -> Result<Option<Takeover>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let marked = sqlx::query(&self.sql(
             "UPDATE servers SET status = 'terminated'
@@ -288,6 +293,7 @@ impl Store {
     /// (owner cleared, epoch bumped, due now) so a live server claims them at
     /// once. Requests whose flow must stay wait for this server's return.
     pub async fn stop_server(&self, id: &str, incarnation: i64) -> Result<Vec<String>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE servers SET status = 'stopped' WHERE id = $1 AND incarnation = $2")
             .bind(id)
@@ -323,6 +329,7 @@ impl Store {
     /// After a restart: this server's requests that were `running` when its
     /// previous incarnation ended become due for a retry here.
     pub async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let _turn = self.write_turn().await;
         let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
               WHERE owner = $1 AND status = 'running' RETURNING id",
