@@ -78,12 +78,11 @@ impl Committer {
     pub fn spawn(store: Store, metrics: Arc<Metrics>) -> Self {
         let (queue, mut pending) = mpsc::channel::<(CheckpointWrite, CommitReply)>(4 * MAX_GROUP);
         tokio::spawn(async move {
-            let mut writer = store.journal_writer();
             let mut group = Vec::with_capacity(MAX_GROUP);
             while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
                 let (writes, replies): (Vec<_>, Vec<_>) = group.drain(..).unzip();
                 let started = Instant::now();
-                let results = writer.commit(&writes).await;
+                let results = store.commit_checkpoints(&writes).await;
                 metrics.record_commit(writes.len(), started.elapsed());
                 match results {
                     Ok(results) => {

@@ -28,7 +28,7 @@ impl Store {
 
     /// Creates an account; refused when the name is taken.
     pub async fn create_account(&self, account: &AccountRow) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(&self.sql(
             "INSERT INTO accounts (name, password_hash, role, created_at) VALUES ($1, $2, $3, NOW_MS)
              ON CONFLICT (name) DO NOTHING",
@@ -36,7 +36,7 @@ impl Store {
         .bind(&account.name)
         .bind(&account.password_hash)
         .bind(&account.role)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Refused(format!(
@@ -73,14 +73,14 @@ impl Store {
         account: &str,
         ttl_ms: i64,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query(&self.sql(
             "INSERT INTO sessions (token_hash, account, expires_at) VALUES ($1, $2, NOW_MS + $3)",
         ))
         .bind(token_hash)
         .bind(account)
         .bind(ttl_ms)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
@@ -101,10 +101,10 @@ impl Store {
 
     /// Ends a session.
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
@@ -116,14 +116,14 @@ impl Store {
         account: &str,
         label: &str,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query(&self.sql(
             "INSERT INTO api_tokens (token_hash, account, label, created_at) VALUES ($1, $2, $3, NOW_MS)",
         ))
         .bind(token_hash)
         .bind(account)
         .bind(label)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }

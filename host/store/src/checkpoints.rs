@@ -1,7 +1,6 @@
 //! The journal: committed checkpoints per request and journal generation.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Row};
+use sqlx::Row;
 
 use crate::{Fence, Store, StoreError, StoredPayload};
 
@@ -91,39 +90,6 @@ impl Store {
             .collect())
     }
 
-    /// Commits a group of checkpoints on a connection taken from the pool
-    /// for this one commit; see [`JournalWriter::commit`].
-    pub async fn commit_checkpoints(
-        &self,
-        writes: &[CheckpointWrite],
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        self.journal_writer().commit(writes).await
-    }
-
-    /// A writer that keeps one connection for checkpoint commits.
-    pub fn journal_writer(&self) -> JournalWriter {
-        JournalWriter {
-            store: self.clone(),
-            connection: None,
-        }
-    }
-}
-
-/// Commits checkpoints on a connection it keeps between commits.
-///
-/// On SQLite a connection drops its page cache whenever another connection
-/// has written since its last transaction; a pool hands out its connections
-/// in turn, so every commit would read the journal's and the requests'
-/// b-tree pages again. One kept connection stays warm between commits. A
-/// connection that failed is closed and a fresh one is taken on the next
-/// commit, so a database that went away is picked up again when it is back.
-#[derive(Debug)]
-pub struct JournalWriter {
-    store: Store,
-    connection: Option<PoolConnection<Any>>,
-}
-
-impl JournalWriter {
     /// Commits a group of checkpoints, possibly of many requests, in one
     /// statement and so one durable commit.
     ///
@@ -136,8 +102,8 @@ impl JournalWriter {
     /// UPDATE`), so a takeover committing meanwhile is seen and wins. A write
     /// left out is answered [`StoreError::Fenced`]; the outer error means the
     /// whole group failed.
-    pub async fn commit(
-        &mut self,
+    pub async fn commit_checkpoints(
+        &self,
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         if writes.is_empty() {
@@ -154,11 +120,11 @@ impl JournalWriter {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let lock = match self.store.backend {
+        let lock = match self.backend {
             crate::Backend::Sqlite => "",
             crate::Backend::Postgres => "FOR UPDATE OF r",
         };
-        let sql = self.store.sql(
+        let sql = self.sql(
             "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES ROWS)
              INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
              SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, NOW_MS, v.hash, v.size, v.inline
@@ -188,23 +154,16 @@ impl JournalWriter {
                 .bind(write.payload.size)
                 .bind(write.payload.inline.as_deref());
         }
-        let _turn = self.store.write_turn().await;
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => self.connection.insert(self.store.pool.acquire().await?),
-        };
+        let mut writer = self.kept_writer().await?;
         // The statement answers a count alone: one message back from the
         // database rather than one per row, which a woken task pays for.
-        let inserted = match query.execute(&mut **connection).await {
+        let inserted = match query.execute(&mut *writer).await {
             Ok(done) => done.rows_affected(),
             Err(e) => {
-                if let Some(mut connection) = self.connection.take() {
-                    connection.close_on_drop();
-                }
+                writer.discard();
                 return Err(e.into());
             }
         };
-        drop(_turn);
         if inserted == writes.len() as u64 {
             return Ok(writes.iter().map(|_| Ok(())).collect());
         }
@@ -223,7 +182,7 @@ impl JournalWriter {
             .bind(write.seq)
             .bind(&write.fence.owner)
             .bind(write.fence.epoch)
-            .fetch_optional(&mut **connection)
+            .fetch_optional(&mut *writer)
             .await?;
             results.push(match found {
                 Some(_) => Ok(()),

@@ -1,5 +1,7 @@
 //! Flow versions (content-hashed components) and each flow's active version.
 
+use sqlx::Connection;
+
 use crate::{Store, StoreError};
 
 /// One deployed version of a flow.
@@ -32,8 +34,8 @@ impl Store {
     /// Records a version (if new) and makes it the flow's active version, in
     /// one transaction. Returns the previously active version.
     pub async fn deploy(&self, version: &VersionRow) -> Result<Option<String>, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query(&self.sql(
             "INSERT INTO flow_versions (hash, flow, size, properties, deployed_at)
              VALUES ($1, $2, $3, $4, NOW_MS) ON CONFLICT (hash) DO NOTHING",

@@ -35,12 +35,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::ops::{Deref, DerefMut};
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
+use tokio::sync::OwnedMutexGuard;
 
 pub use accounts::AccountRow;
 pub use blob::BlobStore;
-pub use checkpoints::{CheckpointRecord, CheckpointWrite, JournalWriter};
+pub use checkpoints::{CheckpointRecord, CheckpointWrite};
 pub use flows::{FlowRow, VersionRow};
 pub use payload::{Payload, StoredPayload};
 pub use requests::{
@@ -163,11 +167,61 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     blobs: BlobStore,
-    /// SQLite lets one connection write at a time and makes the others
-    /// wait in its busy handler, which sleeps whole milliseconds; this
-    /// process's writers queue here instead and take turns in order. `None`
-    /// on PostgreSQL, where writers lock rows, not the database.
-    write_turns: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// The connection this process keeps for writing, taken in turns: every
+    /// write's on SQLite, the checkpoint commits' on PostgreSQL.
+    kept_writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+}
+
+/// A connection to write with, held until the write commits.
+///
+/// On SQLite it is the process's one kept writing connection. SQLite lets
+/// one connection write at a time and makes the others wait in its busy
+/// handler, which sleeps whole milliseconds, and a connection drops its page
+/// cache whenever another connection wrote; so this process's writers queue
+/// for one kept connection in order, and it stays warm. Writers in other
+/// processes sharing the file still meet the busy handler. On PostgreSQL a
+/// write takes any pooled connection, except checkpoint commits, which keep
+/// one: taking a connection from the pool and giving it back costs more
+/// than the commit's own work there.
+pub(crate) enum WriteConnection {
+    /// The kept connection, during this writer's turn.
+    Turn(OwnedMutexGuard<Option<PoolConnection<Any>>>),
+    /// A connection from the pool.
+    Pooled(PoolConnection<Any>),
+}
+
+impl WriteConnection {
+    /// Closes a connection that failed, so the next writer opens a fresh one.
+    pub(crate) fn discard(self) {
+        let mut connection = match self {
+            Self::Turn(mut turn) => match turn.take() {
+                Some(connection) => connection,
+                None => return,
+            },
+            Self::Pooled(connection) => connection,
+        };
+        connection.close_on_drop();
+    }
+}
+
+impl Deref for WriteConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Turn(turn) => turn.as_ref().expect("a turn holds the connection"),
+            Self::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Turn(turn) => turn.as_mut().expect("a turn holds the connection"),
+            Self::Pooled(connection) => connection,
+        }
+    }
 }
 
 /// Payloads up to this size are kept inline in their row: one durable
@@ -199,12 +253,14 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let pool = AnyPoolOptions::new()
-            // One more than the readers and writers share: the committer keeps
-            // one for the journal (see `JournalWriter`).
+            // One of them is kept for writing (`WriteConnection`).
             .max_connections(match backend {
                 Backend::Sqlite => 5,
                 Backend::Postgres => 9,
             })
+            // A ping before every use is a round trip per query; a broken
+            // connection fails its query instead, and callers retry.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -234,7 +290,7 @@ impl Store {
             pool,
             backend,
             blobs: BlobStore::open(storage)?,
-            write_turns: (backend == Backend::Sqlite).then(Default::default),
+            kept_writer: Arc::default(),
         })
     }
 
@@ -260,12 +316,21 @@ impl Store {
         Ok(now)
     }
 
-    /// Waits for this process's turn to write; held until the write commits.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.write_turns {
-            Some(turns) => Some(turns.clone().lock_owned().await),
-            None => None,
+    /// A connection to write with; see [`WriteConnection`].
+    pub(crate) async fn writer(&self) -> Result<WriteConnection, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.kept_writer().await,
+            Backend::Postgres => Ok(WriteConnection::Pooled(self.pool.acquire().await?)),
         }
+    }
+
+    /// The kept writing connection, in this writer's turn.
+    pub(crate) async fn kept_writer(&self) -> Result<WriteConnection, StoreError> {
+        let mut turn = self.kept_writer.clone().lock_owned().await;
+        if turn.is_none() {
+            *turn = Some(self.pool.acquire().await?);
+        }
+        Ok(WriteConnection::Turn(turn))
     }
 
     /// Replaces `NOW_MS` in a statement with the backend's clock expression.

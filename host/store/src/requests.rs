@@ -2,7 +2,7 @@
 //! re-execute, listing.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Connection, Row, Transaction};
 
 use crate::{Fence, Store, StoreError, StoredPayload};
 
@@ -251,7 +251,7 @@ impl Store {
     /// Appends to a request's history inside a transaction.
     pub(crate) async fn event(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         request: &str,
         kind: &str,
         server: Option<&str>,
@@ -280,8 +280,8 @@ impl Store {
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let claimed = self.insert_request(&mut tx, new, claim).await?;
         tx.commit().await?;
         Ok(claimed)
@@ -290,7 +290,7 @@ impl Store {
     /// Inserts a request and its first events inside a transaction.
     pub(crate) async fn insert_request(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut Transaction<'_, Any>,
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
@@ -364,8 +364,8 @@ impl Store {
     /// with `begin_checkpoint = not use` that has checkpoints starts a new
     /// journal generation. `None` when someone else claimed it first.
     pub async fn claim(&self, id: &str, me: &str) -> Result<Option<Claim>, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let row = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
                     attempts = attempts + 1,
@@ -419,8 +419,8 @@ impl Store {
 
     /// Writes how an attempt ended, only while its fence holds.
     pub async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let sql = self.sql(match outcome {
             Outcome::Succeeded(_) => {
                 "UPDATE requests SET status = 'succeeded', output_hash = $4, output_size = $5,
@@ -487,7 +487,7 @@ impl Store {
     /// stopping, or rejoining after being found dead) due again, if the
     /// fence still holds. Not a failure: the retry budget is untouched.
     pub async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
               WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'",
@@ -495,7 +495,7 @@ impl Store {
         .bind(&fence.request)
         .bind(&fence.owner)
         .bind(fence.epoch)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(fence.lost());
@@ -507,8 +507,8 @@ impl Store {
     /// `actor` (recorded); its epoch moves on, so an attempt still running
     /// anywhere is fenced.
     pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'cancelled', epoch = epoch + 1, next_attempt_at = NULL,
                     updated_at = NOW_MS
@@ -548,8 +548,8 @@ impl Store {
         lease_ms: i64,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,
                     failures = 0, error = NULL, next_attempt_at = NOW_MS, updated_at = NOW_MS

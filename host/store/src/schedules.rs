@@ -1,5 +1,7 @@
 //! Cron-style schedules shared by the cluster.
 
+use sqlx::Connection;
+
 use crate::{NewRequest, Store, StoreError};
 
 /// A schedule.
@@ -24,7 +26,7 @@ pub struct ScheduleRow {
 impl Store {
     /// Creates or replaces a schedule.
     pub async fn put_schedule(&self, schedule: &ScheduleRow) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query(&self.sql(
             "INSERT INTO schedules (name, flow, cron, input, server, next_fire_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, NOW_MS)
@@ -36,17 +38,17 @@ impl Store {
         .bind(&schedule.input)
         .bind(schedule.server.as_deref())
         .bind(schedule.next_fire_at)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(())
     }
 
     /// Removes a schedule.
     pub async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query("DELETE FROM schedules WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("schedule {name}")));
@@ -82,14 +84,14 @@ impl Store {
         tick: i64,
         next: i64,
     ) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let claimed = sqlx::query(
             "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2 WHERE name = $1 AND next_fire_at = $2",
         )
         .bind(name)
         .bind(tick)
         .bind(next)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(claimed.rows_affected() == 1)
     }
@@ -104,8 +106,8 @@ impl Store {
         next: i64,
         request: &NewRequest,
     ) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let claimed = sqlx::query(
             "UPDATE schedules SET next_fire_at = $3, last_fired_at = $2 WHERE name = $1 AND next_fire_at = $2",
         )

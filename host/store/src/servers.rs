@@ -3,7 +3,7 @@
 //! Liveness is judged only on the database's clock: a server is dead when its
 //! `heartbeat_at` is older than the lease, whatever the servers' own clocks say.
 
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use crate::{Store, StoreError};
 
@@ -141,7 +141,7 @@ impl Store {
         name: Option<&str>,
         address: &str,
     ) -> Result<i64, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let (incarnation,): (i64,) = sqlx::query_as(&self.sql(
             "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
              VALUES ($1, COALESCE($2, $1), 1, 'running', $3, NOW_MS, NOW_MS)
@@ -153,7 +153,7 @@ impl Store {
         .bind(id)
         .bind(name)
         .bind(address)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *writer)
         .await?;
         Ok(incarnation)
     }
@@ -161,28 +161,28 @@ impl Store {
     /// Records a heartbeat. `false` means this incarnation is no longer the
     /// running one (it was found dead, or stopped): it must stop executing.
     pub async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(&self.sql(
             "UPDATE servers SET heartbeat_at = NOW_MS
               WHERE id = $1 AND incarnation = $2 AND status = 'running'",
         ))
         .bind(id)
         .bind(incarnation)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Renames a server on behalf of `actor` (recorded).
     pub async fn rename_server(&self, id: &str, name: &str, actor: &str) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query(&self.sql(
             "UPDATE servers SET name = $2, renamed_by = $3, renamed_at = NOW_MS WHERE id = $1",
         ))
         .bind(id)
         .bind(name)
         .bind(actor)
-        .execute(&self.pool)
+        .execute(&mut *writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("server {id}")));
@@ -197,12 +197,12 @@ impl Store {
         flow_set: &str,
         flows_head: Option<&str>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query("UPDATE servers SET flow_set = $2, flows_head = $3 WHERE id = $1")
             .bind(id)
             .bind(flow_set)
             .bind(flows_head)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
@@ -232,8 +232,8 @@ impl Store {
         incarnation: i64,
         lease_ms: i64,
     ) -> Result<Option<Takeover>, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let marked = sqlx::query(&self.sql(
             "UPDATE servers SET status = 'terminated'
               WHERE id = $1 AND status = 'running' AND heartbeat_at < NOW_MS - $2",
@@ -293,8 +293,8 @@ impl Store {
     /// (owner cleared, epoch bumped, due now) so a live server claims them at
     /// once. Requests whose flow must stay wait for this server's return.
     pub async fn stop_server(&self, id: &str, incarnation: i64) -> Result<Vec<String>, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("UPDATE servers SET status = 'stopped' WHERE id = $1 AND incarnation = $2")
             .bind(id)
             .bind(incarnation)
@@ -329,13 +329,13 @@ impl Store {
     /// After a restart: this server's requests that were `running` when its
     /// previous incarnation ended become due for a retry here.
     pub async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
               WHERE owner = $1 AND status = 'running' RETURNING id",
         ))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *writer)
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
