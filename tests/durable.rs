@@ -634,3 +634,55 @@ async fn a_database_away_for_a_while_delays_the_flow_and_loses_nothing() {
         "each batch committed once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sleep_gives_its_slot_back_and_resumes_by_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = ["--capacity", "1"].map(String::from).to_vec();
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("sleeper")).await;
+    server.deploy(wasm("hello")).await;
+
+    let started = std::time::Instant::now();
+    let sleeper = server.start_request("sleeper", json!({ "ms": 6000 })).await;
+    let sleeping = server
+        .wait_request(&sleeper, LONG, |r| {
+            r["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "sleeping")
+        })
+        .await;
+    assert_eq!(sleeping["status"], "running", "a sleeping flow is running");
+
+    // The only slot is free while the flow sleeps.
+    let hello = server
+        .start_request("hello", json!({ "name": "Ada" }))
+        .await;
+    let hello = server.wait_final(&hello, LONG).await;
+    assert_eq!(hello["status"], "succeeded", "{hello:#}");
+
+    let done = server.wait_final(&sleeper, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    assert_eq!(done["attempts"], 2, "resumed once, after the sleep");
+    assert_eq!(done["failures"], 0);
+    assert_eq!(
+        checkpoint_names(&done),
+        [
+            "baton:now",
+            "before",
+            "baton:sleep",
+            "after",
+            "baton:random"
+        ],
+        "the resumed attempt replayed the clock, the first step and the sleep"
+    );
+    let after = &done["checkpoints"].as_array().unwrap()[3];
+    assert!(
+        hello["updated_at"].as_i64() < after["at"].as_i64(),
+        "hello ran while the sleeper slept: {hello:#} {after:#}"
+    );
+}

@@ -99,7 +99,9 @@ impl Ctx {
     }
 
     /// Sleeps durably: the wake-up time is journaled, so a resumed request
-    /// only waits for what is left of `duration`.
+    /// only waits for what is left of `duration`. A long sleep (over 5 s)
+    /// frees the server's slot: the flow is resumed by replay when it is due,
+    /// so code before the sleep outside a checkpoint runs again then.
     pub fn sleep(&mut self, duration: Duration) {
         journal::sleep_ms(millis(duration));
     }

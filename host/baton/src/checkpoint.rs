@@ -24,7 +24,18 @@ pub enum Abort {
     Nondeterminism(String),
     /// A recorded payload could not be read back.
     Storage(String),
+    /// The flow sleeps until `wake_at_ms` (database clock), long enough to
+    /// give its slot back: the request waits without an attempt and is
+    /// resumed by replay when it is due.
+    Sleeping {
+        /// Wake-up time in milliseconds on the database clock.
+        wake_at_ms: u64,
+    },
 }
+
+/// A durable sleep longer than this ends the attempt and resumes the request
+/// by replay when it is due, instead of holding an instance and a slot.
+const SUSPEND_SLEEP_MS: u64 = 5_000;
 
 /// Signals an attempt from outside: 0 = go on, else the [`Abort`] to take.
 #[derive(Debug, Default)]
@@ -188,6 +199,7 @@ impl AttemptJournal {
             ),
             Abort::Stopping => "this server is stopping".to_owned(),
             Abort::Nondeterminism(message) | Abort::Storage(message) => message.clone(),
+            Abort::Sleeping { wake_at_ms } => format!("sleeping until {wake_at_ms} ms"),
         };
         self.abort.get_or_insert(abort);
         HostAbort(message)
@@ -364,6 +376,11 @@ impl Journal for AttemptJournal {
             .value(SLEEP, async |store| db_now(store).await + ms)
             .await?;
         let now = db_now(&self.store).await;
+        if wake_at > now + SUSPEND_SLEEP_MS {
+            return Err(self.stop(Abort::Sleeping {
+                wake_at_ms: wake_at,
+            }));
+        }
         if wake_at > now {
             tokio::time::sleep(Duration::from_millis(wake_at - now)).await;
         }

@@ -186,8 +186,11 @@ impl Executor {
         let fence = claim.fence.clone();
         match self.execute(claim, interrupt).await {
             Some(outcome) => {
-                self.metrics
-                    .record_outcome(matches!(outcome, Outcome::Succeeded(_)));
+                match outcome {
+                    Outcome::Succeeded(_) => self.metrics.record_outcome(true),
+                    Outcome::Retry { .. } | Outcome::Error(_) => self.metrics.record_outcome(false),
+                    Outcome::Postponed { .. } | Outcome::Sleeping { .. } => {}
+                }
                 self.write_outcome(&fence, &outcome).await;
             }
             // Stopped without an outcome: if the request is still ours at this
@@ -249,6 +252,12 @@ impl Executor {
             Some(Abort::Nondeterminism(message)) | Some(Abort::Storage(message)) => {
                 tracing::error!(%request, "{message}");
                 return Some(Outcome::Error(message));
+            }
+            Some(Abort::Sleeping { wake_at_ms }) => {
+                tracing::debug!(%request, wake_at_ms, "the flow sleeps; its slot is free until then");
+                return Some(Outcome::Sleeping {
+                    wake_at_ms: wake_at_ms as i64,
+                });
             }
             None => {}
         }

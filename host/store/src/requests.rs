@@ -131,6 +131,12 @@ pub enum Outcome {
         /// Delay before the next attempt.
         delay_ms: i64,
     },
+    /// The flow sleeps until `wake_at_ms`: the request stays `running`,
+    /// owned here, without an attempt, and is due again at that time.
+    Sleeping {
+        /// Wake-up time in milliseconds on the database clock.
+        wake_at_ms: i64,
+    },
 }
 
 /// One request as listed or shown.
@@ -299,7 +305,8 @@ impl Store {
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
                 input_hash, input_size, input_inline, created_at, updated_at)
-             VALUES ($1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6, NOW_MS, $7, $8, $9, NOW_MS, NOW_MS)",
+             VALUES ($1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
+                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS)",
         ))
         .bind(&new.id)
         .bind(&new.flow)
@@ -343,11 +350,13 @@ impl Store {
     }
 
     /// Requests due for an attempt that `me` may claim: its own queued or
-    /// waiting ones, and ones handed over to the cluster. Oldest due first.
+    /// waiting ones, its sleeping ones whose wake-up time has come (a
+    /// `running` request has a due time only while no attempt runs it), and
+    /// ones handed over to the cluster. Oldest due first.
     pub async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
             "SELECT id FROM requests
-              WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry'))
+              WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
                      OR (owner IS NULL AND status = 'waiting_retry'))
                 AND next_attempt_at <= NOW_MS
               ORDER BY next_attempt_at LIMIT $2",
@@ -373,9 +382,10 @@ impl Store {
                         SELECT 1 FROM checkpoints c
                          WHERE c.request_id = requests.id AND c.generation = requests.generation)
                         THEN 1 ELSE 0 END,
-                    updated_at = NOW_MS
+                    next_attempt_at = NULL, updated_at = NOW_MS
               WHERE id = $1 AND (owner = $2 OR owner IS NULL)
-                AND status IN ('queued', 'waiting_retry') AND next_attempt_at <= NOW_MS
+                AND (status IN ('queued', 'waiting_retry') OR (status = 'running' AND owner = $2))
+                AND next_attempt_at <= NOW_MS
               RETURNING flow, version, epoch, attempts, failures, generation,
                         input_hash, input_size, input_inline",
         ))
@@ -442,6 +452,10 @@ impl Store {
                         next_attempt_at = NOW_MS + $5, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
+            Outcome::Sleeping { .. } => {
+                "UPDATE requests SET next_attempt_at = $4, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+            }
         });
         let query = sqlx::query(&sql)
             .bind(&fence.request)
@@ -454,6 +468,7 @@ impl Store {
                 .bind(output.inline.as_deref()),
             Outcome::Retry { error, delay_ms } => query.bind(error).bind(*delay_ms),
             Outcome::Postponed { reason, delay_ms } => query.bind(reason).bind(*delay_ms),
+            Outcome::Sleeping { wake_at_ms } => query.bind(*wake_at_ms),
             Outcome::Error(error) => query.bind(error),
         };
         if query.execute(&mut *tx).await?.rows_affected() == 0 {
@@ -468,6 +483,10 @@ impl Store {
             Outcome::Postponed { reason, delay_ms } => (
                 "postponed",
                 Some(format!("{reason}; next attempt in {delay_ms} ms")),
+            ),
+            Outcome::Sleeping { wake_at_ms } => (
+                "sleeping",
+                Some(format!("until {wake_at_ms} ms; the slot is free meanwhile")),
             ),
         };
         self.event(

@@ -260,7 +260,8 @@ impl Store {
         }
         let moved: Vec<(String, i64)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = $2, epoch = epoch + 1, status = 'waiting_retry',
-                    next_attempt_at = CASE WHEN status = 'waiting_retry' THEN next_attempt_at ELSE NOW_MS END,
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
+                                           THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
               WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
                 AND other_server_retry = 1
@@ -302,7 +303,8 @@ impl Store {
             .await?;
         let released: Vec<(String, i64)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = NULL, epoch = epoch + 1, status = 'waiting_retry',
-                    next_attempt_at = CASE WHEN status = 'waiting_retry' THEN next_attempt_at ELSE NOW_MS END,
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
+                                           THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
               WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
                 AND other_server_retry = 1
@@ -332,7 +334,7 @@ impl Store {
         let mut writer = self.writer().await?;
         let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
-              WHERE owner = $1 AND status = 'running' RETURNING id",
+              WHERE owner = $1 AND status = 'running' AND next_attempt_at IS NULL RETURNING id",
         ))
         .bind(id)
         .fetch_all(&mut *writer)
