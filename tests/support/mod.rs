@@ -232,41 +232,27 @@ impl Server {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
-    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+    /// One authenticated API call; the answer's status and JSON body
+    /// (`null` when it is not JSON).
+    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.bearer_auth(&self.token).send().await.unwrap();
         let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        self.call(self.http.post(url).body(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        self.call(self.http.get(format!("{}{path}", self.base)))
             .await
-            .unwrap();
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+        self.call(self.http.delete(format!("{}{path}", self.base)))
             .await
-            .unwrap();
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Deploys a component; returns its version hash.

@@ -157,7 +157,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             let id = started["id"].as_str().context("request id")?.to_owned();
             let url = format!("{}/api/requests/{id}", nodes[watcher].base);
             let token = nodes[watcher].token.clone();
-            loop {
+            let checkpoints = async || -> anyhow::Result<Vec<Value>> {
                 let request: Value = http
                     .get(&url)
                     .bearer_auth(&token)
@@ -165,12 +165,12 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                     .await?
                     .json()
                     .await?;
-                if request["checkpoints"]
+                Ok(request["checkpoints"]
                     .as_array()
-                    .is_some_and(|c| c.len() >= 2)
-                {
-                    break;
-                }
+                    .cloned()
+                    .unwrap_or_default())
+            };
+            while checkpoints().await?.len() < 2 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let dead = nodes[owner].id.clone();
@@ -178,17 +178,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             let killed_at = now_ms();
             let deadline = Instant::now() + Duration::from_millis(lease_ms * 3 + 10_000);
             let first = loop {
-                let request: Value = http
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
+                let taken = checkpoints()
                     .await?
-                    .json()
-                    .await?;
-                let taken = request["checkpoints"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                    .iter()
                     .filter(|c| c["server"].as_str() != Some(&dead))
                     .filter_map(|c| c["at"].as_i64())
                     .min();
