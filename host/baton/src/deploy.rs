@@ -10,6 +10,9 @@ use baton_store::{Store, StoreError, VersionRow};
 
 use crate::checkpoint::AttemptJournal;
 
+/// What flow components are built for.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
 /// A deployed version.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Deployed {
@@ -91,6 +94,8 @@ pub async fn component_bytes(path: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8
 /// Builds the crate or workspace in `dir` for `wasm32-wasip2` and returns
 /// the `.wasm` files it produced.
 async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let workspace = dir.to_owned();
+    tokio::task::spawn_blocking(move || ensure_guest_target(&workspace)).await??;
     tracing::info!(path = %dir.display(), "building flow components");
     let output =
         tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -98,7 +103,7 @@ async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
                 "build",
                 "--release",
                 "--target",
-                "wasm32-wasip2",
+                GUEST_TARGET,
                 "--message-format=json-render-diagnostics",
             ])
             .current_dir(dir)
@@ -133,4 +138,28 @@ async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         );
     }
     Ok(files)
+}
+
+/// Makes sure the toolchain that builds in `dir` has the guest target.
+/// rustup fetches it with a toolchain it installs from `rust-toolchain.toml`,
+/// but not into a toolchain that was already there; then it is added here.
+pub fn ensure_guest_target(dir: &Path) -> anyhow::Result<()> {
+    let libdir = std::process::Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", GUEST_TARGET])
+        .current_dir(dir)
+        .output()
+        .context("running rustc to find the guest target")?;
+    if PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim()).is_dir() {
+        return Ok(());
+    }
+    tracing::info!(target = GUEST_TARGET, "adding the guest target with rustup");
+    let status = std::process::Command::new("rustup")
+        .args(["target", "add", GUEST_TARGET])
+        .current_dir(dir)
+        .status()
+        .context("running rustup to add the wasm32-wasip2 target (is rustup installed?)")?;
+    if !status.success() {
+        bail!("`rustup target add {GUEST_TARGET}` failed (its messages are above)");
+    }
+    Ok(())
 }
