@@ -188,7 +188,7 @@ async fn start_request(
             )
         })?;
     let input = state.store.put_payload(body.to_vec())?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = baton_store::new_request_id();
     let mut finished = state.executor.finished();
     let slot = state.executor.try_slot();
     let claim = state

@@ -1,13 +1,14 @@
 //! The journal of one attempt: replay of committed checkpoints, live commits
 //! through the group committer, and the journaled clock, randomness and sleep.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
 use baton_store::{CheckpointRecord, CheckpointWrite, Fence, Store, StoreError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::cluster::Lease;
 use crate::metrics::Metrics;
@@ -60,8 +61,6 @@ impl Interrupt {
     }
 }
 
-type CommitReply = oneshot::Sender<Result<(), CommitError>>;
-
 /// How a grouped commit failed for one write.
 #[derive(Debug, Clone)]
 enum CommitError {
@@ -73,58 +72,131 @@ enum CommitError {
 
 /// Groups concurrent checkpoint commits into one database transaction.
 ///
-/// A single request waits for nothing: the committer takes whatever is
-/// queued when it becomes free, so under load many checkpoints share one
-/// durable commit and with one request each commit is alone.
+/// The writer that finds no commit in flight leads: it commits, in its own
+/// task, its write and whatever is queued by then. Writers arriving
+/// meanwhile queue; when the leader is done it hands the lead to the oldest
+/// of them, who commits the whole queue. So a request alone pays no hop to
+/// another task, and under load many checkpoints share one durable commit.
 #[derive(Clone)]
-pub struct Committer {
-    queue: mpsc::Sender<(CheckpointWrite, CommitReply)>,
+pub struct Committer(Arc<CommitterShared>);
+
+struct CommitterShared {
+    store: Store,
+    metrics: Arc<Metrics>,
+    state: std::sync::Mutex<CommitterState>,
+}
+
+#[derive(Default)]
+struct CommitterState {
+    /// A writer is committing; later writers queue.
+    leading: bool,
+    queue: VecDeque<Queued>,
+}
+
+struct Queued {
+    write: CheckpointWrite,
+    turn: oneshot::Sender<Turn>,
+}
+
+/// What a queued writer is told.
+enum Turn {
+    /// Its write was committed (or not) with a leader's group.
+    Done(Result<(), CommitError>),
+    /// It leads now, with its own write given back.
+    Lead(CheckpointWrite),
 }
 
 /// Most checkpoints committed in one transaction.
 const MAX_GROUP: usize = 256;
 
 impl Committer {
-    /// Starts the committer task.
-    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> Self {
-        let (queue, mut pending) = mpsc::channel::<(CheckpointWrite, CommitReply)>(4 * MAX_GROUP);
-        tokio::spawn(async move {
-            let mut group = Vec::with_capacity(MAX_GROUP);
-            while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let (writes, replies): (Vec<_>, Vec<_>) = group.drain(..).unzip();
-                let started = Instant::now();
-                let results = store.commit_checkpoints(&writes).await;
-                metrics.record_commit(writes.len(), started.elapsed());
-                match results {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result.map_err(|e| match e {
-                                StoreError::Fenced { .. } => CommitError::Fenced,
-                                other => CommitError::Unavailable(other.to_string()),
-                            }));
-                        }
-                    }
-                    Err(e) => {
-                        let e = CommitError::Unavailable(e.to_string());
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        });
-        Self { queue }
+    /// A committer over `store`.
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self(Arc::new(CommitterShared {
+            store,
+            metrics,
+            state: std::sync::Mutex::default(),
+        }))
     }
 
     async fn commit(&self, write: CheckpointWrite) -> Result<(), CommitError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((write, reply))
-            .await
-            .map_err(|_| CommitError::Unavailable("the committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| CommitError::Unavailable("the committer has stopped".into()))?
+        let (turn, waiting) = oneshot::channel();
+        let leads = {
+            let mut state = self.0.state.lock().expect("committer lock");
+            if state.leading {
+                state.queue.push_back(Queued {
+                    write: write.clone(),
+                    turn,
+                });
+                false
+            } else {
+                state.leading = true;
+                true
+            }
+        };
+        if leads {
+            return self.lead(write).await;
+        }
+        match waiting.await {
+            Ok(Turn::Done(result)) => result,
+            Ok(Turn::Lead(write)) => self.lead(write).await,
+            Err(_) => Err(CommitError::Unavailable(
+                "the commit group was abandoned".into(),
+            )),
+        }
+    }
+
+    /// Commits `own` with the queued writes, then hands the lead on (also
+    /// when this future is dropped half-way: see [`Lead`]).
+    async fn lead(&self, own: CheckpointWrite) -> Result<(), CommitError> {
+        let _lead = Lead(&self.0);
+        let (mut writes, mut turns) = (vec![own], Vec::new());
+        {
+            let mut state = self.0.state.lock().expect("committer lock");
+            let take = state.queue.len().min(MAX_GROUP - 1);
+            for queued in state.queue.drain(..take) {
+                writes.push(queued.write);
+                turns.push(queued.turn);
+            }
+        }
+        let started = Instant::now();
+        let results = self.0.store.commit_checkpoints(&writes).await;
+        self.0
+            .metrics
+            .record_commit(writes.len(), started.elapsed());
+        let mut results: Vec<Result<(), CommitError>> = match results {
+            Ok(results) => results
+                .into_iter()
+                .map(|result| {
+                    result.map_err(|e| match e {
+                        StoreError::Fenced { .. } => CommitError::Fenced,
+                        other => CommitError::Unavailable(other.to_string()),
+                    })
+                })
+                .collect(),
+            Err(e) => vec![Err(CommitError::Unavailable(e.to_string())); writes.len()],
+        };
+        let own = results.remove(0);
+        for (turn, result) in turns.into_iter().zip(results) {
+            let _ = turn.send(Turn::Done(result));
+        }
+        own
+    }
+}
+
+/// The lead, held while committing: on drop it passes to the oldest queued
+/// writer still waiting, or lapses when none is.
+struct Lead<'a>(&'a CommitterShared);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().expect("committer lock");
+        while let Some(next) = state.queue.pop_front() {
+            if next.turn.send(Turn::Lead(next.write)).is_ok() {
+                return;
+            }
+        }
+        state.leading = false;
     }
 }
 

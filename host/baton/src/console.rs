@@ -792,7 +792,7 @@ async fn run_flow(
     })?;
     let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
         .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = baton_store::new_request_id();
     let new = NewRequest {
         id: id.clone(),
         flow: name,

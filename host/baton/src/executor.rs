@@ -52,7 +52,7 @@ impl Executor {
         connections: std::collections::BTreeMap<String, String>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            committer: Committer::spawn(store.clone(), metrics.clone()),
+            committer: Committer::new(store.clone(), metrics.clone()),
             store,
             runtime,
             cluster,

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{Fence, Store, StoreError, StoredPayload};
+use crate::{Backend, Fence, Store, StoreError, StoredPayload};
 
 /// A committed checkpoint.
 #[derive(Debug, Clone)]
@@ -38,7 +38,65 @@ pub struct CheckpointWrite {
     pub payload: StoredPayload,
 }
 
+/// The fenced INSERT of one checkpoint, the common case: the values are
+/// parameters and the request row is the only row read besides the
+/// journal's key.
+pub(crate) fn commit_one_sql(backend: Backend) -> String {
+    format!(
+        "INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         SELECT $1, $2, $3, $4, $5, $6, {now}, $7, $8, $9 FROM requests r
+          WHERE r.id = $1 AND r.owner = $5 AND r.epoch = $6 AND r.status = 'running'
+            AND r.generation = $2
+            AND ($3 = 0 OR EXISTS (SELECT 1 FROM checkpoints c
+                                    WHERE c.request_id = $1 AND c.generation = $2 AND c.seq = $3 - 1))
+          {lock}
+         ON CONFLICT DO NOTHING",
+        now = backend.now_ms(),
+        lock = row_lock(backend),
+    )
+}
+
+/// On PostgreSQL a commit locks the request rows it checks, so that a
+/// takeover committing meanwhile is waited for and seen.
+fn row_lock(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE OF r",
+    }
+}
+
 impl Store {
+    /// The fenced INSERT of a group of `rows` checkpoints: the values come
+    /// in as a table joined to their requests.
+    fn commit_group(&self, rows: usize) -> String {
+        const COLUMNS: usize = 9;
+        let values = (0..rows)
+            .map(|row| {
+                let params = (1..=COLUMNS)
+                    .map(|column| format!("${}", row * COLUMNS + column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({params})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES {values})
+             INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
+             SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, {now}, v.hash, v.size, v.inline
+               FROM v JOIN requests r ON r.id = v.request_id
+              WHERE r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
+                AND r.generation = v.generation
+                AND (v.seq = 0 OR EXISTS (SELECT 1 FROM checkpoints c
+                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
+                                   AND c.seq = v.seq - 1))
+              {lock}
+             ON CONFLICT DO NOTHING",
+            now = self.backend.now_ms(),
+            lock = row_lock(self.backend),
+        )
+    }
+
     /// The journal of one generation, in order.
     pub async fn journal(
         &self,
@@ -95,13 +153,14 @@ impl Store {
     ///
     /// The INSERT takes only the rows whose request still matches the
     /// write's owner, epoch, generation and status `running`, and whose `seq`
-    /// comes right after the last committed one. Nothing else is written: the
-    /// journal is the request's progress. This is the invariant that fences a
-    /// paused or partitioned server and keeps a sequence number from being
-    /// committed twice. On PostgreSQL the request rows are locked (`FOR
-    /// UPDATE`), so a takeover committing meanwhile is seen and wins. A write
-    /// left out is answered [`StoreError::Fenced`]; the outer error means the
-    /// whole group failed.
+    /// comes right after a committed one (or is 0) and is not taken yet (the
+    /// journal's key turns a second write of a position away). Nothing else
+    /// is written: the journal is the request's progress. This is the
+    /// invariant that fences a paused or partitioned server and keeps a
+    /// sequence number from being committed twice. On PostgreSQL the request
+    /// rows are locked (`FOR UPDATE`), so a takeover committing meanwhile is
+    /// seen and wins. A write left out is answered [`StoreError::Fenced`];
+    /// the outer error means the whole group failed.
     pub async fn commit_checkpoints(
         &self,
         writes: &[CheckpointWrite],
@@ -109,39 +168,14 @@ impl Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        const COLUMNS: usize = 9;
-        let rows = (0..writes.len())
-            .map(|row| {
-                let params = (1..=COLUMNS)
-                    .map(|column| format!("${}", row * COLUMNS + column))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("({params})")
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let lock = match self.backend {
-            crate::Backend::Sqlite => "",
-            crate::Backend::Postgres => "FOR UPDATE OF r",
+        let group;
+        let sql = if writes.len() == 1 {
+            &*self.commit_one
+        } else {
+            group = self.commit_group(writes.len());
+            &group
         };
-        let sql = self.sql(
-            "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES ROWS)
-             INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-             SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, NOW_MS, v.hash, v.size, v.inline
-               FROM v JOIN requests r ON r.id = v.request_id
-              WHERE r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
-                AND r.generation = v.generation
-                AND NOT EXISTS (SELECT 1 FROM checkpoints c
-                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
-                                   AND c.seq >= v.seq)
-                AND (v.seq = 0 OR EXISTS (SELECT 1 FROM checkpoints c
-                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
-                                   AND c.seq = v.seq - 1))
-              LOCK",
-        )
-        .replace("VALUES ROWS", &format!("VALUES {rows}"))
-        .replace("LOCK", lock);
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(sql);
         for write in writes {
             query = query
                 .bind(&write.fence.request)

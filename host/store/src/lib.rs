@@ -48,7 +48,7 @@ pub use checkpoints::{CheckpointRecord, CheckpointWrite};
 pub use flows::{FlowRow, VersionRow};
 pub use payload::{Payload, StoredPayload};
 pub use requests::{
-    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, RequestStatus,
+    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, RequestStatus, new_request_id,
 };
 pub use schedules::ScheduleRow;
 pub use servers::{ServerRow, ServerStatus, Takeover};
@@ -170,6 +170,8 @@ pub struct Store {
     /// The connection this process keeps for writing, taken in turns: every
     /// write's on SQLite, the checkpoint commits' on PostgreSQL.
     kept_writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+    /// The statement of a one-checkpoint commit, built once.
+    commit_one: Arc<str>,
 }
 
 /// A connection to write with, held until the write commits.
@@ -291,6 +293,7 @@ impl Store {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
+            commit_one: checkpoints::commit_one_sql(backend).into(),
         })
     }
 

@@ -70,6 +70,14 @@ impl RequestStatus {
     }
 }
 
+/// A new request ID: a UUIDv7 in simple form. Its leading timestamp keeps
+/// the requests' and the journal's b-trees growing at their right edge, so
+/// a checkpoint commit writes one leaf page rather than splitting one at
+/// a random place; the random tail keeps it unique across servers.
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 /// A request to create.
 #[derive(Debug, Clone)]
 pub struct NewRequest {

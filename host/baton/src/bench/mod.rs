@@ -190,7 +190,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             clients.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
-                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    let id = baton_store::new_request_id();
                     let mut finished = executor.finished();
                     let began = Instant::now();
                     let slot = executor.try_slot();
@@ -360,12 +360,16 @@ struct Raw {
 
 impl RawCommits {
     async fn new(store: &Store, table: &str) -> anyhow::Result<Self> {
-        let blob = match store.backend() {
-            Backend::Sqlite => "BLOB",
-            Backend::Postgres => "BYTEA",
+        // On SQLite only `INTEGER PRIMARY KEY` names the table's own b-tree;
+        // any other key type would add an index, and a page, to each commit.
+        let create = match store.backend() {
+            Backend::Sqlite => {
+                format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+            }
+            Backend::Postgres => {
+                format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, payload BYTEA NOT NULL)")
+            }
         };
-        let create =
-            format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, payload {blob} NOT NULL)");
         sqlx::query(&create).execute(store.pool()).await?;
         Ok(Self {
             connection: store.pool().acquire().await?,

@@ -74,7 +74,7 @@ async fn commits(
         let claim = store
             .create_request(
                 &NewRequest {
-                    id: uuid::Uuid::new_v4().simple().to_string(),
+                    id: baton_store::new_request_id(),
                     flow: "bench".into(),
                     version: "bench".into(),
                     owner: "bench".into(),
