@@ -98,6 +98,28 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Waits until the text of `css` contains `needle` and returns that text.
+/// A page that is still being replaced (a form posted) answers with a
+/// stale element or the old text; both are waited out.
+async fn wait_for_text(client: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {css} on {}: {text}",
+            client.current_url().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,14 +218,7 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
         .click()
         .await
         .unwrap();
-    let body = client
-        .find(Locator::Css("main"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(body.contains(&format!("{failed}: done")), "{body}");
+    wait_for_text(&client, "main", &format!("{failed}: done")).await;
 
     client
         .goto(&format!("{}/status/requests", first.base))

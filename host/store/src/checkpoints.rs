@@ -39,17 +39,16 @@ pub struct CheckpointWrite {
 }
 
 /// The fenced INSERT of one checkpoint, the common case: the values are
-/// parameters and the request row is the only row read besides the
-/// journal's key.
+/// parameters, and the request row is read by its key alone (a scalar
+/// subquery) so no plan can reach it through another index.
 pub(crate) fn commit_one_sql(backend: Backend) -> String {
     format!(
         "INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         SELECT $1, $2, $3, $4, $5, $6, {now}, $7, $8, $9 FROM requests r
-          WHERE r.id = $1 AND r.owner = $5 AND r.epoch = $6 AND r.status = 'running'
-            AND r.generation = $2
+         SELECT $1, $2, $3, $4, $5, $6, {now}, $7, $8, $9
+          WHERE (SELECT r.owner = $5 AND r.epoch = $6 AND r.status = 'running' AND r.generation = $2
+                   FROM requests r WHERE r.id = $1 {lock})
             AND ($3 = 0 OR EXISTS (SELECT 1 FROM checkpoints c
                                     WHERE c.request_id = $1 AND c.generation = $2 AND c.seq = $3 - 1))
-          {lock}
          ON CONFLICT DO NOTHING",
         now = backend.now_ms(),
         lock = row_lock(backend),
@@ -57,17 +56,17 @@ pub(crate) fn commit_one_sql(backend: Backend) -> String {
 }
 
 /// On PostgreSQL a commit locks the request rows it checks, so that a
-/// takeover committing meanwhile is waited for and seen.
+/// takeover committing meanwhile is waited for and its epoch seen.
 fn row_lock(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "",
-        Backend::Postgres => "FOR UPDATE OF r",
+        Backend::Postgres => "FOR UPDATE",
     }
 }
 
 impl Store {
     /// The fenced INSERT of a group of `rows` checkpoints: the values come
-    /// in as a table joined to their requests.
+    /// in as a table, each row checked against its request as above.
     fn commit_group(&self, rows: usize) -> String {
         const COLUMNS: usize = 9;
         let values = (0..rows)
@@ -84,13 +83,13 @@ impl Store {
             "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES {values})
              INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
              SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, {now}, v.hash, v.size, v.inline
-               FROM v JOIN requests r ON r.id = v.request_id
-              WHERE r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
-                AND r.generation = v.generation
+               FROM v
+              WHERE (SELECT r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
+                            AND r.generation = v.generation
+                       FROM requests r WHERE r.id = v.request_id {lock})
                 AND (v.seq = 0 OR EXISTS (SELECT 1 FROM checkpoints c
                                  WHERE c.request_id = v.request_id AND c.generation = v.generation
                                    AND c.seq = v.seq - 1))
-              {lock}
              ON CONFLICT DO NOTHING",
             now = self.backend.now_ms(),
             lock = row_lock(self.backend),
