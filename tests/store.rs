@@ -13,14 +13,15 @@ use baton_store::{
 struct Db {
     store: Store,
     _dir: tempfile::TempDir,
+    _postgres: Option<std::sync::Arc<support::TestDatabase>>,
 }
 
 async fn open(postgres: bool) -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let url = if postgres {
-        support::postgres_url()
-    } else {
-        format!("sqlite://{}", dir.path().join("baton.db").display())
+    let postgres = postgres.then(support::TestDatabase::new);
+    let url = match &postgres {
+        Some(database) => database.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("baton.db").display()),
     };
     let store = Store::connect(&url, &dir.path().join("store"))
         .await
@@ -35,7 +36,11 @@ async fn open(postgres: bool) -> Db {
         })
         .await
         .unwrap();
-    Db { store, _dir: dir }
+    Db {
+        store,
+        _dir: dir,
+        _postgres: postgres,
+    }
 }
 
 impl Db {

@@ -48,16 +48,45 @@ pub fn wasm(name: &str) -> Vec<u8> {
     std::fs::read(guests().join(format!("{name}.wasm"))).unwrap()
 }
 
-/// A PostgreSQL database of its own for one test, or `None` when
-/// `BATON_TEST_POSTGRES` is set to `off`.
-pub fn postgres_url() -> String {
-    let base = std::env::var("BATON_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    format!(
-        "{}/baton_test_{:016x}",
-        base.trim_end_matches('/'),
-        fastrand::u64(..)
-    )
+/// A PostgreSQL database of its own for one test (on the server that
+/// `BATON_TEST_POSTGRES` names, by default the local one), created by the
+/// first store that connects and dropped, with any connections still open,
+/// when the last holder lets go.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> Arc<Self> {
+        let base = std::env::var("BATON_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        Arc::new(Self {
+            url: format!(
+                "{}/baton_test_{:016x}",
+                base.trim_end_matches('/'),
+                fastrand::u64(..)
+            ),
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        // A drop inside the test's runtime cannot block on it: use a thread
+        // with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            use sqlx::migrate::MigrateDatabase;
+            sqlx::any::install_default_drivers();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to drop the test database");
+            runtime.block_on(sqlx::Any::force_drop_database(&url))
+        })
+        .join();
+    }
 }
 
 /// The password of the `admin` account the first test server creates.
@@ -71,6 +100,8 @@ pub struct Setup {
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
     pub extra: Vec<String>,
+    /// The PostgreSQL database `database` names, kept while a clone lives.
+    pub postgres: Option<Arc<TestDatabase>>,
 }
 
 impl Setup {
@@ -82,13 +113,16 @@ impl Setup {
             heartbeat_ms: 200,
             lease_ms: 1000,
             extra: Vec::new(),
+            postgres: None,
         }
     }
 
     /// A cluster setup sharing a PostgreSQL database and a storage folder.
     pub fn postgres(dir: &Path) -> Self {
+        let postgres = TestDatabase::new();
         Self {
-            database: postgres_url(),
+            database: postgres.url.clone(),
+            postgres: Some(postgres),
             ..Self::sqlite(dir)
         }
     }

@@ -258,34 +258,19 @@ impl Store {
                 "server {me} is no longer running and cannot take over {dead}"
             )));
         }
-        let moved: Vec<(String, i64)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET owner = $2, epoch = epoch + 1, status = 'waiting_retry',
-                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
-                                           THEN next_attempt_at ELSE NOW_MS END,
-                    updated_at = NOW_MS
-              WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
-                AND other_server_retry = 1
-              RETURNING id, epoch",
-        ))
-        .bind(dead)
-        .bind(me)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (request, epoch) in &moved {
-            self.event(
+        let moved = self
+            .move_requests(
                 &mut tx,
-                request,
-                "taken_over",
+                dead,
                 Some(me),
-                Some(*epoch),
-                Some(&format!("from dead server {dead}")),
+                "taken_over",
+                &format!("from dead server {dead}"),
             )
             .await?;
-        }
         tx.commit().await?;
         Ok(Some(Takeover {
             dead: dead.to_owned(),
-            requests: moved.into_iter().map(|(id, _)| id).collect(),
+            requests: moved,
         }))
     }
 
@@ -301,8 +286,27 @@ impl Store {
             .bind(incarnation)
             .execute(&mut *tx)
             .await?;
-        let released: Vec<(String, i64)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET owner = NULL, epoch = epoch + 1, status = 'waiting_retry',
+        let released = self
+            .move_requests(&mut tx, id, None, "handed_over", "server stopped")
+            .await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
+    /// Moves `from`'s requests that may move to `to` (none: to whichever
+    /// live server claims them first) at a bumped epoch, each with a history
+    /// event. A request sleeping or waiting for a retry keeps its due time;
+    /// the others are due now.
+    async fn move_requests(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        from: &str,
+        to: Option<&str>,
+        event: &str,
+        detail: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let moved: Vec<(String, i64)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET owner = $2, epoch = epoch + 1, status = 'waiting_retry',
                     next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
                                            THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
@@ -310,22 +314,22 @@ impl Store {
                 AND other_server_retry = 1
               RETURNING id, epoch",
         ))
-        .bind(id)
-        .fetch_all(&mut *tx)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
         .await?;
-        for (request, epoch) in &released {
+        for (request, epoch) in &moved {
             self.event(
-                &mut tx,
+                tx,
                 request,
-                "handed_over",
-                Some(id),
+                event,
+                Some(to.unwrap_or(from)),
                 Some(*epoch),
-                Some("server stopped"),
+                Some(detail),
             )
             .await?;
         }
-        tx.commit().await?;
-        Ok(released.into_iter().map(|(id, _)| id).collect())
+        Ok(moved.into_iter().map(|(id, _)| id).collect())
     }
 
     /// After a restart: this server's requests that were `running` when its

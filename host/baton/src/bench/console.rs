@@ -130,5 +130,6 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             *times.last().unwrap_or(&0) as f64 / 1000.0
         );
     }
-    node.stop(false).await
+    node.stop(false).await?;
+    super::drop_fresh_database(&database).await
 }

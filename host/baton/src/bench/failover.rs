@@ -209,6 +209,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             percentile(&gaps, 0.99),
             lease_ms + 500
         );
+        drop(nodes);
+        super::drop_fresh_database(&database).await?;
     }
     Ok(())
 }

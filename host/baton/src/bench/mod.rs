@@ -108,6 +108,18 @@ fn fresh_database(base: &str, dir: &std::path::Path) -> String {
     }
 }
 
+/// Drops a database [`fresh_database`] created on PostgreSQL; a SQLite file
+/// goes with its temporary folder.
+async fn drop_fresh_database(url: &str) -> anyhow::Result<()> {
+    if matches!(Backend::of(url), Backend::Postgres) {
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::Any::force_drop_database(url)
+            .await
+            .with_context(|| format!("dropping the bench database {url}"))?;
+    }
+    Ok(())
+}
+
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
@@ -338,7 +350,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         checkpoints_per_s / raw_rate
     );
 
-    node.stop(false).await
+    node.stop(false).await?;
+    drop_fresh_database(&database).await
 }
 
 /// Single-row INSERTs, each its own durable commit, one after another on one

@@ -60,7 +60,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         checkpoint_p50 as f64 / raw_p50.max(1) as f64
     );
     store.close().await;
-    Ok(())
+    super::drop_fresh_database(&database).await
 }
 
 async fn commits(
