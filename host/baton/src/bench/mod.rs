@@ -253,7 +253,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // One request at a time (what one checkpoint commit costs) beside the raw
     // baseline: single-row durable INSERT commits of the same payload size,
     // as many as the request had checkpoints, right after it, on one kept
-    // connection as the committer keeps one. Both come in runs of the same
+    // connection as checkpoint commits keep one. Both come in runs of the same
     // length between the same other work: a longer unbroken run of commits
     // comes out faster per commit (the database's thread never waits).
     let mut raw = RawCommits::new(&store, "bench_raw").await?;
@@ -394,7 +394,7 @@ impl RawCommits {
         })
     }
 
-    /// Runs on a runtime worker, where the committer's commits run too: a
+    /// Runs on a runtime worker, where checkpoint commits run too: a
     /// task woken there by the database's thread answers later than the
     /// thread that blocks on the runtime.
     async fn run(self, rows: usize) -> anyhow::Result<Self> {
