@@ -137,7 +137,10 @@ impl Committer {
         if leads {
             return self.lead(write).await;
         }
-        match waiting.await {
+        let mut waiting = Waiting(&self.0, Some(waiting));
+        let turn = waiting.1.as_mut().expect("still waiting").await;
+        waiting.1 = None;
+        match turn {
             Ok(Turn::Done(result)) => result,
             Ok(Turn::Lead(write)) => self.lead(write).await,
             Err(_) => Err(CommitError::Unavailable(
@@ -184,19 +187,41 @@ impl Committer {
     }
 }
 
-/// The lead, held while committing: on drop it passes to the oldest queued
-/// writer still waiting, or lapses when none is.
+/// Passes the lead to the oldest queued writer still waiting, or lets it
+/// lapse when none is.
+fn pass_lead(shared: &CommitterShared) {
+    let mut state = shared.state.lock().expect("committer lock");
+    while let Some(next) = state.queue.pop_front() {
+        if next.turn.send(Turn::Lead(next.write)).is_ok() {
+            return;
+        }
+    }
+    state.leading = false;
+}
+
+/// The lead, held while committing: passed on when the commit is done or
+/// its future dropped half-way.
 struct Lead<'a>(&'a CommitterShared);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().expect("committer lock");
-        while let Some(next) = state.queue.pop_front() {
-            if next.turn.send(Turn::Lead(next.write)).is_ok() {
-                return;
+        pass_lead(self.0);
+    }
+}
+
+/// A queued writer's wait. Dropped before its turn was read, it closes the
+/// channel, and a lead that reached it already is passed on, so the lead is
+/// never lost with a writer that went away.
+struct Waiting<'a>(&'a CommitterShared, Option<oneshot::Receiver<Turn>>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(mut turn) = self.1.take() {
+            turn.close();
+            if let Ok(Turn::Lead(_)) = turn.try_recv() {
+                pass_lead(self.0);
             }
         }
-        state.leading = false;
     }
 }
 
@@ -467,5 +492,80 @@ impl Journal for AttemptJournal {
             LogLevel::Warn => tracing::warn!(%request, %flow, "{message}"),
             LogLevel::Error => tracing::error!(%request, %flow, "{message}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use baton_store::{NewRequest, VersionRow};
+
+    use super::*;
+
+    /// A writer that had the lead passed to it and went away before taking
+    /// it up must not take the lead with it: the next writer commits.
+    #[tokio::test]
+    async fn a_writer_dropped_with_the_lead_passes_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let store = Store::connect(&url, &dir.path().join("store"))
+            .await
+            .unwrap();
+        store
+            .deploy(&VersionRow {
+                hash: "v1".into(),
+                flow: "f".into(),
+                size: 0,
+                properties: "{}".into(),
+                deployed_at: 0,
+            })
+            .await
+            .unwrap();
+        let claim = store
+            .create_request(
+                &NewRequest {
+                    id: baton_store::new_request_id(),
+                    flow: "f".into(),
+                    version: "v1".into(),
+                    owner: "me".into(),
+                    input: store.put_payload(b"{}".to_vec()).unwrap(),
+                    other_server_retry: true,
+                    resume: true,
+                },
+                true,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let write = CheckpointWrite {
+            fence: claim.fence.clone(),
+            generation: 0,
+            seq: 0,
+            name: "step".into(),
+            payload: store.put_payload(b"1".to_vec()).unwrap(),
+        };
+        let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
+
+        // Another writer is committing, so this one queues.
+        committer.0.state.lock().unwrap().leading = true;
+        let mut queued = Box::pin(committer.commit(write.clone()));
+        let pending =
+            std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx).is_pending())).await;
+        assert!(pending, "a writer behind a leader waits");
+        // The leader is done and passes the lead to it; it goes away unread.
+        pass_lead(&committer.0);
+        drop(queued);
+
+        let next = tokio::time::timeout(Duration::from_secs(10), committer.commit(write)).await;
+        assert!(
+            matches!(next, Ok(Ok(()))),
+            "the next writer leads and commits"
+        );
+        assert_eq!(
+            store.journal(&claim.fence.request, 0).await.unwrap().len(),
+            1
+        );
     }
 }
