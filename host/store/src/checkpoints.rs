@@ -38,17 +38,68 @@ pub struct CheckpointWrite {
     pub payload: StoredPayload,
 }
 
-/// The fenced INSERT of one checkpoint, the common case: the values are
-/// parameters, and the request row is read by its key alone (a scalar
-/// subquery) so no plan can reach it through another index.
-pub(crate) fn commit_one_sql(backend: Backend) -> String {
+/// The fenced INSERT of `rows` checkpoints. One row, the common case,
+/// takes its values as parameters; a group takes them as a `VALUES` table.
+/// Either way each row's request is read by its key alone (a scalar
+/// subquery), so no plan can reach it through another index.
+pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
+    const COLUMNS: [&str; 9] = [
+        "request_id",
+        "generation",
+        "seq",
+        "name",
+        "server_id",
+        "epoch",
+        "hash",
+        "size",
+        "inline",
+    ];
+    let column = |i: usize| {
+        if rows == 1 {
+            format!("${}", i + 1)
+        } else {
+            format!("v.{}", COLUMNS[i])
+        }
+    };
+    let (with, from) = if rows == 1 {
+        (String::new(), "")
+    } else {
+        let values = (0..rows)
+            .map(|row| {
+                let params = (1..=COLUMNS.len())
+                    .map(|i| format!("${}", row * COLUMNS.len() + i))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({params})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            format!("WITH v ({}) AS (VALUES {values})", COLUMNS.join(", ")),
+            "FROM v",
+        )
+    };
+    let [
+        request,
+        generation,
+        seq,
+        name,
+        owner,
+        epoch,
+        hash,
+        size,
+        inline,
+    ] = std::array::from_fn(column);
     format!(
-        "INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         SELECT $1, $2, $3, $4, $5, $6, {now}, $7, $8, $9
-          WHERE (SELECT r.owner = $5 AND r.epoch = $6 AND r.status = 'running' AND r.generation = $2
-                   FROM requests r WHERE r.id = $1 {lock})
-            AND ($3 = 0 OR EXISTS (SELECT 1 FROM checkpoints c
-                                    WHERE c.request_id = $1 AND c.generation = $2 AND c.seq = $3 - 1))
+        "{with}
+         INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         SELECT {request}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
+          WHERE (SELECT r.owner = {owner} AND r.epoch = {epoch} AND r.status = 'running'
+                        AND r.generation = {generation}
+                   FROM requests r WHERE r.id = {request} {lock})
+            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c
+                                       WHERE c.request_id = {request} AND c.generation = {generation}
+                                         AND c.seq = {seq} - 1))
          ON CONFLICT DO NOTHING",
         now = backend.now_ms(),
         lock = row_lock(backend),
@@ -65,37 +116,6 @@ fn row_lock(backend: Backend) -> &'static str {
 }
 
 impl Store {
-    /// The fenced INSERT of a group of `rows` checkpoints: the values come
-    /// in as a table, each row checked against its request as above.
-    fn commit_group(&self, rows: usize) -> String {
-        const COLUMNS: usize = 9;
-        let values = (0..rows)
-            .map(|row| {
-                let params = (1..=COLUMNS)
-                    .map(|column| format!("${}", row * COLUMNS + column))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("({params})")
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "WITH v (request_id, generation, seq, name, server_id, epoch, hash, size, inline) AS (VALUES {values})
-             INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-             SELECT v.request_id, v.generation, v.seq, v.name, v.server_id, v.epoch, {now}, v.hash, v.size, v.inline
-               FROM v
-              WHERE (SELECT r.owner = v.server_id AND r.epoch = v.epoch AND r.status = 'running'
-                            AND r.generation = v.generation
-                       FROM requests r WHERE r.id = v.request_id {lock})
-                AND (v.seq = 0 OR EXISTS (SELECT 1 FROM checkpoints c
-                                 WHERE c.request_id = v.request_id AND c.generation = v.generation
-                                   AND c.seq = v.seq - 1))
-             ON CONFLICT DO NOTHING",
-            now = self.backend.now_ms(),
-            lock = row_lock(self.backend),
-        )
-    }
-
     /// The journal of one generation, in order.
     pub async fn journal(
         &self,
@@ -171,7 +191,7 @@ impl Store {
         let sql = if writes.len() == 1 {
             &*self.commit_one
         } else {
-            group = self.commit_group(writes.len());
+            group = commit_sql(self.backend, writes.len());
             &group
         };
         let mut query = sqlx::query(sql);

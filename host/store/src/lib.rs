@@ -30,12 +30,11 @@ mod requests;
 mod schedules;
 mod servers;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::ops::{Deref, DerefMut};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
@@ -293,7 +292,7 @@ impl Store {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
-            commit_one: checkpoints::commit_one_sql(backend).into(),
+            commit_one: checkpoints::commit_sql(backend, 1).into(),
         })
     }
 
