@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use baton_store::{
-    CheckpointWrite, Fence, NewRequest, Outcome, RequestFilter, RequestStatus, Store, StoreError,
+    CheckpointWrite, Claim, NewRequest, Outcome, RequestFilter, RequestStatus, Store, StoreError,
     VersionRow,
 };
 
@@ -63,14 +63,14 @@ impl Db {
             .unwrap();
     }
 
-    async fn commit(&self, fence: &Fence, seq: i64) -> Result<(), StoreError> {
+    async fn commit(&self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
         let payload = self
             .store
             .put_payload(seq.to_string().into_bytes())
             .unwrap();
         let write = CheckpointWrite {
-            fence: fence.clone(),
-            generation: 0,
+            fence: claim.fence.clone(),
+            journal: claim.journal,
             seq,
             name: format!("step-{seq}"),
             payload,
@@ -95,7 +95,7 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     let a = store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
     let first = store.claim("r", "a").await.unwrap().expect("a claims");
-    db.commit(&first.fence, 0).await.unwrap();
+    db.commit(&first, 0).await.unwrap();
 
     db.age().await;
     let b = store.join("b", None, "b:1").await.unwrap();
@@ -108,7 +108,7 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
 
     // The old owner is fenced: no checkpoint, no outcome.
     assert!(matches!(
-        db.commit(&first.fence, 1).await,
+        db.commit(&first, 1).await,
         Err(StoreError::Fenced { .. })
     ));
     let finished = store
@@ -123,20 +123,20 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     let second = store.claim("r", "b").await.unwrap().expect("b claims");
     assert!(second.fence.epoch > first.fence.epoch);
     assert_eq!(
-        store.journal("r", 0).await.unwrap().len(),
+        store.journal(&second.journal).await.unwrap().len(),
         1,
         "the journal survived the move"
     );
-    db.commit(&second.fence, 1).await.unwrap();
+    db.commit(&second, 1).await.unwrap();
     // The same position again under the same fence, as a retry whose answer
     // was lost sends it, is answered as committed and writes nothing more.
-    db.commit(&second.fence, 1).await.unwrap();
+    db.commit(&second, 1).await.unwrap();
     // A gap is refused.
     assert!(matches!(
-        db.commit(&second.fence, 3).await,
+        db.commit(&second, 3).await,
         Err(StoreError::Fenced { .. })
     ));
-    let journal = store.journal("r", 0).await.unwrap();
+    let journal = store.journal(&second.journal).await.unwrap();
     assert_eq!(
         journal
             .iter()
@@ -154,21 +154,21 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     let kept = store.claim("kept", "a").await.unwrap().unwrap();
     let lost = store.claim("lost", "a").await.unwrap().unwrap();
     store.cancel("lost", "a", "operator").await.unwrap();
-    let write = |fence: &Fence| CheckpointWrite {
-        fence: fence.clone(),
-        generation: 0,
+    let write = |claim: &Claim| CheckpointWrite {
+        fence: claim.fence.clone(),
+        journal: claim.journal,
         seq: 0,
         name: "step-0".into(),
         payload: store.put_payload(b"1".to_vec()).unwrap(),
     };
     let results = store
-        .commit_checkpoints(&[write(&kept.fence), write(&lost.fence)])
+        .commit_checkpoints(&[write(&kept), write(&lost)])
         .await
         .unwrap();
     assert!(results[0].is_ok());
     assert!(matches!(results[1], Err(StoreError::Fenced { .. })));
-    assert_eq!(store.journal("kept", 0).await.unwrap().len(), 1);
-    assert!(store.journal("lost", 0).await.unwrap().is_empty());
+    assert_eq!(store.journal(&kept.journal).await.unwrap().len(), 1);
+    assert!(store.journal(&lost.journal).await.unwrap().is_empty());
     let kept = store.request("kept").await.unwrap().unwrap();
     assert_eq!(kept.last_checkpoint.as_deref(), Some("step-0"));
 }
@@ -178,7 +178,7 @@ async fn an_outcome_reads_back_as_written(db: Db) {
     store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
     let claim = store.claim("r", "a").await.unwrap().unwrap();
-    db.commit(&claim.fence, 0).await.unwrap();
+    db.commit(&claim, 0).await.unwrap();
     let output = store.put_payload(b"{\"done\":true}".to_vec()).unwrap();
     store
         .finish(&claim.fence, &Outcome::Succeeded(output.clone()))
@@ -263,7 +263,7 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
     let handed = store.stop_server("a", a).await.unwrap();
     assert_eq!(handed, ["moves"]);
     assert!(matches!(
-        db.commit(&claim.fence, 0).await,
+        db.commit(&claim, 0).await,
         Err(StoreError::Fenced { .. })
     ));
     assert_eq!(store.due_requests("b", 10).await.unwrap(), ["moves"]);
@@ -310,7 +310,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
 
     store.cancel("r", "b", "ops").await.unwrap();
     assert!(matches!(
-        db.commit(&claim.fence, 0).await,
+        db.commit(&claim, 0).await,
         Err(StoreError::Fenced { .. })
     ));
     let again = store.cancel("r", "b", "ops").await;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
-use baton_store::{CheckpointRecord, CheckpointWrite, Fence, Store, StoreError};
+use baton_store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store, StoreError};
 use tokio::sync::{oneshot, watch};
 
 use crate::cluster::Lease;
@@ -66,6 +66,8 @@ impl Interrupt {
 enum CommitError {
     /// The fence no longer holds.
     Fenced,
+    /// The write can never be committed (the journal is full).
+    Refused(String),
     /// The database failed; the write may be retried.
     Unavailable(String),
 }
@@ -173,6 +175,9 @@ impl Committer {
                 .map(|result| {
                     result.map_err(|e| match e {
                         StoreError::Fenced { .. } => CommitError::Fenced,
+                        full @ StoreError::JournalFull { .. } => {
+                            CommitError::Refused(full.to_string())
+                        }
                         other => CommitError::Unavailable(other.to_string()),
                     })
                 })
@@ -245,7 +250,7 @@ pub struct AttemptJournal {
     metrics: Arc<Metrics>,
     fence: Fence,
     flow: String,
-    generation: i64,
+    generation: JournalGeneration,
     records: Vec<CheckpointRecord>,
     next: u32,
     live: Option<(u32, String)>,
@@ -265,7 +270,7 @@ impl AttemptJournal {
         metrics: Arc<Metrics>,
         fence: Fence,
         flow: String,
-        generation: i64,
+        generation: JournalGeneration,
         records: Vec<CheckpointRecord>,
         lease: watch::Receiver<Lease>,
         interrupt: Arc<Interrupt>,
@@ -303,10 +308,13 @@ impl AttemptJournal {
     }
 
     fn key(&self, position: u32) -> String {
-        if self.generation == 0 {
+        if self.generation.number == 0 {
             format!("{}-{position}", self.fence.request)
         } else {
-            format!("{}-{}.{position}", self.fence.request, self.generation)
+            format!(
+                "{}-{}.{position}",
+                self.fence.request, self.generation.number
+            )
         }
     }
 
@@ -346,7 +354,7 @@ impl AttemptJournal {
         };
         let write = CheckpointWrite {
             fence: self.fence.clone(),
-            generation: self.generation,
+            journal: self.generation,
             seq: i64::from(position),
             name,
             payload,
@@ -358,6 +366,7 @@ impl AttemptJournal {
             match self.committer.commit(write.clone()).await {
                 Ok(()) => break,
                 Err(CommitError::Fenced) => return Err(self.stop(Abort::Lost)),
+                Err(CommitError::Refused(why)) => return Err(self.stop(Abort::Storage(why))),
                 Err(CommitError::Unavailable(e)) => {
                     tracing::warn!(request = %self.fence.request, error = %e, "checkpoint commit failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -541,7 +550,7 @@ mod tests {
             .unwrap();
         let write = CheckpointWrite {
             fence: claim.fence.clone(),
-            generation: 0,
+            journal: claim.journal,
             seq: 0,
             name: "step".into(),
             payload: store.put_payload(b"1".to_vec()).unwrap(),
@@ -563,9 +572,6 @@ mod tests {
             matches!(next, Ok(Ok(()))),
             "the next writer leads and commits"
         );
-        assert_eq!(
-            store.journal(&claim.fence.request, 0).await.unwrap().len(),
-            1
-        );
+        assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
     }
 }

@@ -236,7 +236,7 @@ impl Executor {
             self.metrics.clone(),
             claim.fence.clone(),
             claim.flow.clone(),
-            claim.generation,
+            claim.journal,
             records,
             self.cluster.lease(),
             interrupt,
@@ -341,7 +341,7 @@ impl Executor {
             .map_err(|e| Prepare::Fatal(format!("the request's input cannot be read: {e}")))?;
         let records = self
             .store
-            .journal(&claim.fence.request, claim.generation)
+            .journal(&claim.journal)
             .await
             .map_err(|e| Prepare::Postpone(format!("reading the journal: {e}")))?;
         Ok((properties, component, input, records))

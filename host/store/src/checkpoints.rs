@@ -1,8 +1,39 @@
 //! The journal: committed checkpoints per request and journal generation.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::{Backend, Fence, Store, StoreError, StoredPayload};
+
+/// How many checkpoints one request's journal holds, over all generations.
+///
+/// The journal is keyed by one integer, its position: the request's number
+/// times this plus the checkpoint's ordinal in the request. A request's
+/// journal is one contiguous key range, and a commit appends to the key's
+/// b-tree (see migration 0006).
+pub const JOURNAL_CAPACITY: i64 = 1 << 24;
+
+/// One generation of a request's journal: where its checkpoints are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalGeneration {
+    /// The request's number, which keys its journal.
+    pub request: i64,
+    /// The generation (a new one starts when a `not use` flow retries).
+    pub number: i64,
+    /// Ordinal of the generation's first checkpoint among the request's.
+    pub base: i64,
+}
+
+impl JournalGeneration {
+    /// The key of the checkpoint at `seq` in this generation; `None` once
+    /// the request's journal is full.
+    pub fn position(&self, seq: i64) -> Option<i64> {
+        let ordinal = self.base.checked_add(seq)?;
+        (0..JOURNAL_CAPACITY)
+            .contains(&ordinal)
+            .then(|| self.request * JOURNAL_CAPACITY + ordinal)
+    }
+}
 
 /// A committed checkpoint.
 #[derive(Debug, Clone)]
@@ -29,8 +60,9 @@ pub struct CheckpointWrite {
     /// The attempt's fence.
     pub fence: Fence,
     /// Journal generation of the attempt.
-    pub generation: i64,
-    /// Position; must be exactly the number of checkpoints already committed.
+    pub journal: JournalGeneration,
+    /// Position in the generation; must be exactly the number of checkpoints
+    /// the generation holds already.
     pub seq: i64,
     /// Checkpoint name.
     pub name: String,
@@ -40,11 +72,12 @@ pub struct CheckpointWrite {
 
 /// The fenced INSERT of `rows` checkpoints. One row, the common case,
 /// takes its values as parameters; a group takes them as a `VALUES` table.
-/// Either way each row's request is read by its key alone (a scalar
+/// Either way each row's request is read by its number alone (a scalar
 /// subquery), so no plan can reach it through another index.
 pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
-    const COLUMNS: [&str; 9] = [
-        "request_id",
+    const COLUMNS: [&str; 10] = [
+        "position",
+        "request_num",
         "generation",
         "seq",
         "name",
@@ -80,7 +113,8 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
         )
     };
     let [
-        request,
+        position,
+        number,
         generation,
         seq,
         name,
@@ -92,14 +126,12 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
     ] = std::array::from_fn(column);
     format!(
         "{with}
-         INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         SELECT {request}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
+         INSERT INTO checkpoints (position, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         SELECT {position}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
           WHERE (SELECT r.owner = {owner} AND r.epoch = {epoch} AND r.status = 'running'
                         AND r.generation = {generation}
-                   FROM requests r WHERE r.id = {request} {lock})
-            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c
-                                       WHERE c.request_id = {request} AND c.generation = {generation}
-                                         AND c.seq = {seq} - 1))
+                   FROM requests r WHERE r.num = {number} {lock})
+            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.position = {position} - 1))
          ON CONFLICT DO NOTHING",
         now = backend.now_ms(),
         lock = row_lock(backend),
@@ -119,52 +151,34 @@ impl Store {
     /// The journal of one generation, in order.
     pub async fn journal(
         &self,
-        request: &str,
-        generation: i64,
+        generation: &JournalGeneration,
     ) -> Result<Vec<CheckpointRecord>, StoreError> {
-        self.checkpoints_where(request, Some(generation)).await
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints c
+              WHERE c.position >= $1 AND c.position < $2 AND c.generation = $3
+              ORDER BY c.position"
+        ))
+        .bind(generation.request * JOURNAL_CAPACITY + generation.base)
+        .bind((generation.request + 1) * JOURNAL_CAPACITY)
+        .bind(generation.number)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(checkpoint_record).collect())
     }
 
     /// Every checkpoint of a request, all generations, in order.
     pub async fn checkpoints(&self, request: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
-        self.checkpoints_where(request, None).await
-    }
-
-    async fn checkpoints_where(
-        &self,
-        request: &str,
-        generation: Option<i64>,
-    ) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let sql = format!(
-            "SELECT generation, seq, name, server_id, epoch, at, hash, size, inline
-               FROM checkpoints WHERE request_id = $1 {} ORDER BY generation, seq",
-            if generation.is_some() {
-                "AND generation = $2"
-            } else {
-                ""
-            }
-        );
-        let mut query = sqlx::query(&sql).bind(request);
-        if let Some(generation) = generation {
-            query = query.bind(generation);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|row| CheckpointRecord {
-                generation: row.get(0),
-                seq: row.get(1),
-                name: row.get(2),
-                server: row.get(3),
-                epoch: row.get(4),
-                at: row.get(5),
-                payload: StoredPayload {
-                    hash: row.get(6),
-                    size: row.get(7),
-                    inline: row.get(8),
-                },
-            })
-            .collect())
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM requests r
+               JOIN checkpoints c ON c.position >= r.num * {JOURNAL_CAPACITY}
+                                 AND c.position < (r.num + 1) * {JOURNAL_CAPACITY}
+              WHERE r.id = $1
+              ORDER BY c.position"
+        ))
+        .bind(request)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(checkpoint_record).collect())
     }
 
     /// Commits a group of checkpoints, possibly of many requests, in one
@@ -178,27 +192,42 @@ impl Store {
     /// invariant that fences a paused or partitioned server and keeps a
     /// sequence number from being committed twice. On PostgreSQL the request
     /// rows are locked (`FOR UPDATE`), so a takeover committing meanwhile is
-    /// seen and wins. A write left out is answered [`StoreError::Fenced`];
-    /// the outer error means the whole group failed.
+    /// seen and wins. A write left out is answered [`StoreError::Fenced`],
+    /// one past the journal's capacity [`StoreError::JournalFull`]; the
+    /// outer error means the whole group failed.
     pub async fn commit_checkpoints(
         &self,
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+        let mut keyed = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write.journal.position(write.seq) {
+                Some(position) => {
+                    results.push(Ok(()));
+                    keyed.push((position, write));
+                }
+                None => results.push(Err(StoreError::JournalFull {
+                    request: write.fence.request.clone(),
+                })),
+            }
+        }
+        if keyed.is_empty() {
+            return Ok(results);
         }
         let group;
-        let sql = if writes.len() == 1 {
+        let sql = if keyed.len() == 1 {
             &*self.commit_one
         } else {
-            group = commit_sql(self.backend, writes.len());
+            group = commit_sql(self.backend, keyed.len());
             &group
         };
         let mut query = sqlx::query(sql);
-        for write in writes {
+        for (position, write) in &keyed {
             query = query
-                .bind(&write.fence.request)
-                .bind(write.generation)
+                .bind(*position)
+                .bind(write.journal.request)
+                .bind(write.journal.number)
                 .bind(write.seq)
                 .bind(&write.name)
                 .bind(&write.fence.owner)
@@ -217,31 +246,48 @@ impl Store {
                 return Err(e.into());
             }
         };
-        if inserted == writes.len() as u64 {
-            return Ok(writes.iter().map(|_| Ok(())).collect());
+        if inserted == keyed.len() as u64 {
+            return Ok(results);
         }
         // Some writes were left out: the journal says which. A row at the
         // write's position under its owner and epoch is this attempt's own,
         // committed now or by an earlier try whose answer was lost.
-        let mut results = Vec::with_capacity(writes.len());
-        for write in writes {
+        for (result, write) in results.iter_mut().zip(writes) {
+            let Some(position) = write.journal.position(write.seq) else {
+                continue;
+            };
             let found = sqlx::query(
-                "SELECT 1 FROM checkpoints
-                  WHERE request_id = $1 AND generation = $2 AND seq = $3
-                    AND server_id = $4 AND epoch = $5",
+                "SELECT 1 FROM checkpoints WHERE position = $1 AND server_id = $2 AND epoch = $3",
             )
-            .bind(&write.fence.request)
-            .bind(write.generation)
-            .bind(write.seq)
+            .bind(position)
             .bind(&write.fence.owner)
             .bind(write.fence.epoch)
             .fetch_optional(&mut *writer)
             .await?;
-            results.push(match found {
-                Some(_) => Ok(()),
-                None => Err(write.fence.lost()),
-            });
+            if found.is_none() {
+                *result = Err(write.fence.lost());
+            }
         }
         Ok(results)
+    }
+}
+
+/// A record's columns, read from the journal as `c`.
+const CHECKPOINT_COLUMNS: &str =
+    "c.generation, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline";
+
+fn checkpoint_record(row: &AnyRow) -> CheckpointRecord {
+    CheckpointRecord {
+        generation: row.get(0),
+        seq: row.get(1),
+        name: row.get(2),
+        server: row.get(3),
+        epoch: row.get(4),
+        at: row.get(5),
+        payload: StoredPayload {
+            hash: row.get(6),
+            size: row.get(7),
+            inline: row.get(8),
+        },
     }
 }

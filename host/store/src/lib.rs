@@ -43,7 +43,7 @@ use tokio::sync::OwnedMutexGuard;
 
 pub use accounts::AccountRow;
 pub use blob::BlobStore;
-pub use checkpoints::{CheckpointRecord, CheckpointWrite};
+pub use checkpoints::{CheckpointRecord, CheckpointWrite, JOURNAL_CAPACITY, JournalGeneration};
 pub use flows::{FlowRow, VersionRow};
 pub use payload::{Payload, StoredPayload};
 pub use requests::{
@@ -94,6 +94,14 @@ pub enum StoreError {
     /// The database failed or is unreachable; retrying later may succeed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The request's journal holds [`JOURNAL_CAPACITY`] checkpoints already.
+    #[error(
+        "the journal of request {request} is full: a request holds at most {JOURNAL_CAPACITY} checkpoints"
+    )]
+    JournalFull {
+        /// The request.
+        request: String,
+    },
     /// Migrations could not be applied.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -336,8 +344,11 @@ impl Store {
     }
 
     /// Replaces `NOW_MS` in a statement with the backend's clock expression.
-    fn sql(&self, template: &'static str) -> String {
-        template.replace("NOW_MS", self.backend.now_ms())
+    /// Also spells out `JOURNAL_CAPACITY`.
+    fn sql(&self, template: &str) -> String {
+        template
+            .replace("NOW_MS", self.backend.now_ms())
+            .replace("JOURNAL_CAPACITY", &JOURNAL_CAPACITY.to_string())
     }
 
     /// Closes the pool.

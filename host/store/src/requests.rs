@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Connection, Row, Transaction};
 
-use crate::{Fence, Store, StoreError, StoredPayload};
+use crate::{Fence, JournalGeneration, Store, StoreError, StoredPayload};
 
 /// A request's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,7 +111,7 @@ pub struct Claim {
     /// Flow errors counted so far against `max_retries`.
     pub failures: i64,
     /// Journal generation this attempt replays and extends.
-    pub generation: i64,
+    pub journal: JournalGeneration,
     /// The input.
     pub input: StoredPayload,
 }
@@ -223,10 +223,10 @@ pub struct RequestFilter {
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
 /// a checkpoint commit writes the journal alone.
-const REQUEST_COLUMNS: &str =
-    "id, flow, version, status, owner, epoch, attempts, failures, generation,
-    (SELECT c.name FROM checkpoints c WHERE c.request_id = requests.id
-      ORDER BY c.generation DESC, c.seq DESC LIMIT 1) AS last_checkpoint,
+const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
+    (SELECT c.name FROM checkpoints c
+      WHERE c.position >= requests.num * JOURNAL_CAPACITY AND c.position < (requests.num + 1) * JOURNAL_CAPACITY
+      ORDER BY c.position DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
     output_hash, output_size, output_inline, error, created_at, updated_at";
 
@@ -309,12 +309,13 @@ impl Store {
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
         let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
-        sqlx::query(&self.sql(
+        let (number,): (i64,) = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
                 input_hash, input_size, input_inline, created_at, updated_at)
              VALUES ($1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
-                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS)",
+                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS)
+             RETURNING num",
         ))
         .bind(&new.id)
         .bind(&new.flow)
@@ -327,7 +328,7 @@ impl Store {
         .bind(new.input.inline.as_deref())
         .bind(status)
         .bind(epoch)
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await?;
         self.event(tx, &new.id, "created", Some(&new.owner), Some(0), None)
             .await?;
@@ -352,7 +353,11 @@ impl Store {
             version: new.version.clone(),
             attempts: 1,
             failures: 0,
-            generation: 0,
+            journal: JournalGeneration {
+                request: number,
+                number: 0,
+                base: 0,
+            },
             input: new.input.clone(),
         }))
     }
@@ -388,14 +393,20 @@ impl Store {
                     attempts = attempts + 1,
                     generation = generation + CASE WHEN resume = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
-                         WHERE c.request_id = requests.id AND c.generation = requests.generation)
+                         WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
+                           AND c.position < (requests.num + 1) * JOURNAL_CAPACITY)
                         THEN 1 ELSE 0 END,
+                    journal_base = CASE WHEN resume = 0 THEN COALESCE((
+                        SELECT MAX(c.position) + 1 - requests.num * JOURNAL_CAPACITY FROM checkpoints c
+                         WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
+                           AND c.position < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
+                        ELSE journal_base END,
                     next_attempt_at = NULL, updated_at = NOW_MS
               WHERE id = $1 AND (owner = $2 OR owner IS NULL)
                 AND (status IN ('queued', 'waiting_retry') OR (status = 'running' AND owner = $2))
                 AND next_attempt_at <= NOW_MS
               RETURNING flow, version, epoch, attempts, failures, generation,
-                        input_hash, input_size, input_inline",
+                        input_hash, input_size, input_inline, num, journal_base",
         ))
         .bind(id)
         .bind(me)
@@ -414,7 +425,11 @@ impl Store {
             version: row.get(1),
             attempts: row.get(3),
             failures: row.get(4),
-            generation: row.get(5),
+            journal: JournalGeneration {
+                request: row.get(9),
+                number: row.get(5),
+                base: row.get(10),
+            },
             input: StoredPayload {
                 hash: row.get(6),
                 size: row.get(7),
@@ -631,7 +646,9 @@ impl Store {
 
     /// One request.
     pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
+        let sql = self.sql(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
+        ));
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -648,7 +665,9 @@ impl Store {
             Text(String),
             Int(i64),
         }
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1");
+        let mut sql = self.sql(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1"
+        ));
         let mut args = Vec::new();
         if let Some(status) = filter.status {
             args.push(Arg::Text(status.as_str().to_owned()));
@@ -663,7 +682,7 @@ impl Store {
             sql.push_str(&format!(" AND owner = ${}", args.len()));
         }
         if let Some(prefix) = filter.id_prefix.as_deref().filter(|p| !p.is_empty()) {
-            // A range on the primary key, which an index serves (LIKE is
+            // A range on the id, which its unique index serves (LIKE is
             // case-insensitive on SQLite and would scan).
             args.push(Arg::Text(prefix.to_owned()));
             sql.push_str(&format!(" AND id >= ${}", args.len()));

@@ -89,7 +89,7 @@ async fn commits(
         for seq in 0..10 {
             let write = CheckpointWrite {
                 fence: claim.fence.clone(),
-                generation: 0,
+                journal: claim.journal,
                 seq,
                 name: format!("batch-{seq}"),
                 payload: store.put_payload(vec![0x5a; 24])?,
