@@ -254,6 +254,8 @@ pub struct AttemptJournal {
     records: Vec<CheckpointRecord>,
     next: u32,
     live: Option<(u32, String)>,
+    /// When this attempt's last checkpoint was answered.
+    last_committed: Option<Instant>,
     lease: watch::Receiver<Lease>,
     incarnation: i64,
     interrupt: Arc<Interrupt>,
@@ -286,6 +288,7 @@ impl AttemptJournal {
             records,
             next: 0,
             live: None,
+            last_committed: None,
             lease,
             incarnation,
             interrupt,
@@ -374,7 +377,12 @@ impl AttemptJournal {
                 }
             }
         }
-        self.metrics.record_checkpoint(started.elapsed());
+        let committed = Instant::now();
+        self.metrics.record_checkpoint(
+            committed - started,
+            self.last_committed.map(|last| started - last),
+        );
+        self.last_committed = Some(committed);
         self.next = position + 1;
         self.live = None;
         Ok(())

@@ -22,6 +22,9 @@ pub struct Metrics {
 pub struct Samples {
     /// One per checkpoint: from the flow's commit call to its durable answer.
     pub checkpoint_us: Vec<u64>,
+    /// One per checkpoint after an attempt's first: the time from the last
+    /// durable answer to this commit call (the flow's and host's own work).
+    pub checkpoint_gap_us: Vec<u64>,
     /// One per attempt: instantiating the component.
     pub instantiate_us: Vec<u64>,
     /// Sizes of commit groups.
@@ -50,11 +53,14 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_checkpoint(&self, latency: Duration) {
+    pub(crate) fn record_checkpoint(&self, latency: Duration, gap: Option<Duration>) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         let mut samples = self.samples.lock().expect("metrics lock");
         if samples.checkpoint_us.len() < MAX_SAMPLES {
             samples.checkpoint_us.push(latency.as_micros() as u64);
+            samples
+                .checkpoint_gap_us
+                .extend(gap.map(|gap| gap.as_micros() as u64));
         }
     }
 

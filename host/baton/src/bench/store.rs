@@ -1,7 +1,7 @@
 //! `baton bench store`: the store's checkpoint commit beside raw commits,
 //! without a server around it, so what the server adds can be told apart.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use baton_store::{CheckpointWrite, NewRequest, Outcome, Store, VersionRow};
@@ -104,7 +104,7 @@ async fn commits(
                 &Outcome::Succeeded(store.put_payload(b"{}".to_vec())?),
             )
             .await?;
-        raw = raw.run(10).await?;
+        raw = raw.run(10, Duration::ZERO).await?;
         progress.inc(1);
     }
     progress.finish_and_clear();
