@@ -5,8 +5,8 @@ mod support;
 use std::time::Duration;
 
 use baton_store::{
-    CheckpointWrite, Claim, NewRequest, Outcome, RequestFilter, RequestStatus, Store, StoreError,
-    VersionRow,
+    CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter, RequestStatus,
+    Store, StoreError, VersionRow,
 };
 
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
@@ -45,6 +45,11 @@ async fn open(postgres: bool) -> Db {
 
 impl Db {
     async fn request(&self, id: &str, owner: &str, movable: bool) {
+        self.request_with(id, owner, movable, true).await;
+    }
+
+    /// A request whose flow declares `begin_checkpoint` as given by `resume`.
+    async fn request_with(&self, id: &str, owner: &str, movable: bool, resume: bool) {
         let input = self.store.put_payload(b"{}".to_vec()).unwrap();
         self.store
             .create_request(
@@ -55,7 +60,7 @@ impl Db {
                     owner: owner.into(),
                     input,
                     other_server_retry: movable,
-                    resume: true,
+                    resume,
                 },
                 false,
             )
@@ -171,6 +176,100 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     assert!(store.journal(&lost.journal).await.unwrap().is_empty());
     let kept = store.request("kept").await.unwrap().unwrap();
     assert_eq!(kept.last_checkpoint.as_deref(), Some("step-0"));
+}
+
+async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request_with("r", "a", true, false).await;
+    db.request("other", "a", true).await;
+    let first = store.claim("r", "a").await.unwrap().unwrap();
+    let other = store.claim("other", "a").await.unwrap().unwrap();
+    db.commit(&first, 0).await.unwrap();
+    db.commit(&other, 0).await.unwrap();
+    db.commit(&first, 1).await.unwrap();
+    store
+        .finish(
+            &first.fence,
+            &Outcome::Retry {
+                error: "boom".into(),
+                delay_ms: 0,
+            },
+        )
+        .await
+        .unwrap();
+
+    // `begin_checkpoint = not use`: the retry starts a generation whose
+    // first checkpoint comes after the two already committed.
+    let second = store.claim("r", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (second.journal.number, second.journal.base),
+        (1, 2),
+        "{:?}",
+        second.journal
+    );
+    assert!(store.journal(&second.journal).await.unwrap().is_empty());
+    db.commit(&second, 0).await.unwrap();
+    assert!(
+        matches!(db.commit(&first, 2).await, Err(StoreError::Fenced { .. })),
+        "the old generation is closed"
+    );
+    let journal = store.journal(&second.journal).await.unwrap();
+    assert_eq!(
+        journal
+            .iter()
+            .map(|c| (c.generation, c.seq))
+            .collect::<Vec<_>>(),
+        [(1, 0)]
+    );
+    let all = store.checkpoints("r").await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|c| (c.generation, c.seq, c.name.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, 0, "step-0"), (0, 1, "step-1"), (1, 0, "step-0")]
+    );
+    assert_eq!(
+        store
+            .request("r")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_checkpoint
+            .as_deref(),
+        Some("step-0")
+    );
+    assert_eq!(store.checkpoints("other").await.unwrap().len(), 1);
+
+    // The next retry starts another; one that finds it empty keeps it.
+    let retry = Outcome::Retry {
+        error: "boom".into(),
+        delay_ms: 0,
+    };
+    store.finish(&second.fence, &retry).await.unwrap();
+    let third = store.claim("r", "a").await.unwrap().unwrap();
+    assert_eq!((third.journal.number, third.journal.base), (2, 3));
+    store.finish(&third.fence, &retry).await.unwrap();
+    let fourth = store.claim("r", "a").await.unwrap().unwrap();
+    assert_eq!(fourth.journal, third.journal);
+}
+
+async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let mut claim = store.claim("r", "a").await.unwrap().unwrap();
+    // As if the request had committed all but one of the checkpoints a
+    // journal holds.
+    claim.journal.base = JOURNAL_CAPACITY - 1;
+    db.commit(&claim, 0).await.unwrap();
+    let full = db.commit(&claim, 1).await;
+    assert!(
+        matches!(&full, Err(StoreError::JournalFull { request }) if request == "r"),
+        "{full:?}"
+    );
+    assert!(full.unwrap_err().to_string().contains("is full"));
+    assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
 }
 
 async fn an_outcome_reads_back_as_written(db: Db) {
@@ -437,4 +536,124 @@ on_both_backends!(
     cancel_and_reexecute_follow_the_rules,
     requests_page_newest_first_without_gaps,
     payloads_are_verified_on_read,
+    a_new_generation_continues_the_journal_after_the_last_checkpoint,
+    a_full_journal_refuses_the_next_checkpoint,
 );
+
+/// Migration 0006 re-keys an existing journal by request number and
+/// ordinal: a store written before it reads back the same checkpoints and
+/// goes on from them.
+async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().unwrap();
+    let database = postgres.then(support::TestDatabase::new);
+    let (url, folder) = match &database {
+        Some(database) => (database.url.clone(), "postgres"),
+        None => (
+            format!("sqlite://{}", dir.path().join("baton.db").display()),
+            "sqlite",
+        ),
+    };
+    sqlx::any::install_default_drivers();
+    {
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::Any::create_database(&url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let mut before = sqlx::migrate::Migrator::new(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../migrations")
+                .join(folder),
+        )
+        .await
+        .unwrap();
+        let first_five = before.migrations[..5].to_vec();
+        assert_eq!(first_five.last().unwrap().version, 5);
+        before.migrations = first_five.into();
+        before.run(&pool).await.unwrap();
+        pool.execute(
+            "INSERT INTO flow_versions (hash, flow, size, properties, deployed_at)
+                 VALUES ('v1', 'f', 1, '{}', 0);
+             INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
+                     generation, other_server_retry, resume, next_attempt_at,
+                     input_hash, input_size, input_inline, created_at, updated_at)
+                 VALUES ('starts-over', 'f', 'v1', 'waiting_retry', 'a', 2, 2, 1, 1, 1, 0, 0,
+                         'h', 0, NULL, 1, 1),
+                        ('resumes', 'f', 'v1', 'queued', 'a', 0, 0, 0, 0, 1, 1, 0,
+                         'h', 0, NULL, 2, 2);
+             INSERT INTO checkpoints (request_id, generation, seq, name, server_id, epoch, at,
+                     hash, size, inline)
+                 VALUES ('starts-over', 0, 0, 'a0', 'a', 1, 1, 'h', 0, NULL),
+                        ('starts-over', 0, 1, 'a1', 'a', 1, 1, 'h', 0, NULL),
+                        ('starts-over', 1, 0, 'b0', 'a', 2, 1, 'h', 0, NULL),
+                        ('resumes', 0, 0, 'c0', 'a', 1, 1, 'h', 0, NULL),
+                        ('resumes', 0, 1, 'c1', 'a', 1, 1, 'h', 0, NULL);",
+        )
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+
+    let store = Store::connect(&url, &dir.path().join("store"))
+        .await
+        .unwrap();
+    let names = |records: Vec<baton_store::CheckpointRecord>| {
+        records
+            .into_iter()
+            .map(|c| (c.generation, c.seq, c.name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.checkpoints("starts-over").await.unwrap()),
+        [
+            (0, 0, "a0".into()),
+            (0, 1, "a1".into()),
+            (1, 0, "b0".into())
+        ]
+    );
+    assert_eq!(
+        store
+            .request("resumes")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_checkpoint
+            .as_deref(),
+        Some("c1")
+    );
+    store.join("a", None, "a:1").await.unwrap();
+
+    // Generation 1 holds a checkpoint, so the retry starts generation 2
+    // after all three.
+    let starts_over = store.claim("starts-over", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (starts_over.journal.number, starts_over.journal.base),
+        (2, 3)
+    );
+    let resumes = store.claim("resumes", "a").await.unwrap().unwrap();
+    assert_eq!(
+        names(store.journal(&resumes.journal).await.unwrap()),
+        [(0, 0, "c0".into()), (0, 1, "c1".into())]
+    );
+    let next = CheckpointWrite {
+        fence: resumes.fence.clone(),
+        journal: resumes.journal,
+        seq: 2,
+        name: "c2".into(),
+        payload: store.put_payload(b"2".to_vec()).unwrap(),
+    };
+    store.commit_checkpoints(&[next]).await.unwrap()[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(store.checkpoints("resumes").await.unwrap().len(), 3);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_migration_keeps_every_checkpoint_on_sqlite() {
+    the_journal_migration_keeps_every_checkpoint(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_migration_keeps_every_checkpoint_on_postgres() {
+    the_journal_migration_keeps_every_checkpoint(true).await;
+}

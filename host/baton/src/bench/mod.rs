@@ -331,8 +331,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         percentile(&alone_statement, 0.5) as f64 / 1000.0
     );
     println!(
-        "  flow's work between two commits     p50 {:>8.2} ms",
-        percentile(&gaps, 0.5) as f64 / 1000.0
+        "  flow's work between two commits     p50 {:>8.1} µs",
+        percentile(&gaps, 0.5) as f64
     );
     println!(
         "raw single-row INSERT commit          p50 {:>8.2} ms   ({} rows, 10 after each request, spaced by that work)",
