@@ -351,8 +351,11 @@ impl Store {
             .replace("JOURNAL_CAPACITY", &JOURNAL_CAPACITY.to_string())
     }
 
-    /// Closes the pool.
+    /// Closes the pool, once the writer in turn is done.
     pub async fn close(&self) {
+        // The kept writing connection stays checked out while it is kept,
+        // and closing waits for every checked-out connection: give it back.
+        drop(self.kept_writer.lock().await.take());
         self.pool.close().await;
     }
 }

@@ -256,10 +256,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // connection as checkpoint commits keep one. Both come in runs of the same
     // length between the same other work. Within a run the raw commits are
     // spaced by the work the flow did between its commits (the median gap of
-    // the request just run, spent busy): here a commit that follows a stretch
-    // of other work costs about a tenth more than one that follows another
-    // commit at once, whatever the statement. The back-to-back figure is kept
-    // beside it.
+    // the request just run, spent busy): here a commit that follows other
+    // work, even a few microseconds of it, costs about a tenth more than one
+    // that follows another commit at once, whatever the statement. The
+    // back-to-back figure is kept beside it.
     let mut raw = RawCommits::new(&store, "bench_raw").await?;
     let mut back_to_back = RawCommits::new(&store, "bench_raw_back_to_back").await?;
     let (mut alone, mut alone_statement, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
@@ -421,6 +421,7 @@ impl RawCommits {
     /// Runs on a runtime worker, where checkpoint commits run too: a
     /// task woken there by the database's thread answers later than the
     /// thread that blocks on the runtime.
+    ///
     /// Before each commit it spends `work` busy, as a flow computes
     /// between its checkpoints.
     async fn run(self, rows: usize, work: Duration) -> anyhow::Result<Self> {
