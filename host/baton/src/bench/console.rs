@@ -28,8 +28,8 @@ pub struct ConsoleArgs {
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database =
-        super::fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let node = super::node(&database, dir.path(), 4).await?;
+        super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let node = super::node(&database.url, dir.path(), 4).await?;
     let store = node.state.store.clone();
     store
         .deploy(&VersionRow {
@@ -130,6 +130,5 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             *times.last().unwrap_or(&0) as f64 / 1000.0
         );
     }
-    node.stop(false).await?;
-    super::drop_fresh_database(&database).await
+    node.stop(false).await
 }

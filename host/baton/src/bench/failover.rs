@@ -122,13 +122,13 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     );
     for &lease_ms in &args.leases {
         let dir = tempfile::tempdir()?;
-        let database = super::fresh_database(&args.database, dir.path());
+        let database = super::FreshDatabase::new(&args.database, dir.path());
         let mut nodes = Vec::new();
         for i in 0..3 {
             nodes.push(Node::start(
                 dir.path(),
                 &format!("n{i}"),
-                &database,
+                &database.url,
                 lease_ms,
             )?);
         }
@@ -197,7 +197,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                 .bearer_auth(&token)
                 .send()
                 .await?;
-            nodes[owner] = Node::start(dir.path(), &format!("n{owner}"), &database, lease_ms)?;
+            nodes[owner] = Node::start(dir.path(), &format!("n{owner}"), &database.url, lease_ms)?;
             progress.inc(1);
         }
         progress.finish_and_clear();
@@ -209,8 +209,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             percentile(&gaps, 0.99),
             lease_ms + 500
         );
+        // The servers go before their database.
         drop(nodes);
-        super::drop_fresh_database(&database).await?;
+        drop(database);
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ pub struct StoreArgs {
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database =
-        super::fresh_database(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let store = Store::connect(&database, &dir.path().join("store")).await?;
+        super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let store = Store::connect(&database.url, &dir.path().join("store")).await?;
     store
         .deploy(&VersionRow {
             hash: "bench".into(),
@@ -60,7 +60,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         checkpoint_p50 as f64 / raw_p50.max(1) as f64
     );
     store.close().await;
-    super::drop_fresh_database(&database).await
+    Ok(())
 }
 
 async fn commits(
