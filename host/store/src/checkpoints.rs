@@ -200,12 +200,13 @@ impl Store {
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(writes.len());
+        // (index in `results`, key, write) of each write that fits.
         let mut keyed = Vec::with_capacity(writes.len());
-        for write in writes {
+        for (index, write) in writes.iter().enumerate() {
             match write.journal.position(write.seq) {
                 Some(position) => {
                     results.push(Ok(()));
-                    keyed.push((position, write));
+                    keyed.push((index, position, write));
                 }
                 None => results.push(Err(StoreError::JournalFull {
                     request: write.fence.request.clone(),
@@ -223,7 +224,7 @@ impl Store {
             &group
         };
         let mut query = sqlx::query(sql);
-        for (position, write) in &keyed {
+        for (_, position, write) in &keyed {
             query = query
                 .bind(*position)
                 .bind(write.journal.request)
@@ -252,10 +253,7 @@ impl Store {
         // Some writes were left out: the journal says which. A row at the
         // write's position under its owner and epoch is this attempt's own,
         // committed now or by an earlier try whose answer was lost.
-        for (result, write) in results.iter_mut().zip(writes) {
-            let Some(position) = write.journal.position(write.seq) else {
-                continue;
-            };
+        for (index, position, write) in keyed {
             let found = sqlx::query(
                 "SELECT 1 FROM checkpoints WHERE position = $1 AND server_id = $2 AND epoch = $3",
             )
@@ -265,7 +263,7 @@ impl Store {
             .fetch_optional(&mut *writer)
             .await?;
             if found.is_none() {
-                *result = Err(write.fence.lost());
+                results[index] = Err(write.fence.lost());
             }
         }
         Ok(results)
