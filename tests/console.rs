@@ -90,6 +90,7 @@ impl Console {
             flow: "f".into(),
             version: "v1".into(),
             owner: self.state.cluster.id.clone(),
+            incarnation: self.state.cluster.incarnation(),
             input: store
                 .put_payload(br#"{"name":"<b>bold</b>"}"#.to_vec())
                 .unwrap(),

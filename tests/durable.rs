@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use baton_store::{NewRequest, Store};
+use baton_store::{NewRequest, Outcome, Store};
 use serde_json::{Value, json};
 use support::{Server, Setup, Sidecar, wasm};
 
@@ -186,6 +186,38 @@ async fn begin_checkpoint_not_use_starts_over() {
     assert_eq!(keys[0], format!("{id}-1.0"));
 }
 
+/// Waking from a durable sleep long enough to free the slot is not a retry:
+/// a `begin_checkpoint = not use` flow continues its journal generation
+/// (it started over, re-running its first step, until its journal filled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn begin_checkpoint_not_use_wakes_from_a_long_sleep_where_it_slept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps_fresh")).await;
+    let sidecar = Sidecar::start().await;
+
+    let id = server
+        .start_request(
+            "steps-fresh",
+            json!({ "steps": 2, "url": sidecar.url, "sleep_ms": 6000 }),
+        )
+        .await;
+    let request = server.wait_final(&id, LONG).await;
+
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(
+        sidecar.calls("/step/0"),
+        1,
+        "step 0 ran before the sleep only"
+    );
+    assert_eq!(sidecar.calls("/step/1"), 1);
+    assert_eq!(request["generation"], 0, "{request:#}");
+    assert_eq!(
+        checkpoint_names(&request),
+        ["step-0", "baton:sleep", "step-1"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_checkpoint_order_is_a_nondeterminism_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -324,6 +356,12 @@ async fn a_corrupted_blob_is_detected_and_named() {
                 flow: "hello".into(),
                 version,
                 owner: server.id(),
+                incarnation: store
+                    .server(&server.id())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .incarnation,
                 input: input.clone(),
                 other_server_retry: false,
                 resume: true,
@@ -685,4 +723,126 @@ async fn a_long_sleep_gives_its_slot_back_and_resumes_by_replay() {
         hello["updated_at"].as_i64() < after["at"].as_i64(),
         "hello ran while the sleeper slept: {hello:#} {after:#}"
     );
+}
+
+/// Creates a request for `flow` owned by `server` through a store of the
+/// test's own, already claimed by the server's current incarnation (as a
+/// create whose answer was lost leaves it), and returns the claim's fence.
+async fn claimed_request(
+    store: &Store,
+    server: &Server,
+    flow: &str,
+    version: &str,
+    input: Value,
+) -> baton_store::Fence {
+    let owner = server.id();
+    let incarnation = store.server(&owner).await.unwrap().unwrap().incarnation;
+    let claim = store
+        .create_request(
+            &NewRequest {
+                id: baton_store::new_request_id(),
+                flow: flow.into(),
+                version: version.into(),
+                owner,
+                incarnation,
+                input: store.put_payload(input.to_string().into_bytes()).unwrap(),
+                other_server_retry: false,
+                resume: true,
+            },
+            true,
+        )
+        .await
+        .unwrap()
+        .expect("created running");
+    claim.fence
+}
+
+/// A request the database records as running here, with no attempt behind
+/// it (a claim or a create whose answer was lost), is found by its server
+/// and run; it stayed `running` until the server restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_running_without_an_attempt_is_picked_up_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let version = server.deploy(wasm("hello")).await;
+    let store = Store::connect(&setup.database, &setup.storage)
+        .await
+        .unwrap();
+
+    let fence = claimed_request(&store, &server, "hello", &version, json!({ "name": "Ada" })).await;
+    let request = server.wait_final(&fence.request, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(request["output"]["greeting"], "Hello, Ada!");
+    let released = request["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "released")
+        .cloned()
+        .expect("a released event");
+    assert_eq!(released["epoch"], fence.epoch, "{request:#}");
+}
+
+/// The storage folder away for a while (renamed, as an unmounted share
+/// would be) postpones the attempts that need it instead of ending their
+/// requests in `error`; when it is back they succeed, and the blobs written
+/// meanwhile were not put into a fresh folder that the return would hide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_folder_away_for_a_while_postpones_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let version = server.deploy(wasm("hello")).await;
+    let store = Store::connect(&setup.database, &setup.storage)
+        .await
+        .unwrap();
+
+    // Inputs (and so outputs) too large to be kept inline: they are blobs.
+    let name = "x".repeat(40_000);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let fence =
+            claimed_request(&store, &server, "hello", &version, json!({ "name": name })).await;
+        // Due in two seconds, when the storage folder is away.
+        store
+            .finish(
+                &fence,
+                &Outcome::Postponed {
+                    reason: "the test holds it".into(),
+                    delay_ms: 2000,
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(fence.request);
+    }
+    let away = dir.path().join("store-away");
+    std::fs::rename(&setup.storage, &away).unwrap();
+    for id in &ids {
+        server
+            .wait_request(id, LONG, |r| {
+                r["events"].as_array().unwrap().iter().any(|e| {
+                    e["kind"] == "postponed"
+                        && e["detail"].as_str().is_some_and(|d| d.contains("input"))
+                })
+            })
+            .await;
+    }
+    assert!(
+        !setup.storage.exists(),
+        "nothing recreated the storage folder while it was away"
+    );
+    std::fs::rename(&away, &setup.storage).unwrap();
+
+    for id in &ids {
+        let request = server.wait_final(id, LONG).await;
+        assert_eq!(request["status"], "succeeded", "{request:#}");
+        assert_eq!(request["failures"], 0, "{request:#}");
+        assert_eq!(
+            request["output"]["greeting"],
+            format!("Hello, {name}!"),
+            "{id}"
+        );
+    }
 }

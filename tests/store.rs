@@ -58,6 +58,7 @@ impl Db {
                     flow: "f".into(),
                     version: "v1".into(),
                     owner: owner.into(),
+                    incarnation: self.incarnation(owner).await,
                     input,
                     other_server_retry: movable,
                     resume,
@@ -66,6 +67,21 @@ impl Db {
             )
             .await
             .unwrap();
+    }
+
+    /// `server` claims `id` as its current incarnation.
+    async fn claim(&self, id: &str, server: &str) -> Result<Option<Claim>, StoreError> {
+        let incarnation = self.incarnation(server).await;
+        self.store.claim(id, server, incarnation).await
+    }
+
+    async fn incarnation(&self, server: &str) -> i64 {
+        self.store
+            .server(server)
+            .await
+            .unwrap()
+            .unwrap()
+            .incarnation
     }
 
     async fn commit(&self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
@@ -99,7 +115,7 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     let store = &db.store;
     let a = store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
-    let first = store.claim("r", "a").await.unwrap().expect("a claims");
+    let first = db.claim("r", "a").await.unwrap().expect("a claims");
     db.commit(&first, 0).await.unwrap();
 
     db.age().await;
@@ -125,7 +141,7 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
         "a learns it was found dead"
     );
 
-    let second = store.claim("r", "b").await.unwrap().expect("b claims");
+    let second = db.claim("r", "b").await.unwrap().expect("b claims");
     assert!(second.fence.epoch > first.fence.epoch);
     assert_eq!(
         store.journal(&second.journal).await.unwrap().len(),
@@ -156,8 +172,8 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     store.join("a", None, "a:1").await.unwrap();
     db.request("kept", "a", true).await;
     db.request("lost", "a", true).await;
-    let kept = store.claim("kept", "a").await.unwrap().unwrap();
-    let lost = store.claim("lost", "a").await.unwrap().unwrap();
+    let kept = db.claim("kept", "a").await.unwrap().unwrap();
+    let lost = db.claim("lost", "a").await.unwrap().unwrap();
     store.cancel("lost", "a", "operator").await.unwrap();
     let write = |claim: &Claim| CheckpointWrite {
         fence: claim.fence.clone(),
@@ -183,8 +199,8 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
     store.join("a", None, "a:1").await.unwrap();
     db.request_with("r", "a", true, false).await;
     db.request("other", "a", true).await;
-    let first = store.claim("r", "a").await.unwrap().unwrap();
-    let other = store.claim("other", "a").await.unwrap().unwrap();
+    let first = db.claim("r", "a").await.unwrap().unwrap();
+    let other = db.claim("other", "a").await.unwrap().unwrap();
     db.commit(&first, 0).await.unwrap();
     db.commit(&other, 0).await.unwrap();
     db.commit(&first, 1).await.unwrap();
@@ -201,7 +217,7 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
 
     // `begin_checkpoint = not use`: the retry starts a generation whose
     // first checkpoint comes after the two already committed.
-    let second = store.claim("r", "a").await.unwrap().unwrap();
+    let second = db.claim("r", "a").await.unwrap().unwrap();
     assert_eq!(
         (second.journal.number, second.journal.base),
         (1, 2),
@@ -247,10 +263,10 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
         delay_ms: 0,
     };
     store.finish(&second.fence, &retry).await.unwrap();
-    let third = store.claim("r", "a").await.unwrap().unwrap();
+    let third = db.claim("r", "a").await.unwrap().unwrap();
     assert_eq!((third.journal.number, third.journal.base), (2, 3));
     store.finish(&third.fence, &retry).await.unwrap();
-    let fourth = store.claim("r", "a").await.unwrap().unwrap();
+    let fourth = db.claim("r", "a").await.unwrap().unwrap();
     assert_eq!(fourth.journal, third.journal);
 }
 
@@ -258,7 +274,7 @@ async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
-    let mut claim = store.claim("r", "a").await.unwrap().unwrap();
+    let mut claim = db.claim("r", "a").await.unwrap().unwrap();
     // As if the request had committed all but one of the checkpoints a
     // journal holds.
     claim.journal.base = JOURNAL_CAPACITY - 1;
@@ -276,7 +292,7 @@ async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
-    let claim = store.claim("r", "a").await.unwrap().unwrap();
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
     db.commit(&claim, 0).await.unwrap();
     let output = store.put_payload(b"{\"done\":true}".to_vec()).unwrap();
     store
@@ -324,9 +340,63 @@ async fn racing_detectors_take_over_exactly_once(db: Db) {
     let moved = from_b.or(from_c).unwrap().requests;
     assert_eq!(moved.len(), 20, "the flow that must stay was not moved");
     let stays = store.request("stays").await.unwrap().unwrap();
-    assert_eq!(stays.owner.as_deref(), Some("dead"));
+    assert_eq!(
+        (stays.owner.as_deref(), stays.status),
+        (Some("dead"), RequestStatus::WaitingRetry),
+        "the flow that must stay shows that it waits for its server"
+    );
     let dead = store.server("dead").await.unwrap().unwrap();
     assert_eq!(dead.status.as_str(), "terminated");
+}
+
+/// A server found dead while alive (a zombie before its next heartbeat)
+/// claims and creates nothing: its own requests, waiting for it, stay for
+/// its next incarnation or an operator.
+async fn a_server_found_dead_claims_and_creates_nothing(db: Db) {
+    let store = &db.store;
+    let zombie = store.join("zombie", None, "z:1").await.unwrap();
+    db.request("stays", "zombie", false).await;
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    store
+        .take_over("zombie", "b", b, LEASE_MS)
+        .await
+        .unwrap()
+        .expect("the zombie is found dead");
+
+    let claimed = store.claim("stays", "zombie", zombie).await;
+    assert!(
+        matches!(claimed, Err(StoreError::Refused(_))),
+        "{claimed:?}"
+    );
+    let created = store
+        .create_request(
+            &NewRequest {
+                id: "new".into(),
+                flow: "f".into(),
+                version: "v1".into(),
+                owner: "zombie".into(),
+                incarnation: zombie,
+                input: store.put_payload(b"{}".to_vec()).unwrap(),
+                other_server_retry: true,
+                resume: true,
+            },
+            true,
+        )
+        .await;
+    assert!(
+        matches!(created, Err(StoreError::Refused(_))),
+        "{created:?}"
+    );
+    assert!(store.request("new").await.unwrap().is_none());
+
+    // Its next incarnation takes its request back.
+    let next = store.join("zombie", None, "z:1").await.unwrap();
+    let claim = store.claim("stays", "zombie", next).await.unwrap();
+    assert!(
+        claim.is_some(),
+        "the rejoined server claims its own request"
+    );
 }
 
 async fn a_dead_server_cannot_take_over(db: Db) {
@@ -358,7 +428,7 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
     store.join("b", None, "b:1").await.unwrap();
     db.request("moves", "a", true).await;
     db.request("stays", "a", false).await;
-    let claim = store.claim("moves", "a").await.unwrap().unwrap();
+    let claim = db.claim("moves", "a").await.unwrap().unwrap();
     let handed = store.stop_server("a", a).await.unwrap();
     assert_eq!(handed, ["moves"]);
     assert!(matches!(
@@ -366,7 +436,7 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
         Err(StoreError::Fenced { .. })
     ));
     assert_eq!(store.due_requests("b", 10).await.unwrap(), ["moves"]);
-    let taken = store
+    let taken = db
         .claim("moves", "b")
         .await
         .unwrap()
@@ -383,7 +453,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     store.join("a", None, "a:1").await.unwrap();
     store.join("b", None, "b:1").await.unwrap();
     db.request("r", "a", true).await;
-    let claim = store.claim("r", "a").await.unwrap().unwrap();
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
 
     let refused = store.reexecute("r", "b", 60_000, "ops").await;
     assert!(
@@ -402,10 +472,10 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
         (RequestStatus::WaitingRetry, Some("b"), 0)
     );
     assert!(
-        store.claim("r", "a").await.unwrap().is_none(),
+        db.claim("r", "a").await.unwrap().is_none(),
         "only the new owner claims it"
     );
-    let claim = store.claim("r", "b").await.unwrap().unwrap();
+    let claim = db.claim("r", "b").await.unwrap().unwrap();
 
     store.cancel("r", "b", "ops").await.unwrap();
     assert!(matches!(
@@ -531,6 +601,7 @@ on_both_backends!(
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,
+    a_server_found_dead_claims_and_creates_nothing,
     a_dead_server_cannot_take_over,
     a_clean_stop_hands_requests_to_the_cluster,
     cancel_and_reexecute_follow_the_rules,
@@ -620,16 +691,16 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
             .as_deref(),
         Some("c1")
     );
-    store.join("a", None, "a:1").await.unwrap();
+    let a = store.join("a", None, "a:1").await.unwrap();
 
     // Generation 1 holds a checkpoint, so the retry starts generation 2
     // after all three.
-    let starts_over = store.claim("starts-over", "a").await.unwrap().unwrap();
+    let starts_over = store.claim("starts-over", "a", a).await.unwrap().unwrap();
     assert_eq!(
         (starts_over.journal.number, starts_over.journal.base),
         (2, 3)
     );
-    let resumes = store.claim("resumes", "a").await.unwrap().unwrap();
+    let resumes = store.claim("resumes", "a", a).await.unwrap().unwrap();
     assert_eq!(
         names(store.journal(&resumes.journal).await.unwrap()),
         [(0, 0, "c0".into()), (0, 1, "c1".into())]

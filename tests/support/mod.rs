@@ -100,6 +100,8 @@ pub struct Setup {
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
     pub extra: Vec<String>,
+    /// Environment variables for the server process (e.g. `BATON_FAULT`).
+    pub env: Vec<(String, String)>,
     /// The PostgreSQL database `database` names, kept while a clone lives.
     pub postgres: Option<Arc<TestDatabase>>,
 }
@@ -113,6 +115,7 @@ impl Setup {
             heartbeat_ms: 200,
             lease_ms: 1000,
             extra: Vec::new(),
+            env: Vec::new(),
             postgres: None,
         }
     }
@@ -144,6 +147,14 @@ pub struct Server {
 impl Server {
     /// Starts a server named `name` with its data folder in `dir/name`.
     pub async fn start(dir: &Path, name: &str, setup: &Setup) -> Server {
+        Self::try_start(dir, name, setup)
+            .await
+            .unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    /// Starts a server like [`Server::start`]; `Err` holds what it said
+    /// when it exited before listening.
+    pub async fn try_start(dir: &Path, name: &str, setup: &Setup) -> Result<Server, String> {
         let mut server = Server {
             name: name.to_owned(),
             base: String::new(),
@@ -154,11 +165,11 @@ impl Server {
             log: dir.join(format!("{name}.log")),
             http: reqwest::Client::new(),
         };
-        server.launch().await;
-        server
+        server.launch().await?;
+        Ok(server)
     }
 
-    async fn launch(&mut self) {
+    async fn launch(&mut self) -> Result<(), String> {
         let out = self.data.with_extension("out");
         let _ = std::fs::remove_file(&out);
         let stdout = std::fs::File::create(&out).unwrap();
@@ -179,6 +190,7 @@ impl Server {
             .args(["--heartbeat-ms", &self.setup.heartbeat_ms.to_string()])
             .args(["--lease-ms", &self.setup.lease_ms.to_string()])
             .args(&self.setup.extra)
+            .envs(self.setup.env.iter().map(|(k, v)| (k, v)))
             .env("BATON_LOG", "info,sqlx=warn")
             .env("BATON_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(stdout)
@@ -196,14 +208,15 @@ impl Server {
                 self.base = line.trim().to_owned();
                 let token = std::fs::read_to_string(self.data.join("admin.token")).unwrap();
                 self.token = token.trim().to_owned();
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "server {} exited with {status} before listening; log:\n{}",
                     self.name,
                     self.log_text()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -240,6 +253,30 @@ impl Server {
         }
     }
 
+    /// Sends a signal if the process is there (a chaos fault may have
+    /// killed it meanwhile).
+    pub fn signal_quietly(&self, signal: i32) {
+        if self.child.is_some() {
+            self.signal(signal);
+        }
+    }
+
+    /// A GET that answers `Null` when the server does not answer at all.
+    pub async fn get_quietly(&self, path: &str) -> (StatusCode, Value) {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(2))
+            .bearer_auth(&self.token);
+        match request.send().await {
+            Ok(response) => {
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Value::Null),
+        }
+    }
+
     /// Sends a signal (SIGSTOP, SIGCONT, SIGTERM…).
     pub fn signal(&self, signal: i32) {
         #[allow(unsafe_code)]
@@ -258,7 +295,7 @@ impl Server {
     /// Starts the process again on the same data folder.
     pub async fn restart(&mut self) {
         self.kill();
-        self.launch().await;
+        self.launch().await.unwrap_or_else(|log| panic!("{log}"));
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -391,7 +428,8 @@ pub struct Sidecar {
 #[derive(Default)]
 struct SidecarState {
     calls: HashMap<String, u32>,
-    keys: HashMap<String, u32>,
+    /// Arrival times (ms since the Unix epoch) of the calls per idempotency key.
+    keys: HashMap<String, Vec<i64>>,
     fail: HashMap<String, u32>,
     delay_ms: u64,
     answers: HashMap<String, Vec<(u16, String)>>,
@@ -427,6 +465,18 @@ impl Sidecar {
 
     /// Calls seen per idempotency key.
     pub fn keys(&self) -> HashMap<String, u32> {
+        self.state
+            .lock()
+            .unwrap()
+            .keys
+            .iter()
+            .map(|(key, times)| (key.clone(), times.len() as u32))
+            .collect()
+    }
+
+    /// When each call per idempotency key arrived, in ms since the Unix
+    /// epoch (the clock PostgreSQL on this host reads too).
+    pub fn key_arrivals(&self) -> HashMap<String, Vec<i64>> {
         self.state.lock().unwrap().keys.clone()
     }
 
@@ -470,7 +520,11 @@ async fn sidecar_call(
             *calls
         };
         if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-            *state.keys.entry(key.to_owned()).or_default() += 1;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            state.keys.entry(key.to_owned()).or_default().push(now);
         }
         let answer = if let Some(left) = state.fail.get_mut(&path).filter(|left| **left > 0) {
             *left -= 1;
@@ -486,4 +540,90 @@ async fn sidecar_call(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     (StatusCode::from_u16(answer.0).unwrap(), answer.1)
+}
+
+/// A PostgreSQL cluster of this test's own, for tests that restart or stop
+/// the database (the shared one on 5432 serves other tests meanwhile).
+/// Stopped and removed when dropped, also when the test fails.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: PathBuf,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PrivatePostgres {
+    /// initdb and start on a free loopback port, as the `postgres` user when
+    /// the test runs as root (PostgreSQL refuses to run as root).
+    pub fn start() -> PrivatePostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("baton-pg-{port}-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let postgres = Self { port, dir };
+        postgres.shell(&format!("chown postgres {}", postgres.dir.display()), true);
+        postgres.pg(&format!(
+            "{PG_BIN}/initdb -D {}/data -A trust -U postgres",
+            postgres.dir.display()
+        ));
+        postgres.pg_ctl("start");
+        postgres
+    }
+
+    /// The URL of a database of this cluster (created by the first store).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A crash restart: every connection is cut, nothing is shut down cleanly.
+    pub fn restart_immediate(&self) {
+        self.pg_ctl("restart -m immediate");
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        self.pg(&format!(
+            "{PG_BIN}/pg_ctl -D {dir}/data -l {dir}/log -w -o '-p {port} -k {dir} -c listen_addresses=127.0.0.1' {action}",
+            dir = self.dir.display(),
+            port = self.port
+        ));
+    }
+
+    fn pg(&self, command: &str) {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+        if root {
+            self.shell(&format!("su postgres -s /bin/sh -c \"{command}\""), false);
+        } else {
+            self.shell(command, false);
+        }
+    }
+
+    fn shell(&self, command: &str, quiet: bool) {
+        let out = Command::new("sh").arg("-c").arg(command).output().unwrap();
+        assert!(
+            quiet || out.status.success(),
+            "{command}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "su postgres -s /bin/sh -c '{PG_BIN}/pg_ctl -D {}/data -m immediate stop' || {PG_BIN}/pg_ctl -D {}/data -m immediate stop",
+                self.dir.display(),
+                self.dir.display()
+            ))
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

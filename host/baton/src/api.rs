@@ -199,6 +199,7 @@ async fn start_request(
                 flow: name,
                 version: version.hash,
                 owner: state.cluster.id.clone(),
+                incarnation: state.cluster.incarnation(),
                 input,
                 other_server_retry: properties.other_server_retry,
                 resume: properties.begin_checkpoint,

@@ -23,8 +23,12 @@ pub enum Abort {
     Stopping,
     /// The flow asked for a checkpoint the journal does not have there.
     Nondeterminism(String),
-    /// A recorded payload could not be read back.
+    /// A recorded payload could not be read back, or a write can never be
+    /// committed.
     Storage(String),
+    /// The database or the storage folder is away: the attempt ends without
+    /// counting as a failure and the request runs again a little later.
+    Postponed(String),
     /// The flow sleeps until `wake_at_ms` (database clock), long enough to
     /// give its slot back: the request waits without an attempt and is
     /// resumed by replay when it is due.
@@ -66,10 +70,21 @@ impl Interrupt {
 enum CommitError {
     /// The fence no longer holds.
     Fenced,
-    /// The write can never be committed (the journal is full).
+    /// The write can never be committed (the journal is full, the database
+    /// refuses its data).
     Refused(String),
     /// The database failed; the write may be retried.
     Unavailable(String),
+}
+
+impl CommitError {
+    fn of(e: StoreError) -> Self {
+        match e {
+            StoreError::Fenced { .. } => Self::Fenced,
+            outage if outage.is_outage() => Self::Unavailable(outage.to_string()),
+            refused => Self::Refused(refused.to_string()),
+        }
+    }
 }
 
 /// Groups concurrent checkpoint commits into one database transaction.
@@ -172,17 +187,29 @@ impl Committer {
         let mut results: Vec<Result<(), CommitError>> = match results {
             Ok(results) => results
                 .into_iter()
-                .map(|result| {
-                    result.map_err(|e| match e {
-                        StoreError::Fenced { .. } => CommitError::Fenced,
-                        full @ StoreError::JournalFull { .. } => {
-                            CommitError::Refused(full.to_string())
-                        }
-                        other => CommitError::Unavailable(other.to_string()),
-                    })
-                })
+                .map(|result| result.map_err(CommitError::of))
                 .collect(),
-            Err(e) => vec![Err(CommitError::Unavailable(e.to_string())); writes.len()],
+            // The database refused the statement itself, not for an outage:
+            // one write of the group may be at fault, and must not fail the
+            // others. Each is committed alone, so only its own is refused.
+            Err(e) if writes.len() > 1 && !e.is_outage() => {
+                let mut alone = Vec::with_capacity(writes.len());
+                for write in &writes {
+                    alone.push(
+                        match self
+                            .0
+                            .store
+                            .commit_checkpoints(std::slice::from_ref(write))
+                            .await
+                        {
+                            Ok(mut result) => result.remove(0).map_err(CommitError::of),
+                            Err(e) => Err(CommitError::of(e)),
+                        },
+                    );
+                }
+                alone
+            }
+            Err(e) => vec![Err(CommitError::of(e)); writes.len()],
         };
         let own = results.remove(0);
         for (turn, result) in turns.into_iter().zip(results) {
@@ -303,7 +330,9 @@ impl AttemptJournal {
                 self.fence.request, self.fence.epoch
             ),
             Abort::Stopping => "this server is stopping".to_owned(),
-            Abort::Nondeterminism(message) | Abort::Storage(message) => message.clone(),
+            Abort::Nondeterminism(message)
+            | Abort::Storage(message)
+            | Abort::Postponed(message) => message.clone(),
             Abort::Sleeping { wake_at_ms } => format!("sleeping until {wake_at_ms} ms"),
         };
         self.abort.get_or_insert(abort);
@@ -352,7 +381,12 @@ impl AttemptJournal {
         let payload = match self.store.put_payload(payload) {
             Ok(payload) => payload,
             Err(e) => {
-                return Err(self.stop(Abort::Storage(format!("writing checkpoint {name:?}: {e}"))));
+                let message = format!("writing checkpoint {name:?}: {e}");
+                return Err(self.stop(if e.is_outage() {
+                    Abort::Postponed(message)
+                } else {
+                    Abort::Storage(message)
+                }));
             }
         };
         let write = CheckpointWrite {
@@ -388,13 +422,25 @@ impl AttemptJournal {
         Ok(())
     }
 
+    /// Now on the database clock. While the database is away this waits for
+    /// it (as a commit does) rather than stand in with this server's clock,
+    /// which another server resuming the request would not share.
+    async fn database_now(&mut self) -> Result<u64, HostAbort> {
+        loop {
+            match self.store.now_ms().await {
+                Ok(now) => return Ok(now.max(0) as u64),
+                Err(e) => {
+                    tracing::warn!(request = %self.fence.request, error = %e, "reading the database clock failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.check().await?;
+                }
+            }
+        }
+    }
+
     /// A journaled 64-bit value: replayed when recorded, else produced by
     /// `live` and committed.
-    async fn value(
-        &mut self,
-        name: &str,
-        live: impl AsyncFnOnce(&Store) -> u64,
-    ) -> Result<u64, HostAbort> {
+    async fn value(&mut self, name: &str, live: impl FnOnce() -> u64) -> Result<u64, HostAbort> {
         let start = self.begin_checkpoint(name.to_owned()).await?;
         if let Some(recorded) = start.recorded {
             return serde_json::from_slice(&recorded).map_err(|e| {
@@ -404,7 +450,7 @@ impl AttemptJournal {
                 )))
             });
         }
-        let value = live(&self.store).await;
+        let value = live();
         let payload = serde_json::to_vec(&value).expect("u64 serializes");
         self.commit(start.position, name.to_owned(), payload)
             .await?;
@@ -440,9 +486,12 @@ impl Journal for AttemptJournal {
         let recorded = match self.store.load_payload(&payload) {
             Ok(bytes) => bytes,
             Err(e) => {
-                return Err(self.stop(Abort::Storage(format!(
-                    "checkpoint {name:?} at position {position}: {e}"
-                ))));
+                let message = format!("checkpoint {name:?} at position {position}: {e}");
+                return Err(self.stop(if e.is_outage() {
+                    Abort::Postponed(message)
+                } else {
+                    Abort::Storage(message)
+                }));
             }
         };
         self.next += 1;
@@ -471,25 +520,33 @@ impl Journal for AttemptJournal {
     }
 
     async fn now_ms(&mut self) -> Result<u64, HostAbort> {
-        self.value(NOW, async |_| local_now_ms()).await
+        self.value(NOW, local_now_ms).await
     }
 
     async fn random_u64(&mut self) -> Result<u64, HostAbort> {
-        self.value(RANDOM, async |_| fastrand::u64(..)).await
+        self.value(RANDOM, || fastrand::u64(..)).await
     }
 
     async fn sleep_ms(&mut self, ms: u64) -> Result<(), HostAbort> {
         // The wake-up time is on the database clock, so a request resumed on
         // another server waits for what is left, not for the whole sleep.
-        // While the database is unreachable, this server's clock stands in.
-        let db_now = async |store: &Store| match store.now_ms().await {
-            Ok(now) => now.max(0) as u64,
-            Err(_) => local_now_ms(),
+        let start = self.begin_checkpoint(SLEEP.to_owned()).await?;
+        let wake_at = match start.recorded {
+            Some(recorded) => serde_json::from_slice(&recorded).map_err(|e| {
+                self.stop(Abort::Storage(format!(
+                    "journaled {SLEEP} at {}: {e}",
+                    start.position
+                )))
+            })?,
+            None => {
+                let wake_at = self.database_now().await?.saturating_add(ms);
+                let payload = serde_json::to_vec(&wake_at).expect("u64 serializes");
+                self.commit(start.position, SLEEP.to_owned(), payload)
+                    .await?;
+                wake_at
+            }
         };
-        let wake_at = self
-            .value(SLEEP, async |store| db_now(store).await + ms)
-            .await?;
-        let now = db_now(&self.store).await;
+        let now = self.database_now().await?;
         if wake_at > now + SUSPEND_SLEEP_MS {
             return Err(self.stop(Abort::Sleeping {
                 wake_at_ms: wake_at,
@@ -540,6 +597,7 @@ mod tests {
             })
             .await
             .unwrap();
+        let incarnation = store.join("me", None, "me:1").await.unwrap();
         let claim = store
             .create_request(
                 &NewRequest {
@@ -547,6 +605,7 @@ mod tests {
                     flow: "f".into(),
                     version: "v1".into(),
                     owner: "me".into(),
+                    incarnation,
                     input: store.put_payload(b"{}".to_vec()).unwrap(),
                     other_server_retry: true,
                     resume: true,
@@ -581,5 +640,87 @@ mod tests {
             "the next writer leads and commits"
         );
         assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
+    }
+
+    /// When the database refuses a group's statement for one write's data
+    /// (here a NUL byte PostgreSQL cannot store in text), the others of the
+    /// group still commit; before, the whole group failed as "database
+    /// away", and the poisoned attempt retried for ever with its neighbours.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_the_database_refuses_fails_alone_in_its_group() {
+        let base = std::env::var("BATON_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let url = format!(
+            "{}/baton_unit_{:016x}",
+            base.trim_end_matches('/'),
+            fastrand::u64(..)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&url, &dir.path().join("store"))
+            .await
+            .unwrap();
+        store
+            .deploy(&VersionRow {
+                hash: "v1".into(),
+                flow: "f".into(),
+                size: 0,
+                properties: "{}".into(),
+                deployed_at: 0,
+            })
+            .await
+            .unwrap();
+        let incarnation = store.join("me", None, "me:1").await.unwrap();
+        let mut writes = Vec::new();
+        for name in ["kept", "bad\0name"] {
+            let claim = store
+                .create_request(
+                    &NewRequest {
+                        id: baton_store::new_request_id(),
+                        flow: "f".into(),
+                        version: "v1".into(),
+                        owner: "me".into(),
+                        incarnation,
+                        input: store.put_payload(b"{}".to_vec()).unwrap(),
+                        other_server_retry: true,
+                        resume: true,
+                    },
+                    true,
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            writes.push((
+                claim.journal,
+                CheckpointWrite {
+                    fence: claim.fence,
+                    journal: claim.journal,
+                    seq: 0,
+                    name: name.into(),
+                    payload: store.put_payload(b"1".to_vec()).unwrap(),
+                },
+            ));
+        }
+        let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
+
+        // Both queue behind a leader, then the lead passes to the first,
+        // which commits the two as one group.
+        committer.0.state.lock().unwrap().leading = true;
+        let mut kept = Box::pin(committer.commit(writes[0].1.clone()));
+        let mut bad = Box::pin(committer.commit(writes[1].1.clone()));
+        for queued in [&mut kept, &mut bad] {
+            let pending =
+                std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx).is_pending())).await;
+            assert!(pending);
+        }
+        pass_lead(&committer.0);
+        let (kept, bad) = tokio::join!(kept, bad);
+
+        assert!(matches!(kept, Ok(())), "{kept:?}");
+        assert!(matches!(bad, Err(CommitError::Refused(_))), "{bad:?}");
+        assert_eq!(store.journal(&writes[0].0).await.unwrap().len(), 1);
+        assert!(store.journal(&writes[1].0).await.unwrap().is_empty());
+        store.close().await;
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::Any::force_drop_database(&url).await.unwrap();
     }
 }

@@ -51,6 +51,18 @@ pub enum JoinError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The cluster judges liveness by another lease than this server's.
+    #[error(
+        "the cluster's lease is {cluster_ms} ms (stored in the database by its first server) \
+         but this server was started with {configured_ms} ms: start it with --lease-ms {cluster_ms}, \
+         so that every server judges the others by the same lease"
+    )]
+    LeaseMismatch {
+        /// The lease stored in the database.
+        cluster_ms: i64,
+        /// This server's configured lease.
+        configured_ms: i64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -139,6 +151,14 @@ impl Cluster {
         metrics: Arc<Metrics>,
         data_dir: &Path,
     ) -> Result<Self, JoinError> {
+        let configured_ms = timing.lease.as_millis() as i64;
+        let cluster_ms = store.cluster_lease(configured_ms).await?;
+        if cluster_ms != configured_ms {
+            return Err(JoinError::LeaseMismatch {
+                cluster_ms,
+                configured_ms,
+            });
+        }
         if let Some(before) = store.server(&id).await?
             && before.status == ServerStatus::Running
             && before.heartbeat_age_ms < timing.lease.as_millis() as i64
@@ -196,16 +216,24 @@ impl Cluster {
     ///
     /// Waiting a whole lease of healthy heartbeats before judging others
     /// keeps a server that just reconnected after a database outage from
-    /// finding everyone dead before they could heartbeat again.
+    /// finding everyone dead before they could heartbeat again. A heartbeat
+    /// whose round trip took more than half a lease is no ground to judge
+    /// others either: the database is slow for everyone, and their
+    /// heartbeats may be waiting as long. Each database call of the tick is
+    /// bounded by half a lease, so a database that stops answering cannot
+    /// hold the loop past this server's own lease.
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
         let mut report = TickReport::default();
+        let bound = self.timing.lease / 2;
         let sent = Instant::now();
-        match self.store.heartbeat(&self.id, self.incarnation()).await {
+        let heartbeat = bounded(bound, self.store.heartbeat(&self.id, self.incarnation())).await;
+        let round_trip = sent.elapsed();
+        match heartbeat {
             Ok(true) => {
-                self.lease.send_replace(Lease {
-                    valid_until: sent + self.timing.lease,
-                    incarnation: self.incarnation(),
-                    stopping: false,
+                let incarnation = self.incarnation();
+                self.lease.send_modify(|lease| {
+                    lease.valid_until = sent + self.timing.lease;
+                    lease.incarnation = incarnation;
                 });
                 self.healthy_since.lock().expect("lock").get_or_insert(sent);
             }
@@ -213,21 +241,18 @@ impl Cluster {
                 tracing::warn!(server = %self.id, incarnation = self.incarnation(), "found marked dead while alive; stopping all executions and rejoining");
                 // Attempts of the lost incarnation wait at their next host
                 // call; the new incarnation's lease tells them to stop.
-                self.lease.send_replace(Lease {
-                    valid_until: sent,
-                    incarnation: self.incarnation(),
-                    stopping: false,
-                });
+                self.lease.send_modify(|lease| lease.valid_until = sent);
                 let sent = Instant::now();
-                let incarnation = self
-                    .store
-                    .join(&self.id, self.name.as_deref(), &self.address)
-                    .await?;
+                let incarnation = bounded(
+                    bound,
+                    self.store
+                        .join(&self.id, self.name.as_deref(), &self.address),
+                )
+                .await?;
                 self.incarnation.store(incarnation, Ordering::SeqCst);
-                self.lease.send_replace(Lease {
-                    valid_until: sent + self.timing.lease,
-                    incarnation,
-                    stopping: false,
+                self.lease.send_modify(|lease| {
+                    lease.valid_until = sent + self.timing.lease;
+                    lease.incarnation = incarnation;
                 });
                 *self.healthy_since.lock().expect("lock") = Some(sent);
                 report.rejoined = true;
@@ -238,27 +263,43 @@ impl Cluster {
                 return Err(e);
             }
         }
+        if round_trip > bound {
+            tracing::warn!(
+                round_trip_ms = round_trip.as_millis() as u64,
+                "the heartbeat took more than half a lease; not judging other servers this time"
+            );
+            return Ok(report);
+        }
         let healthy_for = self
             .healthy_since
             .lock()
             .expect("lock")
             .map(|since| since.elapsed())
             .unwrap_or_default();
-        if healthy_for < self.timing.lease {
+        if healthy_for < self.timing.lease || self.lease.borrow().stopping {
             return Ok(report);
         }
         let lease_ms = self.timing.lease.as_millis() as i64;
-        for dead in self.store.dead_servers(lease_ms).await? {
+        for dead in bounded(bound, self.store.dead_servers(lease_ms)).await? {
             if dead == self.id {
                 continue;
             }
-            if let Some(takeover) = self
-                .store
-                .take_over(&dead, &self.id, self.incarnation(), lease_ms)
-                .await?
-            {
+            let started = Instant::now();
+            let takeover = bounded(
+                bound,
+                self.store
+                    .take_over(&dead, &self.id, self.incarnation(), lease_ms),
+            )
+            .await?;
+            if let Some(takeover) = takeover {
                 self.metrics.record_takeover();
-                tracing::warn!(dead = %takeover.dead, adopted = takeover.requests.len(), "took over a dead server");
+                tracing::warn!(
+                    dead = %takeover.dead,
+                    adopted = takeover.requests.len(),
+                    waiting_for_their_server = takeover.stranded.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "took over a dead server"
+                );
                 report.adopted.extend(takeover.requests);
             }
         }
@@ -272,4 +313,15 @@ impl Cluster {
         self.lease.send_modify(|lease| lease.stopping = true);
         self.store.stop_server(&self.id, self.incarnation()).await
     }
+}
+
+/// `operation`, given up (as the database being away) when it takes longer
+/// than `bound`.
+async fn bounded<T>(
+    bound: Duration,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(bound, operation)
+        .await
+        .unwrap_or(Err(StoreError::Unanswered(bound)))
 }

@@ -38,6 +38,9 @@ pub struct FileConfig {
     pub flows_repo: Option<PathBuf>,
     /// Require a token for `/metrics` too (default: open to scrapers).
     pub protect_metrics: Option<bool>,
+    /// Attempts in a row a request may be postponed for an outage (database
+    /// or storage folder away) before the next one counts as its error.
+    pub max_postponements: Option<u32>,
 }
 
 impl FileConfig {
@@ -78,6 +81,8 @@ pub struct ServerConfig {
     pub flows_repo: Option<PathBuf>,
     /// Whether `/metrics` needs a token.
     pub protect_metrics: bool,
+    /// Postponements in a row before a request ends in `error`.
+    pub max_postponements: u32,
 }
 
 impl ServerConfig {
@@ -117,6 +122,10 @@ impl ServerConfig {
                 .protect_metrics
                 .or(file.protect_metrics)
                 .unwrap_or(false),
+            max_postponements: flags
+                .max_postponements
+                .or(file.max_postponements)
+                .unwrap_or(60),
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
             ),

@@ -798,6 +798,7 @@ async fn run_flow(
         flow: name,
         version: version.hash,
         owner: state.cluster.id.clone(),
+        incarnation: state.cluster.incarnation(),
         input: state.store.put_payload(input.as_bytes().to_vec())?,
         other_server_retry: properties.other_server_retry,
         resume: properties.begin_checkpoint,

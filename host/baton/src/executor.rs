@@ -32,6 +32,7 @@ pub struct Executor {
     wake: Notify,
     finished: broadcast::Sender<String>,
     connections: std::collections::BTreeMap<String, String>,
+    max_postponements: u32,
 }
 
 /// How often the scheduler looks for due requests when nothing wakes it.
@@ -50,6 +51,7 @@ impl Executor {
         metrics: Arc<Metrics>,
         capacity: usize,
         connections: std::collections::BTreeMap<String, String>,
+        max_postponements: u32,
     ) -> Arc<Self> {
         Arc::new(Self {
             committer: Committer::new(store.clone(), metrics.clone()),
@@ -63,6 +65,7 @@ impl Executor {
             wake: Notify::new(),
             finished: broadcast::channel(1024).0,
             connections,
+            max_postponements,
         })
     }
 
@@ -117,6 +120,17 @@ impl Executor {
         }
     }
 
+    /// Of `running_here` (what the database records as running here),
+    /// those with no attempt executing here at that epoch.
+    pub fn without_attempt(&self, running_here: &[(String, i64)]) -> Vec<(String, i64)> {
+        let active = self.active.lock().expect("active lock");
+        running_here
+            .iter()
+            .filter(|(id, epoch)| active.get(id).is_none_or(|(active, _)| active != epoch))
+            .cloned()
+            .collect()
+    }
+
     /// Waits until no attempt runs, or `limit` passes.
     pub async fn drain(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, async {
@@ -155,7 +169,11 @@ impl Executor {
             let Some(slot) = self.try_slot() else {
                 break;
             };
-            if let Some(claim) = self.store.claim(&id, &self.cluster.id).await? {
+            if let Some(claim) = self
+                .store
+                .claim(&id, &self.cluster.id, self.cluster.incarnation())
+                .await?
+            {
                 self.start(claim, slot);
             }
         }
@@ -184,19 +202,38 @@ impl Executor {
         _slot: OwnedSemaphorePermit,
     ) {
         let fence = claim.fence.clone();
+        let postponements = claim.postponements;
         match self.execute(claim, interrupt).await {
             Some(outcome) => {
-                match outcome {
+                let outcome = match outcome {
+                    Outcome::Postponed { reason, .. }
+                        if postponements >= i64::from(self.max_postponements) =>
+                    {
+                        Outcome::Error(format!(
+                            "{reason}; the attempt was postponed {} times in a row for this, \
+                             the server's bound (max_postponements): re-execute the request \
+                             once the cause is fixed",
+                            postponements + 1
+                        ))
+                    }
+                    outcome => outcome,
+                };
+                match &outcome {
                     Outcome::Succeeded(_) => self.metrics.record_outcome(true),
                     Outcome::Retry { .. } | Outcome::Error(_) => self.metrics.record_outcome(false),
-                    Outcome::Postponed { .. } | Outcome::Sleeping { .. } => {}
+                    Outcome::Postponed { .. } => self.metrics.record_postponement(),
+                    Outcome::Sleeping { .. } => {}
                 }
                 self.write_outcome(&fence, &outcome).await;
             }
             // Stopped without an outcome: if the request is still ours at this
             // epoch (not moved by a takeover or handover), make it due again
             // rather than leave it `running` with no attempt behind it.
-            None => match self.store.release(&fence).await {
+            None => match self
+                .store
+                .release(&fence, "its attempt stopped without an outcome")
+                .await
+            {
                 Ok(()) | Err(StoreError::Fenced { .. }) => {}
                 Err(e) => {
                     tracing::warn!(request = %fence.request, error = %e, "releasing a stopped attempt failed")
@@ -253,6 +290,13 @@ impl Executor {
                 tracing::error!(%request, "{message}");
                 return Some(Outcome::Error(message));
             }
+            Some(Abort::Postponed(reason)) => {
+                tracing::warn!(%request, "{reason}; the attempt is postponed");
+                return Some(Outcome::Postponed {
+                    reason,
+                    delay_ms: POSTPONE_MS,
+                });
+            }
             Some(Abort::Sleeping { wake_at_ms }) => {
                 tracing::debug!(%request, wake_at_ms, "the flow sleeps; its slot is free until then");
                 return Some(Outcome::Sleeping {
@@ -287,7 +331,7 @@ impl Executor {
             tracing::info!(%request, failures, "{error}; will retry");
             Some(Outcome::Retry {
                 error,
-                delay_ms: properties.retry_delay_ms(failures) as i64,
+                delay_ms: properties.retry_delay_ms(failures),
             })
         }
     }
@@ -330,15 +374,32 @@ impl Executor {
         }
         let blobs = self.store.blobs().clone();
         let size = version.size as u64;
+        let mut outage = false;
         let component = self
             .runtime
-            .load(hash, || blobs.get(hash, size).map_err(|e| e.to_string()))
+            .load(hash, || {
+                blobs.get(hash, size).map_err(|e| {
+                    outage = e.is_outage();
+                    e.to_string()
+                })
+            })
             .await
-            .map_err(|e| Prepare::Fatal(format!("flow version {hash} cannot be loaded: {e}")))?;
-        let input = self
-            .store
-            .load_payload(&claim.input)
-            .map_err(|e| Prepare::Fatal(format!("the request's input cannot be read: {e}")))?;
+            .map_err(|e| {
+                let message = format!("flow version {hash} cannot be loaded: {e}");
+                if outage {
+                    Prepare::Postpone(message)
+                } else {
+                    Prepare::Fatal(message)
+                }
+            })?;
+        let input = self.store.load_payload(&claim.input).map_err(|e| {
+            let message = format!("the request's input cannot be read: {e}");
+            if e.is_outage() {
+                Prepare::Postpone(message)
+            } else {
+                Prepare::Fatal(message)
+            }
+        })?;
         let records = self
             .store
             .journal(&claim.journal)

@@ -267,6 +267,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 connections: Default::default(),
                 flows_repo,
                 protect_metrics: None,
+                max_postponements: None,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }

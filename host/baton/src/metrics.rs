@@ -14,6 +14,7 @@ pub struct Metrics {
     checkpoints: AtomicU64,
     commit_groups: AtomicU64,
     takeovers: AtomicU64,
+    postponements: AtomicU64,
     samples: Mutex<Samples>,
 }
 
@@ -77,6 +78,10 @@ impl Metrics {
         self.takeovers.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_postponement(&self) {
+        self.postponements.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes the latency samples collected so far.
     pub fn take_samples(&self) -> Samples {
         std::mem::take(&mut *self.samples.lock().expect("metrics lock"))
@@ -111,6 +116,11 @@ impl Metrics {
                 "baton_takeovers_total",
                 "Dead servers taken over by this server.",
                 &self.takeovers,
+            ),
+            (
+                "baton_postponements_total",
+                "Attempts postponed because the database or the storage folder was away.",
+                &self.postponements,
             ),
         ];
         for (name, help, value) in counters {

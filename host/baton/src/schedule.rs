@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use baton_store::{NewRequest, ScheduleRow, Store, StoreError};
 
+use crate::cluster::Cluster;
 use crate::executor::Executor;
 
 /// A parse error in a cron expression.
@@ -154,18 +155,24 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
-/// Fires every schedule due for this server; returns how many ticks it fired.
-pub async fn fire_due(store: &Store, me: &str) -> Result<usize, StoreError> {
+/// Fires every schedule due for this server, running as `incarnation`;
+/// returns how many ticks it fired.
+pub async fn fire_due(store: &Store, me: &str, incarnation: i64) -> Result<usize, StoreError> {
     let mut fired = 0;
     for schedule in store.due_schedules(me).await? {
-        if fire(store, me, &schedule).await? {
+        if fire(store, me, incarnation, &schedule).await? {
             fired += 1;
         }
     }
     Ok(fired)
 }
 
-async fn fire(store: &Store, me: &str, schedule: &ScheduleRow) -> Result<bool, StoreError> {
+async fn fire(
+    store: &Store,
+    me: &str,
+    incarnation: i64,
+    schedule: &ScheduleRow,
+) -> Result<bool, StoreError> {
     let Ok(cron) = Cron::parse(&schedule.cron) else {
         tracing::warn!(schedule = %schedule.name, "unparsable cron expression; not firing");
         return Ok(false);
@@ -186,6 +193,7 @@ async fn fire(store: &Store, me: &str, schedule: &ScheduleRow) -> Result<bool, S
         flow: schedule.flow.clone(),
         version: version.hash,
         owner: me.to_owned(),
+        incarnation,
         input: store.put_payload(schedule.input.clone().into_bytes())?,
         other_server_retry: properties.other_server_retry,
         resume: properties.begin_checkpoint,
@@ -200,12 +208,12 @@ async fn fire(store: &Store, me: &str, schedule: &ScheduleRow) -> Result<bool, S
 }
 
 /// Looks for due schedules four times a second.
-pub async fn run(store: Store, me: String, executor: Arc<Executor>) {
+pub async fn run(store: Store, cluster: Arc<Cluster>, executor: Arc<Executor>) {
     let mut interval = tokio::time::interval(Duration::from_millis(250));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        match fire_due(&store, &me).await {
+        match fire_due(&store, &cluster.id, cluster.incarnation()).await {
             Ok(0) => {}
             Ok(_) => executor.wake(),
             Err(e) => tracing::warn!(error = %e, "firing schedules failed"),

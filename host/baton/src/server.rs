@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use baton_runtime::{Runtime, RuntimeConfig};
-use baton_store::Store;
+use baton_store::{Fence, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -25,6 +25,9 @@ pub struct Node {
     pub state: AppState,
     stop: Arc<Notify>,
     scheduler: JoinHandle<()>,
+    /// The membership loop, kept until the handover committed, so a
+    /// stopping server is never found dead instead of handing over.
+    heartbeat: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -75,11 +78,12 @@ impl Node {
             metrics.clone(),
             config.capacity,
             config.connections.clone(),
+            config.max_postponements,
         );
         let stop = Arc::new(Notify::new());
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
+        let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));
         let background = vec![
-            tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone())),
             tokio::spawn(report(
                 store.clone(),
                 executor.clone(),
@@ -88,7 +92,7 @@ impl Node {
             )),
             tokio::spawn(crate::schedule::run(
                 store.clone(),
-                cluster.id.clone(),
+                cluster.clone(),
                 executor.clone(),
             )),
         ];
@@ -103,6 +107,7 @@ impl Node {
             state,
             stop,
             scheduler,
+            heartbeat,
             background,
         })
     }
@@ -119,8 +124,11 @@ impl Node {
         if hand_over {
             state.executor.interrupt_all(&Abort::Stopping);
             state.executor.drain(Duration::from_secs(5)).await;
-            let handed = state.cluster.stop().await?;
-            tracing::info!(handed_over = handed.len(), "stopped");
+            let handed = state.cluster.stop().await;
+            self.heartbeat.abort();
+            tracing::info!(handed_over = handed?.len(), "stopped");
+        } else {
+            self.heartbeat.abort();
         }
         state.store.close().await;
         Ok(())
@@ -130,7 +138,7 @@ impl Node {
 /// Runs a server until SIGTERM or Ctrl-C, then stops it cleanly.
 pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
     let folder = DataFolder::open(&config.data)?;
-    let store = Store::connect(&config.database, &config.storage)
+    let store = Store::open(&config.database, &config.storage, config.lease)
         .await
         .with_context(|| {
             format!(
@@ -173,6 +181,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
 async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
     let mut interval = tokio::time::interval(cluster.timing().heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects: Vec<(String, i64)> = Vec::new();
     loop {
         interval.tick().await;
         match cluster.tick().await {
@@ -186,11 +195,37 @@ async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store)
         // Cancels and re-executes from other servers move epochs on; stop
         // the local attempts they fenced without waiting for their next commit.
         let checked = executor.active();
-        if !checked.is_empty()
-            && let Ok(running) = store.running_on(&cluster.id).await
-        {
-            executor.fence_lost(&checked, &running);
+        let Ok(running) = store.running_on(&cluster.id).await else {
+            continue;
+        };
+        executor.fence_lost(&checked, &running);
+        // A request recorded as running here with no attempt behind it (a
+        // claim whose answer was lost, a release that failed) would wait for
+        // ever: seen so in two ticks in a row at the same epoch, it is made
+        // due again, fenced by that epoch. Two ticks, because a claim that
+        // just committed has its attempt registered a moment later.
+        let orphans = executor.without_attempt(&running);
+        for orphan in orphans.iter().filter(|orphan| suspects.contains(orphan)) {
+            let fence = Fence {
+                request: orphan.0.clone(),
+                owner: cluster.id.clone(),
+                epoch: orphan.1,
+            };
+            match store
+                .release(&fence, "recorded as running here with no attempt behind it")
+                .await
+            {
+                Ok(()) => {
+                    tracing::warn!(request = %fence.request, epoch = fence.epoch, "a request was running here with no attempt; it is due again");
+                    executor.wake();
+                }
+                Err(StoreError::Fenced { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(request = %fence.request, error = %e, "releasing a request without an attempt failed")
+                }
+            }
         }
+        suspects = orphans;
     }
 }
 

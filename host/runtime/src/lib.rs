@@ -94,14 +94,34 @@ impl Default for FlowProperties {
 
 impl FlowProperties {
     /// Delay before the retry that follows `failures` failed attempts
-    /// (1 for the first retry).
-    pub fn retry_delay_ms(&self, failures: u32) -> u64 {
-        let factor = self.backoff_factor.max(1.0);
-        let delay = self.retry_interval_ms as f64 * factor.powi(failures.saturating_sub(1) as i32);
-        let cap = self.max_retry_interval_ms.unwrap_or(u64::MAX) as f64;
-        delay.min(cap).min(u64::MAX as f64) as u64
+    /// (1 for the first retry): `retry_interval × backoff^(failures − 1)`,
+    /// capped by `max_retry_interval` and by [`MAX_RETRY_DELAY_MS`], so it
+    /// never overflows the database's time arithmetic.
+    pub fn retry_delay_ms(&self, failures: u32) -> i64 {
+        // NaN, below 1 and infinite factors are clamped before use.
+        let factor = if self.backoff_factor.is_nan() {
+            1.0
+        } else {
+            self.backoff_factor.clamp(1.0, f64::MAX)
+        };
+        let exponent = i32::try_from(failures.saturating_sub(1)).unwrap_or(i32::MAX);
+        // 0 × ∞ would be NaN: no interval is no delay, whatever the backoff.
+        let delay = match self.retry_interval_ms {
+            0 => 0.0,
+            interval => interval as f64 * factor.powi(exponent),
+        };
+        let cap = self
+            .max_retry_interval_ms
+            .unwrap_or(u64::MAX)
+            .min(MAX_RETRY_DELAY_MS as u64) as f64;
+        // A float-to-integer cast saturates; `delay` is at most `cap` here.
+        delay.min(cap) as i64
     }
 }
+
+/// The longest delay before a retry: a hundred years, far inside the range
+/// of the database's millisecond timestamps.
+pub const MAX_RETRY_DELAY_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// The host's record of an attempt: checkpoints and journaled values.
 ///
@@ -150,7 +170,32 @@ mod tests {
             max_retry_interval_ms: Some(500),
             resources: Vec::new(),
         };
-        let delays: Vec<u64> = (1..=5).map(|n| properties.retry_delay_ms(n)).collect();
+        let delays: Vec<i64> = (1..=5).map(|n| properties.retry_delay_ms(n)).collect();
         assert_eq!(delays, [100, 200, 400, 500, 500]);
+    }
+
+    /// `retry_interval × backoff^n` overflowed and, cast to a signed delay,
+    /// came out negative: the retry fired at once.
+    #[test]
+    fn a_huge_backoff_saturates_instead_of_retrying_at_once() {
+        let properties = FlowProperties {
+            name: "f".into(),
+            other_server_retry: false,
+            begin_checkpoint: true,
+            max_retries: 1000,
+            retry_interval_ms: u64::MAX / 2,
+            backoff_factor: 1e300,
+            max_retry_interval_ms: None,
+            resources: Vec::new(),
+        };
+        for failures in [1, 2, 64, 1000, u32::MAX] {
+            assert_eq!(properties.retry_delay_ms(failures), MAX_RETRY_DELAY_MS);
+        }
+        let nan = FlowProperties {
+            backoff_factor: f64::NAN,
+            retry_interval_ms: 100,
+            ..properties
+        };
+        assert_eq!(nan.retry_delay_ms(40), 100);
     }
 }

@@ -39,7 +39,15 @@ impl BlobStore {
             return Ok(hash);
         }
         let dir = path.parent().expect("blob paths have a parent");
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        // Only the fan-out folder is created here, never `objects/` itself:
+        // a storage folder that is away (unmounted, renamed) must fail the
+        // write, not receive it in a fresh folder that hides it on return.
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::io(dir, e));
+            }
+            _ => {}
+        }
         let tmp = dir.join(format!(".{}.{}.tmp", &hash[2..], fastrand::u64(..)));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&tmp)?;
@@ -60,7 +68,8 @@ impl BlobStore {
     pub fn get(&self, hash: &str, size: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.path(hash);
         let bytes = std::fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            // A blob is missing only from a storage folder that is there.
+            if e.kind() == std::io::ErrorKind::NotFound && self.root.is_dir() {
                 StoreError::MissingBlob {
                     hash: hash.to_owned(),
                 }

@@ -20,10 +20,12 @@
 //! - `checkpoints`: the journal and grouped, fenced commits.
 //! - `accounts`: console and API accounts, sessions, tokens.
 //! - `schedules`: cron-style schedules fired once per tick across the cluster.
+//! - [`fault`]: named fault points for tests (compiled out of release builds).
 
 mod accounts;
 pub mod blob;
 mod checkpoints;
+pub mod fault;
 mod flows;
 mod payload;
 mod requests;
@@ -38,7 +40,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::OwnedMutexGuard;
 
 pub use accounts::AccountRow;
@@ -94,6 +96,9 @@ pub enum StoreError {
     /// The database failed or is unreachable; retrying later may succeed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database did not answer in time; retrying later may succeed.
+    #[error("the database did not answer within {0:?}")]
+    Unanswered(Duration),
     /// The request's journal holds [`JOURNAL_CAPACITY`] checkpoints already.
     #[error(
         "the journal of request {request} is full: a request holds at most {JOURNAL_CAPACITY} checkpoints"
@@ -108,6 +113,21 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the error says the database or the storage folder is away
+    /// for now (retrying later may succeed), rather than something about the
+    /// request or its data that waiting will not change.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            // What the database said of the statement itself (bad data, a
+            // violated constraint, bad SQL) does not pass with time.
+            Self::Database(sqlx::Error::Database(e)) => !e
+                .code()
+                .is_some_and(|code| ["22", "23", "42"].iter().any(|c| code.starts_with(c))),
+            Self::Database(_) | Self::Unanswered(_) | Self::Io { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.display().to_string(),
@@ -233,15 +253,30 @@ impl DerefMut for WriteConnection {
     }
 }
 
+/// The lease a server assumes when it is not told another.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
+
 /// Payloads up to this size are kept inline in their row: one durable
 /// database commit is cheaper than a blob's two fsyncs plus the commit.
 pub const INLINE_MAX: usize = 16 * 1024;
 
 impl Store {
+    /// [`Store::open`] with the default lease (5 s).
+    pub async fn connect(url: &str, storage: &Path) -> Result<Self, StoreError> {
+        Self::open(url, storage, DEFAULT_LEASE).await
+    }
+
     /// Connects to the checkpoint database (creating a PostgreSQL database or
     /// SQLite file if it is missing), applies migrations and opens the blob
     /// folder under `storage`.
-    pub async fn connect(url: &str, storage: &Path) -> Result<Self, StoreError> {
+    ///
+    /// No statement may wait long enough to cost a server its `lease`: on
+    /// PostgreSQL every connection gets a lock timeout and an idle-in-
+    /// transaction timeout of half a lease (so a server stopped inside a
+    /// transaction loses its locks before anyone's lease runs out) and a
+    /// statement timeout of one lease; on SQLite the busy timeout, the wait
+    /// for another process's write lock, is half a lease.
+    pub async fn open(url: &str, storage: &Path, lease: Duration) -> Result<Self, StoreError> {
         use sqlx::migrate::MigrateDatabase;
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
@@ -261,6 +296,31 @@ impl Store {
             _ => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        if backend == Backend::Postgres {
+            // Migrations run without the timeouts below: a large one may
+            // rightly take longer than a lease.
+            let mut connection = sqlx::AnyConnection::connect_with(&options).await?;
+            sqlx::migrate!("../../migrations/postgres")
+                .run(&mut connection)
+                .await?;
+            connection.close().await?;
+        }
+        let half_lease_ms = (lease.as_millis() / 2).max(1);
+        let session = match backend {
+            // WAL lets readers run beside the writer; FULL makes every
+            // commit durable (an fsync of the WAL).
+            Backend::Sqlite => format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA busy_timeout = {half_lease_ms}; PRAGMA foreign_keys = ON;"
+            ),
+            Backend::Postgres => format!(
+                "SET lock_timeout = {half_lease_ms}; \
+                 SET idle_in_transaction_session_timeout = {half_lease_ms}; \
+                 SET statement_timeout = {};",
+                lease.as_millis().max(1)
+            ),
+        };
+        let session: Arc<str> = session.into();
         let pool = AnyPoolOptions::new()
             // One of them is kept for writing (`WriteConnection`).
             .max_connections(match backend {
@@ -272,28 +332,16 @@ impl Store {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
+                let session = session.clone();
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL makes
-                        // every commit durable (an fsync of the WAL).
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
+                    conn.execute(&*session).await?;
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => {
-                sqlx::migrate!("../../migrations/postgres")
-                    .run(&pool)
-                    .await?
-            }
+        if backend == Backend::Sqlite {
+            sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
         }
         Ok(Self {
             pool,

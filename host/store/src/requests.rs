@@ -89,6 +89,8 @@ pub struct NewRequest {
     pub version: String,
     /// The server that received it and will run it.
     pub owner: String,
+    /// The owner's incarnation: a server found dead creates nothing.
+    pub incarnation: i64,
     /// The input JSON.
     pub input: StoredPayload,
     /// Copied from the version's properties: may another server resume it?
@@ -110,6 +112,8 @@ pub struct Claim {
     pub attempts: i64,
     /// Flow errors counted so far against `max_retries`.
     pub failures: i64,
+    /// Postponements in a row before this attempt.
+    pub postponements: i64,
     /// Journal generation this attempt replays and extends.
     pub journal: JournalGeneration,
     /// The input.
@@ -309,12 +313,14 @@ impl Store {
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
         let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
-        let (number,): (i64,) = sqlx::query_as(&self.sql(
+        let number: Option<(i64,)> = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
                 input_hash, input_size, input_inline, created_at, updated_at)
-             VALUES ($1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
-                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS)
+             SELECT $1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
+                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS
+              WHERE EXISTS (SELECT 1 FROM servers s
+                             WHERE s.id = $4 AND s.incarnation = $12 AND s.status = 'running')
              RETURNING num",
         ))
         .bind(&new.id)
@@ -328,8 +334,12 @@ impl Store {
         .bind(new.input.inline.as_deref())
         .bind(status)
         .bind(epoch)
-        .fetch_one(&mut **tx)
+        .bind(new.incarnation)
+        .fetch_optional(&mut **tx)
         .await?;
+        let Some((number,)) = number else {
+            return Err(not_running(&new.owner, new.incarnation));
+        };
         self.event(tx, &new.id, "created", Some(&new.owner), Some(0), None)
             .await?;
         if claim {
@@ -353,6 +363,7 @@ impl Store {
             version: new.version.clone(),
             attempts: 1,
             failures: 0,
+            postponements: 0,
             journal: JournalGeneration {
                 request: number,
                 number: 0,
@@ -383,37 +394,58 @@ impl Store {
 
     /// Starts an attempt: moves a due request to `running` owned by `me` at
     /// a new epoch, which fences every earlier attempt anywhere. A request
-    /// with `begin_checkpoint = not use` that has checkpoints starts a new
-    /// journal generation. `None` when someone else claimed it first.
-    pub async fn claim(&self, id: &str, me: &str) -> Result<Option<Claim>, StoreError> {
+    /// with `begin_checkpoint = not use` whose last attempt did not merely
+    /// suspend (a long sleep, a postponement) and that has checkpoints starts
+    /// a new journal generation. `None` when someone else claimed it first;
+    /// [`StoreError::Refused`] when `me` is not running at `incarnation`
+    /// (found dead, or stopped), which may claim nothing.
+    pub async fn claim(
+        &self,
+        id: &str,
+        me: &str,
+        incarnation: i64,
+    ) -> Result<Option<Claim>, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
         let row = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
                     attempts = attempts + 1,
-                    generation = generation + CASE WHEN resume = 0 AND EXISTS (
+                    generation = generation + CASE WHEN resume = 0 AND suspended = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
                          WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
                            AND c.position < (requests.num + 1) * JOURNAL_CAPACITY)
                         THEN 1 ELSE 0 END,
-                    journal_base = CASE WHEN resume = 0 THEN COALESCE((
+                    journal_base = CASE WHEN resume = 0 AND suspended = 0 THEN COALESCE((
                         SELECT MAX(c.position) + 1 - requests.num * JOURNAL_CAPACITY FROM checkpoints c
                          WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
                            AND c.position < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
                         ELSE journal_base END,
-                    next_attempt_at = NULL, updated_at = NOW_MS
+                    suspended = 0, next_attempt_at = NULL, updated_at = NOW_MS
               WHERE id = $1 AND (owner = $2 OR owner IS NULL)
                 AND (status IN ('queued', 'waiting_retry') OR (status = 'running' AND owner = $2))
                 AND next_attempt_at <= NOW_MS
+                AND EXISTS (SELECT 1 FROM servers s
+                             WHERE s.id = $2 AND s.incarnation = $3 AND s.status = 'running')
               RETURNING flow, version, epoch, attempts, failures, generation,
-                        input_hash, input_size, input_inline, num, journal_base",
+                        input_hash, input_size, input_inline, num, journal_base, postponements",
         ))
         .bind(id)
         .bind(me)
+        .bind(incarnation)
         .fetch_optional(&mut *tx)
         .await?;
+        crate::fault::point(crate::fault::PAUSE_IN_CLAIM);
         let Some(row) = row else {
-            return Ok(None);
+            drop(tx);
+            return match self.server(me).await? {
+                Some(server)
+                    if server.incarnation == incarnation
+                        && server.status == crate::ServerStatus::Running =>
+                {
+                    Ok(None)
+                }
+                _ => Err(not_running(me, incarnation)),
+            };
         };
         let claim = Claim {
             fence: Fence {
@@ -425,6 +457,7 @@ impl Store {
             version: row.get(1),
             attempts: row.get(3),
             failures: row.get(4),
+            postponements: row.get(11),
             journal: JournalGeneration {
                 request: row.get(9),
                 number: row.get(5),
@@ -457,26 +490,29 @@ impl Store {
         let sql = self.sql(match outcome {
             Outcome::Succeeded(_) => {
                 "UPDATE requests SET status = 'succeeded', output_hash = $4, output_size = $5,
-                        output_inline = $6, error = NULL, next_attempt_at = NULL, updated_at = NOW_MS
+                        output_inline = $6, error = NULL, next_attempt_at = NULL, postponements = 0,
+                        updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
             Outcome::Retry { .. } => {
                 "UPDATE requests SET status = 'waiting_retry', failures = failures + 1, error = $4,
-                        next_attempt_at = NOW_MS + $5, updated_at = NOW_MS
+                        next_attempt_at = NOW_MS + $5, postponements = 0, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
             Outcome::Error(_) => {
                 "UPDATE requests SET status = 'error', failures = failures + 1, error = $4,
-                        next_attempt_at = NULL, updated_at = NOW_MS
+                        next_attempt_at = NULL, postponements = 0, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
             Outcome::Postponed { .. } => {
-                "UPDATE requests SET status = 'waiting_retry', error = $4,
-                        next_attempt_at = NOW_MS + $5, updated_at = NOW_MS
+                "UPDATE requests SET status = 'waiting_retry', error = $4, suspended = 1,
+                        postponements = postponements + 1, next_attempt_at = NOW_MS + $5,
+                        updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
             Outcome::Sleeping { .. } => {
-                "UPDATE requests SET next_attempt_at = $4, updated_at = NOW_MS
+                "UPDATE requests SET next_attempt_at = $4, suspended = 1, postponements = 0,
+                        updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
             }
         });
@@ -526,10 +562,13 @@ impl Store {
     }
 
     /// Makes a request whose attempt stopped without an outcome (its server
-    /// stopping, or rejoining after being found dead) due again, if the
-    /// fence still holds. Not a failure: the retry budget is untouched.
-    pub async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
+    /// stopping, or rejoining after being found dead), or that was left
+    /// `running` with no attempt behind it, due again, if the fence still
+    /// holds; `why` goes into its history. Not a failure: the retry budget
+    /// is untouched.
+    pub async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         let done = sqlx::query(&self.sql(
             "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
               WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'",
@@ -537,11 +576,21 @@ impl Store {
         .bind(&fence.request)
         .bind(&fence.owner)
         .bind(fence.epoch)
-        .execute(&mut *writer)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(fence.lost());
         }
+        self.event(
+            &mut tx,
+            &fence.request,
+            "released",
+            Some(&fence.owner),
+            Some(fence.epoch),
+            Some(why),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -594,7 +643,8 @@ impl Store {
         let mut tx = writer.begin().await?;
         let row: Option<(i64,)> = sqlx::query_as(&self.sql(
             "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,
-                    failures = 0, error = NULL, next_attempt_at = NOW_MS, updated_at = NOW_MS
+                    failures = 0, postponements = 0, error = NULL, next_attempt_at = NOW_MS,
+                    updated_at = NOW_MS
               WHERE id = $1 AND (status = 'error' OR (status = 'waiting_retry' AND (owner IS NULL
                     OR owner IN (SELECT s.id FROM servers s
                                   WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))))
@@ -745,15 +795,23 @@ impl Store {
         .await?)
     }
 
-    /// The `(request, epoch)` pairs `me` is recorded as running.
+    /// The `(request, epoch)` pairs `me` is recorded as running an attempt
+    /// of: `running`, owned by `me`, with no due time (a sleeping request
+    /// has one, and no attempt).
     pub async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT id, epoch FROM requests WHERE owner = $1 AND status = 'running'",
-            )
-            .bind(me)
-            .fetch_all(&self.pool)
-            .await?,
+        Ok(sqlx::query_as(
+            "SELECT id, epoch FROM requests
+              WHERE owner = $1 AND status = 'running' AND next_attempt_at IS NULL",
         )
+        .bind(me)
+        .fetch_all(&self.pool)
+        .await?)
     }
+}
+
+/// The refusal for a server that is no longer running at `incarnation`.
+fn not_running(server: &str, incarnation: i64) -> StoreError {
+    StoreError::Refused(format!(
+        "server {server} is no longer running as incarnation {incarnation}: it may not take work"
+    ))
 }

@@ -74,6 +74,9 @@ pub struct Takeover {
     pub dead: String,
     /// Requests now owned by the taker, `waiting_retry` at a bumped epoch.
     pub requests: Vec<String>,
+    /// Requests whose flow must stay on the dead server: `waiting_retry`,
+    /// still its own, at a bumped epoch.
+    pub stranded: Vec<String>,
 }
 
 fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
@@ -219,12 +222,16 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Takes over a dead server in one transaction: marks it `terminated` and
+    /// Takes over a dead server in one transaction: marks it `terminated`,
     /// moves its requests whose flow allows another server to `waiting_retry`
-    /// owned by `me` at a bumped epoch. Returns `None` when the server is not
-    /// dead (any more): another server got there first, or it heartbeated.
-    /// Fails with [`StoreError::Refused`] when `me` is itself no longer
-    /// running, so a server found dead cannot adopt anything.
+    /// owned by `me` at a bumped epoch, and shows its requests whose flow
+    /// must stay as `waiting_retry`, still its own, at a bumped epoch (so an
+    /// operator sees that nothing runs them and can re-execute them
+    /// elsewhere; the dead server takes them back if it returns first).
+    /// Returns `None` when the server is not dead (any more): another server
+    /// got there first, or it heartbeated. Fails with
+    /// [`StoreError::Refused`] when `me` is itself no longer running, so a
+    /// server found dead cannot adopt anything.
     pub async fn take_over(
         &self,
         dead: &str,
@@ -267,10 +274,27 @@ impl Store {
                 &format!("from dead server {dead}"),
             )
             .await?;
+        let stranded: Vec<(String, i64)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET epoch = epoch + 1, status = 'waiting_retry',
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
+                                           THEN next_attempt_at ELSE NOW_MS END,
+                    updated_at = NOW_MS
+              WHERE owner = $1 AND status IN ('queued', 'running') AND other_server_retry = 0
+              RETURNING id, epoch",
+        ))
+        .bind(dead)
+        .fetch_all(&mut *tx)
+        .await?;
+        let detail = format!(
+            "server {dead} is down and the flow must stay on it: it waits for that server or an operator"
+        );
+        self.event_batch(&mut tx, &stranded, "owner_down", dead, &detail)
+            .await?;
         tx.commit().await?;
         Ok(Some(Takeover {
             dead: dead.to_owned(),
             requests: moved,
+            stranded: stranded.into_iter().map(|(id, _)| id).collect(),
         }))
     }
 
@@ -296,7 +320,9 @@ impl Store {
     /// Moves `from`'s requests that may move to `to` (none: to whichever
     /// live server claims them first) at a bumped epoch, each with a history
     /// event. A request sleeping or waiting for a retry keeps its due time;
-    /// the others are due now.
+    /// the others are due now. Set-based: one UPDATE, and the events in
+    /// multi-row INSERTs, so a server that owned many requests is moved in a
+    /// few round trips.
     async fn move_requests(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -318,18 +344,58 @@ impl Store {
         .bind(to)
         .fetch_all(&mut **tx)
         .await?;
-        for (request, epoch) in &moved {
-            self.event(
-                tx,
-                request,
-                event,
-                Some(to.unwrap_or(from)),
-                Some(*epoch),
-                Some(detail),
-            )
+        self.event_batch(tx, &moved, event, to.unwrap_or(from), detail)
             .await?;
-        }
         Ok(moved.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// One history event of `kind` for each `(request, epoch)`, in batches
+    /// of multi-row INSERTs.
+    async fn event_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        requests: &[(String, i64)],
+        kind: &str,
+        server: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        // Two parameters a row, well under every backend's bound on them.
+        const BATCH: usize = 500;
+        for batch in requests.chunks(BATCH) {
+            let rows: Vec<String> = (0..batch.len())
+                .map(|i| format!("(${}, NOW_MS, $1, $2, ${}, $3)", 4 + 2 * i, 5 + 2 * i))
+                .collect();
+            let sql = self.sql(&format!(
+                "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail) VALUES {}",
+                rows.join(", ")
+            ));
+            let mut query = sqlx::query(&sql).bind(kind).bind(server).bind(detail);
+            for (request, epoch) in batch {
+                query = query.bind(request).bind(*epoch);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The lease every server of the cluster judges by, stored in the
+    /// database by the first server to start. Returns the cluster's lease in
+    /// milliseconds, which is `proposed_ms` unless another server set it
+    /// first.
+    pub async fn cluster_lease(&self, proposed_ms: i64) -> Result<i64, StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO cluster_settings (name, value) VALUES ('lease_ms', $1)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(proposed_ms)
+        .execute(&mut *writer)
+        .await?;
+        let (lease,): (i64,) =
+            sqlx::query_as("SELECT value FROM cluster_settings WHERE name = 'lease_ms'")
+                .fetch_one(&mut *writer)
+                .await?;
+        Ok(lease)
     }
 
     /// After a restart: this server's requests that were `running` when its

@@ -19,6 +19,7 @@ use crate::server::Node;
 mod console;
 mod failover;
 mod store;
+mod takeover;
 
 /// Benchmark options.
 #[derive(Debug, clap::Args)]
@@ -51,6 +52,8 @@ pub enum BenchKind {
     Console(console::ConsoleArgs),
     /// The store's checkpoint commit beside raw commits, without a server.
     Store(store::StoreArgs),
+    /// One takeover of a dead server that owned many requests.
+    Takeover(takeover::TakeoverArgs),
 }
 
 /// An in-process server without HTTP on a fresh store in `dir`.
@@ -164,6 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchKind::Failover(failover)) => return failover::run(failover).await,
         Some(BenchKind::Console(console)) => return console::run(console).await,
         Some(BenchKind::Store(store)) => return store::run(store).await,
+        Some(BenchKind::Takeover(takeover)) => return takeover::run(takeover).await,
         None => {}
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
@@ -237,6 +241,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 input.clone(),
             );
             let other_server_retry = properties.other_server_retry;
+            let incarnation = cluster.incarnation();
             clients.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
@@ -251,6 +256,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                                 flow: flow.clone(),
                                 version: version.clone(),
                                 owner: owner.clone(),
+                                incarnation,
                                 input: store.put_payload(input.clone())?,
                                 other_server_retry,
                                 resume: true,

@@ -36,8 +36,10 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
             deployed_at: 0,
         })
         .await?;
+    let incarnation = store.join("bench", None, "bench").await?;
     let raw = RawCommits::new(&store, "bench_raw").await?;
-    let (checkpoints, raw) = tokio::spawn(commits(store.clone(), raw, args.requests)).await??;
+    let (checkpoints, raw) =
+        tokio::spawn(commits(store.clone(), incarnation, raw, args.requests)).await??;
     let raw = raw.finish();
     let (checkpoint_p50, raw_p50) = (
         percentile(&checkpoints, 0.5),
@@ -65,6 +67,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
 
 async fn commits(
     store: Store,
+    incarnation: i64,
     mut raw: RawCommits,
     requests: usize,
 ) -> anyhow::Result<(Vec<u64>, RawCommits)> {
@@ -78,6 +81,7 @@ async fn commits(
                     flow: "bench".into(),
                     version: "bench".into(),
                     owner: "bench".into(),
+                    incarnation,
                     input: store.put_payload(b"{}".to_vec())?,
                     other_server_retry: true,
                     resume: true,

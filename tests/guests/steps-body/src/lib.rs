@@ -5,7 +5,8 @@
 //! the checkpoint `step-<i>`; with a URL it POSTs `{"i": i}` to
 //! `<url>/step/<i>` with the step's idempotency key, and fails unless the
 //! answer is 2xx (the test server decides which steps fail). Its recorded
-//! value is `i * i`. Output `{"sum": Σ i*i, "keys": [key of each step]}`.
+//! value is `i * i`. With `"sleep_ms": M` the flow sleeps durably for M ms
+//! after step 0. Output `{"sum": Σ i*i, "keys": [key of each step]}`.
 
 use baton_guest::prelude::*;
 
@@ -17,6 +18,9 @@ pub struct Input {
     /// Base URL of the test server; no HTTP when absent.
     #[serde(default)]
     pub url: Option<String>,
+    /// A durable sleep of this many milliseconds after the first step.
+    #[serde(default)]
+    pub sleep_ms: Option<u64>,
 }
 
 /// The flow's output.
@@ -50,6 +54,9 @@ pub fn run(ctx: &mut Ctx, input: Input) -> Result<Output, FlowError> {
         })?;
         sum += square;
         keys.extend(ctx.last_key().map(str::to_owned));
+        if let (0, Some(ms)) = (i, input.sleep_ms) {
+            ctx.sleep(Duration::from_millis(ms));
+        }
     }
     Ok(Output { sum, keys })
 }
