@@ -431,6 +431,8 @@ struct SidecarState {
     /// Arrival times (ms since the Unix epoch) of the calls per idempotency key.
     keys: HashMap<String, Vec<i64>>,
     fail: HashMap<String, u32>,
+    /// Paths whose first call per idempotency key fails.
+    fail_first: std::collections::HashSet<String>,
     delay_ms: u64,
     answers: HashMap<String, Vec<(u16, String)>>,
 }
@@ -489,6 +491,16 @@ impl Sidecar {
             .insert(path.to_owned(), times);
     }
 
+    /// The first call on `path` with each idempotency key answers 500; the
+    /// next ones with that key succeed.
+    pub fn fail_first_per_key(&self, path: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .fail_first
+            .insert(path.to_owned());
+    }
+
     /// Every call waits this long before answering.
     pub fn delay(&self, ms: u64) {
         self.state.lock().unwrap().delay_ms = ms;
@@ -519,14 +531,19 @@ async fn sidecar_call(
             *calls += 1;
             *calls
         };
+        let mut first_with_key = false;
         if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis() as i64;
-            state.keys.entry(key.to_owned()).or_default().push(now);
+            let calls = state.keys.entry(key.to_owned()).or_default();
+            calls.push(now);
+            first_with_key = calls.len() == 1;
         }
-        let answer = if let Some(left) = state.fail.get_mut(&path).filter(|left| **left > 0) {
+        let answer = if first_with_key && state.fail_first.contains(&path) {
+            (500, "deliberate first failure".to_owned())
+        } else if let Some(left) = state.fail.get_mut(&path).filter(|left| **left > 0) {
             *left -= 1;
             (500, "deliberate failure".to_owned())
         } else if let Some(answers) = state.answers.get(&path) {
@@ -548,6 +565,8 @@ async fn sidecar_call(
 pub struct PrivatePostgres {
     pub port: u16,
     dir: PathBuf,
+    /// Restarts that overlap would fail: one at a time.
+    restarting: Mutex<()>,
 }
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -563,7 +582,11 @@ impl PrivatePostgres {
             .port();
         let dir = std::env::temp_dir().join(format!("baton-pg-{port}-{:08x}", fastrand::u32(..)));
         std::fs::create_dir_all(&dir).unwrap();
-        let postgres = Self { port, dir };
+        let postgres = Self {
+            port,
+            dir,
+            restarting: Mutex::new(()),
+        };
         postgres.shell(&format!("chown postgres {}", postgres.dir.display()), true);
         postgres.pg(&format!(
             "{PG_BIN}/initdb -D {}/data -A trust -U postgres",
@@ -580,6 +603,7 @@ impl PrivatePostgres {
 
     /// A crash restart: every connection is cut, nothing is shut down cleanly.
     pub fn restart_immediate(&self) {
+        let _one_at_a_time = self.restarting.lock().unwrap();
         self.pg_ctl("restart -m immediate");
     }
 
