@@ -21,7 +21,9 @@ async fn console() -> Console {
         FileConfig::default(),
         FileConfig {
             data: Some(dir.path().to_owned()),
-            database: Some("postgres://baton:secret@db/baton".into()),
+            database: Some(
+                "postgres://baton:secret@db/baton?sslmode=require&password=hunter2".into(),
+            ),
             name: Some("blue".into()),
             ..Default::default()
         },
@@ -178,7 +180,9 @@ async fn every_page_renders_with_strict_security_headers() {
     }
     let (_, _, settings) = console.get("/settings/flow").await;
     assert!(
-        settings.contains("postgres://baton:***@db/baton") && !settings.contains("secret"),
+        settings.contains("postgres://baton:***@db/baton?sslmode=require&amp;password=***")
+            && !settings.contains("secret")
+            && !settings.contains("hunter2"),
         "{settings}"
     );
     let (status, headers, _) = console.get("/assets/htmx.min.js").await;
@@ -204,6 +208,11 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
         .next()
         .unwrap()
         .to_owned();
+    // 256 bits from the OS generator.
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
 
     let form = format!("csrf={token}");
     let (status, _, _) = console
@@ -264,7 +273,7 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     assert_eq!(headers[header::LOCATION], "/status/requests/r1");
     // The re-execute is recorded with the account (this server's executor
     // may already be retrying the request).
-    let events = console.state.store.events("r1").await.unwrap();
+    let events = console.state.store.events("r1", None, 100).await.unwrap();
     let reexecuted = events
         .iter()
         .find(|e| e.kind == "reexecuted")
@@ -444,6 +453,37 @@ async fn pages_need_a_login_and_the_api_a_token() {
             && session.contains("HttpOnly")
             && session.contains("SameSite=Strict"),
         "{session}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_ignores_the_console_session_cookie() {
+    let console = console().await;
+    // What a page on another port of the same host can send with the admin's
+    // cookies: a no-cors text/plain POST.
+    let forged = Request::post("/api/accounts")
+        .header(header::COOKIE, "baton_session=admin-session")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .header("sec-fetch-site", "same-site")
+        .body(Body::from(
+            r#"{"name":"intruder","password":"long enough","role":"admin"}"#,
+        ))
+        .unwrap();
+    let (status, _, body) = console.send(forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = console.get("/api/requests").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let token = std::fs::read_to_string(console._dir.path().join("admin.token")).unwrap();
+    let list = Request::get("/api/accounts")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.trim()))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = console.send(list).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("watcher") && !body.contains("intruder"),
+        "{body}"
     );
 }
 

@@ -128,20 +128,7 @@ impl ServerConfig {
 
     /// The checkpoint connection with any password replaced by `***`.
     pub fn database_redacted(&self) -> String {
-        redact(&self.database)
-    }
-}
-
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+        baton_runtime::redact_url(&self.database)
     }
 }
 
@@ -166,17 +153,5 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(2));
         assert_eq!(config.database, "sqlite:///tmp/x/baton.db");
         assert_eq!(config.storage, PathBuf::from("/tmp/x/store"));
-    }
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact("postgres://baton:secret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        assert_eq!(
-            redact("postgres://root@127.0.0.1/test"),
-            "postgres://root@127.0.0.1/test"
-        );
     }
 }

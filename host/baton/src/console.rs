@@ -24,12 +24,14 @@ use baton_store::{
     NewRequest, RequestFilter, RequestRow, RequestStatus, StoreError, StoredPayload,
 };
 
-use crate::api::AppState;
+use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
 
 const CSRF_COOKIE: &str = "baton_csrf";
 const PAGE_SIZE: i64 = 50;
 const PREVIEW: usize = 4096;
+/// The largest payload a page reads for its preview.
+const PREVIEW_LOAD_MAX: usize = 1 << 20;
 
 /// Console pages, fragments, actions and assets.
 pub fn routes() -> Router<AppState> {
@@ -63,7 +65,12 @@ pub fn routes() -> Router<AppState> {
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
         .route("/settings/flow/name", post(rename))
-        .route("/login", get(login_form).post(login))
+        .route(
+            "/login",
+            get(login_form)
+                .post(login)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+        )
         .route("/logout", post(logout))
 }
 
@@ -72,22 +79,38 @@ async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> PageRe
     Ok(html(baton_console::login_page(&page, None), cookie))
 }
 
+/// The largest login form accepted: a name, a password and the CSRF token.
+const LOGIN_BODY_MAX: usize = 4096;
+
 async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&headers, &form)?;
     let field = |name: &str| form_field(&form, name).unwrap_or_default().to_owned();
     let (username, password) = (field("username"), field("password"));
-    let account = state.store.account(&username).await?;
-    // Verify against a real hash even for unknown names, so timing does not
-    // tell which accounts exist.
-    let hash = account
-        .as_ref()
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_else(|| auth::hash_password("-"));
-    if account.is_none() || !auth::verify_password(password, hash).await {
+    let address = client.map(|Extension(c)| c.0.ip());
+    let hash = state
+        .store
+        .account(&username)
+        .await?
+        .map(|a| a.password_hash);
+    let login = state.login.check(&username, address, password, hash).await;
+    if let auth::Login::Wait(wait) = login {
+        let seconds = wait.as_secs() + 1;
+        let mut response = PageError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed logins; try again in {seconds} seconds."),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(response);
+    }
+    if login == auth::Login::Wrong {
         let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
         let body = baton_console::login_page(&page, Some("Unknown username or wrong password."));
         let mut response = html(body, cookie);
@@ -228,11 +251,12 @@ async fn frame(
         .map(|s| s.name)
         .unwrap_or_else(|| state.cluster.id.clone());
     let existing = cookie(headers, CSRF_COOKIE)
-        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
     let (csrf, new) = match existing {
         Some(token) => (token, None),
         None => {
-            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            // From the OS generator: a token that can be guessed is no guard.
+            let token = auth::secret();
             (token.clone(), Some(token))
         }
     };
@@ -579,8 +603,18 @@ async fn cancel(
     single_action(state, account, headers, id, form, "cancel").await
 }
 
-fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
-    let text = match state.store.load_payload(payload) {
+/// An escaped, pretty preview of a payload. One larger than
+/// [`PREVIEW_LOAD_MAX`] is not read at all (it can be 64 MiB): the page
+/// links to its download instead.
+async fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
+    if payload.size as usize > PREVIEW_LOAD_MAX {
+        return PayloadView {
+            preview: format!("({} bytes, too large to preview)", payload.size),
+            truncated: true,
+            download,
+        };
+    }
+    let text = match state.store.read_payload(payload.clone()).await {
         Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default(),
             Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -604,6 +638,7 @@ async fn request_detail(
     account: Option<Extension<Account>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> PageResult {
     let request = state
         .store
@@ -612,10 +647,22 @@ async fn request_detail(
         .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
     let names = server_names(&state).await?;
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
-    let checkpoints = state
-        .store
-        .checkpoints(&id)
-        .await?
+    let page = query.page(&state.store, &id).await?;
+    let more = |checkpoints: Option<i64>, events: Option<i64>| {
+        format!(
+            "/status/requests/{id}?checkpoints_after={}&events_after={}",
+            checkpoints.unwrap_or(-1),
+            events.unwrap_or(-1)
+        )
+    };
+    let checkpoints_more = page
+        .checkpoints_next
+        .map(|next| more(Some(next), query.events_after));
+    let events_more = page
+        .events_next
+        .map(|next| more(query.checkpoints_after, Some(next)));
+    let checkpoints = page
+        .checkpoints
         .into_iter()
         .map(|c| CheckpointView {
             generation: c.generation,
@@ -627,10 +674,8 @@ async fn request_detail(
             size: c.payload.size,
         })
         .collect();
-    let events = state
-        .store
-        .events(&id)
-        .await?
+    let events = page
+        .events
         .into_iter()
         .map(|e| EventView {
             at: e.at,
@@ -645,16 +690,21 @@ async fn request_detail(
         version: request.version.clone(),
         epoch: request.epoch,
         checkpoints,
+        checkpoints_more,
         events,
+        events_more,
         input: preview(
             &state,
             &request.input,
             format!("/status/requests/{id}/input"),
-        ),
-        output: request
-            .output
-            .as_ref()
-            .map(|o| preview(&state, o, format!("/status/requests/{id}/output"))),
+        )
+        .await,
+        output: match &request.output {
+            Some(output) => {
+                Some(preview(&state, output, format!("/status/requests/{id}/output")).await)
+            }
+            None => None,
+        },
         error: request.error.clone(),
     };
     let (page, cookie) = frame(
@@ -685,7 +735,7 @@ async fn download(state: &AppState, id: &str, output: bool) -> PageResult {
             "the request has no output yet".into(),
         )
     })?;
-    let bytes = state.store.load_payload(&payload)?;
+    let bytes = state.store.read_payload(payload).await?;
     let name = format!(
         "attachment; filename=\"{id}-{}.json\"",
         if output { "output" } else { "input" }

@@ -274,6 +274,8 @@ impl Executor {
             Ok(Err(flow_error)) => flow_error,
             Err(AttemptError::Trap(trap) | AttemptError::Invalid(trap)) => trap,
         };
+        // Every viewer reads a request's error: no credentials in it.
+        let error = baton_runtime::redact_text(&error);
         let failures = claim.failures as u32 + 1;
         if failures > properties.max_retries {
             let error = if properties.max_retries == 0 {

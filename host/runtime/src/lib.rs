@@ -15,13 +15,17 @@
 //!   epoch ticker, attempt execution.
 //! - `host`: the host side of the `journal` and `http` interfaces, the
 //!   sandbox's WASI context and resource limits.
+//! - `redact`: [`redact_url`] and [`redact_text`], credentials taken out of
+//!   URLs before they are shown.
 
 mod engine;
 mod host;
+mod redact;
 
 use std::future::Future;
 
 pub use engine::{Attempt, AttemptError, FlowComponent, Runtime, RuntimeConfig};
+pub use redact::{redact_text, redact_url};
 
 /// What a checkpoint at the next journal position looks like to the flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
