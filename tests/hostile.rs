@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use support::{Server, Setup, wasm};
+use support::{Server, Setup, Sidecar, wasm};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -273,4 +273,53 @@ async fn a_flow_error_shows_no_credentials_of_the_url() {
     );
     assert!(!request.to_string().contains("hunter2"), "{request:#}");
     assert!(!server.log_text().contains("hunter2"), "the log shows it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_calls_only_the_origins_it_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    // `steps` declares `http://127.0.0.1:*`.
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    let run = async |url: String| {
+        let id = server
+            .start_request("steps", json!({ "steps": 1, "url": url }))
+            .await;
+        server.wait_final(&id, LONG).await
+    };
+
+    let request = run(sidecar.url.clone()).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(sidecar.calls("/step/0"), 1);
+
+    // The same server by a name the flow did not declare.
+    let by_name = sidecar.url.replace("127.0.0.1", "localhost");
+    let request = run(by_name.clone()).await;
+    assert_eq!(request["status"], "error", "{request:#}");
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("flow steps may not call {by_name}/step/0"))
+            && error.contains("not among the HTTP resources the flow declares"),
+        "{error}"
+    );
+    assert_eq!(sidecar.calls("/step/0"), 1, "the refused call went out");
+
+    // The cloud metadata address.
+    let request = run("http://169.254.169.254".into()).await;
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("flow steps may not call http://169.254.169.254/step/0"),
+        "{error}"
+    );
+
+    // An answer larger than the 16 MiB the host holds for a flow.
+    let big = "x".repeat(17 << 20);
+    sidecar.answers("/big/step/0", vec![(200, big.as_str())]);
+    let request = run(format!("{}/big", sidecar.url)).await;
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("is larger than the limit of 16777216 bytes"),
+        "{error}"
+    );
 }

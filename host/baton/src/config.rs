@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub memory_limit_mib: Option<usize>,
     /// Guest execution time per attempt, seconds.
     pub time_limit_s: Option<f64>,
+    /// The largest answer body a flow's HTTP call may receive, MiB.
+    pub http_body_limit_mib: Option<usize>,
     /// Named connections flows may declare (`connection:NAME`): name → address.
     #[serde(default)]
     pub connections: std::collections::BTreeMap<String, String>,
@@ -72,6 +74,8 @@ pub struct ServerConfig {
     pub memory_limit: usize,
     /// Guest execution time per attempt.
     pub time_limit: Duration,
+    /// The largest answer body a flow's HTTP call may receive, bytes.
+    pub http_body_limit: usize,
     /// Named connections defined in this server's configuration.
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository.
@@ -110,6 +114,11 @@ impl ServerConfig {
                 .memory_limit_mib
                 .or(file.memory_limit_mib)
                 .unwrap_or(64)
+                << 20,
+            http_body_limit: flags
+                .http_body_limit_mib
+                .or(file.http_body_limit_mib)
+                .unwrap_or(16)
                 << 20,
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),

@@ -242,7 +242,8 @@ impl Executor {
             interrupt,
         );
         tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
-        let attempt = self.runtime.run(&component, journal, &input).await;
+        let egress = baton_runtime::Egress::new(&properties.name, &properties.resources);
+        let attempt = self.runtime.run(&component, journal, &input, egress).await;
         self.metrics.record_attempt(attempt.instantiate);
         match attempt.journal.abort {
             Some(Abort::Lost) | Some(Abort::Stopping) => {

@@ -276,6 +276,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 connections: Default::default(),
                 flows_repo,
                 protect_metrics: None,
+                http_body_limit_mib: None,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }

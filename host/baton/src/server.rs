@@ -67,6 +67,7 @@ impl Node {
             memory_limit: config.memory_limit,
             time_limit: config.time_limit,
             max_instances: (config.capacity + 8) as u32,
+            http_body_limit: config.http_body_limit,
         })?;
         let executor = Executor::new(
             store.clone(),

@@ -7,7 +7,7 @@ use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::{CheckpointStart, HostAbort, Journal, LogLevel};
+use crate::{CheckpointStart, Egress, HostAbort, Journal, LogLevel};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -31,7 +31,14 @@ pub(crate) struct State<J> {
     table: ResourceTable,
     pub(crate) stderr: MemoryOutputPipe,
     limits: SandboxLimits,
-    http: reqwest::Client,
+    http: Http,
+}
+
+/// What a flow's HTTP calls go through: the server's client (redirects
+/// off) and the origins this flow may call.
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+    pub(crate) egress: Egress,
 }
 
 /// Per-attempt limits; exceeding one traps with a sentence that says which.
@@ -40,10 +47,12 @@ pub(crate) struct SandboxLimits {
     /// Epoch ticks of guest execution allowed to this attempt.
     pub(crate) ticks_left: u64,
     pub(crate) time_limit: Duration,
+    /// The largest HTTP answer body a call may receive.
+    pub(crate) http_body: usize,
 }
 
 impl<J: Journal> State<J> {
-    pub(crate) fn new(journal: Option<J>, limits: SandboxLimits, http: reqwest::Client) -> Self {
+    pub(crate) fn new(journal: Option<J>, limits: SandboxLimits, http: Http) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         // No env, args, preopened dirs, stdin or sockets; clocks frozen at the
@@ -264,24 +273,43 @@ impl<J: Journal> http::Host for State<J> {
     ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
-        Ok(send(&self.http, request).await)
+        Ok(send(&self.http, self.limits.http_body, request).await)
     }
 }
 
-async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::Response, String> {
+async fn send(
+    http: &Http,
+    body_limit: usize,
+    request: http::Request,
+) -> Result<http::Response, String> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid HTTP method {:?}", request.method))?;
     // Errors name the URL without its credentials: they end up in the
     // request's error, which every viewer can read.
     let shown = crate::redact_url(&request.url);
+    let destination = http.egress.check(&request.url).await?;
+    // A name is connected to at the address just checked, so a second
+    // lookup cannot lead the call to another one.
+    let pinned;
+    let client = match &destination.pinned {
+        Some((host, address)) => {
+            pinned = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .resolve(host, *address)
+                .build()
+                .map_err(|e| format!("{} {shown}: {}", request.method, error_chain(&e)))?;
+            &pinned
+        }
+        None => &http.client,
+    };
     let mut builder = client
-        .request(method, &request.url)
+        .request(method, destination.url)
         .timeout(HTTP_TIMEOUT)
         .body(request.body);
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
-    let response = builder.send().await.map_err(|e| {
+    let mut response = builder.send().await.map_err(|e| {
         format!(
             "{} {shown}: {}",
             request.method,
@@ -299,16 +327,27 @@ async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::
             )
         })
         .collect();
-    let body = response.bytes().await.map_err(|e| {
+    // Read a chunk at a time: the body lives in host memory, outside the
+    // flow's memory limit, so it is cut off at the limit.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
         format!(
             "reading the answer of {shown}: {}",
             error_chain(&e.without_url())
         )
-    })?;
+    })? {
+        if body.len() + chunk.len() > body_limit {
+            return Err(format!(
+                "the answer of {shown} is larger than the limit of {} bytes",
+                body_limit
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(http::Response {
         status,
         headers,
-        body: body.to_vec(),
+        body,
     })
 }
 

@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //!
+//! - `egress`: [`Egress`], the HTTP origins a flow declares and may call.
 //! - `engine`: [`Runtime`]: engine settings, compiled-component cache,
 //!   epoch ticker, attempt execution.
 //! - `host`: the host side of the `journal` and `http` interfaces, the
@@ -18,12 +19,14 @@
 //! - `redact`: [`redact_url`] and [`redact_text`], credentials taken out of
 //!   URLs before they are shown.
 
+mod egress;
 mod engine;
 mod host;
 mod redact;
 
 use std::future::Future;
 
+pub use egress::Egress;
 pub use engine::{Attempt, AttemptError, FlowComponent, Runtime, RuntimeConfig};
 pub use redact::{redact_text, redact_url};
 
