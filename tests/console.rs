@@ -16,6 +16,11 @@ struct Console {
 }
 
 async fn console() -> Console {
+    console_at(None).await
+}
+
+/// A console whose configured public URL is `public_url`.
+async fn console_at(public_url: Option<&str>) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig::resolve(
         FileConfig::default(),
@@ -25,6 +30,7 @@ async fn console() -> Console {
                 "postgres://baton:secret@db/baton?sslmode=require&password=hunter2".into(),
             ),
             name: Some("blue".into()),
+            public_url: public_url.map(str::to_owned),
             ..Default::default()
         },
     );
@@ -485,6 +491,57 @@ async fn the_api_ignores_the_console_session_cookie() {
         body.contains("watcher") && !body.contains("intruder"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn over_https_the_cookies_are_secure_and_host_only() {
+    let console = console_at(Some("https://baton.example.com")).await;
+    let (_, headers, _) = console
+        .send(Request::get("/login").body(Body::empty()).unwrap())
+        .await;
+    let set = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-baton_csrf=") && set.contains("; Secure") && set.contains("Path=/"),
+        "{set}"
+    );
+    let csrf = set
+        .trim_start_matches("__Host-baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let login = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("__Host-baton_csrf={csrf}"))
+        .body(Body::from(format!(
+            "csrf={csrf}&username=watcher&password=pw"
+        )))
+        .unwrap();
+    let (status, headers, body) = console.send(login).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let set = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-baton_session=") && set.contains("; Secure"),
+        "{set}"
+    );
+    let session = set
+        .trim_start_matches("__Host-baton_session=")
+        .split(';')
+        .next()
+        .unwrap();
+    let page = |cookie: String| {
+        Request::get("/status/requests")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, _) = console
+        .send(page(format!("__Host-baton_session={session}")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A cookie without the prefix, which any subdomain could plant, is not read.
+    let (status, _, _) = console.send(page(format!("baton_session={session}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -22,8 +22,59 @@ use baton_store::{AccountRow, Store, StoreError};
 
 use crate::api::AppState;
 
-/// The cookie that carries a console session.
+/// The cookie that carries a console session served over plain HTTP.
 pub const SESSION_COOKIE: &str = "baton_session";
+/// The console's cookies. Served over HTTPS (`public_url = "https://…"`)
+/// they are `Secure` and carry the `__Host-` prefix, which the browser
+/// accepts only from a secure origin for this exact host, so a plain-HTTP
+/// page or a sibling subdomain can neither read nor plant them.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    /// The cookies of a console whose public URL is `public_url`.
+    pub fn new(public_url: Option<&str>) -> Self {
+        Self {
+            secure: public_url.is_some_and(|u| {
+                u.get(..8)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            }),
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn session(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_session"
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The CSRF cookie's name.
+    pub fn csrf(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_csrf"
+        } else {
+            "baton_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value for `name` (one of these cookies).
+    pub fn set(self, name: &str, value: &str, max_age_s: Option<i64>) -> String {
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+        if let Some(age) = max_age_s {
+            cookie.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        cookie
+    }
+}
+
 /// How long a console session lasts.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 
@@ -353,7 +404,7 @@ pub async fn authenticate(
     let session = if api {
         None
     } else {
-        crate::console::cookie(headers, SESSION_COOKIE)
+        crate::console::cookie(headers, state.config.cookies().session())
     };
     let found = match (bearer, session) {
         (Some(token), _) => state.store.token_account(&secret_hash(&token)).await,

@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub flows_repo: Option<PathBuf>,
     /// Require a token for `/metrics` too (default: open to scrapers).
     pub protect_metrics: Option<bool>,
+    /// The URL people open the console at; `https://…` makes its cookies
+    /// `Secure` with the `__Host-` prefix.
+    pub public_url: Option<String>,
 }
 
 impl FileConfig {
@@ -82,6 +85,8 @@ pub struct ServerConfig {
     pub flows_repo: Option<PathBuf>,
     /// Whether `/metrics` needs a token.
     pub protect_metrics: bool,
+    /// The URL people open the console at.
+    pub public_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -120,6 +125,7 @@ impl ServerConfig {
                 .or(file.http_body_limit_mib)
                 .unwrap_or(16)
                 << 20,
+            public_url: flags.public_url.or(file.public_url),
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
             protect_metrics: flags
@@ -138,6 +144,11 @@ impl ServerConfig {
     /// The checkpoint connection with any password replaced by `***`.
     pub fn database_redacted(&self) -> String {
         baton_runtime::redact_url(&self.database)
+    }
+
+    /// The console's cookie names and attributes.
+    pub fn cookies(&self) -> crate::auth::Cookies {
+        crate::auth::Cookies::new(self.public_url.as_deref())
     }
 }
 

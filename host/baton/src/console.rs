@@ -27,7 +27,6 @@ use baton_store::{
 use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
 
-const CSRF_COOKIE: &str = "baton_csrf";
 const PAGE_SIZE: i64 = 50;
 const PREVIEW: usize = 4096;
 /// The largest payload a page reads for its preview.
@@ -88,7 +87,7 @@ async fn login(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let field = |name: &str| form_field(&form, name).unwrap_or_default().to_owned();
     let (username, password) = (field("username"), field("password"));
     let address = client.map(|Extension(c)| c.0.ip());
@@ -127,10 +126,11 @@ async fn login(
         )
         .await?;
     let mut response = Redirect::to("/status/servers").into_response();
-    let value = format!(
-        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        auth::SESSION_COOKIE,
-        auth::SESSION_TTL_MS / 1000
+    let cookies = state.config.cookies();
+    let value = cookies.set(
+        cookies.session(),
+        &session,
+        Some(auth::SESSION_TTL_MS / 1000),
     );
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -143,18 +143,16 @@ async fn logout(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
-    if let Some(session) = cookie(&headers, auth::SESSION_COOKIE) {
+    check_csrf(&state, &headers, &form)?;
+    let cookies = state.config.cookies();
+    if let Some(session) = cookie(&headers, cookies.session()) {
         state
             .store
             .delete_session(&auth::secret_hash(&session))
             .await?;
     }
     let mut response = Redirect::to("/login").into_response();
-    let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        auth::SESSION_COOKIE
-    );
+    let expired = cookies.set(cookies.session(), "", Some(0));
     if let Ok(value) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -250,14 +248,16 @@ async fn frame(
         .flatten()
         .map(|s| s.name)
         .unwrap_or_else(|| state.cluster.id.clone());
-    let existing = cookie(headers, CSRF_COOKIE)
+    let cookies = state.config.cookies();
+    let existing = cookie(headers, cookies.csrf())
         .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
     let (csrf, new) = match existing {
         Some(token) => (token, None),
         None => {
             // From the OS generator: a token that can be guessed is no guard.
             let token = auth::secret();
-            (token.clone(), Some(token))
+            let set = cookies.set(cookies.csrf(), &token, None);
+            (token, Some(set))
         }
     };
     (
@@ -274,12 +274,11 @@ async fn frame(
     )
 }
 
+/// A page, with the `Set-Cookie` value of a new CSRF cookie if one was made.
 fn html(page: maud::Markup, new_cookie: Option<String>) -> Response {
     let mut response = Html(page.into_string()).into_response();
-    if let Some(token) = new_cookie
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-        ))
+    if let Some(cookie) = new_cookie
+        && let Ok(value) = HeaderValue::from_str(&cookie)
     {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -294,7 +293,11 @@ fn form_field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Rejects a state-changing request that is cross-site or lacks the token.
-fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), PageError> {
+fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<(), PageError> {
     let forbidden = |why: &str| Err(PageError(StatusCode::FORBIDDEN, format!("refused: {why}")));
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
@@ -312,7 +315,7 @@ fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), Page
         }
     }
     let sent = form_field(form, "csrf");
-    match (cookie(headers, CSRF_COOKIE), sent) {
+    match (cookie(headers, state.config.cookies().csrf()), sent) {
         (Some(cookie), Some(sent)) if !cookie.is_empty() && cookie == sent => Ok(()),
         _ => forbidden(
             "the form's CSRF token is missing or does not match; reload the page and try again",
@@ -528,7 +531,7 @@ async fn bulk_action(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let action = match form_field(&form, "action") {
         Some(a @ ("reexecute" | "cancel")) => a,
         _ => {
@@ -578,7 +581,7 @@ async fn single_action(
     form: Vec<(String, String)>,
     action: &str,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     act(&state, &account, &id, action).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
@@ -826,7 +829,7 @@ async fn run_flow(
     Path(name): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let input = form_field(&form, "input").unwrap_or("null");
     serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| {
         PageError(
@@ -935,7 +938,7 @@ async fn update_flows(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let report = crate::version_control::update(
         state.config.flows_repo.as_deref(),
         &state.store,
@@ -999,7 +1002,7 @@ async fn rename(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let name = form_field(&form, "name").unwrap_or_default().trim();
     if name.is_empty() || name.len() > 100 {
         return Err(PageError(

@@ -277,6 +277,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 flows_repo,
                 protect_metrics: None,
                 http_body_limit_mib: None,
+                public_url: None,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
