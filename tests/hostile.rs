@@ -323,3 +323,68 @@ async fn a_flow_calls_only_the_origins_it_declares() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_does_not_get_a_server_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let flooded = Server::start(dir.path(), "s0", &setup).await;
+    let watcher = Server::start(dir.path(), "s1", &setup).await;
+    let status_of_flooded = async || {
+        let (_, servers) = watcher.get("/api/servers").await;
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == flooded.id())
+            .cloned()
+            .unwrap()
+    };
+    let before = status_of_flooded().await;
+    assert_eq!(before["status"], "running", "{before}");
+
+    let http = reqwest::Client::new();
+    let csrf = "f".repeat(64);
+    let logins = (0..500).map(|i| {
+        let request = http
+            .post(format!("{}/login", flooded.base))
+            .header("cookie", format!("baton_csrf={csrf}"))
+            .form(&[
+                ("csrf", csrf.clone()),
+                ("username", format!("guess-{i}")),
+                ("password", "guess".to_owned()),
+            ]);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let flood = tokio::spawn(all_at_once(logins.collect()));
+    let mut oldest_heartbeat_ms = 0;
+    while !flood.is_finished() {
+        let seen = status_of_flooded().await;
+        assert_eq!(
+            seen["status"], "running",
+            "taken over during the flood: {seen}"
+        );
+        oldest_heartbeat_ms = oldest_heartbeat_ms.max(seen["heartbeat_age_ms"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses = flood.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "the address was never throttled");
+    let after = status_of_flooded().await;
+    assert_eq!(after["status"], "running", "{after}");
+    assert_eq!(after["incarnation"], before["incarnation"], "{after}");
+    println!("oldest heartbeat seen during the flood: {oldest_heartbeat_ms} ms");
+}
+
+/// Runs the futures at once and gathers their outputs in order.
+async fn all_at_once<F: Future<Output = u16> + Send + 'static>(futures: Vec<F>) -> Vec<u16> {
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
