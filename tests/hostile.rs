@@ -149,6 +149,7 @@ async fn raw_journal_calls_that_forge_or_flood_are_refused() {
         ("long", "longer than the limit of 1024 bytes"),
         ("nul", "NUL byte"),
         ("not-json", "is not JSON"),
+        ("pause", "longer than the limit of 10000 ms"),
     ] {
         let id = server
             .start_request("raw-journal", json!({ "case": case }))

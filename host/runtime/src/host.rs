@@ -154,6 +154,10 @@ fn trap(abort: HostAbort) -> wasmtime::Error {
 const CHECKPOINT_NAME_MAX: usize = 1024;
 /// Checkpoint names the host keeps for its own journaled values.
 const RESERVED_PREFIX: &str = "baton:";
+/// The longest `pause` a flow may ask for. A pause holds an instance and a
+/// slot, and a cancel is seen at the next host call: the cap bounds how long
+/// a cancelled or lost attempt can go on holding them.
+const PAUSE_MAX_MS: u64 = 10_000;
 /// The longest log line a flow may write, in bytes; the rest is cut.
 const LOG_LINE_MAX: usize = 4096;
 
@@ -243,6 +247,11 @@ impl<J: Journal> journal::Host for State<J> {
     }
 
     async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
+        if ms > PAUSE_MAX_MS {
+            return Err(trap(HostAbort(format!(
+                "a pause of {ms} ms is longer than the limit of {PAUSE_MAX_MS} ms; use a durable sleep to wait longer"
+            ))));
+        }
         self.journal()?.guard().await.map_err(trap)?;
         // A zero pause returns at once rather than wait for the timer's next tick.
         if ms > 0 {

@@ -2,8 +2,8 @@
 //! hostile guest could, bypassing the SDK's checks. Input `{"case": C}`:
 //! `reserved` opens a checkpoint named `baton:now`, `long` one with a name
 //! of 8 KiB, `nul` one with a NUL byte, `not-json` commits bytes that are
-//! not JSON, `log` writes a log line with a forged second line in it and
-//! 64 KiB of text, then succeeds.
+//! not JSON, `pause` pauses for a minute, `log` writes a log line with a
+//! forged second line in it and 64 KiB of text, then succeeds.
 
 use baton_guest::__private::bindings::baton::flow::journal::{self, Level};
 use baton_guest::prelude::*;
@@ -29,6 +29,7 @@ fn raw_journal(_ctx: &mut Ctx, input: Input) -> Result<(), FlowError> {
             let start = journal::begin_checkpoint("step");
             journal::commit_checkpoint(start.position, b"{not json");
         }
+        "pause" => journal::pause_ms(60_000),
         "log" => {
             journal::log(
                 Level::Info,
