@@ -389,3 +389,84 @@ async fn all_at_once<F: Future<Output = u16> + Send + 'static>(futures: Vec<F>) 
     }
     out
 }
+
+/// A `baton up` on SQLite in `dir/name`, with `password` as
+/// `BATON_ADMIN_PASSWORD` (none: unset); its stdout and stderr go to files.
+fn first_start(dir: &std::path::Path, name: &str, password: Option<&str>) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+    command
+        .arg("up")
+        .arg("--data")
+        .arg(dir.join(name))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            dir.join(format!("{name}.db")).display()
+        ))
+        .arg("--storage")
+        .arg(dir.join(format!("{name}-store")))
+        .env("BATON_LOG", "info")
+        .env_remove("BATON_ADMIN_PASSWORD")
+        .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap());
+    if let Some(password) = password {
+        command.env("BATON_ADMIN_PASSWORD", password);
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_password_is_long_and_never_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut short = first_start(dir.path(), "short", Some("tooshort"));
+    let status = support::eventually(LONG, "the server to refuse", async || {
+        short.try_wait().unwrap()
+    })
+    .await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.path().join("short.log")).unwrap();
+    assert!(log.contains("needs at least 12"), "{log}");
+
+    let mut generated = first_start(dir.path(), "generated", None);
+    let base = support::eventually(LONG, "the server to listen", async || {
+        std::fs::read_to_string(dir.path().join("generated.out"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("baton: listening on "))
+            .map(str::to_owned)
+    })
+    .await;
+    let file = dir.path().join("generated/admin.password");
+    let password = std::fs::read_to_string(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let log = std::fs::read_to_string(dir.path().join("generated.log")).unwrap();
+    assert!(
+        !log.contains(&password),
+        "the password is in the log:\n{log}"
+    );
+    assert!(log.contains("admin.password"), "{log}");
+    // It is the admin's password.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = "a".repeat(64);
+    let login = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("baton_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "admin"),
+            ("password", password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 303);
+    generated.kill().unwrap();
+    generated.wait().unwrap();
+}

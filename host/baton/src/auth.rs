@@ -294,15 +294,32 @@ pub enum Login {
     Wait(Duration),
 }
 
-/// First start: creates `admin` (password from `BATON_ADMIN_PASSWORD`, or a
-/// generated one logged once) when the cluster has no account, and makes
-/// sure `<data>/admin.token` (mode 0600) holds a valid admin API token, which
-/// the CLI uses by default.
+/// The shortest password `BATON_ADMIN_PASSWORD` may give the first admin.
+pub const MIN_ADMIN_PASSWORD: usize = 12;
+
+/// First start: creates `admin` when the cluster has no account, with the
+/// password from `BATON_ADMIN_PASSWORD` (at least [`MIN_ADMIN_PASSWORD`]
+/// characters) or a generated one written to `<data>/admin.password` (mode
+/// 0600; never logged, since logs travel further than the data folder); and
+/// makes sure `<data>/admin.token` (mode 0600) holds a valid admin API
+/// token, which the CLI uses by default.
 pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
     if !store.has_accounts().await? {
-        let (password, generated) = match std::env::var("BATON_ADMIN_PASSWORD") {
-            Ok(password) if !password.is_empty() => (password, false),
-            _ => (secret()[..20].to_owned(), true),
+        let given = std::env::var("BATON_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        let password_file = data.join("admin.password");
+        let password = match given {
+            Some(password) if password.chars().count() < MIN_ADMIN_PASSWORD => anyhow::bail!(
+                "BATON_ADMIN_PASSWORD has {} characters; the first admin's password needs at least {MIN_ADMIN_PASSWORD}",
+                password.chars().count()
+            ),
+            Some(password) => password,
+            None => {
+                let password = secret()[..20].to_owned();
+                write_private(&password_file, &password)?;
+                password
+            }
         };
         let created = store
             .create_account(&AccountRow {
@@ -312,14 +329,17 @@ pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
             })
             .await;
         match created {
-            Ok(()) if generated => tracing::warn!(
-                "created the account admin with password {password} (shown only this once)"
+            Ok(()) if password_file.exists() => tracing::warn!(
+                "created the account admin; its password is in {}",
+                password_file.display()
             ),
             Ok(()) => tracing::info!(
                 "created the account admin with the password from BATON_ADMIN_PASSWORD"
             ),
             // Another server of the cluster created it at the same moment.
-            Err(StoreError::Refused(_)) => {}
+            Err(StoreError::Refused(_)) => {
+                let _ = std::fs::remove_file(&password_file);
+            }
             Err(e) => return Err(e.into()),
         }
     }
