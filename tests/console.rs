@@ -16,13 +16,21 @@ struct Console {
 }
 
 async fn console() -> Console {
+    console_at(None).await
+}
+
+/// A console whose configured public URL is `public_url`.
+async fn console_at(public_url: Option<&str>) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig::resolve(
         FileConfig::default(),
         FileConfig {
             data: Some(dir.path().to_owned()),
-            database: Some("postgres://baton:secret@db/baton".into()),
+            database: Some(
+                "postgres://baton:secret@db/baton?sslmode=require&password=hunter2".into(),
+            ),
             name: Some("blue".into()),
+            public_url: public_url.map(str::to_owned),
             ..Default::default()
         },
     );
@@ -179,7 +187,9 @@ async fn every_page_renders_with_strict_security_headers() {
     }
     let (_, _, settings) = console.get("/settings/flow").await;
     assert!(
-        settings.contains("postgres://baton:***@db/baton") && !settings.contains("secret"),
+        settings.contains("postgres://baton:***@db/baton?sslmode=require&amp;password=***")
+            && !settings.contains("secret")
+            && !settings.contains("hunter2"),
         "{settings}"
     );
     let (status, headers, _) = console.get("/assets/htmx.min.js").await;
@@ -205,6 +215,11 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
         .next()
         .unwrap()
         .to_owned();
+    // 256 bits from the OS generator.
+    assert!(
+        token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
 
     let form = format!("csrf={token}");
     let (status, _, _) = console
@@ -265,7 +280,7 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     assert_eq!(headers[header::LOCATION], "/status/requests/r1");
     // The re-execute is recorded with the account (this server's executor
     // may already be retrying the request).
-    let events = console.state.store.events("r1").await.unwrap();
+    let events = console.state.store.events("r1", None, 100).await.unwrap();
     let reexecuted = events
         .iter()
         .find(|e| e.kind == "reexecuted")
@@ -446,6 +461,88 @@ async fn pages_need_a_login_and_the_api_a_token() {
             && session.contains("SameSite=Strict"),
         "{session}"
     );
+}
+
+#[tokio::test]
+async fn the_api_ignores_the_console_session_cookie() {
+    let console = console().await;
+    // What a page on another port of the same host can send with the admin's
+    // cookies: a no-cors text/plain POST.
+    let forged = Request::post("/api/accounts")
+        .header(header::COOKIE, "baton_session=admin-session")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .header("sec-fetch-site", "same-site")
+        .body(Body::from(
+            r#"{"name":"intruder","password":"long enough","role":"admin"}"#,
+        ))
+        .unwrap();
+    let (status, _, body) = console.send(forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = console.get("/api/requests").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let token = std::fs::read_to_string(console._dir.path().join("admin.token")).unwrap();
+    let list = Request::get("/api/accounts")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.trim()))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = console.send(list).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("watcher") && !body.contains("intruder"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn over_https_the_cookies_are_secure_and_host_only() {
+    let console = console_at(Some("https://baton.example.com")).await;
+    let (_, headers, _) = console
+        .send(Request::get("/login").body(Body::empty()).unwrap())
+        .await;
+    let set = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-baton_csrf=") && set.contains("; Secure") && set.contains("Path=/"),
+        "{set}"
+    );
+    let csrf = set
+        .trim_start_matches("__Host-baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let login = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("__Host-baton_csrf={csrf}"))
+        .body(Body::from(format!(
+            "csrf={csrf}&username=watcher&password=pw"
+        )))
+        .unwrap();
+    let (status, headers, body) = console.send(login).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let set = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-baton_session=") && set.contains("; Secure"),
+        "{set}"
+    );
+    let session = set
+        .trim_start_matches("__Host-baton_session=")
+        .split(';')
+        .next()
+        .unwrap();
+    let page = |cookie: String| {
+        Request::get("/status/requests")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, _) = console
+        .send(page(format!("__Host-baton_session={session}")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A cookie without the prefix, which any subdomain could plant, is not read.
+    let (status, _, _) = console.send(page(format!("baton_session={session}"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -238,7 +238,7 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
             .collect::<Vec<_>>(),
         [(1, 0)]
     );
-    let all = store.checkpoints("r").await.unwrap();
+    let all = store.checkpoints("r", None, i64::MAX).await.unwrap();
     assert_eq!(
         all.iter()
             .map(|c| (c.generation, c.seq, c.name.as_str()))
@@ -255,7 +255,14 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
             .as_deref(),
         Some("step-0")
     );
-    assert_eq!(store.checkpoints("other").await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .checkpoints("other", None, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The next retry starts another; one that finds it empty keeps it.
     let retry = Outcome::Retry {
@@ -492,7 +499,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
         Err(StoreError::NotFound(_))
     ));
     let kinds: Vec<String> = store
-        .events("r")
+        .events("r", None, 100)
         .await
         .unwrap()
         .into_iter()
@@ -674,7 +681,12 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        names(store.checkpoints("starts-over").await.unwrap()),
+        names(
+            store
+                .checkpoints("starts-over", None, i64::MAX)
+                .await
+                .unwrap()
+        ),
         [
             (0, 0, "a0".into()),
             (0, 1, "a1".into()),
@@ -715,7 +727,14 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
     store.commit_checkpoints(&[next]).await.unwrap()[0]
         .as_ref()
         .unwrap();
-    assert_eq!(store.checkpoints("resumes").await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .checkpoints("resumes", None, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     store.close().await;
 }
 

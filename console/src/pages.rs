@@ -285,10 +285,14 @@ pub struct RequestDetail {
     pub version: String,
     /// Epoch.
     pub epoch: i64,
-    /// Checkpoints, all generations.
+    /// One page of checkpoints, all generations.
     pub checkpoints: Vec<CheckpointView>,
-    /// History.
+    /// Where the next page of checkpoints is, if there are more.
+    pub checkpoints_more: Option<String>,
+    /// One page of history.
     pub events: Vec<EventView>,
+    /// Where the next page of history is, if there is more.
+    pub events_more: Option<String>,
     /// Input.
     pub input: PayloadView,
     /// Output, once succeeded.
@@ -397,6 +401,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                     tr { td { (c.generation) "." (c.seq) } td { (c.name) } td { (c.server) } td { (c.epoch) } td { (time(c.at)) } td { (c.size) " B" } }
                 }
             }
+            @if let Some(more) = &detail.checkpoints_more { p { a href=(more) { "More checkpoints" } } }
             h3 { "Attempts and owners" }
             table {
                 thead { tr { th { "At" } th { "Event" } th { "By" } th { "Epoch" } th { "Detail" } } }
@@ -404,6 +409,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                     tr { td { (time(e.at)) } td { (e.kind) } td { (e.server) } td { @if let Some(epoch) = e.epoch { (epoch) } } td { (e.detail) } }
                 }
             }
+            @if let Some(more) = &detail.events_more { p { a href=(more) { "More history" } } }
             (payload("Input", &detail.input))
             @if let Some(output) = &detail.output { (payload("Output", output)) }
         },

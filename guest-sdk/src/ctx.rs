@@ -158,7 +158,8 @@ impl Step {
     }
 
     /// Waits without journaling (simulated work, polling). On replay the step
-    /// does not run, so neither does the pause.
+    /// does not run, so neither does the pause. At most 10 s: a longer pause
+    /// traps (use [`Ctx::sleep`]).
     pub fn pause(&self, duration: Duration) {
         journal::pause_ms(millis(duration));
     }

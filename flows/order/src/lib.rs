@@ -34,7 +34,12 @@ struct Receipt {
     tracking: String,
 }
 
-#[flow(other_server_retry = true, max_retries = 5, retry_interval = "10s")]
+#[flow(
+    other_server_retry = true,
+    max_retries = 5,
+    retry_interval = "10s",
+    resources = ["https://*.example.com"]
+)]
 fn order(ctx: &mut Ctx, order: Order) -> Result<Receipt, FlowError> {
     let hold: Hold = ctx.checkpoint("reserve", |step| post(&order.stock_url, step, &order))?;
     let charge: Charge = ctx.checkpoint("charge", |step| post(&order.payment_url, step, &hold))?;

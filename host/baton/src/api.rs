@@ -33,6 +33,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Resolved settings.
     pub config: Arc<ServerConfig>,
+    /// Throttles password guessing on `/login`.
+    pub login: Arc<auth::LoginGuard>,
 }
 
 /// A failed API call: a status and a plain sentence, sent as `{"error": …}`.
@@ -174,6 +176,7 @@ async fn start_request(
             format!("the input is not valid JSON: {e}"),
         )
     })?;
+    let wait = wait_seconds(query.timeout)?;
     let version = state.store.active_version(&name).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -214,8 +217,7 @@ async fn start_request(
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
     }
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(query.timeout.unwrap_or(60.0).clamp(0.0, 3600.0));
+    let deadline = Instant::now() + Duration::from_secs_f64(wait);
     loop {
         let request = state
             .store
@@ -225,7 +227,7 @@ async fn start_request(
         if request.status.is_final() {
             let mut view = json!({ "id": id, "status": request.status.as_str() });
             match request.status {
-                RequestStatus::Succeeded => view["output"] = output(&state.store, &request),
+                RequestStatus::Succeeded => view["output"] = output(&state.store, &request).await,
                 _ => view["error"] = json!(request.error),
             }
             return Ok((StatusCode::OK, axum::Json(view)).into_response());
@@ -247,11 +249,27 @@ async fn start_request(
     }
 }
 
-fn output(store: &Store, request: &RequestRow) -> Value {
-    request
-        .output
-        .as_ref()
-        .and_then(|payload| store.load_payload(payload).ok())
+/// How long `?wait=true` waits: `timeout` seconds, from 0 to an hour
+/// (default 60). Anything else, NaN and infinity included, is refused.
+fn wait_seconds(timeout: Option<f64>) -> ApiResult<f64> {
+    match timeout {
+        None => Ok(60.0),
+        Some(seconds) if (0.0..=3600.0).contains(&seconds) => Ok(seconds),
+        Some(seconds) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("timeout must be a number of seconds from 0 to 3600, not {seconds}"),
+        )),
+    }
+}
+
+async fn output(store: &Store, request: &RequestRow) -> Value {
+    let Some(payload) = request.output.clone() else {
+        return Value::Null;
+    };
+    store
+        .read_payload(payload)
+        .await
+        .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or(Value::Null)
 }
@@ -308,23 +326,72 @@ async fn list_requests(
     )))
 }
 
+/// Which page of a request's checkpoints and events to show.
+#[derive(Debug, Default, Deserialize)]
+pub struct DetailQuery {
+    /// Checkpoints after this position (`checkpoints_next` of the page before).
+    pub checkpoints_after: Option<i64>,
+    /// Events after this one (`events_next` of the page before).
+    pub events_after: Option<i64>,
+    /// Rows of each per page (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// One page of a request's checkpoints and events, and where the next
+/// pages start (`None` when there is no more): a request can hold 2²⁴
+/// checkpoints, far too many to load at once.
+pub struct DetailPage {
+    /// Checkpoints, in order.
+    pub checkpoints: Vec<baton_store::CheckpointRecord>,
+    /// Events, oldest first.
+    pub events: Vec<baton_store::EventRow>,
+    /// `checkpoints_after` for the next page.
+    pub checkpoints_next: Option<i64>,
+    /// `events_after` for the next page.
+    pub events_next: Option<i64>,
+}
+
+impl DetailQuery {
+    /// Reads the page this query asks for.
+    pub async fn page(&self, store: &Store, id: &str) -> Result<DetailPage, StoreError> {
+        let limit = self.limit.unwrap_or(100).clamp(1, 1000);
+        let mut checkpoints = store
+            .checkpoints(id, self.checkpoints_after, limit + 1)
+            .await?;
+        let mut events = store.events(id, self.events_after, limit + 1).await?;
+        let more_checkpoints = checkpoints.len() as i64 > limit;
+        let more_events = events.len() as i64 > limit;
+        checkpoints.truncate(limit as usize);
+        events.truncate(limit as usize);
+        Ok(DetailPage {
+            checkpoints_next: more_checkpoints
+                .then(|| checkpoints.last().map(|c| c.position))
+                .flatten(),
+            events_next: more_events.then(|| events.last().map(|e| e.id)).flatten(),
+            checkpoints,
+            events,
+        })
+    }
+}
+
 async fn show_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     let request =
         state.store.request(&id).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}"))
         })?;
-    let checkpoints = state.store.checkpoints(&id).await?;
-    let events = state.store.events(&id).await?;
+    let page = query.page(&state.store, &id).await?;
     let mut view = summary(&request);
     view["failures"] = json!(request.failures);
     view["epoch"] = json!(request.epoch);
     view["generation"] = json!(request.generation);
     view["next_attempt_at"] = json!(request.next_attempt_at);
-    view["output"] = output(&state.store, &request);
-    view["checkpoints"] = checkpoints
+    view["output"] = output(&state.store, &request).await;
+    view["checkpoints"] = page
+        .checkpoints
         .iter()
         .map(|c| {
             json!({
@@ -333,7 +400,9 @@ async fn show_request(
             })
         })
         .collect();
-    view["events"] = json!(events);
+    view["checkpoints_next"] = json!(page.checkpoints_next);
+    view["events"] = json!(page.events);
+    view["events_next"] = json!(page.events_next);
     Ok(axum::Json(view))
 }
 

@@ -5,7 +5,11 @@
 //! cancels; `admin` also deploys and changes settings. `/healthz`,
 //! `/metrics`, `/login` and the static assets are open.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -18,8 +22,59 @@ use baton_store::{AccountRow, Store, StoreError};
 
 use crate::api::AppState;
 
-/// The cookie that carries a console session.
+/// The cookie that carries a console session served over plain HTTP.
 pub const SESSION_COOKIE: &str = "baton_session";
+/// The console's cookies. Served over HTTPS (`public_url = "https://…"`)
+/// they are `Secure` and carry the `__Host-` prefix, which the browser
+/// accepts only from a secure origin for this exact host, so a plain-HTTP
+/// page or a sibling subdomain can neither read nor plant them.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    /// The cookies of a console whose public URL is `public_url`.
+    pub fn new(public_url: Option<&str>) -> Self {
+        Self {
+            secure: public_url.is_some_and(|u| {
+                u.get(..8)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            }),
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn session(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_session"
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The CSRF cookie's name.
+    pub fn csrf(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_csrf"
+        } else {
+            "baton_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value for `name` (one of these cookies).
+    pub fn set(self, name: &str, value: &str, max_age_s: Option<i64>) -> String {
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+        if let Some(age) = max_age_s {
+            cookie.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        cookie
+    }
+}
+
 /// How long a console session lasts.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 
@@ -92,28 +147,179 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// Checks a password against its PHC string (slow on purpose: off the runtime).
-pub async fn verify_password(password: String, hash: String) -> bool {
+/// Checks a password against its PHC string, on a blocking thread (an
+/// Argon2id hash takes 19 MiB and tens of milliseconds). Without a hash (an
+/// unknown account) it verifies against a dummy one all the same, so the
+/// answer's timing does not tell which accounts exist.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY.get_or_init(|| hash_password("-")).clone());
+        let matches = PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
-        })
+        });
+        known && matches
     })
     .await
     .unwrap_or(false)
 }
 
-/// First start: creates `admin` (password from `BATON_ADMIN_PASSWORD`, or a
-/// generated one logged once) when the cluster has no account, and makes
-/// sure `<data>/admin.token` (mode 0600) holds a valid admin API token, which
-/// the CLI uses by default.
+/// Failed logins an account may have before it must wait.
+const ACCOUNT_FREE_FAILURES: u32 = 5;
+/// Failed logins an address may have before it must wait (it may be shared).
+const ADDRESS_FREE_FAILURES: u32 = 20;
+/// The wait the first failure past the allowance earns; each further one
+/// doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+/// The longest wait a run of failures earns.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// Accounts and addresses remembered at most; beyond it only those that
+/// must wait are kept.
+const REMEMBERED: usize = 10_000;
+
+/// Throttles password guessing on `/login`: per account and per client
+/// address, each failure past a free allowance doubles the wait before the
+/// next try (up to [`MAX_BACKOFF`]); and at most [`CONCURRENT_HASHES`]
+/// password hashes run at once, so a flood of logins cannot take the
+/// memory and threads the heartbeat and the API need.
+pub struct LoginGuard {
+    failures: Mutex<HashMap<String, Failures>>,
+    hashes: tokio::sync::Semaphore,
+}
+
+/// Password hashes that may run at once, over all logins.
+pub const CONCURRENT_HASHES: usize = 2;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    wait_until: Instant,
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        Self {
+            failures: Mutex::new(HashMap::new()),
+            hashes: tokio::sync::Semaphore::new(CONCURRENT_HASHES),
+        }
+    }
+}
+
+impl LoginGuard {
+    fn keys(account: &str, address: Option<IpAddr>) -> [(String, u32); 2] {
+        let address = address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        [
+            (format!("account:{account}"), ACCOUNT_FREE_FAILURES),
+            (format!("address:{address}"), ADDRESS_FREE_FAILURES),
+        ]
+    }
+
+    /// How long the caller must wait before trying `account` again from
+    /// `address`; `None` when it may try now.
+    fn wait(&self, account: &str, address: Option<IpAddr>) -> Option<Duration> {
+        let now = Instant::now();
+        let failures = self.failures.lock().expect("login failures lock");
+        Self::keys(account, address)
+            .iter()
+            .filter_map(|(key, _)| failures.get(key))
+            .map(|f| f.wait_until.saturating_duration_since(now))
+            .filter(|wait| !wait.is_zero())
+            .max()
+    }
+
+    /// Checks the password (with at most [`CONCURRENT_HASHES`] checks at
+    /// once) unless `account` or `address` must wait, and records the
+    /// outcome for both. The wait is looked at again once a hash may run,
+    /// so a burst of guesses queued behind each other is turned away too.
+    pub async fn check(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+        password: String,
+        hash: Option<String>,
+    ) -> Login {
+        if let Some(wait) = self.wait(account, address) {
+            return Login::Wait(wait);
+        }
+        let Ok(_permit) = self.hashes.acquire().await else {
+            return Login::Wrong;
+        };
+        if let Some(wait) = self.wait(account, address) {
+            return Login::Wait(wait);
+        }
+        let ok = verify_password(password, hash).await;
+        let keys = Self::keys(account, address);
+        let mut failures = self.failures.lock().expect("login failures lock");
+        if ok {
+            failures.remove(&keys[0].0);
+            return Login::Ok;
+        }
+        let now = Instant::now();
+        if failures.len() >= REMEMBERED {
+            failures.retain(|_, f| f.wait_until > now);
+        }
+        for (key, free) in keys {
+            let entry = failures.entry(key).or_insert(Failures {
+                count: 0,
+                wait_until: now,
+            });
+            entry.count += 1;
+            if let Some(over) = entry.count.checked_sub(free).filter(|over| *over > 0) {
+                let wait = (FIRST_BACKOFF * (1 << (over - 1).min(10))).min(MAX_BACKOFF);
+                entry.wait_until = now + wait;
+                tracing::warn!(
+                    account,
+                    ?address,
+                    failures = entry.count,
+                    ?wait,
+                    "repeated failed logins"
+                );
+            }
+        }
+        Login::Wrong
+    }
+}
+
+/// What a login attempt comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The password is right.
+    Ok,
+    /// Unknown account or wrong password.
+    Wrong,
+    /// Too many failures: try again after this long.
+    Wait(Duration),
+}
+
+/// The shortest password `BATON_ADMIN_PASSWORD` may give the first admin.
+pub const MIN_ADMIN_PASSWORD: usize = 12;
+
+/// First start: creates `admin` when the cluster has no account, with the
+/// password from `BATON_ADMIN_PASSWORD` (at least [`MIN_ADMIN_PASSWORD`]
+/// characters) or a generated one written to `<data>/admin.password` (mode
+/// 0600; never logged, since logs travel further than the data folder); and
+/// makes sure `<data>/admin.token` (mode 0600) holds a valid admin API
+/// token, which the CLI uses by default.
 pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
     if !store.has_accounts().await? {
-        let (password, generated) = match std::env::var("BATON_ADMIN_PASSWORD") {
-            Ok(password) if !password.is_empty() => (password, false),
-            _ => (secret()[..20].to_owned(), true),
+        let given = std::env::var("BATON_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        let password_file = data.join("admin.password");
+        let password = match given {
+            Some(password) if password.chars().count() < MIN_ADMIN_PASSWORD => anyhow::bail!(
+                "BATON_ADMIN_PASSWORD has {} characters; the first admin's password needs at least {MIN_ADMIN_PASSWORD}",
+                password.chars().count()
+            ),
+            Some(password) => password,
+            None => {
+                let password = secret()[..20].to_owned();
+                write_private(&password_file, &password)?;
+                password
+            }
         };
         let created = store
             .create_account(&AccountRow {
@@ -123,14 +329,17 @@ pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
             })
             .await;
         match created {
-            Ok(()) if generated => tracing::warn!(
-                "created the account admin with password {password} (shown only this once)"
+            Ok(()) if password_file.exists() => tracing::warn!(
+                "created the account admin; its password is in {}",
+                password_file.display()
             ),
             Ok(()) => tracing::info!(
                 "created the account admin with the password from BATON_ADMIN_PASSWORD"
             ),
             // Another server of the cluster created it at the same moment.
-            Err(StoreError::Refused(_)) => {}
+            Err(StoreError::Refused(_)) => {
+                let _ = std::fs::remove_file(&password_file);
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -190,8 +399,8 @@ fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> 
     Some(if admin { Role::Admin } else { Role::Operator })
 }
 
-/// Resolves the caller (bearer token or session cookie) and enforces the
-/// route's role. The API answers 401/403 in JSON; the console redirects to
+/// Resolves the caller (bearer token, or for console routes a session
+/// cookie) and enforces the route's role. The API answers 401/403 in JSON; the console redirects to
 /// the login page.
 pub async fn authenticate(
     State(state): State<AppState>,
@@ -209,7 +418,15 @@ pub async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    let found = match (bearer, crate::console::cookie(headers, SESSION_COOKIE)) {
+    // The JSON API takes a bearer token only: a browser attaches the session
+    // cookie to any request a page of a sibling origin makes, and the API has
+    // no CSRF token, so a cookie there would let such a page act as the user.
+    let session = if api {
+        None
+    } else {
+        crate::console::cookie(headers, state.config.cookies().session())
+    };
+    let found = match (bearer, session) {
         (Some(token), _) => state.store.token_account(&secret_hash(&token)).await,
         (None, Some(session)) => state.store.session_account(&secret_hash(&session)).await,
         (None, None) => Ok(None),
@@ -283,7 +500,8 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert!(runtime.block_on(verify_password("correct horse".into(), hash.clone())));
-        assert!(!runtime.block_on(verify_password("wrong".into(), hash)));
+        assert!(runtime.block_on(verify_password("correct horse".into(), Some(hash.clone()))));
+        assert!(!runtime.block_on(verify_password("wrong".into(), Some(hash))));
+        assert!(!runtime.block_on(verify_password("-".into(), None)));
     }
 }

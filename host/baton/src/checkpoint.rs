@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
 use baton_store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store, StoreError};
 use tokio::sync::{oneshot, watch};
@@ -524,7 +525,8 @@ impl Journal for AttemptJournal {
     }
 
     async fn random_u64(&mut self) -> Result<u64, HostAbort> {
-        self.value(RANDOM, || fastrand::u64(..)).await
+        // From the OS generator: a flow may draw keys or nonces from it.
+        self.value(RANDOM, || OsRng.next_u64()).await
     }
 
     async fn sleep_ms(&mut self, ms: u64) -> Result<(), HostAbort> {

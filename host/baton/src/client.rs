@@ -12,16 +12,35 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-/// The API token to use: `token` (from `--token` or `BATON_TOKEN`), else
-/// the admin token the local server wrote to `<data>/admin.token`
-/// (`BATON_DATA`, default `./baton-data`).
-pub fn token(token: Option<String>) -> Option<String> {
+/// The API token to use: `token` (from `--token` or `BATON_TOKEN`), else,
+/// when `server` is on this machine, the admin token the local server wrote
+/// to `<data>/admin.token` (`BATON_DATA`, default `./baton-data`). The local
+/// admin token is never sent to another host.
+pub fn token(token: Option<String>, server: &str) -> Option<String> {
+    let data = std::env::var("BATON_DATA").unwrap_or_else(|_| "baton-data".into());
+    token_for(token, server, std::path::Path::new(&data))
+}
+
+fn token_for(token: Option<String>, server: &str, data: &std::path::Path) -> Option<String> {
     token.filter(|t| !t.is_empty()).or_else(|| {
-        let data = std::env::var("BATON_DATA").unwrap_or_else(|_| "baton-data".into());
-        std::fs::read_to_string(std::path::Path::new(&data).join("admin.token"))
-            .ok()
+        is_loopback(server)
+            .then(|| std::fs::read_to_string(data.join("admin.token")).ok())
+            .flatten()
             .map(|t| t.trim().to_owned())
     })
+}
+
+/// Whether the URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(server: &str) -> bool {
+    match url::Url::parse(server)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 impl Client {
@@ -106,5 +125,41 @@ pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
     );
     for row in &rows {
         println!("{}", line(columns.iter().map(|c| cell(row, c)).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_admin_token_goes_only_to_this_machine() {
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join("admin.token"), "local-secret\n").unwrap();
+        let local = |server: &str| token_for(None, server, data.path());
+        for server in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://LOCALHOST",
+            "http://127.1.2.3:9",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(local(server).as_deref(), Some("local-secret"), "{server}");
+        }
+        for server in [
+            "http://baton.example.com:8080",
+            "http://127.0.0.1.example.com",
+            "http://localhost.example.com",
+            "http://127.0.0.1@example.com",
+            "http://example.com/127.0.0.1",
+            "http://10.0.0.1:8080",
+            "127.0.0.1:8080",
+        ] {
+            assert_eq!(local(server), None, "{server}");
+        }
+        assert_eq!(
+            token_for(Some("given".into()), "http://example.com", data.path()).as_deref(),
+            Some("given")
+        );
     }
 }

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub memory_limit_mib: Option<usize>,
     /// Guest execution time per attempt, seconds.
     pub time_limit_s: Option<f64>,
+    /// The largest answer body a flow's HTTP call may receive, MiB.
+    pub http_body_limit_mib: Option<usize>,
     /// Named connections flows may declare (`connection:NAME`): name → address.
     #[serde(default)]
     pub connections: std::collections::BTreeMap<String, String>,
@@ -41,6 +43,9 @@ pub struct FileConfig {
     /// Attempts in a row a request may be postponed for an outage (database
     /// or storage folder away) before the next one counts as its error.
     pub max_postponements: Option<u32>,
+    /// The URL people open the console at; `https://…` makes its cookies
+    /// `Secure` with the `__Host-` prefix.
+    pub public_url: Option<String>,
 }
 
 impl FileConfig {
@@ -75,6 +80,8 @@ pub struct ServerConfig {
     pub memory_limit: usize,
     /// Guest execution time per attempt.
     pub time_limit: Duration,
+    /// The largest answer body a flow's HTTP call may receive, bytes.
+    pub http_body_limit: usize,
     /// Named connections defined in this server's configuration.
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository.
@@ -83,6 +90,8 @@ pub struct ServerConfig {
     pub protect_metrics: bool,
     /// Postponements in a row before a request ends in `error`.
     pub max_postponements: u32,
+    /// The URL people open the console at.
+    pub public_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -116,6 +125,12 @@ impl ServerConfig {
                 .or(file.memory_limit_mib)
                 .unwrap_or(64)
                 << 20,
+            http_body_limit: flags
+                .http_body_limit_mib
+                .or(file.http_body_limit_mib)
+                .unwrap_or(16)
+                << 20,
+            public_url: flags.public_url.or(file.public_url),
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
             protect_metrics: flags
@@ -137,20 +152,12 @@ impl ServerConfig {
 
     /// The checkpoint connection with any password replaced by `***`.
     pub fn database_redacted(&self) -> String {
-        redact(&self.database)
+        baton_runtime::redact_url(&self.database)
     }
-}
 
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    /// The console's cookie names and attributes.
+    pub fn cookies(&self) -> crate::auth::Cookies {
+        crate::auth::Cookies::new(self.public_url.as_deref())
     }
 }
 
@@ -175,17 +182,5 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(2));
         assert_eq!(config.database, "sqlite:///tmp/x/baton.db");
         assert_eq!(config.storage, PathBuf::from("/tmp/x/store"));
-    }
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact("postgres://baton:secret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        assert_eq!(
-            redact("postgres://root@127.0.0.1/test"),
-            "postgres://root@127.0.0.1/test"
-        );
     }
 }

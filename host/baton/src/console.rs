@@ -24,12 +24,13 @@ use baton_store::{
     NewRequest, RequestFilter, RequestRow, RequestStatus, StoreError, StoredPayload,
 };
 
-use crate::api::AppState;
+use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
 
-const CSRF_COOKIE: &str = "baton_csrf";
 const PAGE_SIZE: i64 = 50;
 const PREVIEW: usize = 4096;
+/// The largest payload a page reads for its preview.
+const PREVIEW_LOAD_MAX: usize = 1 << 20;
 
 /// Console pages, fragments, actions and assets.
 pub fn routes() -> Router<AppState> {
@@ -63,7 +64,12 @@ pub fn routes() -> Router<AppState> {
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
         .route("/settings/flow/name", post(rename))
-        .route("/login", get(login_form).post(login))
+        .route(
+            "/login",
+            get(login_form)
+                .post(login)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+        )
         .route("/logout", post(logout))
 }
 
@@ -72,22 +78,38 @@ async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> PageRe
     Ok(html(baton_console::login_page(&page, None), cookie))
 }
 
+/// The largest login form accepted: a name, a password and the CSRF token.
+const LOGIN_BODY_MAX: usize = 4096;
+
 async fn login(
     State(state): State<AppState>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let field = |name: &str| form_field(&form, name).unwrap_or_default().to_owned();
     let (username, password) = (field("username"), field("password"));
-    let account = state.store.account(&username).await?;
-    // Verify against a real hash even for unknown names, so timing does not
-    // tell which accounts exist.
-    let hash = account
-        .as_ref()
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_else(|| auth::hash_password("-"));
-    if account.is_none() || !auth::verify_password(password, hash).await {
+    let address = client.map(|Extension(c)| c.0.ip());
+    let hash = state
+        .store
+        .account(&username)
+        .await?
+        .map(|a| a.password_hash);
+    let login = state.login.check(&username, address, password, hash).await;
+    if let auth::Login::Wait(wait) = login {
+        let seconds = wait.as_secs() + 1;
+        let mut response = PageError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many failed logins; try again in {seconds} seconds."),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(response);
+    }
+    if login == auth::Login::Wrong {
         let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
         let body = baton_console::login_page(&page, Some("Unknown username or wrong password."));
         let mut response = html(body, cookie);
@@ -104,10 +126,11 @@ async fn login(
         )
         .await?;
     let mut response = Redirect::to("/status/servers").into_response();
-    let value = format!(
-        "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        auth::SESSION_COOKIE,
-        auth::SESSION_TTL_MS / 1000
+    let cookies = state.config.cookies();
+    let value = cookies.set(
+        cookies.session(),
+        &session,
+        Some(auth::SESSION_TTL_MS / 1000),
     );
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -120,18 +143,16 @@ async fn logout(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
-    if let Some(session) = cookie(&headers, auth::SESSION_COOKIE) {
+    check_csrf(&state, &headers, &form)?;
+    let cookies = state.config.cookies();
+    if let Some(session) = cookie(&headers, cookies.session()) {
         state
             .store
             .delete_session(&auth::secret_hash(&session))
             .await?;
     }
     let mut response = Redirect::to("/login").into_response();
-    let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        auth::SESSION_COOKIE
-    );
+    let expired = cookies.set(cookies.session(), "", Some(0));
     if let Ok(value) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -227,13 +248,16 @@ async fn frame(
         .flatten()
         .map(|s| s.name)
         .unwrap_or_else(|| state.cluster.id.clone());
-    let existing = cookie(headers, CSRF_COOKIE)
-        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    let cookies = state.config.cookies();
+    let existing = cookie(headers, cookies.csrf())
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
     let (csrf, new) = match existing {
         Some(token) => (token, None),
         None => {
-            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            (token.clone(), Some(token))
+            // From the OS generator: a token that can be guessed is no guard.
+            let token = auth::secret();
+            let set = cookies.set(cookies.csrf(), &token, None);
+            (token, Some(set))
         }
     };
     (
@@ -250,12 +274,11 @@ async fn frame(
     )
 }
 
+/// A page, with the `Set-Cookie` value of a new CSRF cookie if one was made.
 fn html(page: maud::Markup, new_cookie: Option<String>) -> Response {
     let mut response = Html(page.into_string()).into_response();
-    if let Some(token) = new_cookie
-        && let Ok(value) = HeaderValue::from_str(&format!(
-            "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-        ))
+    if let Some(cookie) = new_cookie
+        && let Ok(value) = HeaderValue::from_str(&cookie)
     {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -270,7 +293,11 @@ fn form_field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Rejects a state-changing request that is cross-site or lacks the token.
-fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), PageError> {
+fn check_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Result<(), PageError> {
     let forbidden = |why: &str| Err(PageError(StatusCode::FORBIDDEN, format!("refused: {why}")));
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
@@ -288,7 +315,7 @@ fn check_csrf(headers: &HeaderMap, form: &[(String, String)]) -> Result<(), Page
         }
     }
     let sent = form_field(form, "csrf");
-    match (cookie(headers, CSRF_COOKIE), sent) {
+    match (cookie(headers, state.config.cookies().csrf()), sent) {
         (Some(cookie), Some(sent)) if !cookie.is_empty() && cookie == sent => Ok(()),
         _ => forbidden(
             "the form's CSRF token is missing or does not match; reload the page and try again",
@@ -504,7 +531,7 @@ async fn bulk_action(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let action = match form_field(&form, "action") {
         Some(a @ ("reexecute" | "cancel")) => a,
         _ => {
@@ -554,7 +581,7 @@ async fn single_action(
     form: Vec<(String, String)>,
     action: &str,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     act(&state, &account, &id, action).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
@@ -579,8 +606,18 @@ async fn cancel(
     single_action(state, account, headers, id, form, "cancel").await
 }
 
-fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
-    let text = match state.store.load_payload(payload) {
+/// An escaped, pretty preview of a payload. One larger than
+/// [`PREVIEW_LOAD_MAX`] is not read at all (it can be 64 MiB): the page
+/// links to its download instead.
+async fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
+    if payload.size as usize > PREVIEW_LOAD_MAX {
+        return PayloadView {
+            preview: format!("({} bytes, too large to preview)", payload.size),
+            truncated: true,
+            download,
+        };
+    }
+    let text = match state.store.read_payload(payload.clone()).await {
         Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default(),
             Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -604,6 +641,7 @@ async fn request_detail(
     account: Option<Extension<Account>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> PageResult {
     let request = state
         .store
@@ -612,10 +650,22 @@ async fn request_detail(
         .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
     let names = server_names(&state).await?;
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
-    let checkpoints = state
-        .store
-        .checkpoints(&id)
-        .await?
+    let page = query.page(&state.store, &id).await?;
+    let more = |checkpoints: Option<i64>, events: Option<i64>| {
+        format!(
+            "/status/requests/{id}?checkpoints_after={}&events_after={}",
+            checkpoints.unwrap_or(-1),
+            events.unwrap_or(-1)
+        )
+    };
+    let checkpoints_more = page
+        .checkpoints_next
+        .map(|next| more(Some(next), query.events_after));
+    let events_more = page
+        .events_next
+        .map(|next| more(query.checkpoints_after, Some(next)));
+    let checkpoints = page
+        .checkpoints
         .into_iter()
         .map(|c| CheckpointView {
             generation: c.generation,
@@ -627,10 +677,8 @@ async fn request_detail(
             size: c.payload.size,
         })
         .collect();
-    let events = state
-        .store
-        .events(&id)
-        .await?
+    let events = page
+        .events
         .into_iter()
         .map(|e| EventView {
             at: e.at,
@@ -645,16 +693,21 @@ async fn request_detail(
         version: request.version.clone(),
         epoch: request.epoch,
         checkpoints,
+        checkpoints_more,
         events,
+        events_more,
         input: preview(
             &state,
             &request.input,
             format!("/status/requests/{id}/input"),
-        ),
-        output: request
-            .output
-            .as_ref()
-            .map(|o| preview(&state, o, format!("/status/requests/{id}/output"))),
+        )
+        .await,
+        output: match &request.output {
+            Some(output) => {
+                Some(preview(&state, output, format!("/status/requests/{id}/output")).await)
+            }
+            None => None,
+        },
         error: request.error.clone(),
     };
     let (page, cookie) = frame(
@@ -685,7 +738,7 @@ async fn download(state: &AppState, id: &str, output: bool) -> PageResult {
             "the request has no output yet".into(),
         )
     })?;
-    let bytes = state.store.load_payload(&payload)?;
+    let bytes = state.store.read_payload(payload).await?;
     let name = format!(
         "attachment; filename=\"{id}-{}.json\"",
         if output { "output" } else { "input" }
@@ -776,7 +829,7 @@ async fn run_flow(
     Path(name): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let input = form_field(&form, "input").unwrap_or("null");
     serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| {
         PageError(
@@ -886,7 +939,7 @@ async fn update_flows(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let report = crate::version_control::update(
         state.config.flows_repo.as_deref(),
         &state.store,
@@ -950,7 +1003,7 @@ async fn rename(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    check_csrf(&headers, &form)?;
+    check_csrf(&state, &headers, &form)?;
     let name = form_field(&form, "name").unwrap_or_default().trim();
     if name.is_empty() || name.len() > 100 {
         return Err(PageError(

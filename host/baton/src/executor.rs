@@ -279,7 +279,8 @@ impl Executor {
             interrupt,
         );
         tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
-        let attempt = self.runtime.run(&component, journal, &input).await;
+        let egress = baton_runtime::Egress::new(&properties.name, &properties.resources);
+        let attempt = self.runtime.run(&component, journal, &input, egress).await;
         self.metrics.record_attempt(attempt.instantiate);
         match attempt.journal.abort {
             Some(Abort::Lost) | Some(Abort::Stopping) => {
@@ -318,6 +319,8 @@ impl Executor {
             Ok(Err(flow_error)) => flow_error,
             Err(AttemptError::Trap(trap) | AttemptError::Invalid(trap)) => trap,
         };
+        // Every viewer reads a request's error: no credentials in it.
+        let error = baton_runtime::redact_text(&error);
         let failures = claim.failures as u32 + 1;
         if failures > properties.max_retries {
             let error = if properties.max_retries == 0 {

@@ -202,18 +202,27 @@ struct ServerArg {
         default_value = "http://127.0.0.1:8080"
     )]
     url: String,
-    /// API token (default: the local server's <data>/admin.token).
+    /// API token (default: the local server's <data>/admin.token, for a
+    /// server on this machine only).
     #[arg(long, env = "BATON_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
 impl ServerArg {
     fn client(self) -> Client {
-        Client::new(&self.url, baton::client::token(self.token))
+        let token = baton::client::token(self.token, &self.url);
+        Client::new(&self.url, token)
     }
 }
 
 fn main() -> anyhow::Result<()> {
+    // Whatever Baton creates (database, blobs, tokens, compiled flows) is
+    // for its own user only. Set before the runtime starts any thread.
+    #[allow(unsafe_code)]
+    // SAFETY: umask(2) sets the process's file mode mask and touches no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
@@ -268,6 +277,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 flows_repo,
                 protect_metrics: None,
                 max_postponements: None,
+                http_body_limit_mib: None,
+                public_url: None,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }

@@ -8,7 +8,8 @@
 //! whose configured address is loopback. Per-server schedules of the flow are
 //! local too. Deploying a flow with `other_server_retry = true` warns about
 //! them; an attempt on a server that lacks a folder or connection the flow
-//! needs ends in `error` naming the resource and the server.
+//! needs ends in `error` naming the resource and the server. The runtime's
+//! `Egress` makes the HTTP resources the only origins a flow may call.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

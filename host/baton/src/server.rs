@@ -70,6 +70,7 @@ impl Node {
             memory_limit: config.memory_limit,
             time_limit: config.time_limit,
             max_instances: (config.capacity + 8) as u32,
+            http_body_limit: config.http_body_limit,
         })?;
         let executor = Executor::new(
             store.clone(),
@@ -102,6 +103,7 @@ impl Node {
             cluster,
             metrics,
             config: Arc::new(config),
+            login: Arc::default(),
         };
         Ok(Node {
             state,
@@ -135,8 +137,20 @@ impl Node {
     }
 }
 
+/// Creates `dir` and makes it the user's alone (0700): the data and storage
+/// folders hold password hashes, tokens and every payload, also when they
+/// existed before with wider modes.
+fn private_folder(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Runs a server until SIGTERM or Ctrl-C, then stops it cleanly.
 pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+    for dir in [&config.data, &config.storage] {
+        private_folder(dir).with_context(|| format!("preparing the folder {}", dir.display()))?;
+    }
     let folder = DataFolder::open(&config.data)?;
     let store = Store::open(&config.database, &config.storage, config.lease)
         .await
@@ -170,9 +184,12 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     // Tests and scripts read this line to find a server started on port 0.
     println!("baton: listening on http://{address}");
     tracing::info!(server = %state.cluster.id, %address, "serving the console and API");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopping: no new work, handing requests over");
     node.stop(true).await
 }

@@ -133,7 +133,7 @@ pub fn state(path: Option<&Path>) -> Result<RepoState, SyncError> {
         .and_then(|name| {
             repo.find_remote(&name)
                 .ok()
-                .and_then(|r| r.url().ok().map(str::to_owned))
+                .and_then(|r| r.url().ok().map(baton_runtime::redact_url))
         });
     let mut options = StatusOptions::new();
     options.include_untracked(true).include_ignored(false);

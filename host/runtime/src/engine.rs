@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::host::{self, SandboxLimits, State, bindings};
-use crate::{FlowProperties, HostAbort, Journal};
+use crate::host::{self, Http, SandboxLimits, State, bindings};
+use crate::{Egress, FlowProperties, HostAbort, Journal};
 
 /// How often the engine's epoch advances: the granularity of time limits
 /// and of a busy flow's yields to the async runtime.
@@ -27,6 +27,8 @@ pub struct RuntimeConfig {
     pub time_limit: Duration,
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
+    /// The largest answer body a flow's HTTP call may receive.
+    pub http_body_limit: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -36,6 +38,7 @@ impl Default for RuntimeConfig {
             memory_limit: 64 << 20,
             time_limit: Duration::from_secs(60),
             max_instances: 128,
+            http_body_limit: 16 << 20,
         }
     }
 }
@@ -138,7 +141,11 @@ impl<J: Journal> Runtime<J> {
             config,
             compat,
             loaded: Mutex::new(HashMap::new()),
-            http: reqwest::Client::new(),
+            // A redirect would lead a call past the egress check.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| AttemptError::Invalid(format!("HTTP client: {e}")))?,
             ticker_stop,
         })
     }
@@ -241,7 +248,7 @@ impl<J: Journal> Runtime<J> {
         &self,
         component: &FlowComponent<J>,
     ) -> Result<FlowProperties, AttemptError> {
-        let mut store = self.store(None);
+        let mut store = self.store(None, Egress::default());
         let flow = component
             .pre
             .instantiate_async(&mut store)
@@ -264,8 +271,15 @@ impl<J: Journal> Runtime<J> {
     }
 
     /// Runs one attempt: a fresh instance, `run(input)`, the journal back.
-    pub async fn run(&self, component: &FlowComponent<J>, journal: J, input: &[u8]) -> Attempt<J> {
-        let mut store = self.store(Some(journal));
+    /// The flow's HTTP calls may reach what `egress` allows.
+    pub async fn run(
+        &self,
+        component: &FlowComponent<J>,
+        journal: J,
+        input: &[u8],
+        egress: Egress,
+    ) -> Attempt<J> {
+        let mut store = self.store(Some(journal), egress);
         let started = Instant::now();
         let mut instantiate = Duration::ZERO;
         let result = async {
@@ -282,13 +296,18 @@ impl<J: Journal> Runtime<J> {
         }
     }
 
-    fn store(&self, journal: Option<J>) -> Store<State<J>> {
+    fn store(&self, journal: Option<J>, egress: Egress) -> Store<State<J>> {
         let limits = SandboxLimits {
             memory_bytes: self.config.memory_limit,
             ticks_left: (self.config.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
             time_limit: self.config.time_limit,
+            http_body: self.config.http_body_limit,
         };
-        let mut store = Store::new(&self.engine, State::new(journal, limits, self.http.clone()));
+        let http = Http {
+            client: self.http.clone(),
+            egress,
+        };
+        let mut store = Store::new(&self.engine, State::new(journal, limits, http));
         store.limiter(|state| state);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(State::on_epoch_tick);

@@ -7,7 +7,7 @@ use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::{CheckpointStart, HostAbort, Journal, LogLevel};
+use crate::{CheckpointStart, Egress, HostAbort, Journal, LogLevel};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -31,7 +31,14 @@ pub(crate) struct State<J> {
     table: ResourceTable,
     pub(crate) stderr: MemoryOutputPipe,
     limits: SandboxLimits,
-    http: reqwest::Client,
+    http: Http,
+}
+
+/// What a flow's HTTP calls go through: the server's client (redirects
+/// off) and the origins this flow may call.
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+    pub(crate) egress: Egress,
 }
 
 /// Per-attempt limits; exceeding one traps with a sentence that says which.
@@ -40,10 +47,12 @@ pub(crate) struct SandboxLimits {
     /// Epoch ticks of guest execution allowed to this attempt.
     pub(crate) ticks_left: u64,
     pub(crate) time_limit: Duration,
+    /// The largest HTTP answer body a call may receive.
+    pub(crate) http_body: usize,
 }
 
 impl<J: Journal> State<J> {
-    pub(crate) fn new(journal: Option<J>, limits: SandboxLimits, http: reqwest::Client) -> Self {
+    pub(crate) fn new(journal: Option<J>, limits: SandboxLimits, http: Http) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         // No env, args, preopened dirs, stdin or sockets; clocks frozen at the
@@ -141,11 +150,64 @@ fn trap(abort: HostAbort) -> wasmtime::Error {
     wasmtime::Error::new(abort)
 }
 
+/// The longest checkpoint name a flow may use, in bytes.
+const CHECKPOINT_NAME_MAX: usize = 1024;
+/// Checkpoint names the host keeps for its own journaled values.
+const RESERVED_PREFIX: &str = "baton:";
+/// The longest `pause` a flow may ask for. A pause holds an instance and a
+/// slot, and a cancel is seen at the next host call: the cap bounds how long
+/// a cancelled or lost attempt can go on holding them.
+const PAUSE_MAX_MS: u64 = 10_000;
+/// The longest log line a flow may write, in bytes; the rest is cut.
+const LOG_LINE_MAX: usize = 4096;
+
+/// Why a flow may not use `name` for a checkpoint. The SDK never sends such
+/// a name; a guest that calls the import directly can, and must not forge
+/// the host's own records or fill the journal with huge names.
+fn refuse_checkpoint_name(name: &str) -> Option<String> {
+    if name.len() > CHECKPOINT_NAME_MAX {
+        Some(format!(
+            "a checkpoint name of {} bytes is longer than the limit of {CHECKPOINT_NAME_MAX} bytes",
+            name.len()
+        ))
+    } else if name.contains('\0') {
+        Some(format!("checkpoint name {name:?} contains a NUL byte"))
+    } else if name.starts_with(RESERVED_PREFIX) {
+        Some(format!(
+            "checkpoint name {name:?} starts with {RESERVED_PREFIX:?}, which is reserved for Baton's own records"
+        ))
+    } else {
+        None
+    }
+}
+
+/// A flow's log line as the server writes it: control characters (newlines
+/// included) escaped, so a flow cannot forge lines of the server's log, and
+/// at most [`LOG_LINE_MAX`] bytes of the message.
+fn log_line(message: &str) -> String {
+    let mut line = String::with_capacity(message.len().min(LOG_LINE_MAX) + 32);
+    for (at, c) in message.char_indices() {
+        if line.len() >= LOG_LINE_MAX {
+            line.push_str(&format!("… ({} more bytes cut)", message.len() - at));
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 impl<J: Journal> journal::Host for State<J> {
     async fn begin_checkpoint(
         &mut self,
         name: String,
     ) -> wasmtime::Result<journal::CheckpointStart> {
+        if let Some(why) = refuse_checkpoint_name(&name) {
+            return Err(trap(HostAbort(why)));
+        }
         let CheckpointStart {
             position,
             key,
@@ -159,6 +221,13 @@ impl<J: Journal> journal::Host for State<J> {
     }
 
     async fn commit_checkpoint(&mut self, position: u32, payload: Vec<u8>) -> wasmtime::Result<()> {
+        // Replay hands the payload back to the flow as JSON, and the console
+        // shows it as JSON: anything else is refused before it is stored.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            return Err(trap(HostAbort(format!(
+                "the value committed for checkpoint position {position} is not JSON: {e}"
+            ))));
+        }
         self.journal()?
             .commit_checkpoint(position, payload)
             .await
@@ -178,6 +247,11 @@ impl<J: Journal> journal::Host for State<J> {
     }
 
     async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
+        if ms > PAUSE_MAX_MS {
+            return Err(trap(HostAbort(format!(
+                "a pause of {ms} ms is longer than the limit of {PAUSE_MAX_MS} ms; use a durable sleep to wait longer"
+            ))));
+        }
         self.journal()?.guard().await.map_err(trap)?;
         // A zero pause returns at once rather than wait for the timer's next tick.
         if ms > 0 {
@@ -193,7 +267,7 @@ impl<J: Journal> journal::Host for State<J> {
             journal::Level::Warn => LogLevel::Warn,
             journal::Level::Error => LogLevel::Error,
         };
-        self.journal()?.log(level, &message);
+        self.journal()?.log(level, &log_line(&message));
         Ok(())
     }
 }
@@ -208,24 +282,49 @@ impl<J: Journal> http::Host for State<J> {
     ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
-        Ok(send(&self.http, request).await)
+        Ok(send(&self.http, self.limits.http_body, request).await)
     }
 }
 
-async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::Response, String> {
+async fn send(
+    http: &Http,
+    body_limit: usize,
+    request: http::Request,
+) -> Result<http::Response, String> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid HTTP method {:?}", request.method))?;
+    // Errors name the URL without its credentials: they end up in the
+    // request's error, which every viewer can read.
+    let shown = crate::redact_url(&request.url);
+    let destination = http.egress.check(&request.url).await?;
+    // A name is connected to at the address just checked, so a second
+    // lookup cannot lead the call to another one.
+    let pinned;
+    let client = match &destination.pinned {
+        Some((host, address)) => {
+            pinned = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .resolve(host, *address)
+                .build()
+                .map_err(|e| format!("{} {shown}: {}", request.method, error_chain(&e)))?;
+            &pinned
+        }
+        None => &http.client,
+    };
     let mut builder = client
-        .request(method, &request.url)
+        .request(method, destination.url)
         .timeout(HTTP_TIMEOUT)
         .body(request.body);
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| format!("{} {}: {}", request.method, request.url, error_chain(&e)))?;
+    let mut response = builder.send().await.map_err(|e| {
+        format!(
+            "{} {shown}: {}",
+            request.method,
+            error_chain(&e.without_url())
+        )
+    })?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -237,14 +336,27 @@ async fn send(client: &reqwest::Client, request: http::Request) -> Result<http::
             )
         })
         .collect();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the answer of {}: {}", request.url, error_chain(&e)))?;
+    // Read a chunk at a time: the body lives in host memory, outside the
+    // flow's memory limit, so it is cut off at the limit.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        format!(
+            "reading the answer of {shown}: {}",
+            error_chain(&e.without_url())
+        )
+    })? {
+        if body.len() + chunk.len() > body_limit {
+            return Err(format!(
+                "the answer of {shown} is larger than the limit of {} bytes",
+                body_limit
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(http::Response {
         status,
         headers,
-        body: body.to_vec(),
+        body,
     })
 }
 
@@ -277,5 +389,28 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_names_that_forge_or_flood_the_journal_are_refused() {
+        assert_eq!(refuse_checkpoint_name("step-1"), None);
+        assert_eq!(refuse_checkpoint_name(&"n".repeat(1024)), None);
+        for name in ["baton:now", &"n".repeat(1025), "a\0b"] {
+            assert!(refuse_checkpoint_name(name).is_some(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn log_lines_are_escaped_and_capped() {
+        assert_eq!(log_line("plain é"), "plain é");
+        assert_eq!(log_line("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{1b}[31m");
+        let long = log_line(&"x".repeat(10_000));
+        assert!(long.starts_with(&"x".repeat(LOG_LINE_MAX)));
+        assert!(long.ends_with("… (5904 more bytes cut)"), "{long}");
     }
 }

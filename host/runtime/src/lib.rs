@@ -11,17 +11,24 @@
 //!
 //! # Layout
 //!
+//! - `egress`: [`Egress`], the HTTP origins a flow declares and may call.
 //! - `engine`: [`Runtime`]: engine settings, compiled-component cache,
 //!   epoch ticker, attempt execution.
 //! - `host`: the host side of the `journal` and `http` interfaces, the
 //!   sandbox's WASI context and resource limits.
+//! - `redact`: [`redact_url`] and [`redact_text`], credentials taken out of
+//!   URLs before they are shown.
 
+mod egress;
 mod engine;
 mod host;
+mod redact;
 
 use std::future::Future;
 
+pub use egress::Egress;
 pub use engine::{Attempt, AttemptError, FlowComponent, Runtime, RuntimeConfig};
+pub use redact::{redact_text, redact_url};
 
 /// What a checkpoint at the next journal position looks like to the flow.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,8 @@ pub struct CheckpointRecord {
     pub at: i64,
     /// The recorded value.
     pub payload: StoredPayload,
+    /// The journal's key for it; a page of checkpoints goes on after it.
+    pub position: i64,
 }
 
 /// A checkpoint to commit under an attempt's fence.
@@ -166,16 +168,26 @@ impl Store {
         Ok(rows.iter().map(checkpoint_record).collect())
     }
 
-    /// Every checkpoint of a request, all generations, in order.
-    pub async fn checkpoints(&self, request: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
+    /// A request's checkpoints, all generations, in order: at most `limit`
+    /// of them, starting after the one at position `after` (a page goes on
+    /// from the last record's [`CheckpointRecord::position`]).
+    pub async fn checkpoints(
+        &self,
+        request: &str,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<CheckpointRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM requests r
                JOIN checkpoints c ON c.position >= r.num * {JOURNAL_CAPACITY}
                                  AND c.position < (r.num + 1) * {JOURNAL_CAPACITY}
-              WHERE r.id = $1
-              ORDER BY c.position"
+              WHERE r.id = $1 AND c.position > $2
+              ORDER BY c.position
+              LIMIT $3"
         ))
         .bind(request)
+        .bind(after.unwrap_or(-1))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(checkpoint_record).collect())
@@ -272,7 +284,7 @@ impl Store {
 
 /// A record's columns, read from the journal as `c`.
 const CHECKPOINT_COLUMNS: &str =
-    "c.generation, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline";
+    "c.generation, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline, c.position";
 
 fn checkpoint_record(row: &AnyRow) -> CheckpointRecord {
     CheckpointRecord {
@@ -287,5 +299,6 @@ fn checkpoint_record(row: &AnyRow) -> CheckpointRecord {
             size: row.get(7),
             inline: row.get(8),
         },
+        position: row.get(9),
     }
 }

@@ -56,4 +56,17 @@ impl Store {
             None => self.blobs.get(&stored.hash, stored.size as u64),
         }
     }
+
+    /// [`Store::load_payload`] on a blocking thread: a blob can be 64 MiB,
+    /// too much to read and hash on the async threads.
+    pub async fn read_payload(&self, stored: StoredPayload) -> Result<Vec<u8>, StoreError> {
+        let store = self.clone();
+        let path = format!("blob {}", stored.hash);
+        tokio::task::spawn_blocking(move || store.load_payload(&stored))
+            .await
+            .map_err(|e| StoreError::Io {
+                path,
+                source: std::io::Error::other(e),
+            })?
+    }
 }

@@ -191,6 +191,8 @@ pub struct RequestRow {
 /// One entry of a request's history.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct EventRow {
+    /// Its number; a page of events goes on after it.
+    pub id: i64,
     /// When.
     pub at: i64,
     /// What: created, attempt, taken_over, handed_over, retry, succeeded,
@@ -784,13 +786,21 @@ impl Store {
         Ok(rows.iter().map(request_row).collect())
     }
 
-    /// A request's history, oldest first.
-    pub async fn events(&self, id: &str) -> Result<Vec<EventRow>, StoreError> {
+    /// A request's history, oldest first: at most `limit` events after
+    /// the one numbered `after`.
+    pub async fn events(
+        &self,
+        id: &str,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT at, kind, server_id AS server, epoch, detail FROM request_events
-              WHERE request_id = $1 ORDER BY id",
+            "SELECT id, at, kind, server_id AS server, epoch, detail FROM request_events
+              WHERE request_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(id)
+        .bind(after.unwrap_or(-1))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?)
     }

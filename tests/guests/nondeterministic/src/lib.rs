@@ -11,7 +11,11 @@ struct Input {
     gate_url: String,
 }
 
-#[flow(max_retries = 1, retry_interval = "100ms")]
+#[flow(
+    max_retries = 1,
+    retry_interval = "100ms",
+    resources = ["http://127.0.0.1:*"]
+)]
 fn nondeterministic(ctx: &mut Ctx, input: Input) -> Result<(), FlowError> {
     let name = http::get(&input.name_url).send()?.text();
     ctx.checkpoint(&name, |_| Ok(1u32))?;

@@ -7,7 +7,8 @@ use steps_body::{Input, Output};
     begin_checkpoint = "not use",
     other_server_retry = true,
     max_retries = 2,
-    retry_interval = "200ms"
+    retry_interval = "200ms",
+    resources = ["http://127.0.0.1:*"]
 )]
 fn steps_fresh(ctx: &mut Ctx, input: Input) -> Result<Output, FlowError> {
     steps_body::run(ctx, input)

@@ -1,0 +1,472 @@
+//! Hostile callers and hostile flows against real server processes: bad
+//! query values, huge histories, forged journal calls, password guessing.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use support::{Server, Setup, Sidecar, wasm};
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_timeout_that_is_not_a_number_of_seconds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("hello")).await;
+    for timeout in ["NaN", "inf", "-inf", "-1", "1e300"] {
+        let (status, body) = server
+            .post(
+                &format!("/api/flows/hello/requests?wait=true&timeout={timeout}"),
+                r#"{"name":"Ada"}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "timeout={timeout}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("timeout"),
+            "{body}"
+        );
+    }
+    let (_, requests) = server.get("/api/requests").await;
+    assert_eq!(requests, json!([]), "a refused start created a request");
+    let (status, body) = server
+        .post(
+            "/api/flows/hello/requests?wait=true&timeout=30",
+            r#"{"name":"Ada"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"]["greeting"], "Hello, Ada!");
+}
+
+/// Follows a detail list (`checkpoints` or `events`) page by page.
+async fn all_pages(server: &Server, id: &str, list: &str) -> (Vec<Value>, usize) {
+    let mut rows = Vec::new();
+    let mut pages = 0;
+    let mut after: Option<i64> = None;
+    loop {
+        let cursor = after
+            .map(|a| format!("&{list}_after={a}"))
+            .unwrap_or_default();
+        let (status, page) = server
+            .get(&format!("/api/requests/{id}?limit=2{cursor}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page[list].as_array().unwrap();
+        assert!(items.len() <= 2, "a page of two held {}", items.len());
+        rows.extend(items.iter().cloned());
+        pages += 1;
+        match page[format!("{list}_next")].as_i64() {
+            Some(next) => after = Some(next),
+            None => return (rows, pages),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_detail_pages_checkpoints_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    let id = server.start_request("steps", json!({ "steps": 5 })).await;
+    let request = server.wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+
+    let (checkpoints, pages) = all_pages(&server, &id, "checkpoints").await;
+    let names: Vec<&str> = checkpoints
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["step-0", "step-1", "step-2", "step-3", "step-4"]);
+    assert_eq!(pages, 3);
+    let (events, _) = all_pages(&server, &id, "events").await;
+    assert_eq!(events, request["events"].as_array().unwrap().clone());
+    assert!(events.len() >= 3, "{events:?}");
+    assert_eq!(request["checkpoints_next"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_server_stores_is_its_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    // A storage folder someone made readable to all beforehand.
+    std::fs::create_dir_all(&setup.storage).unwrap();
+    std::fs::set_permissions(&setup.storage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("hello")).await;
+    let (status, body) = server
+        .post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut paths = vec![server.data.clone(), setup.storage.clone()];
+    let mut seen = Vec::new();
+    while let Some(path) = paths.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        if meta.is_dir() {
+            paths.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen.push((path, meta.permissions().mode() & 0o777, meta.is_dir()));
+    }
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("baton.db")
+        {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            seen.push((path, mode, false));
+        }
+    }
+    let names: Vec<String> = seen
+        .iter()
+        .map(|(p, _, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for expected in ["server-id", "admin.token", "baton.db", "objects"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected} in {names:?}"
+        );
+    }
+    for (path, mode, is_dir) in seen {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} has mode {mode:o}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_journal_calls_that_forge_or_flood_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("raw_journal")).await;
+    for (case, why) in [
+        ("reserved", "reserved for Baton"),
+        ("long", "longer than the limit of 1024 bytes"),
+        ("nul", "NUL byte"),
+        ("not-json", "is not JSON"),
+        ("pause", "longer than the limit of 10000 ms"),
+    ] {
+        let id = server
+            .start_request("raw-journal", json!({ "case": case }))
+            .await;
+        let request = server.wait_final(&id, LONG).await;
+        assert_eq!(request["status"], "error", "{case}: {request:#}");
+        let error = request["error"].as_str().unwrap();
+        assert!(error.contains(why), "{case}: {error}");
+        assert_eq!(request["checkpoints"], json!([]), "{case}: {request:#}");
+    }
+
+    let id = server
+        .start_request("raw-journal", json!({ "case": "log" }))
+        .await;
+    let request = server.wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    let log = server.log_text();
+    assert!(
+        log.contains("looks fine"),
+        "the flow's line is missing:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("2026-01-01T00:00:00Z")),
+        "a flow forged a log line:\n{log}"
+    );
+    assert!(log.contains(&"x".repeat(4096)), "the long line is missing");
+    assert!(
+        !log.contains(&"x".repeat(4097)),
+        "a log line was not capped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_bad_logins_must_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    let csrf = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let login = async |username: &str, password: &str| {
+        http.post(format!("{}/login", server.base))
+            .header("cookie", format!("baton_csrf={csrf}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(login("admin", "guess").await.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429]);
+    let refused = login("admin", support::ADMIN_PASSWORD).await;
+    assert_eq!(
+        refused.status().as_u16(),
+        429,
+        "the right password while waiting"
+    );
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=900).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    // Another account from the same address still gets its answer.
+    assert_eq!(login("nobody", "guess").await.status().as_u16(), 401);
+
+    let huge = http
+        .post(format!("{}/login", server.base))
+        .header("cookie", format!("baton_csrf={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={csrf}&username=admin&password={}",
+            "p".repeat(64 << 10)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_error_shows_no_credentials_of_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    // Nothing listens on port 1: the call fails and its error names the URL.
+    let id = server
+        .start_request(
+            "steps",
+            json!({ "steps": 1, "url": "http://flows:hunter2@127.0.0.1:1" }),
+        )
+        .await;
+    let request = server.wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "error", "{request:#}");
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("http://flows:***@127.0.0.1:1/step/0"),
+        "{error}"
+    );
+    assert!(!request.to_string().contains("hunter2"), "{request:#}");
+    assert!(!server.log_text().contains("hunter2"), "the log shows it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_calls_only_the_origins_it_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    // `steps` declares `http://127.0.0.1:*`.
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    let run = async |url: String| {
+        let id = server
+            .start_request("steps", json!({ "steps": 1, "url": url }))
+            .await;
+        server.wait_final(&id, LONG).await
+    };
+
+    let request = run(sidecar.url.clone()).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    assert_eq!(sidecar.calls("/step/0"), 1);
+
+    // The same server by a name the flow did not declare.
+    let by_name = sidecar.url.replace("127.0.0.1", "localhost");
+    let request = run(by_name.clone()).await;
+    assert_eq!(request["status"], "error", "{request:#}");
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("flow steps may not call {by_name}/step/0"))
+            && error.contains("not among the HTTP resources the flow declares"),
+        "{error}"
+    );
+    assert_eq!(sidecar.calls("/step/0"), 1, "the refused call went out");
+
+    // The cloud metadata address.
+    let request = run("http://169.254.169.254".into()).await;
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("flow steps may not call http://169.254.169.254/step/0"),
+        "{error}"
+    );
+
+    // An answer larger than the 16 MiB the host holds for a flow.
+    let big = "x".repeat(17 << 20);
+    sidecar.answers("/big/step/0", vec![(200, big.as_str())]);
+    let request = run(format!("{}/big", sidecar.url)).await;
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("is larger than the limit of 16777216 bytes"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_does_not_get_a_server_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let flooded = Server::start(dir.path(), "s0", &setup).await;
+    let watcher = Server::start(dir.path(), "s1", &setup).await;
+    let status_of_flooded = async || {
+        let (_, servers) = watcher.get("/api/servers").await;
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == flooded.id())
+            .cloned()
+            .unwrap()
+    };
+    let before = status_of_flooded().await;
+    assert_eq!(before["status"], "running", "{before}");
+
+    let http = reqwest::Client::new();
+    let csrf = "f".repeat(64);
+    let logins = (0..500).map(|i| {
+        let request = http
+            .post(format!("{}/login", flooded.base))
+            .header("cookie", format!("baton_csrf={csrf}"))
+            .form(&[
+                ("csrf", csrf.clone()),
+                ("username", format!("guess-{i}")),
+                ("password", "guess".to_owned()),
+            ]);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let flood = tokio::spawn(all_at_once(logins.collect()));
+    let mut oldest_heartbeat_ms = 0;
+    while !flood.is_finished() {
+        let seen = status_of_flooded().await;
+        assert_eq!(
+            seen["status"], "running",
+            "taken over during the flood: {seen}"
+        );
+        oldest_heartbeat_ms = oldest_heartbeat_ms.max(seen["heartbeat_age_ms"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses = flood.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "the address was never throttled");
+    let after = status_of_flooded().await;
+    assert_eq!(after["status"], "running", "{after}");
+    assert_eq!(after["incarnation"], before["incarnation"], "{after}");
+    println!("oldest heartbeat seen during the flood: {oldest_heartbeat_ms} ms");
+}
+
+/// Runs the futures at once and gathers their outputs in order.
+async fn all_at_once<F: Future<Output = u16> + Send + 'static>(futures: Vec<F>) -> Vec<u16> {
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+/// A `baton up` on SQLite in `dir/name`, with `password` as
+/// `BATON_ADMIN_PASSWORD` (none: unset); its stdout and stderr go to files.
+fn first_start(dir: &std::path::Path, name: &str, password: Option<&str>) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+    command
+        .arg("up")
+        .arg("--data")
+        .arg(dir.join(name))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            dir.join(format!("{name}.db")).display()
+        ))
+        .arg("--storage")
+        .arg(dir.join(format!("{name}-store")))
+        .env("BATON_LOG", "info")
+        .env_remove("BATON_ADMIN_PASSWORD")
+        .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap());
+    if let Some(password) = password {
+        command.env("BATON_ADMIN_PASSWORD", password);
+    }
+    command.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_password_is_long_and_never_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut short = first_start(dir.path(), "short", Some("tooshort"));
+    let status = support::eventually(LONG, "the server to refuse", async || {
+        short.try_wait().unwrap()
+    })
+    .await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.path().join("short.log")).unwrap();
+    assert!(log.contains("needs at least 12"), "{log}");
+
+    let mut generated = first_start(dir.path(), "generated", None);
+    let base = support::eventually(LONG, "the server to listen", async || {
+        std::fs::read_to_string(dir.path().join("generated.out"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("baton: listening on "))
+            .map(str::to_owned)
+    })
+    .await;
+    let file = dir.path().join("generated/admin.password");
+    let password = std::fs::read_to_string(&file).unwrap();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let log = std::fs::read_to_string(dir.path().join("generated.log")).unwrap();
+    assert!(
+        !log.contains(&password),
+        "the password is in the log:\n{log}"
+    );
+    assert!(log.contains("admin.password"), "{log}");
+    // It is the admin's password.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = "a".repeat(64);
+    let login = http
+        .post(format!("{base}/login"))
+        .header("cookie", format!("baton_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "admin"),
+            ("password", password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 303);
+    generated.kill().unwrap();
+    generated.wait().unwrap();
+}
