@@ -651,3 +651,89 @@ impl Drop for PrivatePostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP proxy in front of PostgreSQL that loses answers: every chunk the
+/// database sends back is dropped, with the connection cut, at a set rate,
+/// after the client's bytes were forwarded (so a COMMIT may be applied and
+/// its answer lost), and each chunk can be delayed.
+pub struct LossyProxy {
+    pub port: u16,
+    loss_per_mille: Arc<std::sync::atomic::AtomicU32>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    cut: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LossyProxy {
+    /// Listens on a free loopback port and forwards to `upstream`.
+    pub async fn start(upstream: u16) -> LossyProxy {
+        use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = LossyProxy {
+            port: listener.local_addr().unwrap().port(),
+            loss_per_mille: Arc::new(AtomicU32::new(0)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            cut: Arc::new(AtomicU64::new(0)),
+        };
+        let (loss, delay, cut) = (
+            proxy.loss_per_mille.clone(),
+            proxy.delay_ms.clone(),
+            proxy.cut.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (loss, delay, cut) = (loss.clone(), delay.clone(), cut.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upward = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(n) = server_read.read(&mut buffer).await else {
+                            break;
+                        };
+                        if n == 0 {
+                            break;
+                        }
+                        let wait = delay.load(Ordering::Relaxed);
+                        if wait > 0 {
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
+                        }
+                        if fastrand::u32(..1000) < loss.load(Ordering::Relaxed) {
+                            cut.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    upward.abort();
+                });
+            }
+        });
+        proxy
+    }
+
+    /// From now on, lose this many answers in a thousand.
+    pub fn lose(&self, per_mille: u32) {
+        self.loss_per_mille
+            .store(per_mille, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// From now on, delay every answer this long.
+    pub fn delay(&self, ms: u64) {
+        self.delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Connections cut with an answer lost so far.
+    pub fn cut(&self) -> u64 {
+        self.cut.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
