@@ -470,3 +470,59 @@ async fn the_first_admin_password_is_long_and_never_logged() {
     generated.kill().unwrap();
     generated.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_frees_the_slot_of_a_flow_waiting_for_an_http_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--capacity".into(), "1".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(60_000);
+    let slow = server
+        .start_request("steps", json!({ "steps": 1, "url": sidecar.url }))
+        .await;
+    support::eventually(LONG, "the slow call to arrive", async || {
+        (sidecar.calls("/step/0") == 1).then_some(())
+    })
+    .await;
+    // The one slot is taken: this request waits for it.
+    let next = server.start_request("steps", json!({ "steps": 2 })).await;
+    let (status, body) = server
+        .post(&format!("/api/requests/{slow}/cancel"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let done = server.wait_final(&next, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        sidecar.answered("/step/0"),
+        0,
+        "the next request ran only once the cancelled one's call was answered"
+    );
+    let cancelled = server.request(&slow).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled:#}");
+    assert_eq!(cancelled["checkpoints"], json!([]), "{cancelled:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_waits_past_its_wall_clock_limit_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--attempt-wall-limit-s".into(), "1".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("raw_journal")).await;
+    // Each pause is within the cap; together they wait 100 s.
+    let script = vec![json!({ "pause": 10_000 }); 10];
+    let id = server
+        .start_request("raw-journal", json!({ "script": script }))
+        .await;
+    let request = server.wait_final(&id, Duration::from_secs(150)).await;
+    assert_eq!(request["status"], "error", "{request:#}");
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("wall-clock limit of 1s (attempt_wall_limit_s)"),
+        "{error}"
+    );
+}

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub memory_limit_mib: Option<usize>,
     /// Guest execution time per attempt, seconds.
     pub time_limit_s: Option<f64>,
+    /// Wall-clock time per attempt, seconds.
+    pub attempt_wall_limit_s: Option<u64>,
     /// The largest answer body a flow's HTTP call may receive, MiB.
     pub http_body_limit_mib: Option<usize>,
     /// Named connections flows may declare (`connection:NAME`): name → address.
@@ -80,6 +82,8 @@ pub struct ServerConfig {
     pub memory_limit: usize,
     /// Guest execution time per attempt.
     pub time_limit: Duration,
+    /// Wall-clock time per attempt: waiting in a host call past it ends it.
+    pub wall_limit: Duration,
     /// The largest answer body a flow's HTTP call may receive, bytes.
     pub http_body_limit: usize,
     /// Named connections defined in this server's configuration.
@@ -143,6 +147,12 @@ impl ServerConfig {
                 .unwrap_or(60),
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
+            ),
+            wall_limit: Duration::from_secs(
+                flags
+                    .attempt_wall_limit_s
+                    .or(file.attempt_wall_limit_s)
+                    .unwrap_or(300),
             ),
             data,
             database,

@@ -58,6 +58,10 @@ enum Command {
         /// Guest execution time per attempt in seconds (default 60).
         #[arg(long)]
         time_limit_s: Option<f64>,
+        /// Wall-clock time per attempt in seconds (default 300): an attempt
+        /// still waiting in an HTTP call, pause or sleep then ends.
+        #[arg(long)]
+        attempt_wall_limit_s: Option<u64>,
         /// The flows git repository that Version Control › Update fast-forwards.
         #[arg(long)]
         flows_repo: Option<PathBuf>,
@@ -255,6 +259,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             capacity,
             memory_limit_mib,
             time_limit_s,
+            attempt_wall_limit_s,
             flows_repo,
             deploy,
         } => {
@@ -273,6 +278,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 capacity,
                 memory_limit_mib,
                 time_limit_s,
+                attempt_wall_limit_s,
                 connections: Default::default(),
                 flows_repo,
                 protect_metrics: None,

@@ -69,6 +69,7 @@ impl Node {
             cache_dir: config.data.join("compiled"),
             memory_limit: config.memory_limit,
             time_limit: config.time_limit,
+            wall_limit: config.wall_limit,
             max_instances: (config.capacity + 8) as u32,
             http_body_limit: config.http_body_limit,
         })?;
