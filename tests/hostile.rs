@@ -526,3 +526,84 @@ async fn an_attempt_that_waits_past_its_wall_clock_limit_ends() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--token-ttl-s".into(), "2".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let http = reqwest::Client::new();
+    let with = async |token: &str| {
+        let response = http
+            .get(format!("{}/api/requests", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    let account = json!({ "name": "ops", "password": "a long password", "role": "operator" });
+    let (status, body) = server.post("/api/accounts", account.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let issue = async || {
+        let (status, body) = server.post("/api/accounts/ops/tokens", "").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    };
+
+    // Revoked through the CLI, by whoever holds it.
+    let token = issue().await;
+    assert_eq!(with(&token).await, 200);
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["revoke", "--server", &server.base, "--token", &token])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(cli.stdin.take().unwrap(), "{token}").unwrap();
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(with(&token).await, 401);
+
+    // Disabled, enabled, deleted.
+    let token = issue().await;
+    let (status, _) = server.post("/api/accounts/ops/disable", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 401);
+    let (status, _) = server.post("/api/accounts/ops/enable", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 200);
+    let (status, _) = server.delete("/api/accounts/ops").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 401);
+    let (_, accounts) = server.get("/api/accounts").await;
+    assert_eq!(
+        accounts,
+        json!([{ "name": "admin", "role": "admin", "disabled": false }])
+    );
+    // An admin cannot lock themselves out.
+    let (status, _) = server.post("/api/accounts/admin/disable", "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A password change needs the current one.
+    let change = |current: &str| json!({ "current": current, "password": "another long one" });
+    let (status, _) = server
+        .post("/api/password", change("wrong password").to_string())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server
+        .post("/api/password", change(support::ADMIN_PASSWORD).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // An issued token expires (token_ttl_s = 2); admin.token does not.
+    let (status, _) = server.post("/api/accounts", account.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = issue().await;
+    assert_eq!(with(&token).await, 200);
+    support::eventually(LONG, "the token to expire", async || {
+        (with(&token).await == 401).then_some(())
+    })
+    .await;
+    assert_eq!(with(&server.token).await, 200);
+}
