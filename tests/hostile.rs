@@ -470,3 +470,140 @@ async fn the_first_admin_password_is_long_and_never_logged() {
     generated.kill().unwrap();
     generated.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_frees_the_slot_of_a_flow_waiting_for_an_http_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--capacity".into(), "1".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(60_000);
+    let slow = server
+        .start_request("steps", json!({ "steps": 1, "url": sidecar.url }))
+        .await;
+    support::eventually(LONG, "the slow call to arrive", async || {
+        (sidecar.calls("/step/0") == 1).then_some(())
+    })
+    .await;
+    // The one slot is taken: this request waits for it.
+    let next = server.start_request("steps", json!({ "steps": 2 })).await;
+    let (status, body) = server
+        .post(&format!("/api/requests/{slow}/cancel"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let done = server.wait_final(&next, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        sidecar.answered("/step/0"),
+        0,
+        "the next request ran only once the cancelled one's call was answered"
+    );
+    let cancelled = server.request(&slow).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled:#}");
+    assert_eq!(cancelled["checkpoints"], json!([]), "{cancelled:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_waits_past_its_wall_clock_limit_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--attempt-wall-limit-s".into(), "1".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("raw_journal")).await;
+    // Each pause is within the cap; together they wait 100 s.
+    let script = vec![json!({ "pause": 10_000 }); 10];
+    let id = server
+        .start_request("raw-journal", json!({ "script": script }))
+        .await;
+    let request = server.wait_final(&id, Duration::from_secs(150)).await;
+    assert_eq!(request["status"], "error", "{request:#}");
+    let error = request["error"].as_str().unwrap();
+    assert!(
+        error.contains("wall-clock limit of 1s (attempt_wall_limit_s)"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--token-ttl-s".into(), "2".into()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let http = reqwest::Client::new();
+    let with = async |token: &str| {
+        let response = http
+            .get(format!("{}/api/requests", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    let account = json!({ "name": "ops", "password": "a long password", "role": "operator" });
+    let (status, body) = server.post("/api/accounts", account.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let issue = async || {
+        let (status, body) = server.post("/api/accounts/ops/tokens", "").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    };
+
+    // Revoked through the CLI, by whoever holds it.
+    let token = issue().await;
+    assert_eq!(with(&token).await, 200);
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["revoke", "--server", &server.base, "--token", &token])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(cli.stdin.take().unwrap(), "{token}").unwrap();
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(with(&token).await, 401);
+
+    // Disabled, enabled, deleted.
+    let token = issue().await;
+    let (status, _) = server.post("/api/accounts/ops/disable", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 401);
+    let (status, _) = server.post("/api/accounts/ops/enable", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 200);
+    let (status, _) = server.delete("/api/accounts/ops").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(with(&token).await, 401);
+    let (_, accounts) = server.get("/api/accounts").await;
+    assert_eq!(
+        accounts,
+        json!([{ "name": "admin", "role": "admin", "disabled": false }])
+    );
+    // An admin cannot lock themselves out.
+    let (status, _) = server.post("/api/accounts/admin/disable", "").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A password change needs the current one.
+    let change = |current: &str| json!({ "current": current, "password": "another long one" });
+    let (status, _) = server
+        .post("/api/password", change("wrong password").to_string())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server
+        .post("/api/password", change(support::ADMIN_PASSWORD).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // An issued token expires (token_ttl_s = 2); admin.token does not.
+    let (status, _) = server.post("/api/accounts", account.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = issue().await;
+    assert_eq!(with(&token).await, 200);
+    support::eventually(LONG, "the token to expire", async || {
+        (with(&token).await == 401).then_some(())
+    })
+    .await;
+    assert_eq!(with(&server.token).await, 200);
+}

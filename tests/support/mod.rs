@@ -428,6 +428,8 @@ pub struct Sidecar {
 #[derive(Default)]
 struct SidecarState {
     calls: HashMap<String, u32>,
+    /// Calls answered per path (a slow answer counts once it is sent).
+    answered: HashMap<String, u32>,
     /// Arrival times (ms since the Unix epoch) of the calls per idempotency key.
     keys: HashMap<String, Vec<i64>>,
     fail: HashMap<String, u32>,
@@ -455,6 +457,17 @@ impl Sidecar {
             .lock()
             .unwrap()
             .calls
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls on `path` answered so far.
+    pub fn answered(&self, path: &str) -> u32 {
+        self.state
+            .lock()
+            .unwrap()
+            .answered
             .get(path)
             .copied()
             .unwrap_or(0)
@@ -556,6 +569,7 @@ async fn sidecar_call(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    *state.lock().unwrap().answered.entry(path).or_default() += 1;
     (StatusCode::from_u16(answer.0).unwrap(), answer.1)
 }
 

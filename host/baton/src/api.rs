@@ -106,7 +106,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/version-control", get(repository))
         .route("/api/version-control/update", post(update_flows))
         .route("/api/accounts", post(create_account).get(list_accounts))
-        .route("/api/accounts/{name}/tokens", post(issue_token))
+        .route(
+            "/api/accounts/{name}",
+            axum::routing::delete(delete_account),
+        )
+        .route(
+            "/api/accounts/{name}/tokens",
+            post(issue_token).delete(revoke_tokens),
+        )
+        .route("/api/accounts/{name}/password", post(reset_password))
+        .route("/api/accounts/{name}/disable", post(disable_account))
+        .route("/api/accounts/{name}/enable", post(enable_account))
+        .route("/api/password", post(change_password))
+        .route("/api/tokens/revoke", post(revoke_token))
         .route("/api/servers", get(list_servers))
         .route("/api/servers/{id}/name", post(rename_server))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -633,7 +645,9 @@ async fn list_accounts(State(state): State<AppState>) -> ApiResult<axum::Json<Va
     Ok(axum::Json(Value::Array(
         accounts
             .into_iter()
-            .map(|(name, role)| json!({ "name": name, "role": role }))
+            .map(|(name, role, disabled)| {
+                json!({ "name": name, "role": role, "disabled": disabled != 0 })
+            })
             .collect(),
     )))
 }
@@ -651,10 +665,164 @@ async fn issue_token(
     let token = auth::secret();
     state
         .store
-        .create_token(&auth::secret_hash(&token), &name, "issued through the API")
+        .create_token(
+            &auth::secret_hash(&token),
+            &name,
+            "issued through the API",
+            state.config.token_ttl_ms,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "account": name, "token": token })),
     ))
+}
+
+/// A JSON body of type `T`, or a `400` saying what was expected.
+fn body_of<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
+}
+
+fn no_account(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("there is no account {name}"))
+}
+
+/// The shortest password an account may have.
+const PASSWORD_MIN: usize = 8;
+
+fn check_password(password: &str) -> ApiResult<()> {
+    if password.len() < PASSWORD_MIN {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("a password needs at least {PASSWORD_MIN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// An admin may not lock themselves out by disabling or deleting the
+/// account they act as.
+fn not_yourself(account: &Account, name: &str) -> ApiResult<()> {
+    if account.name == name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "you may not disable or delete the account you are signed in as",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current: String,
+    password: String,
+}
+
+/// The caller changes their own password; their console sessions end.
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let change: PasswordChange = body_of(&body, "{\"current\", \"password\"}")?;
+    check_password(&change.password)?;
+    let hash = state
+        .store
+        .account(&account.name)
+        .await?
+        .map(|row| row.password_hash);
+    if !auth::verify_password(change.current, hash).await {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the current password is wrong",
+        ));
+    }
+    let hash = auth::hash_password_off_thread(change.password).await;
+    state.store.set_password(&account.name, &hash).await?;
+    Ok(axum::Json(json!({ "name": account.name })))
+}
+
+#[derive(Deserialize)]
+struct PasswordReset {
+    password: String,
+}
+
+/// An admin sets an account's password; its console sessions end.
+async fn reset_password(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let reset: PasswordReset = body_of(&body, "{\"password\"}")?;
+    check_password(&reset.password)?;
+    let hash = auth::hash_password_off_thread(reset.password).await;
+    if !state.store.set_password(&name, &hash).await? {
+        return Err(no_account(&name));
+    }
+    Ok(axum::Json(json!({ "name": name })))
+}
+
+async fn disable_account(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    not_yourself(&account, &name)?;
+    if !state.store.set_disabled(&name, true).await? {
+        return Err(no_account(&name));
+    }
+    Ok(axum::Json(json!({ "name": name, "disabled": true })))
+}
+
+async fn enable_account(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    if !state.store.set_disabled(&name, false).await? {
+        return Err(no_account(&name));
+    }
+    Ok(axum::Json(json!({ "name": name, "disabled": false })))
+}
+
+async fn delete_account(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    not_yourself(&account, &name)?;
+    if !state.store.delete_account(&name).await? {
+        return Err(no_account(&name));
+    }
+    Ok(axum::Json(json!({ "name": name, "deleted": true })))
+}
+
+/// An admin revokes every token of an account.
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let revoked = state.store.revoke_tokens(&name).await?;
+    Ok(axum::Json(json!({ "account": name, "revoked": revoked })))
+}
+
+#[derive(Deserialize)]
+struct TokenRevocation {
+    token: String,
+}
+
+/// Whoever holds a token may revoke it (their own one included).
+async fn revoke_token(State(state): State<AppState>, body: Bytes) -> ApiResult<axum::Json<Value>> {
+    let revocation: TokenRevocation = body_of(&body, "{\"token\"}")?;
+    if !state
+        .store
+        .revoke_token(&auth::secret_hash(revocation.token.trim()))
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such token (already revoked or expired?)",
+        ));
+    }
+    Ok(axum::Json(json!({ "revoked": true })))
 }

@@ -75,9 +75,6 @@ impl Cookies {
     }
 }
 
-/// How long a console session lasts.
-pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-
 /// What an account may do, in increasing power.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -145,6 +142,14 @@ pub fn hash_password(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashes any password")
         .to_string()
+}
+
+/// [`hash_password`] on a blocking thread, off the async threads the
+/// heartbeat and the API run on.
+pub async fn hash_password_off_thread(password: String) -> String {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .expect("argon2 hashes any password")
 }
 
 /// Checks a password against its PHC string, on a blocking thread (an
@@ -354,7 +359,7 @@ pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
     }
     let token = secret();
     store
-        .create_token(&secret_hash(&token), "admin", "admin.token")
+        .create_token(&secret_hash(&token), "admin", "admin.token", None)
         .await?;
     write_private(&path, &token)?;
     Ok(())
@@ -385,6 +390,10 @@ fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> 
     }
     if path.starts_with("/api/accounts") {
         return Some(Role::Admin);
+    }
+    // Every account may change its own password and revoke a token it holds.
+    if path == "/api/password" || path == "/api/tokens/revoke" {
+        return Some(Role::Viewer);
     }
     if method == Method::GET || method == Method::HEAD || path == "/logout" {
         return Some(Role::Viewer);

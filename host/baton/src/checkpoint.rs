@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -45,24 +44,31 @@ const SUSPEND_SLEEP_MS: u64 = 5_000;
 
 /// Signals an attempt from outside: 0 = go on, else the [`Abort`] to take.
 #[derive(Debug, Default)]
-pub struct Interrupt(AtomicU8);
+pub struct Interrupt(watch::Sender<u8>);
 
 impl Interrupt {
-    /// Asks the attempt to stop at its next host call.
+    /// Asks the attempt to stop: a host call that waits (HTTP, pause,
+    /// sleep) ends at once, any other at its start.
     pub fn raise(&self, abort: &Abort) {
         let code = match abort {
             Abort::Stopping => 2,
             _ => 1,
         };
-        self.0.store(code, Ordering::SeqCst);
+        self.0.send_replace(code);
     }
 
     fn check(&self) -> Option<Abort> {
-        match self.0.load(Ordering::SeqCst) {
+        match *self.0.borrow() {
             0 => None,
             2 => Some(Abort::Stopping),
             _ => Some(Abort::Lost),
         }
+    }
+
+    /// Resolves once the interrupt is raised.
+    async fn raised(&self) {
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = self.0.subscribe().wait_for(|code| *code != 0).await;
     }
 }
 
@@ -464,6 +470,18 @@ impl Journal for AttemptJournal {
         self.check().await
     }
 
+    async fn interrupted(&mut self) -> HostAbort {
+        // Only verdicts: a late heartbeat is no reason to drop a call, the
+        // next host call waits for what the heartbeat finds.
+        let incarnation = self.incarnation;
+        let mut lease = self.lease.clone();
+        let abort = tokio::select! {
+            () = self.interrupt.raised() => self.interrupt.check().unwrap_or(Abort::Lost),
+            _ = lease.wait_for(|lease| lease.stopping || lease.incarnation != incarnation) => Abort::Stopping,
+        };
+        self.stop(abort)
+    }
+
     async fn begin_checkpoint(&mut self, name: String) -> Result<CheckpointStart, HostAbort> {
         self.check().await?;
         let position = self.next;
@@ -555,7 +573,10 @@ impl Journal for AttemptJournal {
             }));
         }
         if wake_at > now {
-            tokio::time::sleep(Duration::from_millis(wake_at - now)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(wake_at - now)) => {}
+                abort = self.interrupted() => return Err(abort),
+            }
         }
         self.check().await
     }

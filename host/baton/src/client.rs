@@ -85,6 +85,12 @@ impl Client {
         self.call(self.http.post(format!("{}{path}", self.base)).body(body))
             .await
     }
+
+    /// DELETE a route.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
 }
 
 /// Prints rows as aligned columns, or the JSON itself.

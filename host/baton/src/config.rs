@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub memory_limit_mib: Option<usize>,
     /// Guest execution time per attempt, seconds.
     pub time_limit_s: Option<f64>,
+    /// Wall-clock time per attempt, seconds.
+    pub attempt_wall_limit_s: Option<u64>,
     /// The largest answer body a flow's HTTP call may receive, MiB.
     pub http_body_limit_mib: Option<usize>,
     /// Named connections flows may declare (`connection:NAME`): name → address.
@@ -46,6 +48,11 @@ pub struct FileConfig {
     /// The URL people open the console at; `https://…` makes its cookies
     /// `Secure` with the `__Host-` prefix.
     pub public_url: Option<String>,
+    /// How long a console session lasts, seconds; 0: until logout.
+    pub session_ttl_s: Option<u64>,
+    /// How long an API token issued through the API lasts, seconds; 0:
+    /// until revoked.
+    pub token_ttl_s: Option<u64>,
 }
 
 impl FileConfig {
@@ -80,6 +87,8 @@ pub struct ServerConfig {
     pub memory_limit: usize,
     /// Guest execution time per attempt.
     pub time_limit: Duration,
+    /// Wall-clock time per attempt: waiting in a host call past it ends it.
+    pub wall_limit: Duration,
     /// The largest answer body a flow's HTTP call may receive, bytes.
     pub http_body_limit: usize,
     /// Named connections defined in this server's configuration.
@@ -92,6 +101,23 @@ pub struct ServerConfig {
     pub max_postponements: u32,
     /// The URL people open the console at.
     pub public_url: Option<String>,
+    /// How long a console session lasts, ms.
+    pub session_ttl_ms: i64,
+    /// How long an issued API token lasts, ms; `None`: until revoked.
+    pub token_ttl_ms: Option<i64>,
+}
+
+/// What "never expires" stands for where an expiry time is required: a
+/// century.
+const NEVER_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Seconds to milliseconds; 0 is `None` (never), and anything past a
+/// century is a century.
+fn ttl_ms(seconds: u64) -> Option<i64> {
+    match seconds {
+        0 => None,
+        s => Some(i64::try_from(s.saturating_mul(1000)).map_or(NEVER_MS, |ms| ms.min(NEVER_MS))),
+    }
 }
 
 impl ServerConfig {
@@ -131,6 +157,14 @@ impl ServerConfig {
                 .unwrap_or(16)
                 << 20,
             public_url: flags.public_url.or(file.public_url),
+            session_ttl_ms: ttl_ms(
+                flags
+                    .session_ttl_s
+                    .or(file.session_ttl_s)
+                    .unwrap_or(12 * 3600),
+            )
+            .unwrap_or(NEVER_MS),
+            token_ttl_ms: ttl_ms(flags.token_ttl_s.or(file.token_ttl_s).unwrap_or(0)),
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
             protect_metrics: flags
@@ -143,6 +177,12 @@ impl ServerConfig {
                 .unwrap_or(60),
             time_limit: Duration::from_secs_f64(
                 flags.time_limit_s.or(file.time_limit_s).unwrap_or(60.0),
+            ),
+            wall_limit: Duration::from_secs(
+                flags
+                    .attempt_wall_limit_s
+                    .or(file.attempt_wall_limit_s)
+                    .unwrap_or(300),
             ),
             data,
             database,

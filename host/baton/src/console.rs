@@ -122,7 +122,7 @@ async fn login(
         .create_session(
             &auth::secret_hash(&session),
             &username,
-            auth::SESSION_TTL_MS,
+            state.config.session_ttl_ms,
         )
         .await?;
     let mut response = Redirect::to("/status/servers").into_response();
@@ -130,7 +130,7 @@ async fn login(
     let value = cookies.set(
         cookies.session(),
         &session,
-        Some(auth::SESSION_TTL_MS / 1000),
+        Some(state.config.session_ttl_ms / 1000),
     );
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(header::SET_COOKIE, value);

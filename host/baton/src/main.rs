@@ -58,6 +58,18 @@ enum Command {
         /// Guest execution time per attempt in seconds (default 60).
         #[arg(long)]
         time_limit_s: Option<f64>,
+        /// Wall-clock time per attempt in seconds (default 300): an attempt
+        /// still waiting in an HTTP call, pause or sleep then ends.
+        #[arg(long)]
+        attempt_wall_limit_s: Option<u64>,
+        /// How long a console session lasts in seconds (default 43200; 0:
+        /// until logout).
+        #[arg(long)]
+        session_ttl_s: Option<u64>,
+        /// How long an API token issued through the API lasts in seconds
+        /// (default 0: until revoked).
+        #[arg(long)]
+        token_ttl_s: Option<u64>,
         /// The flows git repository that Version Control › Update fast-forwards.
         #[arg(long)]
         flows_repo: Option<PathBuf>,
@@ -174,6 +186,42 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Change an existing account: `--password` (from
+    /// `BATON_ACCOUNT_PASSWORD`), `--disable`, `--enable`, `--delete`,
+    /// `--revoke-tokens`.
+    Manage {
+        /// Account name.
+        name: String,
+        /// Set its password from BATON_ACCOUNT_PASSWORD (ends its sessions).
+        #[arg(long)]
+        password: bool,
+        /// Disable it: no login, its sessions end, its tokens answer nothing.
+        #[arg(long, conflicts_with_all = ["enable", "delete"])]
+        disable: bool,
+        /// Enable it again.
+        #[arg(long, conflicts_with = "delete")]
+        enable: bool,
+        /// Delete it with its sessions and tokens.
+        #[arg(long)]
+        delete: bool,
+        /// Revoke every API token it has.
+        #[arg(long)]
+        revoke_tokens: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Change your own password: the current one from BATON_PASSWORD, the
+    /// new one from BATON_NEW_PASSWORD.
+    Passwd {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Revoke an API token (read from standard input, so it stays out of
+    /// the shell history).
+    Revoke {
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// Issue an API token for an account (printed once).
     Token {
         /// Account name.
@@ -255,6 +303,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             capacity,
             memory_limit_mib,
             time_limit_s,
+            attempt_wall_limit_s,
+            session_ttl_s,
+            token_ttl_s,
             flows_repo,
             deploy,
         } => {
@@ -273,12 +324,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 capacity,
                 memory_limit_mib,
                 time_limit_s,
+                attempt_wall_limit_s,
                 connections: Default::default(),
                 flows_repo,
                 protect_metrics: None,
                 max_postponements: None,
                 http_body_limit_mib: None,
                 public_url: None,
+                session_ttl_s,
+                token_ttl_s,
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
@@ -476,6 +530,74 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .post("/api/accounts", serde_json::to_vec(&body)?)
                 .await?;
             println!("created the {role} account {name}");
+            Ok(())
+        }
+        Command::Manage {
+            name,
+            password,
+            disable,
+            enable,
+            delete,
+            revoke_tokens,
+            server,
+        } => {
+            let client = server.client();
+            if password {
+                let password = std::env::var("BATON_ACCOUNT_PASSWORD")
+                    .context("set BATON_ACCOUNT_PASSWORD to the account's new password")?;
+                let body = serde_json::json!({ "password": password });
+                client
+                    .post(
+                        &format!("/api/accounts/{name}/password"),
+                        serde_json::to_vec(&body)?,
+                    )
+                    .await?;
+                println!("set the password of {name}");
+            }
+            if revoke_tokens {
+                let answer = client
+                    .delete(&format!("/api/accounts/{name}/tokens"))
+                    .await?;
+                println!("revoked {} tokens of {name}", answer["revoked"]);
+            }
+            for (wanted, action) in [(disable, "disable"), (enable, "enable")] {
+                if wanted {
+                    client
+                        .post(&format!("/api/accounts/{name}/{action}"), Vec::new())
+                        .await?;
+                    println!("{action}d {name}");
+                }
+            }
+            if delete {
+                client.delete(&format!("/api/accounts/{name}")).await?;
+                println!("deleted {name}");
+            }
+            Ok(())
+        }
+        Command::Passwd { server } => {
+            let current = std::env::var("BATON_PASSWORD")
+                .context("set BATON_PASSWORD to your current password")?;
+            let password = std::env::var("BATON_NEW_PASSWORD")
+                .context("set BATON_NEW_PASSWORD to your new password")?;
+            let body = serde_json::json!({ "current": current, "password": password });
+            server
+                .client()
+                .post("/api/password", serde_json::to_vec(&body)?)
+                .await?;
+            println!("password changed; your console sessions have ended");
+            Ok(())
+        }
+        Command::Revoke { server } => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .context("reading the token from standard input")?;
+            let body = serde_json::json!({ "token": token.trim() });
+            server
+                .client()
+                .post("/api/tokens/revoke", serde_json::to_vec(&body)?)
+                .await?;
+            println!("revoked");
             Ok(())
         }
         Command::Token { name, server } => {

@@ -69,6 +69,7 @@ impl Node {
             cache_dir: config.data.join("compiled"),
             memory_limit: config.memory_limit,
             time_limit: config.time_limit,
+            wall_limit: config.wall_limit,
             max_instances: (config.capacity + 8) as u32,
             http_body_limit: config.http_body_limit,
         })?;
@@ -96,6 +97,7 @@ impl Node {
                 cluster.clone(),
                 executor.clone(),
             )),
+            tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
         ];
         let state = AppState {
             store,
@@ -192,6 +194,21 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     .await?;
     tracing::info!("stopping: no new work, handing requests over");
     node.stop(true).await
+}
+
+/// Deletes expired sessions and API tokens (they already answer nothing)
+/// every few heartbeats, so they do not pile up.
+async fn purge_credentials(store: Store, heartbeat: std::time::Duration) {
+    let mut interval = tokio::time::interval(heartbeat * 5);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match store.purge_expired_credentials().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired sessions and tokens purged"),
+            Err(e) => tracing::warn!(error = %e, "purging expired sessions and tokens failed"),
+        }
+    }
 }
 
 /// The membership loop: heartbeat, takeover, and local fencing.

@@ -25,6 +25,9 @@ pub struct RuntimeConfig {
     pub memory_limit: usize,
     /// Guest execution time one attempt may use (host calls not counted).
     pub time_limit: Duration,
+    /// Wall-clock time one attempt may last: a host call that waits (HTTP,
+    /// pause, sleep) past it ends the attempt.
+    pub wall_limit: Duration,
     /// Instances that may exist at once (pooling allocator slots).
     pub max_instances: u32,
     /// The largest answer body a flow's HTTP call may receive.
@@ -37,6 +40,7 @@ impl Default for RuntimeConfig {
             cache_dir: PathBuf::from("baton-data/compiled"),
             memory_limit: 64 << 20,
             time_limit: Duration::from_secs(60),
+            wall_limit: Duration::from_secs(300),
             max_instances: 128,
             http_body_limit: 16 << 20,
         }
@@ -301,6 +305,8 @@ impl<J: Journal> Runtime<J> {
             memory_bytes: self.config.memory_limit,
             ticks_left: (self.config.time_limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64,
             time_limit: self.config.time_limit,
+            wall_limit: self.config.wall_limit,
+            wall_deadline: wall_deadline(self.config.wall_limit),
             http_body: self.config.http_body_limit,
         };
         let http = Http {
@@ -313,6 +319,14 @@ impl<J: Journal> Runtime<J> {
         store.epoch_deadline_callback(State::on_epoch_tick);
         store
     }
+}
+
+/// When an attempt starting now must end; a limit past the clock's range
+/// is a century.
+fn wall_deadline(limit: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// A trap in one sentence: a host refusal as is; otherwise the trap and, for

@@ -1,5 +1,6 @@
 //! The host side of a flow's imports, and the sandbox each attempt runs in.
 
+use std::future::Future;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -47,6 +48,10 @@ pub(crate) struct SandboxLimits {
     /// Epoch ticks of guest execution allowed to this attempt.
     pub(crate) ticks_left: u64,
     pub(crate) time_limit: Duration,
+    /// Wall-clock time the attempt may last.
+    pub(crate) wall_limit: Duration,
+    /// When the attempt must end: a host call still waiting then ends it.
+    pub(crate) wall_deadline: tokio::time::Instant,
     /// The largest HTTP answer body a call may receive.
     pub(crate) http_body: usize,
 }
@@ -80,9 +85,7 @@ impl<J: Journal> State<J> {
     }
 
     fn journal(&mut self) -> wasmtime::Result<&mut J> {
-        self.journal.as_mut().ok_or_else(|| {
-            wasmtime::Error::msg("a flow may not call the host while its properties are read")
-        })
+        self.journal.as_mut().ok_or_else(no_journal)
     }
 
     /// The store's epoch callback: each tick of guest execution costs one
@@ -101,6 +104,46 @@ impl<J: Journal> State<J> {
         limits.ticks_left -= 1;
         Ok(UpdateDeadline::Yield(1))
     }
+}
+
+/// Runs `wait`, a host call that waits (an HTTP answer, a pause), until
+/// it ends, the attempt is interrupted (cancelled, moved elsewhere, the
+/// server stopping) or the attempt's wall-clock limit passes. Without this a
+/// cancelled attempt would hold its slot until the wait was over.
+async fn bounded<J: Journal, T>(
+    journal: &mut Option<J>,
+    limits: &SandboxLimits,
+    wait: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let journal = journal.as_mut().ok_or_else(no_journal)?;
+    tokio::select! {
+        biased;
+        abort = journal.interrupted() => Err(trap(abort)),
+        result = within_wall_limit(limits, wait) => result,
+    }
+}
+
+/// Runs `wait` until it ends or the attempt's wall-clock limit passes.
+async fn within_wall_limit<T>(
+    limits: &SandboxLimits,
+    wait: impl Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    tokio::select! {
+        biased;
+        () = tokio::time::sleep_until(limits.wall_deadline) => Err(past_wall_limit(limits)),
+        result = wait => result,
+    }
+}
+
+fn no_journal() -> wasmtime::Error {
+    wasmtime::Error::msg("a flow may not call the host while its properties are read")
+}
+
+fn past_wall_limit(limits: &SandboxLimits) -> wasmtime::Error {
+    trap(HostAbort(format!(
+        "the attempt passed its wall-clock limit of {:?} (attempt_wall_limit_s) while waiting in a host call",
+        limits.wall_limit
+    )))
 }
 
 /// Links Baton's interfaces and the deny-all WASI context.
@@ -154,9 +197,9 @@ fn trap(abort: HostAbort) -> wasmtime::Error {
 const CHECKPOINT_NAME_MAX: usize = 1024;
 /// Checkpoint names the host keeps for its own journaled values.
 const RESERVED_PREFIX: &str = "baton:";
-/// The longest `pause` a flow may ask for. A pause holds an instance and a
-/// slot, and a cancel is seen at the next host call: the cap bounds how long
-/// a cancelled or lost attempt can go on holding them.
+/// The longest `pause` a flow may ask for: a pause holds an instance and a
+/// slot (a cancel ends it at once; the cap keeps a flow that pauses in a
+/// loop polling the journal for cancels in between).
 const PAUSE_MAX_MS: u64 = 10_000;
 /// The longest log line a flow may write, in bytes; the rest is cut.
 const LOG_LINE_MAX: usize = 4096;
@@ -243,7 +286,13 @@ impl<J: Journal> journal::Host for State<J> {
     }
 
     async fn sleep_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
-        self.journal()?.sleep_ms(ms).await.map_err(trap)
+        // The journal's own sleep races against the interrupt; here only
+        // the wall-clock limit is added.
+        let Self {
+            journal, limits, ..
+        } = self;
+        let journal = journal.as_mut().ok_or_else(no_journal)?;
+        within_wall_limit(limits, async { journal.sleep_ms(ms).await.map_err(trap) }).await
     }
 
     async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
@@ -254,10 +303,14 @@ impl<J: Journal> journal::Host for State<J> {
         }
         self.journal()?.guard().await.map_err(trap)?;
         // A zero pause returns at once rather than wait for the timer's next tick.
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+        if ms == 0 {
+            return Ok(());
         }
-        Ok(())
+        bounded(&mut self.journal, &self.limits, async {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        })
+        .await
     }
 
     async fn log(&mut self, level: journal::Level, message: String) -> wasmtime::Result<()> {
@@ -282,7 +335,8 @@ impl<J: Journal> http::Host for State<J> {
     ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
-        Ok(send(&self.http, self.limits.http_body, request).await)
+        let sending = send(&self.http, self.limits.http_body, request);
+        bounded(&mut self.journal, &self.limits, async { Ok(sending.await) }).await
     }
 }
 

@@ -140,6 +140,10 @@ pub const MAX_RETRY_DELAY_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 pub trait Journal: Send + 'static {
     /// Checks that the attempt may go on before a live side effect (HTTP).
     fn guard(&mut self) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// Resolves, with the reason, once the attempt must stop (cancelled,
+    /// moved elsewhere, the server stopping). A host call that waits (an
+    /// HTTP answer, a pause) races against it, so it ends at once.
+    fn interrupted(&mut self) -> impl Future<Output = HostAbort> + Send;
     /// Opens the checkpoint `name` at the next position.
     fn begin_checkpoint(
         &mut self,

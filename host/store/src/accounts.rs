@@ -47,23 +47,107 @@ impl Store {
         Ok(())
     }
 
-    /// One account.
+    /// One account that is not disabled.
     pub async fn account(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT name, password_hash, role FROM accounts WHERE name = $1 AND disabled = 0",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every account's name, role and whether it is disabled (1).
+    pub async fn accounts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT name, password_hash, role FROM accounts WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
+            sqlx::query_as("SELECT name, role, disabled FROM accounts ORDER BY name")
+                .fetch_all(&self.pool)
                 .await?,
         )
     }
 
-    /// Every account's name and role.
-    pub async fn accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT name, role FROM accounts ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+    /// Sets an account's password hash and ends its sessions; `false` when
+    /// there is no such account.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&mut *writer)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE account = $1")
+            .bind(name)
+            .execute(&mut *writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Disables (or enables again) an account; a disabled account's
+    /// sessions end, and its tokens answer nothing until it is enabled.
+    /// `false` when there is no such account.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("UPDATE accounts SET disabled = $1 WHERE name = $2")
+            .bind(i64::from(disabled))
+            .bind(name)
+            .execute(&mut *writer)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE account = $1")
+            .bind(name)
+            .execute(&mut *writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes an account with its sessions and tokens; `false` when there
+    /// is no such account.
+    pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        for table in ["sessions", "api_tokens"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account = $1"))
+                .bind(name)
+                .execute(&mut *writer)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM accounts WHERE name = $1")
+            .bind(name)
+            .execute(&mut *writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes one token by its hash; `false` when it was not there.
+    pub async fn revoke_token(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Revokes every token of an account; how many there were.
+    pub async fn revoke_tokens(&self, account: &str) -> Result<u64, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("DELETE FROM api_tokens WHERE account = $1")
+            .bind(account)
+            .execute(&mut *writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes expired sessions and tokens; how many rows went.
+    pub async fn purge_expired_credentials(&self) -> Result<u64, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut purged = 0;
+        for table in ["sessions", "api_tokens"] {
+            purged +=
+                sqlx::query(&self.sql(&format!("DELETE FROM {table} WHERE expires_at <= NOW_MS")))
+                    .execute(&mut *writer)
+                    .await?
+                    .rows_affected();
+        }
+        Ok(purged)
     }
 
     /// Records a session valid for `ttl_ms`.
@@ -92,7 +176,7 @@ impl Store {
     ) -> Result<Option<AccountRow>, StoreError> {
         Ok(sqlx::query_as(&self.sql(
             "SELECT a.name, a.password_hash, a.role FROM sessions s JOIN accounts a ON a.name = s.account
-              WHERE s.token_hash = $1 AND s.expires_at > NOW_MS",
+              WHERE s.token_hash = $1 AND s.expires_at > NOW_MS AND a.disabled = 0",
         ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -109,31 +193,37 @@ impl Store {
         Ok(())
     }
 
-    /// Records an API token for an account.
+    /// Records an API token for an account, valid for `ttl_ms` (`None`:
+    /// until revoked).
     pub async fn create_token(
         &self,
         token_hash: &str,
         account: &str,
         label: &str,
+        ttl_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         sqlx::query(&self.sql(
-            "INSERT INTO api_tokens (token_hash, account, label, created_at) VALUES ($1, $2, $3, NOW_MS)",
+            "INSERT INTO api_tokens (token_hash, account, label, created_at, expires_at)
+             VALUES ($1, $2, $3, NOW_MS, NOW_MS + $4)",
         ))
         .bind(token_hash)
         .bind(account)
         .bind(label)
+        .bind(ttl_ms)
         .execute(&mut *writer)
         .await?;
         Ok(())
     }
 
-    /// The account an API token belongs to.
+    /// The account an API token belongs to, while the token has not
+    /// expired and the account is not disabled.
     pub async fn token_account(&self, token_hash: &str) -> Result<Option<AccountRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(&self.sql(
             "SELECT a.name, a.password_hash, a.role FROM api_tokens t JOIN accounts a ON a.name = t.account
-              WHERE t.token_hash = $1",
-        )
+              WHERE t.token_hash = $1 AND a.disabled = 0
+                AND (t.expires_at IS NULL OR t.expires_at > NOW_MS)",
+        ))
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?)
