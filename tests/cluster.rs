@@ -205,8 +205,19 @@ async fn sigterm_hands_requests_over_without_waiting_for_the_lease() {
     assert_eq!(stopped["status"], "stopped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flow_that_must_stay_waits_for_its_own_server() {
+/// Two servers; a `steps-local` request (its flow must stay) started on the
+/// first, which is killed once two steps are committed; returned when the
+/// request shows as waiting for its dead owner, with that view of it.
+struct StrandedRequest {
+    servers: Vec<Server>,
+    sidecar: Sidecar,
+    id: String,
+    owner: String,
+    waiting: Value,
+    _dir: tempfile::TempDir,
+}
+
+async fn stranded_request() -> StrandedRequest {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::postgres(dir.path());
     let mut servers = cluster(dir.path(), &setup, 2).await;
@@ -231,6 +242,26 @@ async fn a_flow_that_must_stay_waits_for_its_own_server() {
         .wait_request(&id, LONG, |r| r["status"] == "waiting_retry")
         .await;
     assert_eq!(waiting["owner"], owner.as_str(), "{waiting:#}");
+    StrandedRequest {
+        servers,
+        sidecar,
+        id,
+        owner,
+        waiting,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_must_stay_waits_for_its_own_server() {
+    let StrandedRequest {
+        mut servers,
+        sidecar: _sidecar,
+        id,
+        owner,
+        waiting,
+        _dir,
+    } = stranded_request().await;
     let events: Vec<&str> = waiting["events"]
         .as_array()
         .unwrap()
@@ -253,28 +284,14 @@ async fn a_flow_that_must_stay_waits_for_its_own_server() {
 /// owner and finishes it (it answered 409 "it is running" for ever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reexecute_rescues_a_dead_servers_request_that_must_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let setup = Setup::postgres(dir.path());
-    let mut servers = cluster(dir.path(), &setup, 2).await;
-    servers[0].deploy(wasm("steps_local")).await;
-    let sidecar = Sidecar::start().await;
-    sidecar.delay(200);
-
-    let id = servers[0]
-        .start_request("steps-local", json!({ "steps": 6, "url": sidecar.url }))
-        .await;
-    servers[1]
-        .wait_request(&id, LONG, |r| {
-            r["checkpoints"].as_array().unwrap().len() >= 2
-        })
-        .await;
-    let dead = servers[0].id();
-    servers[0].kill();
-
-    let waiting = servers[1]
-        .wait_request(&id, LONG, |r| r["status"] == "waiting_retry")
-        .await;
-    assert_eq!(waiting["owner"], dead.as_str());
+    let StrandedRequest {
+        servers,
+        sidecar,
+        id,
+        owner: _,
+        waiting,
+        _dir,
+    } = stranded_request().await;
     let (status, body) = servers[1]
         .post(&format!("/api/requests/{id}/reexecute"), "")
         .await;

@@ -601,15 +601,10 @@ mod tests {
 
     use super::*;
 
-    /// A writer that had the lead passed to it and went away before taking
-    /// it up must not take the lead with it: the next writer commits.
-    #[tokio::test]
-    async fn a_writer_dropped_with_the_lead_passes_it_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
-        let store = Store::connect(&url, &dir.path().join("store"))
-            .await
-            .unwrap();
+    /// A store at `url` with the flow version `v1` deployed and the server
+    /// `me` joined.
+    async fn store_with_a_flow(url: &str, dir: &std::path::Path) -> Store {
+        let store = Store::connect(url, &dir.join("store")).await.unwrap();
         store
             .deploy(&VersionRow {
                 hash: "v1".into(),
@@ -620,7 +615,14 @@ mod tests {
             })
             .await
             .unwrap();
-        let incarnation = store.join("me", None, "me:1").await.unwrap();
+        store.join("me", None, "me:1").await.unwrap();
+        store
+    }
+
+    /// A new request of `v1`, claimed by `me`, and the write of its first
+    /// checkpoint, named `name`.
+    async fn first_write(store: &Store, name: &str) -> CheckpointWrite {
+        let incarnation = store.server("me").await.unwrap().unwrap().incarnation;
         let claim = store
             .create_request(
                 &NewRequest {
@@ -638,13 +640,23 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let write = CheckpointWrite {
-            fence: claim.fence.clone(),
+        CheckpointWrite {
+            fence: claim.fence,
             journal: claim.journal,
             seq: 0,
-            name: "step".into(),
+            name: name.into(),
             payload: store.put_payload(b"1".to_vec()).unwrap(),
-        };
+        }
+    }
+
+    /// A writer that had the lead passed to it and went away before taking
+    /// it up must not take the lead with it: the next writer commits.
+    #[tokio::test]
+    async fn a_writer_dropped_with_the_lead_passes_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let store = store_with_a_flow(&url, dir.path()).await;
+        let write = first_write(&store, "step").await;
         let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
 
         // Another writer is committing, so this one queues.
@@ -657,12 +669,13 @@ mod tests {
         pass_lead(&committer.0);
         drop(queued);
 
-        let next = tokio::time::timeout(Duration::from_secs(10), committer.commit(write)).await;
+        let next =
+            tokio::time::timeout(Duration::from_secs(10), committer.commit(write.clone())).await;
         assert!(
             matches!(next, Ok(Ok(()))),
             "the next writer leads and commits"
         );
-        assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
+        assert_eq!(store.journal(&write.journal).await.unwrap().len(), 1);
     }
 
     /// When the database refuses a group's statement for one write's data
@@ -679,57 +692,18 @@ mod tests {
             fastrand::u64(..)
         );
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&url, &dir.path().join("store"))
-            .await
-            .unwrap();
-        store
-            .deploy(&VersionRow {
-                hash: "v1".into(),
-                flow: "f".into(),
-                size: 0,
-                properties: "{}".into(),
-                deployed_at: 0,
-            })
-            .await
-            .unwrap();
-        let incarnation = store.join("me", None, "me:1").await.unwrap();
-        let mut writes = Vec::new();
-        for name in ["kept", "bad\0name"] {
-            let claim = store
-                .create_request(
-                    &NewRequest {
-                        id: baton_store::new_request_id(),
-                        flow: "f".into(),
-                        version: "v1".into(),
-                        owner: "me".into(),
-                        incarnation,
-                        input: store.put_payload(b"{}".to_vec()).unwrap(),
-                        other_server_retry: true,
-                        resume: true,
-                    },
-                    true,
-                )
-                .await
-                .unwrap()
-                .unwrap();
-            writes.push((
-                claim.journal,
-                CheckpointWrite {
-                    fence: claim.fence,
-                    journal: claim.journal,
-                    seq: 0,
-                    name: name.into(),
-                    payload: store.put_payload(b"1".to_vec()).unwrap(),
-                },
-            ));
-        }
+        let store = store_with_a_flow(&url, dir.path()).await;
+        let writes = [
+            first_write(&store, "kept").await,
+            first_write(&store, "bad\0name").await,
+        ];
         let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
 
         // Both queue behind a leader, then the lead passes to the first,
         // which commits the two as one group.
         committer.0.state.lock().unwrap().leading = true;
-        let mut kept = Box::pin(committer.commit(writes[0].1.clone()));
-        let mut bad = Box::pin(committer.commit(writes[1].1.clone()));
+        let mut kept = Box::pin(committer.commit(writes[0].clone()));
+        let mut bad = Box::pin(committer.commit(writes[1].clone()));
         for queued in [&mut kept, &mut bad] {
             let pending =
                 std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx).is_pending())).await;
@@ -740,8 +714,8 @@ mod tests {
 
         assert!(matches!(kept, Ok(())), "{kept:?}");
         assert!(matches!(bad, Err(CommitError::Refused(_))), "{bad:?}");
-        assert_eq!(store.journal(&writes[0].0).await.unwrap().len(), 1);
-        assert!(store.journal(&writes[1].0).await.unwrap().is_empty());
+        assert_eq!(store.journal(&writes[0].journal).await.unwrap().len(), 1);
+        assert!(store.journal(&writes[1].journal).await.unwrap().is_empty());
         store.close().await;
         use sqlx::migrate::MigrateDatabase;
         sqlx::Any::force_drop_database(&url).await.unwrap();
