@@ -460,6 +460,10 @@ fn git(dir: &std::path::Path, args: &[&str]) {
 /// A flows repository with the `hello` flow, greeting with `word`.
 fn write_flows(repo: &std::path::Path, word: &str) {
     let root = support::root();
+    let fake_tool = format!(
+        "#!/bin/sh\ntouch {}\nexit 1\n",
+        repo.parent().unwrap().join("toolchain-ran").display()
+    );
     let files = [
         (
             "Cargo.toml".to_owned(),
@@ -481,7 +485,17 @@ fn write_flows(repo: &std::path::Path, word: &str) {
                 root.join("target/flows-repo").display()
             ),
         ),
-        (".gitignore".to_owned(), "Cargo.lock\n".to_owned()),
+        // A toolchain file choosing a "cargo" that only leaves a marker:
+        // Update builds with Baton's own toolchain instead.
+        (
+            "rust-toolchain.toml".to_owned(),
+            format!(
+                "[toolchain]\npath = \"{}\"\n",
+                repo.join("toolchain").display()
+            ),
+        ),
+        ("toolchain/bin/cargo".to_owned(), fake_tool.clone()),
+        ("toolchain/bin/rustc".to_owned(), fake_tool),
         (
             "hello/Cargo.toml".to_owned(),
             std::fs::read_to_string(root.join("flows/hello/Cargo.toml")).unwrap(),
@@ -497,6 +511,28 @@ fn write_flows(repo: &std::path::Path, word: &str) {
         let path = repo.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for tool in ["cargo", "rustc"] {
+        std::fs::set_permissions(
+            repo.join("toolchain/bin").join(tool),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    // Update builds `--locked`: the repository commits its lock file, the
+    // example flows' lock trimmed to this workspace.
+    let lock = repo.join("Cargo.lock");
+    if !lock.exists() {
+        std::fs::copy(root.join("flows/Cargo.lock"), &lock).unwrap();
+        let status = std::process::Command::new("cargo")
+            .args(["metadata", "--offline", "--format-version", "1"])
+            .env("RUSTUP_TOOLCHAIN", baton::deploy::baton_toolchain())
+            .current_dir(repo)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "trimming the lock file");
     }
 }
 
@@ -597,6 +633,98 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     );
     let (_, repo) = server.get("/api/version-control").await;
     assert_eq!(repo["head"]["message"], "a local commit");
+    assert!(
+        !dir.path().join("toolchain-ran").exists(),
+        "the repository's toolchain file chose the cargo that ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_without_builds_deploys_committed_components_and_never_runs_cargo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (author, remote, checkout) = (
+        dir.path().join("author"),
+        dir.path().join("remote.git"),
+        dir.path().join("checkout"),
+    );
+    std::fs::create_dir_all(&author).unwrap();
+    write_flows(&author, "Hello");
+    git(&author, &["init", "-q"]);
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "-q", "-m", "hello flow"]);
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            author.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+    );
+    git(
+        &author,
+        &[
+            "remote",
+            "add",
+            "origin",
+            &format!("file://{}", remote.display()),
+        ],
+    );
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", remote.display()),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec![
+        "--flows-repo".into(),
+        checkout.display().to_string(),
+        "--build-flows".into(),
+        "false".into(),
+    ];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+
+    // The author pushes a build script that would leave a marker if it ran,
+    // and the component they built themselves.
+    let marker = dir.path().join("build-script-ran");
+    std::fs::write(
+        author.join("hello/build.rs"),
+        format!(
+            "fn main() {{ std::fs::write({:?}, \"ran\").unwrap(); }}\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(author.join("dist")).unwrap();
+    std::fs::write(author.join("dist/hello.wasm"), support::wasm("hello")).unwrap();
+    git(&author, &["add", "."]);
+    git(
+        &author,
+        &["commit", "-q", "-m", "a build script and the built flow"],
+    );
+    git(&author, &["push", "-q", "origin", "main"]);
+
+    let (status, report) = server.post("/api/version-control/update", "").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{report}");
+    assert_eq!(flows[0]["path"], "dist/hello.wasm", "{report}");
+    assert_eq!(flows[0]["flow"], "hello", "{report}");
+    assert!(flows[0]["error"].is_null(), "{report}");
+    let (_, body) = server
+        .post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#)
+        .await;
+    assert_eq!(body["output"]["greeting"], "Hello, Ada!", "{body}");
+    assert!(!marker.exists(), "the repository's build script ran");
+    assert!(
+        !dir.path().join("toolchain-ran").exists(),
+        "the repository's toolchain ran"
+    );
 }
 
 /// Closes every connection to the test database and refuses new ones, or

@@ -27,7 +27,8 @@ pub fn guests() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        baton::deploy::ensure_guest_target(&root()).expect("the guest target");
+        baton::deploy::ensure_guest_target(&root(), baton::deploy::Builder::Admin)
+            .expect("the guest target");
         for workspace in ["flows", "tests/guests"] {
             let status = Command::new(&cargo)
                 .args(["build", "--release", "--target", "wasm32-wasip2"])
@@ -193,6 +194,10 @@ impl Server {
             .envs(self.setup.env.iter().map(|(k, v)| (k, v)))
             .env("BATON_LOG", "info,sqlx=warn")
             .env("BATON_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // A server runs on its own, not under the cargo that runs the
+            // tests and would choose the toolchain for it.
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
             .stdout(stdout)
             .stderr(stderr)
             .spawn()

@@ -589,6 +589,7 @@ async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value
 async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let report = crate::version_control::update(
         state.config.flows_repo.as_deref(),
+        state.config.build_flows,
         &state.store,
         state.executor.runtime(),
         &state.config.connections,

@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository (a local path) that Update fast-forwards.
     pub flows_repo: Option<PathBuf>,
+    /// Whether Update builds the flow crates that changed with cargo
+    /// (default), running the repository's code on the server, or deploys
+    /// the prebuilt `dist/*.wasm` components committed in it.
+    pub build_flows: Option<bool>,
     /// Require a token for `/metrics` too (default: open to scrapers).
     pub protect_metrics: Option<bool>,
     /// Attempts in a row a request may be postponed for an outage (database
@@ -95,6 +99,9 @@ pub struct ServerConfig {
     pub connections: std::collections::BTreeMap<String, String>,
     /// The flows git repository.
     pub flows_repo: Option<PathBuf>,
+    /// Whether Update runs cargo on the repository's flow crates, or
+    /// deploys its committed `dist/*.wasm` components.
+    pub build_flows: bool,
     /// Whether `/metrics` needs a token.
     pub protect_metrics: bool,
     /// Postponements in a row before a request ends in `error`.
@@ -167,6 +174,7 @@ impl ServerConfig {
             token_ttl_ms: ttl_ms(flags.token_ttl_s.or(file.token_ttl_s).unwrap_or(0)),
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
+            build_flows: flags.build_flows.or(file.build_flows).unwrap_or(true),
             protect_metrics: flags
                 .protect_metrics
                 .or(file.protect_metrics)

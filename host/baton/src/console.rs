@@ -942,6 +942,7 @@ async fn update_flows(
     check_csrf(&state, &headers, &form)?;
     let report = crate::version_control::update(
         state.config.flows_repo.as_deref(),
+        state.config.build_flows,
         &state.store,
         state.executor.runtime(),
         &state.config.connections,

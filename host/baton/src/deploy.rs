@@ -73,11 +73,25 @@ pub async fn deploy(
     })
 }
 
+/// Who wrote the flow crate cargo builds, and so how cargo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// An admin deploying a folder of their own: cargo runs with their
+    /// environment, as they would run it by hand.
+    Admin,
+    /// Whoever can push to the flows repository: cargo runs with a clean
+    /// environment, Baton's own toolchain, `--locked` and no network.
+    Repository,
+}
+
 /// The component bytes at `path`: a `.wasm` file as is, or every flow
 /// component a crate (or workspace) folder builds to, via cargo.
-pub async fn component_bytes(path: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+pub async fn component_bytes(
+    path: &Path,
+    builder: Builder,
+) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     let files = if path.is_dir() {
-        build(path).await?
+        build(path, builder).await?
     } else {
         vec![path.to_owned()]
     };
@@ -91,26 +105,64 @@ pub async fn component_bytes(path: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8
     Ok(components)
 }
 
+/// The toolchain Baton itself is built with, from its `rust-toolchain.toml`:
+/// the one that builds flows repositories, whatever toolchain file they carry.
+pub fn baton_toolchain() -> String {
+    let file: toml::Table = toml::from_str(include_str!("../../../rust-toolchain.toml"))
+        .expect("Baton's rust-toolchain.toml parses");
+    file["toolchain"]["channel"]
+        .as_str()
+        .expect("Baton's rust-toolchain.toml names a channel")
+        .to_owned()
+}
+
+/// A command for `builder`: for a repository's crate, an environment with
+/// only where the tools and their caches are, the toolchain pinned to
+/// Baton's own and cargo's network off.
+fn command(program: &str, dir: &Path, builder: Builder) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.current_dir(dir);
+    if builder == Builder::Repository {
+        command.env_clear();
+        for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+            .env("RUSTUP_TOOLCHAIN", baton_toolchain())
+            .env("CARGO_NET_OFFLINE", "true");
+    }
+    command
+}
+
 /// Builds the crate or workspace in `dir` for `wasm32-wasip2` and returns
 /// the `.wasm` files it produced.
-async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+async fn build(dir: &Path, builder: Builder) -> anyhow::Result<Vec<PathBuf>> {
     let workspace = dir.to_owned();
-    tokio::task::spawn_blocking(move || ensure_guest_target(&workspace)).await??;
-    tracing::info!(path = %dir.display(), "building flow components");
-    let output =
-        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                GUEST_TARGET,
-                "--message-format=json-render-diagnostics",
-            ])
-            .current_dir(dir)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .await
-            .with_context(|| format!("running cargo in {}", dir.display()))?;
+    tokio::task::spawn_blocking(move || ensure_guest_target(&workspace, builder)).await??;
+    tracing::info!(path = %dir.display(), ?builder, "building flow components");
+    let mut args = vec![
+        "build",
+        "--release",
+        "--target",
+        GUEST_TARGET,
+        "--message-format=json-render-diagnostics",
+    ];
+    let cargo = match builder {
+        Builder::Admin => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        Builder::Repository => {
+            args.extend(["--locked", "--offline"]);
+            // The rustup proxy, so that RUSTUP_TOOLCHAIN chooses the binary.
+            "cargo".into()
+        }
+    };
+    let mut cargo = command(&cargo, dir, builder);
+    cargo.args(args).stderr(std::process::Stdio::inherit());
+    let output = tokio::process::Command::from(cargo)
+        .output()
+        .await
+        .with_context(|| format!("running cargo in {}", dir.display()))?;
     if !output.status.success() {
         bail!(
             "building the flow in {} failed (cargo's messages are above)",
@@ -143,19 +195,17 @@ async fn build(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Makes sure the toolchain that builds in `dir` has the guest target.
 /// rustup fetches it with a toolchain it installs from `rust-toolchain.toml`,
 /// but not into a toolchain that was already there; then it is added here.
-pub fn ensure_guest_target(dir: &Path) -> anyhow::Result<()> {
-    let libdir = std::process::Command::new("rustc")
+pub fn ensure_guest_target(dir: &Path, builder: Builder) -> anyhow::Result<()> {
+    let libdir = command("rustc", dir, builder)
         .args(["--print", "target-libdir", "--target", GUEST_TARGET])
-        .current_dir(dir)
         .output()
         .context("running rustc to find the guest target")?;
     if PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim()).is_dir() {
         return Ok(());
     }
     tracing::info!(target = GUEST_TARGET, "adding the guest target with rustup");
-    let status = std::process::Command::new("rustup")
+    let status = command("rustup", dir, builder)
         .args(["target", "add", GUEST_TARGET])
-        .current_dir(dir)
         .status()
         .context("running rustup to add the wasm32-wasip2 target (is rustup installed?)")?;
     if !status.success() {

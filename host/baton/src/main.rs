@@ -73,6 +73,11 @@ enum Command {
         /// The flows git repository that Version Control › Update fast-forwards.
         #[arg(long)]
         flows_repo: Option<PathBuf>,
+        /// Whether Update builds changed flow crates with cargo (default
+        /// true: the repository's code runs on this server) or, with false,
+        /// deploys the prebuilt `dist/*.wasm` components committed in it.
+        #[arg(long)]
+        build_flows: Option<bool>,
         /// Flow crates, workspaces or .wasm files to build and deploy at start.
         #[arg(long, num_args = 1..)]
         deploy: Vec<PathBuf>,
@@ -307,6 +312,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             session_ttl_s,
             token_ttl_s,
             flows_repo,
+            build_flows,
             deploy,
         } => {
             let file = match config {
@@ -327,6 +333,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 attempt_wall_limit_s,
                 connections: Default::default(),
                 flows_repo,
+                build_flows,
                 protect_metrics: None,
                 max_postponements: None,
                 http_body_limit_mib: None,
@@ -339,7 +346,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Deploy { paths, server } => {
             let client = server.client();
             for path in paths {
-                for (file, bytes) in baton::deploy::component_bytes(&path).await? {
+                for (file, bytes) in
+                    baton::deploy::component_bytes(&path, baton::deploy::Builder::Admin).await?
+                {
                     let deployed = client
                         .post("/api/flows", bytes)
                         .await

@@ -1,6 +1,7 @@
 //! The flows repository: its state for the Version Control page, and
 //! Update: fetch, fast-forward only, then build and deploy the flow crates
-//! that changed.
+//! that changed, or, with `build_flows = false`, deploy the prebuilt
+//! components committed under `dist/` folders.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use baton_store::Store;
 use git2::{BranchType, Repository, StatusOptions};
 
 use crate::checkpoint::AttemptJournal;
+use crate::deploy::Builder;
 
 /// Why the repository could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +59,10 @@ pub struct RepoState {
     pub uncommitted: usize,
 }
 
-/// The outcome of Update for one flow crate.
+/// The outcome of Update for one flow crate or prebuilt component.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FlowUpdate {
-    /// The crate folder, relative to the repository.
+    /// The crate folder or `.wasm` file, relative to the repository.
     pub path: String,
     /// Flow name, once built.
     pub flow: Option<String>,
@@ -149,9 +151,41 @@ pub fn state(path: Option<&Path>) -> Result<RepoState, SyncError> {
     })
 }
 
+/// What changed in a fast-forward that Update deploys: flow crates (folders
+/// with a Cargo.toml) to build, or prebuilt `.wasm` files under a `dist/`
+/// folder.
+fn changed(workdir: &Path, files: &BTreeSet<PathBuf>, build_flows: bool) -> BTreeSet<PathBuf> {
+    if !build_flows {
+        return files
+            .iter()
+            .filter(|file| {
+                file.extension().is_some_and(|e| e == "wasm")
+                    && file.parent().is_some_and(|dir| dir.ends_with("dist"))
+                    && workdir.join(file).is_file()
+            })
+            .cloned()
+            .collect();
+    }
+    let mut crates = BTreeSet::new();
+    for file in files {
+        // The nearest folder above the file with a Cargo.toml is its crate.
+        let mut dir = file.parent();
+        while let Some(candidate) = dir {
+            if !candidate.as_os_str().is_empty()
+                && workdir.join(candidate).join("Cargo.toml").exists()
+            {
+                crates.insert(candidate.to_owned());
+                break;
+            }
+            dir = candidate.parent();
+        }
+    }
+    crates
+}
+
 /// Fetches the branch's upstream and fast-forwards to it. Returns the old
-/// and new HEAD and the flow crates (folders with a Cargo.toml) whose files
-/// changed between them. Refuses uncommitted changes and diverged history.
+/// and new HEAD and the files that changed between them. Refuses
+/// uncommitted changes and diverged history.
 fn fast_forward(repo: &Repository) -> Result<(git2::Oid, git2::Oid, BTreeSet<PathBuf>), SyncError> {
     let head = repo.head()?;
     let branch = head.shorthand()?.to_owned();
@@ -180,51 +214,41 @@ fn fast_forward(repo: &Repository) -> Result<(git2::Oid, git2::Oid, BTreeSet<Pat
         )));
     }
     let diff = repo.diff_tree_to_tree(Some(&old.tree()?), Some(&target.tree()?), None)?;
-    let workdir = repo.workdir().unwrap_or(repo.path()).to_owned();
-    let mut crates = BTreeSet::new();
-    for delta in diff.deltas() {
-        for file in [delta.old_file().path(), delta.new_file().path()]
-            .into_iter()
-            .flatten()
-        {
-            // The nearest folder above the file with a Cargo.toml is its crate.
-            let mut dir = file.parent();
-            while let Some(candidate) = dir {
-                if !candidate.as_os_str().is_empty()
-                    && workdir.join(candidate).join("Cargo.toml").exists()
-                {
-                    crates.insert(candidate.to_owned());
-                    break;
-                }
-                dir = candidate.parent();
-            }
-        }
-    }
+    let files = diff
+        .deltas()
+        .flat_map(|delta| [delta.old_file().path(), delta.new_file().path()])
+        .flatten()
+        .map(Path::to_owned)
+        .collect();
     let mut reference = repo.find_reference(&format!("refs/heads/{branch}"))?;
     reference.set_target(target.id(), "baton update: fast-forward")?;
     repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))?;
-    Ok((old.id(), target.id(), crates))
+    Ok((old.id(), target.id(), files))
 }
 
-/// Update: fast-forward, then build and deploy each changed flow crate.
+/// Update: fast-forward, then build and deploy each changed flow crate with
+/// cargo in its repository mode, or, without `build_flows`, deploy each
+/// changed `dist/*.wasm` and never run cargo.
 pub async fn update(
     path: Option<&Path>,
+    build_flows: bool,
     store: &Store,
     runtime: &Runtime<AttemptJournal>,
     connections: &std::collections::BTreeMap<String, String>,
 ) -> Result<UpdateReport, SyncError> {
     let path = path.ok_or(SyncError::NotConfigured)?.to_owned();
     // git2 is blocking and its handles are not Send: finish with git first.
-    let (workdir, from, to, crates) = tokio::task::spawn_blocking(move || {
+    let (workdir, from, to, changed) = tokio::task::spawn_blocking(move || {
         let repo = open(Some(&path))?;
         let workdir = repo.workdir().unwrap_or(repo.path()).to_owned();
-        let (from, to, crates) = fast_forward(&repo)?;
-        Ok::<_, SyncError>((workdir, from, to, crates))
+        let (from, to, files) = fast_forward(&repo)?;
+        let changed = changed(&workdir, &files, build_flows);
+        Ok::<_, SyncError>((workdir, from, to, changed))
     })
     .await
     .map_err(|e| SyncError::Refused(format!("the git task failed: {e}")))??;
     let mut flows = Vec::new();
-    for dir in crates {
+    for dir in changed {
         let mut report = FlowUpdate {
             path: dir.display().to_string(),
             flow: None,
@@ -232,7 +256,7 @@ pub async fn update(
             new: None,
             error: None,
         };
-        match crate::deploy::component_bytes(&workdir.join(&dir)).await {
+        match crate::deploy::component_bytes(&workdir.join(&dir), Builder::Repository).await {
             Err(e) => report.error = Some(format!("{e:#}")),
             Ok(components) => {
                 for (_, bytes) in components {

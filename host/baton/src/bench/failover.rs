@@ -111,7 +111,7 @@ fn now_ms() -> i64 {
 /// Runs the failover benchmark and prints p50/p99 per lease.
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let (_, component) = crate::deploy::component_bytes(&args.flow)
+    let (_, component) = crate::deploy::component_bytes(&args.flow, crate::deploy::Builder::Admin)
         .await?
         .into_iter()
         .next()
