@@ -101,6 +101,16 @@ async fn chaos_keeps_every_request_exactly_once() {
                 Fault::Kill => {
                     let id = {
                         let mut server = servers[victim].lock().await;
+                        // A server down already is brought back by the kill
+                        // that took it down; and the last server up is not
+                        // killed: the promise holds while one server lives.
+                        let others_up = servers.iter().enumerate().any(|(i, other)| {
+                            i != victim
+                                && other.try_lock().is_ok_and(|mut other| other.is_running())
+                        });
+                        if !server.is_running() || !others_up {
+                            return;
+                        }
                         server.kill();
                         server.id()
                     };

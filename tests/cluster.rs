@@ -252,6 +252,45 @@ async fn stranded_request() -> StrandedRequest {
     }
 }
 
+/// A clean stop whose drain outlasts the lease (an attempt spinning in the
+/// guest, deaf to interrupts until its time limit) keeps heartbeating, so it
+/// hands its requests over instead of being found dead and taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_with_a_slow_drain_hands_over_instead_of_being_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("endless_loop")).await;
+    servers[0].deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(200);
+
+    let spinning = servers[0].start_request("endless-loop", json!({})).await;
+    let id = servers[0]
+        .start_request("steps", json!({ "steps": 8, "url": sidecar.url }))
+        .await;
+    for request in [&spinning, &id] {
+        servers[1]
+            .wait_request(request, LONG, |r| {
+                !r["checkpoints"].as_array().unwrap().is_empty()
+            })
+            .await;
+    }
+    servers[0].signal(libc::SIGTERM);
+    assert!(servers[0].wait_exit().success(), "a clean stop exits 0");
+
+    let request = servers[1].wait_final(&id, LONG).await;
+    assert_eq!(request["status"], "succeeded", "{request:#}");
+    let events: Vec<&str> = request["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(events.contains(&"handed_over"), "{request:#}");
+    assert!(!events.contains(&"taken_over"), "{request:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_that_must_stay_waits_for_its_own_server() {
     let StrandedRequest {
