@@ -477,6 +477,24 @@ async fn reexecute_makes_the_calling_server_the_owner() {
     assert_eq!(sidecar.calls("/step/0"), 1);
 }
 
+/// The process's output once it exited; killed, with a failed test, when
+/// it runs past `limit`.
+fn exits_within(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the process still ran after {limit:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
     let dir = tempfile::tempdir().unwrap();
@@ -486,7 +504,7 @@ async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
     std::fs::create_dir_all(&clone).unwrap();
     std::fs::copy(original.data.join("server-id"), clone.join("server-id")).unwrap();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+    let clone_process = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("up")
         .arg("--data")
         .arg(&clone)
@@ -502,8 +520,12 @@ async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
         ])
         .arg("--storage")
         .arg(&setup.storage)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A clone that joined would run for ever: fail instead of hanging.
+    let output = exits_within(clone_process, Duration::from_secs(30));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -536,13 +536,14 @@ fn write_flows(repo: &std::path::Path, word: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
-    let dir = tempfile::tempdir().unwrap();
+/// A flows repository in `dir`: the author's clone (`author`, tracking
+/// `origin/main`) holding the `hello` flow, its bare remote, and the
+/// server's checkout (`checkout`) of that remote.
+fn flows_repository(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (author, remote, checkout) = (
-        dir.path().join("author"),
-        dir.path().join("remote.git"),
-        dir.path().join("checkout"),
+        dir.join("author"),
+        dir.join("remote.git"),
+        dir.join("checkout"),
     );
     std::fs::create_dir_all(&author).unwrap();
     write_flows(&author, "Hello");
@@ -550,7 +551,7 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     git(&author, &["add", "."]);
     git(&author, &["commit", "-q", "-m", "hello flow"]);
     git(
-        dir.path(),
+        dir,
         &[
             "clone",
             "-q",
@@ -559,26 +560,18 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
             remote.to_str().unwrap(),
         ],
     );
-    git(
-        &author,
-        &[
-            "remote",
-            "add",
-            "origin",
-            &format!("file://{}", remote.display()),
-        ],
-    );
+    let remote = format!("file://{}", remote.display());
+    git(&author, &["remote", "add", "origin", &remote]);
     git(&author, &["fetch", "-q", "origin"]);
     git(&author, &["branch", "-q", "--set-upstream-to=origin/main"]);
-    git(
-        dir.path(),
-        &[
-            "clone",
-            "-q",
-            &format!("file://{}", remote.display()),
-            checkout.to_str().unwrap(),
-        ],
-    );
+    git(dir, &["clone", "-q", &remote, checkout.to_str().unwrap()]);
+    (author, checkout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (author, checkout) = flows_repository(dir.path());
 
     let mut setup = Setup::sqlite(dir.path());
     setup.extra = vec!["--flows-repo".into(), checkout.display().to_string()];
@@ -642,44 +635,7 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_without_builds_deploys_committed_components_and_never_runs_cargo() {
     let dir = tempfile::tempdir().unwrap();
-    let (author, remote, checkout) = (
-        dir.path().join("author"),
-        dir.path().join("remote.git"),
-        dir.path().join("checkout"),
-    );
-    std::fs::create_dir_all(&author).unwrap();
-    write_flows(&author, "Hello");
-    git(&author, &["init", "-q"]);
-    git(&author, &["add", "."]);
-    git(&author, &["commit", "-q", "-m", "hello flow"]);
-    git(
-        dir.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            author.to_str().unwrap(),
-            remote.to_str().unwrap(),
-        ],
-    );
-    git(
-        &author,
-        &[
-            "remote",
-            "add",
-            "origin",
-            &format!("file://{}", remote.display()),
-        ],
-    );
-    git(
-        dir.path(),
-        &[
-            "clone",
-            "-q",
-            &format!("file://{}", remote.display()),
-            checkout.to_str().unwrap(),
-        ],
-    );
+    let (author, checkout) = flows_repository(dir.path());
     let mut setup = Setup::sqlite(dir.path());
     setup.extra = vec![
         "--flows-repo".into(),

@@ -220,11 +220,14 @@ impl Cluster {
     /// whose round trip took more than half a lease is no ground to judge
     /// others either: the database is slow for everyone, and their
     /// heartbeats may be waiting as long. Each database call of the tick is
-    /// bounded by half a lease, so a database that stops answering cannot
-    /// hold the loop past this server's own lease.
+    /// bounded by a lease, so a database that stops answering cannot hold
+    /// the loop for ever.
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
         let mut report = TickReport::default();
-        let bound = self.timing.lease / 2;
+        // A call that takes a whole lease is given up: the loop must move on
+        // before this server's own lease runs out. (Half a lease gave up on
+        // heartbeats that a busy machine would have answered.)
+        let bound = self.timing.lease;
         let sent = Instant::now();
         let heartbeat = bounded(bound, self.store.heartbeat(&self.id, self.incarnation())).await;
         let round_trip = sent.elapsed();
@@ -263,7 +266,7 @@ impl Cluster {
                 return Err(e);
             }
         }
-        if round_trip > bound {
+        if round_trip > bound / 2 {
             tracing::warn!(
                 round_trip_ms = round_trip.as_millis() as u64,
                 "the heartbeat took more than half a lease; not judging other servers this time"

@@ -4,6 +4,8 @@
 //! Argon2id) and blake3 hashes of session and token secrets, never the
 //! secrets themselves.
 
+use sqlx::Connection;
+
 use crate::{Store, StoreError};
 
 /// An account.
@@ -99,20 +101,23 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes an account with its sessions and tokens; `false` when there
-    /// is no such account.
+    /// Deletes an account with its sessions and tokens, in one transaction
+    /// (a stop half-way leaves no account without its credentials gone, or
+    /// the reverse); `false` when there is no such account.
     pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
         for table in ["sessions", "api_tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account = $1"))
                 .bind(name)
-                .execute(&mut *writer)
+                .execute(&mut *tx)
                 .await?;
         }
         let done = sqlx::query("DELETE FROM accounts WHERE name = $1")
             .bind(name)
-            .execute(&mut *writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -271,11 +271,11 @@ impl Store {
     /// folder under `storage`.
     ///
     /// No statement may wait long enough to cost a server its `lease`: on
-    /// PostgreSQL every connection gets a lock timeout and an idle-in-
-    /// transaction timeout of half a lease (so a server stopped inside a
-    /// transaction loses its locks before anyone's lease runs out) and a
-    /// statement timeout of one lease; on SQLite the busy timeout, the wait
-    /// for another process's write lock, is half a lease.
+    /// PostgreSQL every connection gets an idle-in-transaction timeout of
+    /// half a lease (so a server stopped inside a transaction loses its
+    /// locks before anyone's lease runs out), a lock timeout of three
+    /// quarters and a statement timeout of one lease; on SQLite the busy
+    /// timeout, the wait for another process's write lock, is half a lease.
     pub async fn open(url: &str, storage: &Path, lease: Duration) -> Result<Self, StoreError> {
         use sqlx::migrate::MigrateDatabase;
         sqlx::any::install_default_drivers();
@@ -314,9 +314,10 @@ impl Store {
                  PRAGMA busy_timeout = {half_lease_ms}; PRAGMA foreign_keys = ON;"
             ),
             Backend::Postgres => format!(
-                "SET lock_timeout = {half_lease_ms}; \
+                "SET lock_timeout = {}; \
                  SET idle_in_transaction_session_timeout = {half_lease_ms}; \
                  SET statement_timeout = {};",
+                (lease.as_millis() * 3 / 4).max(1),
                 lease.as_millis().max(1)
             ),
         };
