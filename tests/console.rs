@@ -6,7 +6,7 @@ use axum::http::{Request, StatusCode, header};
 use baton::api::{AppState, router};
 use baton::config::{FileConfig, ServerConfig};
 use baton::server::Node;
-use baton_runtime::FlowProperties;
+use baton_core::{EventKind, FlowProperties};
 use baton_store::{AccountRow, NewRequest, Outcome, Store, VersionRow};
 use tower::ServiceExt;
 
@@ -61,7 +61,7 @@ async fn console_at(public_url: Option<&str>) -> Console {
             hash: "v1".into(),
             flow: "f".into(),
             size: 1,
-            properties: serde_json::to_string(&properties).unwrap(),
+            properties,
             deployed_at: 0,
         })
         .await
@@ -283,7 +283,7 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let events = console.state.store.events("r1", None, 100).await.unwrap();
     let reexecuted = events
         .iter()
-        .find(|e| e.kind == "reexecuted")
+        .find(|e| e.kind == EventKind::Reexecuted)
         .expect("a reexecuted event");
     assert_eq!(reexecuted.detail.as_deref(), Some("by admin"));
 

@@ -4,9 +4,10 @@ mod support;
 
 use std::time::Duration;
 
+use baton_core::RequestStatus;
 use baton_store::{
-    CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter, RequestStatus,
-    Store, StoreError, VersionRow,
+    CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter, Store,
+    StoreError, VersionRow,
 };
 
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
@@ -31,7 +32,7 @@ async fn open(postgres: bool) -> Db {
             hash: "v1".into(),
             flow: "f".into(),
             size: 1,
-            properties: "{}".into(),
+            properties: Default::default(),
             deployed_at: 0,
         })
         .await
@@ -498,12 +499,12 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
         store.cancel("nope", "b", "ops").await,
         Err(StoreError::NotFound(_))
     ));
-    let kinds: Vec<String> = store
+    let kinds: Vec<&str> = store
         .events("r", None, 100)
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str())
         .collect();
     assert_eq!(
         kinds,
@@ -589,6 +590,123 @@ async fn payloads_are_verified_on_read(db: Db) {
     ));
 }
 
+/// The store's operator transitions do what `baton_core`'s state machine
+/// says, for every status and with the owner live or down: the same
+/// requests are allowed, they end in the same status with the same owner
+/// and epoch, and a refusal gives the state machine's words.
+async fn operator_transitions_follow_the_state_machine(db: Db) {
+    use baton_core::{Actor, Epoch, OwnerHealth, RequestState, ServerId, Transition};
+
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    let statuses = [
+        RequestStatus::Queued,
+        RequestStatus::Running,
+        RequestStatus::WaitingRetry,
+        RequestStatus::Succeeded,
+        RequestStatus::Error,
+        RequestStatus::Cancelled,
+    ];
+    let transitions = [Transition::Cancel, Transition::Reexecute];
+    // Every case gets a request of its own, owned by `a`.
+    let cases: Vec<(OwnerHealth, RequestStatus, Transition)> =
+        [OwnerHealth::Live, OwnerHealth::Down]
+            .into_iter()
+            .flat_map(|health| {
+                statuses.into_iter().flat_map(move |status| {
+                    transitions
+                        .into_iter()
+                        .map(move |transition| (health, status, transition))
+                })
+            })
+            .collect();
+    for (i, (_, status, _)) in cases.iter().enumerate() {
+        let id = format!("r{i}");
+        db.request(&id, "a", true).await;
+        if *status == RequestStatus::Queued {
+            continue;
+        }
+        let claim = db.claim(&id, "a").await.unwrap().unwrap();
+        let outcome = match status {
+            RequestStatus::Running => continue,
+            RequestStatus::WaitingRetry => Outcome::Retry {
+                error: "boom".into(),
+                delay_ms: 3_600_000,
+            },
+            RequestStatus::Succeeded => {
+                Outcome::Succeeded(store.put_payload(b"1".to_vec()).unwrap())
+            }
+            RequestStatus::Error => Outcome::Error("boom".into()),
+            RequestStatus::Cancelled => {
+                store.cancel(&id, "a", "ops").await.unwrap();
+                continue;
+            }
+            RequestStatus::Queued => unreachable!(),
+        };
+        store.finish(&claim.fence, &outcome).await.unwrap();
+    }
+    db.age().await;
+    store.join("b", None, "b:1").await.unwrap();
+    for (i, (health, status, transition)) in cases.into_iter().enumerate() {
+        let id = format!("r{i}");
+        let before = store.request(&id).await.unwrap().unwrap();
+        assert_eq!(before.status, status, "{id} is set up as {status}");
+        let state = RequestState {
+            status,
+            owner: before.owner.as_deref().map(ServerId::new),
+            epoch: Epoch(before.epoch),
+            asleep: false,
+            due: matches!(status, RequestStatus::Queued | RequestStatus::WaitingRetry),
+            may_move: true,
+        };
+        let actor = Actor {
+            server: ServerId::new("b"),
+            attempt_epoch: None,
+            owner: health,
+        };
+        // `a` stopped heartbeating before `db.age()`: a lease longer than
+        // the test finds it live, a short one down.
+        let lease_ms = match health {
+            OwnerHealth::Down => LEASE_MS,
+            _ => 3_600_000,
+        };
+        let done = match transition {
+            Transition::Cancel => store.cancel(&id, "b", "ops").await,
+            _ => store.reexecute(&id, "b", lease_ms, "ops").await,
+        };
+        let after = store.request(&id).await.unwrap().unwrap();
+        match state.apply(transition, &actor) {
+            Ok(next) => {
+                assert!(
+                    done.is_ok(),
+                    "{transition:?} of {status} ({health:?}): {done:?}"
+                );
+                assert_eq!(
+                    (after.status, after.owner.as_deref(), after.epoch),
+                    (
+                        next.status,
+                        next.owner.as_ref().map(|o| o.as_str()),
+                        next.epoch.0
+                    ),
+                    "{transition:?} of {status} ({health:?})"
+                );
+            }
+            Err(refusal) => {
+                let expected = format!("request {id} {refusal}");
+                assert!(
+                    matches!(&done, Err(StoreError::Refused(why)) if *why == expected),
+                    "{transition:?} of {status} ({health:?}): {done:?}, expected {expected:?}"
+                );
+                assert_eq!(
+                    (after.status, after.owner, after.epoch),
+                    (before.status, before.owner, before.epoch),
+                    "a refusal changes nothing"
+                );
+            }
+        }
+    }
+}
+
 /// Each body above runs once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -616,6 +734,7 @@ on_both_backends!(
     payloads_are_verified_on_read,
     a_new_generation_continues_the_journal_after_the_last_checkpoint,
     a_full_journal_refuses_the_next_checkpoint,
+    operator_transitions_follow_the_state_machine,
 );
 
 /// Migration 0006 re-keys an existing journal by request number and

@@ -256,7 +256,7 @@ pub struct EventView {
     /// When, ms.
     pub at: i64,
     /// What.
-    pub kind: String,
+    pub kind: baton_core::EventKind,
     /// Name of the server (or account) that did it.
     pub server: String,
     /// Epoch.
@@ -312,7 +312,7 @@ pub fn timeline(detail: &RequestDetail) -> Markup {
     let attempts: Vec<&EventView> = detail
         .events
         .iter()
-        .filter(|e| e.kind == "attempt" || e.kind == "taken_over")
+        .filter(|e| e.kind.starts_a_run())
         .collect();
     let times: Vec<i64> = detail
         .checkpoints
@@ -345,7 +345,7 @@ pub fn timeline(detail: &RequestDetail) -> Markup {
             line x1=(left) y1="45" x2=(width - left) y2="45" stroke="#9ca3af" {}
             @for attempt in &attempts {
                 line x1=(x(attempt.at)) y1="15" x2=(x(attempt.at)) y2="75" stroke=(color(&attempt.server)) stroke-dasharray="3,2" {
-                    title { (attempt.kind) " by " (attempt.server) " at " (time(attempt.at)) }
+                    title { (attempt.kind.as_str()) " by " (attempt.server) " at " (time(attempt.at)) }
                 }
             }
             @for checkpoint in &detail.checkpoints {
@@ -406,7 +406,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
             table {
                 thead { tr { th { "At" } th { "Event" } th { "By" } th { "Epoch" } th { "Detail" } } }
                 @for e in &detail.events {
-                    tr { td { (time(e.at)) } td { (e.kind) } td { (e.server) } td { @if let Some(epoch) = e.epoch { (epoch) } } td { (e.detail) } }
+                    tr { td { (time(e.at)) } td { (e.kind.as_str()) } td { (e.server) } td { @if let Some(epoch) = e.epoch { (epoch) } } td { (e.detail) } }
                 }
             }
             @if let Some(more) = &detail.events_more { p { a href=(more) { "More history" } } }

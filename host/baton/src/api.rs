@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use baton_store::{NewRequest, RequestFilter, RequestRow, RequestStatus, Store, StoreError};
+use baton_core::RequestStatus;
+use baton_store::{NewRequest, RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -156,7 +157,7 @@ async fn list_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value
                     "version": flow.active.hash,
                     "size": flow.active.size,
                     "updated_at": flow.updated_at,
-                    "properties": serde_json::from_str::<Value>(&flow.active.properties).unwrap_or(Value::Null),
+                    "properties": flow.active.properties,
                 })
             })
             .collect(),
@@ -195,13 +196,7 @@ async fn start_request(
             format!("there is no flow named {name:?}"),
         )
     })?;
-    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("flow {name} has unreadable properties: {e}"),
-            )
-        })?;
+    let properties = &version.properties;
     let input = state.store.put_payload(body.to_vec())?;
     let id = baton_store::new_request_id();
     let mut finished = state.executor.finished();

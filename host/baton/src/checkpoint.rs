@@ -610,7 +610,7 @@ mod tests {
                 hash: "v1".into(),
                 flow: "f".into(),
                 size: 0,
-                properties: "{}".into(),
+                properties: Default::default(),
                 deployed_at: 0,
             })
             .await

@@ -20,9 +20,8 @@ use baton_console::{
     CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail, RequestView,
     Section, ServerView, SettingsView,
 };
-use baton_store::{
-    NewRequest, RequestFilter, RequestRow, RequestStatus, StoreError, StoredPayload,
-};
+use baton_core::RequestStatus;
+use baton_store::{NewRequest, RequestFilter, RequestRow, StoreError, StoredPayload};
 
 use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
@@ -770,9 +769,7 @@ async fn flows(
     let schedules = state.store.schedules().await?;
     for flow in state.store.flows().await? {
         let versions = state.store.versions(&flow.name).await?.len();
-        let properties: baton_runtime::FlowProperties =
-            serde_json::from_str(&flow.active.properties)
-                .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let properties = &flow.active.properties;
         views.push(FlowView {
             name: flow.name,
             version: flow.active.hash,
@@ -806,7 +803,7 @@ async fn flows(
                 ),
             ],
             warnings: crate::resources::warnings(
-                &properties,
+                properties,
                 &state.config.connections,
                 &schedules,
             ),
@@ -843,8 +840,7 @@ async fn run_flow(
             format!("there is no flow named {name:?}"),
         )
     })?;
-    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)
-        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let properties = &version.properties;
     let id = baton_store::new_request_id();
     let new = NewRequest {
         id: id.clone(),

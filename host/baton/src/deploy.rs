@@ -56,7 +56,7 @@ pub async fn deploy(
             hash: hash.clone(),
             flow: properties.name.clone(),
             size,
-            properties: serde_json::to_string(&properties).expect("properties serialize"),
+            properties: properties.clone(),
             deployed_at: 0,
         })
         .await?;

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_runtime::{AttemptError, FlowProperties, Runtime};
+use baton_core::FlowProperties;
+use baton_runtime::{AttemptError, Runtime};
 use baton_store::{Claim, Fence, Outcome, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
@@ -364,12 +365,7 @@ impl Executor {
                     claim.flow
                 ))
             })?;
-        let properties: FlowProperties =
-            serde_json::from_str(&version.properties).map_err(|e| {
-                Prepare::Fatal(format!(
-                    "flow version {hash} has unreadable properties: {e}"
-                ))
-            })?;
+        let properties = version.properties;
         if let Some(missing) =
             crate::resources::missing(&properties, &self.connections, &self.cluster.id)
         {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use baton_runtime::FlowProperties;
+use baton_core::FlowProperties;
 use baton_store::ScheduleRow;
 
 /// Whether an address names this machine only.

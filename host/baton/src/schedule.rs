@@ -186,8 +186,7 @@ async fn fire(
             .fire_schedule_without_request(&schedule.name, tick, next)
             .await;
     };
-    let properties: baton_runtime::FlowProperties =
-        serde_json::from_str(&version.properties).unwrap_or_default();
+    let properties = &version.properties;
     let request = NewRequest {
         id: format!("{}-{tick}", schedule.name),
         flow: schedule.flow.clone(),

@@ -10,7 +10,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::host::{self, Http, SandboxLimits, State, bindings};
-use crate::{Egress, FlowProperties, HostAbort, Journal};
+use baton_core::FlowProperties;
+
+use crate::{Egress, HostAbort, Journal};
 
 /// How often the engine's epoch advances: the granularity of time limits
 /// and of a busy flow's yields to the async runtime.

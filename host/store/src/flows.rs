@@ -1,11 +1,13 @@
 //! Flow versions (content-hashed components) and each flow's active version.
 
+use baton_core::FlowProperties;
 use sqlx::Connection;
+use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError};
 
 /// One deployed version of a flow.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct VersionRow {
     /// blake3 of the component bytes; the component is the blob of that hash.
     pub hash: String,
@@ -13,8 +15,8 @@ pub struct VersionRow {
     pub flow: String,
     /// Component size in bytes.
     pub size: i64,
-    /// The flow's declared properties, as JSON.
-    pub properties: String,
+    /// The flow's declared properties, read once here.
+    pub properties: FlowProperties,
     /// When it was first deployed.
     pub deployed_at: i64,
 }
@@ -30,6 +32,29 @@ pub struct FlowRow {
     pub updated_at: i64,
 }
 
+const VERSION_COLUMNS: &str = "v.hash, v.flow, v.size, v.properties, v.deployed_at";
+
+/// A version as read: its properties are parsed here, and a version whose
+/// stored properties cannot be read is an error, not a flow with defaults.
+fn version_row(row: &AnyRow) -> Result<VersionRow, StoreError> {
+    use sqlx::Row;
+    let hash: String = row.try_get("hash")?;
+    let properties =
+        FlowProperties::from_json(&row.try_get::<String, _>("properties")?).map_err(|e| {
+            StoreError::Unreadable {
+                what: format!("version {hash}"),
+                reason: e.to_string(),
+            }
+        })?;
+    Ok(VersionRow {
+        flow: row.try_get("flow")?,
+        size: row.try_get("size")?,
+        deployed_at: row.try_get("deployed_at")?,
+        hash,
+        properties,
+    })
+}
+
 impl Store {
     /// Records a version (if new) and makes it the flow's active version, in
     /// one transaction. Returns the previously active version.
@@ -43,7 +68,7 @@ impl Store {
         .bind(&version.hash)
         .bind(&version.flow)
         .bind(version.size)
-        .bind(&version.properties)
+        .bind(version.properties.to_json())
         .execute(&mut *tx)
         .await?;
         let previous: Option<(String,)> =
@@ -65,59 +90,62 @@ impl Store {
 
     /// Every flow with its active version, by name.
     pub async fn flows(&self) -> Result<Vec<FlowRow>, StoreError> {
-        let rows: Vec<(String, i64, String, String, i64, String, i64)> = sqlx::query_as(
-            "SELECT f.name, f.updated_at, v.hash, v.flow, v.size, v.properties, v.deployed_at
-               FROM flows f JOIN flow_versions v ON v.hash = f.active_version ORDER BY f.name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT f.name, f.updated_at, {VERSION_COLUMNS}
+               FROM flows f JOIN flow_versions v ON v.hash = f.active_version ORDER BY f.name"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(name, updated_at, hash, flow, size, properties, deployed_at)| FlowRow {
-                    name,
-                    updated_at,
-                    active: VersionRow {
-                        hash,
-                        flow,
-                        size,
-                        properties,
-                        deployed_at,
-                    },
-                },
-            )
-            .collect())
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok(FlowRow {
+                    name: row.try_get("name")?,
+                    updated_at: row.try_get("updated_at")?,
+                    active: version_row(row)?,
+                })
+            })
+            .collect()
     }
 
     /// The active version of a flow.
     pub async fn active_version(&self, flow: &str) -> Result<Option<VersionRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT v.hash, v.flow, v.size, v.properties, v.deployed_at
-               FROM flows f JOIN flow_versions v ON v.hash = f.active_version WHERE f.name = $1",
-        )
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS}
+               FROM flows f JOIN flow_versions v ON v.hash = f.active_version WHERE f.name = $1"
+        ))
         .bind(flow)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?
+        .as_ref()
+        .map(version_row)
+        .transpose()
     }
 
     /// One version by hash.
     pub async fn version(&self, hash: &str) -> Result<Option<VersionRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT hash, flow, size, properties, deployed_at FROM flow_versions WHERE hash = $1",
-        )
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM flow_versions v WHERE v.hash = $1"
+        ))
         .bind(hash)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?
+        .as_ref()
+        .map(version_row)
+        .transpose()
     }
 
     /// Every version of a flow, newest first.
     pub async fn versions(&self, flow: &str) -> Result<Vec<VersionRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT hash, flow, size, properties, deployed_at FROM flow_versions
-              WHERE flow = $1 ORDER BY deployed_at DESC",
-        )
+        sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM flow_versions v
+              WHERE v.flow = $1 ORDER BY v.deployed_at DESC"
+        ))
         .bind(flow)
         .fetch_all(&self.pool)
-        .await?)
+        .await?
+        .iter()
+        .map(version_row)
+        .collect()
     }
 }

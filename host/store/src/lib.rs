@@ -38,6 +38,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_core::Transition;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
@@ -49,7 +50,7 @@ pub use checkpoints::{CheckpointRecord, CheckpointWrite, JOURNAL_CAPACITY, Journ
 pub use flows::{FlowRow, VersionRow};
 pub use payload::{Payload, StoredPayload};
 pub use requests::{
-    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, RequestStatus, new_request_id,
+    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, new_request_id,
 };
 pub use schedules::ScheduleRow;
 pub use servers::{ServerRow, ServerStatus, Takeover};
@@ -77,6 +78,14 @@ pub enum StoreError {
         /// The recorded hash.
         hash: String,
         /// What does not match.
+        reason: String,
+    },
+    /// A row holds something this server cannot read back.
+    #[error("{what} is unreadable: {reason}")]
+    Unreadable {
+        /// The row.
+        what: String,
+        /// What could not be read.
         reason: String,
     },
     /// A blob the database names is not in the storage path.
@@ -398,6 +407,22 @@ impl Store {
         template
             .replace("NOW_MS", self.backend.now_ms())
             .replace("JOURNAL_CAPACITY", &JOURNAL_CAPACITY.to_string())
+    }
+
+    /// [`Self::sql`] for a statement that makes `transition`: `RULE_FROM`
+    /// becomes the quoted list of the statuses its rule starts from and
+    /// `RULE_TO` the status it ends in, both from `baton_core`'s table, so
+    /// the SQL implements the state machine rather than deciding it.
+    fn transition_sql(&self, transition: Transition, template: &str) -> String {
+        let rule = transition.rule();
+        let from: Vec<String> = rule
+            .from
+            .iter()
+            .map(|status| format!("'{}'", status.as_str()))
+            .collect();
+        self.sql(template)
+            .replace("RULE_FROM", &from.join(", "))
+            .replace("RULE_TO", &format!("'{}'", rule.to.as_str()))
     }
 
     /// Closes the pool, once the writer in turn is done.

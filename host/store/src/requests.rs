@@ -1,74 +1,11 @@
 //! The request lifecycle: creation, claims, fenced outcomes, cancel and
 //! re-execute, listing.
 
+use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Connection, Row, Transaction};
 
 use crate::{Fence, JournalGeneration, Store, StoreError, StoredPayload};
-
-/// A request's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
-    /// Created, not yet started.
-    Queued,
-    /// An attempt is executing.
-    Running,
-    /// Waiting for its owner (or any server, after a handover) to retry it.
-    WaitingRetry,
-    /// Finished with an output.
-    Succeeded,
-    /// Finished without one after its last allowed retry.
-    Error,
-    /// Cancelled by an operator.
-    Cancelled,
-}
-
-impl RequestStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [Self; 6] = [
-        Self::Queued,
-        Self::Running,
-        Self::WaitingRetry,
-        Self::Succeeded,
-        Self::Error,
-        Self::Cancelled,
-    ];
-
-    /// The API's status string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::WaitingRetry => "waiting_retry",
-            Self::Succeeded => "succeeded",
-            Self::Error => "error",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the API's status string.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
-    /// The console's plain label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Queued => "Queued",
-            Self::Running => "Running",
-            Self::WaitingRetry => "Waiting for a retry",
-            Self::Succeeded => "Succeeded",
-            Self::Error => "Error",
-            Self::Cancelled => "Cancelled",
-        }
-    }
-
-    /// Whether the request can still change without an operator.
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Error | Self::Cancelled)
-    }
-}
 
 /// A new request ID: a UUIDv7 in simple form. Its leading timestamp keeps
 /// the requests' and the journal's b-trees growing at their right edge, so
@@ -151,6 +88,19 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The transition this outcome makes.
+    pub fn transition(&self) -> Transition {
+        match self {
+            Self::Succeeded(_) => Transition::Succeed,
+            Self::Retry { .. } => Transition::Retry,
+            Self::Error(_) => Transition::Fail,
+            Self::Postponed { .. } => Transition::Postpone,
+            Self::Sleeping { .. } => Transition::Sleep,
+        }
+    }
+}
+
 /// One request as listed or shown.
 #[derive(Debug, Clone)]
 pub struct RequestRow {
@@ -189,15 +139,14 @@ pub struct RequestRow {
 }
 
 /// One entry of a request's history.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct EventRow {
     /// Its number; a page of events goes on after it.
     pub id: i64,
     /// When.
     pub at: i64,
-    /// What: created, attempt, taken_over, handed_over, retry, succeeded,
-    /// error, cancelled, reexecuted, recovered.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// The server that did it.
     pub server: Option<String>,
     /// The epoch it happened at.
@@ -273,7 +222,7 @@ impl Store {
         &self,
         tx: &mut Transaction<'_, Any>,
         request: &str,
-        kind: &str,
+        kind: EventKind,
         server: Option<&str>,
         epoch: Option<i64>,
         detail: Option<&str>,
@@ -283,7 +232,7 @@ impl Store {
              VALUES ($1, NOW_MS, $2, $3, $4, $5)",
         ))
         .bind(request)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(server)
         .bind(epoch)
         .bind(detail)
@@ -314,7 +263,13 @@ impl Store {
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
-        let (status, epoch) = if claim { ("running", 1) } else { ("queued", 0) };
+        let transition = if claim {
+            Transition::SubmitAndClaim
+        } else {
+            Transition::Submit
+        };
+        let status = transition.rule().to.as_str();
+        let epoch = i64::from(transition.rule().bumps_epoch);
         let number: Option<(i64,)> = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
@@ -342,13 +297,20 @@ impl Store {
         let Some((number,)) = number else {
             return Err(not_running(&new.owner, new.incarnation));
         };
-        self.event(tx, &new.id, "created", Some(&new.owner), Some(0), None)
-            .await?;
-        if claim {
+        self.event(
+            tx,
+            &new.id,
+            EventKind::Created,
+            Some(&new.owner),
+            Some(0),
+            None,
+        )
+        .await?;
+        if let Some(kind) = Transition::SubmitAndClaim.rule().event.filter(|_| claim) {
             self.event(
                 tx,
                 &new.id,
-                "attempt",
+                kind,
                 Some(&new.owner),
                 Some(epoch),
                 Some("attempt 1"),
@@ -409,8 +371,9 @@ impl Store {
     ) -> Result<Option<Claim>, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let row = sqlx::query(&self.sql(
-            "UPDATE requests SET status = 'running', owner = $2, epoch = epoch + 1,
+        let row = sqlx::query(&self.transition_sql(
+            Transition::Claim,
+            "UPDATE requests SET status = RULE_TO, owner = $2, epoch = epoch + 1,
                     attempts = attempts + 1,
                     generation = generation + CASE WHEN resume = 0 AND suspended = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
@@ -423,8 +386,8 @@ impl Store {
                            AND c.position < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
                         ELSE journal_base END,
                     suspended = 0, next_attempt_at = NULL, updated_at = NOW_MS
-              WHERE id = $1 AND (owner = $2 OR owner IS NULL)
-                AND (status IN ('queued', 'waiting_retry') OR (status = 'running' AND owner = $2))
+              WHERE id = $1 AND status IN (RULE_FROM) AND (owner = $2 OR owner IS NULL)
+                AND (status <> 'running' OR owner = $2)
                 AND next_attempt_at <= NOW_MS
                 AND EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $2 AND s.incarnation = $3 AND s.status = 'running')
@@ -475,7 +438,7 @@ impl Store {
         self.event(
             &mut tx,
             id,
-            "attempt",
+            EventKind::Attempt,
             Some(me),
             Some(claim.fence.epoch),
             Some(&detail),
@@ -487,37 +450,34 @@ impl Store {
 
     /// Writes how an attempt ended, only while its fence holds.
     pub async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
+        let transition = outcome.transition();
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let sql = self.sql(match outcome {
+        let set = match outcome {
             Outcome::Succeeded(_) => {
-                "UPDATE requests SET status = 'succeeded', output_hash = $4, output_size = $5,
-                        output_inline = $6, error = NULL, next_attempt_at = NULL, postponements = 0,
-                        updated_at = NOW_MS
-                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+                "output_hash = $4, output_size = $5, output_inline = $6, error = NULL,
+                 next_attempt_at = NULL, postponements = 0"
             }
             Outcome::Retry { .. } => {
-                "UPDATE requests SET status = 'waiting_retry', failures = failures + 1, error = $4,
-                        next_attempt_at = NOW_MS + $5, postponements = 0, updated_at = NOW_MS
-                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+                "failures = failures + 1, error = $4, next_attempt_at = NOW_MS + $5, postponements = 0"
             }
             Outcome::Error(_) => {
-                "UPDATE requests SET status = 'error', failures = failures + 1, error = $4,
-                        next_attempt_at = NULL, postponements = 0, updated_at = NOW_MS
-                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+                "failures = failures + 1, error = $4, next_attempt_at = NULL, postponements = 0"
             }
             Outcome::Postponed { .. } => {
-                "UPDATE requests SET status = 'waiting_retry', error = $4, suspended = 1,
-                        postponements = postponements + 1, next_attempt_at = NOW_MS + $5,
-                        updated_at = NOW_MS
-                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
+                "error = $4, suspended = 1, postponements = postponements + 1,
+                 next_attempt_at = NOW_MS + $5"
             }
-            Outcome::Sleeping { .. } => {
-                "UPDATE requests SET next_attempt_at = $4, suspended = 1, postponements = 0,
-                        updated_at = NOW_MS
-                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'"
-            }
-        });
+            Outcome::Sleeping { .. } => "next_attempt_at = $4, suspended = 1, postponements = 0",
+        };
+        let sql = self.transition_sql(
+            transition,
+            &format!(
+                "UPDATE requests SET status = RULE_TO, {set}, updated_at = NOW_MS
+                  WHERE id = $1 AND owner = $2 AND epoch = $3 AND status IN (RULE_FROM)
+                    AND next_attempt_at IS NULL"
+            ),
+        );
         let query = sqlx::query(&sql)
             .bind(&fence.request)
             .bind(&fence.owner)
@@ -535,27 +495,23 @@ impl Store {
         if query.execute(&mut *tx).await?.rows_affected() == 0 {
             return Err(fence.lost());
         }
-        let (kind, detail) = match outcome {
-            Outcome::Succeeded(_) => ("succeeded", None),
-            Outcome::Retry { error, delay_ms } => {
-                ("retry", Some(format!("{error}; retry in {delay_ms} ms")))
+        let detail = match outcome {
+            Outcome::Succeeded(_) => None,
+            Outcome::Retry { error, delay_ms } => Some(format!("{error}; retry in {delay_ms} ms")),
+            Outcome::Error(error) => Some(error.clone()),
+            Outcome::Postponed { reason, delay_ms } => {
+                Some(format!("{reason}; next attempt in {delay_ms} ms"))
             }
-            Outcome::Error(error) => ("error", Some(error.clone())),
-            Outcome::Postponed { reason, delay_ms } => (
-                "postponed",
-                Some(format!("{reason}; next attempt in {delay_ms} ms")),
-            ),
-            Outcome::Sleeping { wake_at_ms } => (
-                "sleeping",
-                Some(format!("until {wake_at_ms} ms; the slot is free meanwhile")),
-            ),
+            Outcome::Sleeping { wake_at_ms } => {
+                Some(format!("until {wake_at_ms} ms; the slot is free meanwhile"))
+            }
         };
-        self.event(
+        self.transition_event(
             &mut tx,
+            transition,
             &fence.request,
-            kind,
-            Some(&fence.owner),
-            Some(fence.epoch),
+            &fence.owner,
+            fence.epoch,
             detail.as_deref(),
         )
         .await?;
@@ -571,9 +527,11 @@ impl Store {
     pub async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let done = sqlx::query(&self.sql(
-            "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
-              WHERE id = $1 AND owner = $2 AND epoch = $3 AND status = 'running'",
+        let done = sqlx::query(&self.transition_sql(
+            Transition::Release,
+            "UPDATE requests SET status = RULE_TO, next_attempt_at = NOW_MS, updated_at = NOW_MS
+              WHERE id = $1 AND owner = $2 AND epoch = $3 AND status IN (RULE_FROM)
+                AND next_attempt_at IS NULL",
         ))
         .bind(&fence.request)
         .bind(&fence.owner)
@@ -583,12 +541,12 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(fence.lost());
         }
-        self.event(
+        self.transition_event(
             &mut tx,
+            Transition::Release,
             &fence.request,
-            "released",
-            Some(&fence.owner),
-            Some(fence.epoch),
+            &fence.owner,
+            fence.epoch,
             Some(why),
         )
         .await?;
@@ -602,10 +560,11 @@ impl Store {
     pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET status = 'cancelled', epoch = epoch + 1, next_attempt_at = NULL,
+        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Cancel,
+            "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
                     updated_at = NOW_MS
-              WHERE id = $1 AND status IN ('queued', 'running', 'waiting_retry')
+              WHERE id = $1 AND status IN (RULE_FROM)
               RETURNING epoch",
         ))
         .bind(id)
@@ -613,18 +572,11 @@ impl Store {
         .await?;
         let Some((epoch,)) = row else {
             drop(tx);
-            return Err(self.refusal(id, "cancelled").await);
+            return Err(self.refusal(id, Transition::Cancel).await);
         };
         let detail = format!("by {actor}");
-        self.event(
-            &mut tx,
-            id,
-            "cancelled",
-            Some(by),
-            Some(epoch),
-            Some(&detail),
-        )
-        .await?;
+        self.transition_event(&mut tx, Transition::Cancel, id, by, epoch, Some(&detail))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -643,13 +595,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET owner = $2, status = 'waiting_retry', epoch = epoch + 1,
+        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Reexecute,
+            "UPDATE requests SET owner = $2, status = RULE_TO, epoch = epoch + 1,
                     failures = 0, postponements = 0, error = NULL, next_attempt_at = NOW_MS,
                     updated_at = NOW_MS
-              WHERE id = $1 AND (status = 'error' OR (status = 'waiting_retry' AND (owner IS NULL
-                    OR owner IN (SELECT s.id FROM servers s
-                                  WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))))
+              WHERE id = $1 AND status IN (RULE_FROM)
+                AND (status = 'error' OR owner IS NULL
+                     OR owner IN (SELECT s.id FROM servers s
+                                   WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))
               RETURNING epoch",
         ))
         .bind(id)
@@ -659,40 +613,44 @@ impl Store {
         .await?;
         let Some((epoch,)) = row else {
             drop(tx);
-            return Err(self.refusal(id, "re-executed").await);
+            return Err(self.refusal(id, Transition::Reexecute).await);
         };
         let detail = format!("by {actor}");
-        self.event(
-            &mut tx,
-            id,
-            "reexecuted",
-            Some(me),
-            Some(epoch),
-            Some(&detail),
-        )
-        .await?;
+        self.transition_event(&mut tx, Transition::Reexecute, id, me, epoch, Some(&detail))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Explains why an operator action did not apply.
-    async fn refusal(&self, id: &str, action: &str) -> StoreError {
+    /// Explains why an operator's transition did not apply, in the state
+    /// machine's words.
+    async fn refusal(&self, id: &str, transition: Transition) -> StoreError {
         match self.request(id).await {
             Ok(None) => StoreError::NotFound(format!("request {id}")),
-            Ok(Some(request)) => {
-                let why = match (action, request.status) {
-                    ("re-executed", RequestStatus::WaitingRetry) => {
-                        "it is waiting for a retry by a server that is still running".to_owned()
-                    }
-                    ("re-executed", _) => format!(
-                        "it is {}; only requests in error, or waiting for a retry whose server is down, can be re-executed",
-                        request.status.as_str()
-                    ),
-                    _ => format!("it is already {}", request.status.as_str()),
-                };
-                StoreError::Refused(format!("request {id} cannot be {action}: {why}"))
-            }
+            Ok(Some(request)) => StoreError::Refused(format!(
+                "request {id} {}",
+                transition.refusal(request.status)
+            )),
             Err(e) => e,
+        }
+    }
+
+    /// The history event `transition`'s rule writes, if any.
+    pub(crate) async fn transition_event(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        transition: Transition,
+        request: &str,
+        server: &str,
+        epoch: i64,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match transition.rule().event {
+            Some(kind) => {
+                self.event(tx, request, kind, Some(server), Some(epoch), detail)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 
@@ -794,15 +752,40 @@ impl Store {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, at, kind, server_id AS server, epoch, detail FROM request_events
-              WHERE request_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        /// `(id, at, kind, server, epoch, detail)` as stored.
+        type Stored = (
+            i64,
+            i64,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Stored> = sqlx::query_as(
+            "SELECT id, at, kind, server_id, epoch, detail FROM request_events
+                  WHERE request_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(id)
         .bind(after.unwrap_or(-1))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|(number, at, kind, server, epoch, detail)| {
+                let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Unreadable {
+                    what: format!("event {number} of request {id}"),
+                    reason: format!("unknown kind {kind:?}"),
+                })?;
+                Ok(EventRow {
+                    id: number,
+                    at,
+                    kind,
+                    server,
+                    epoch,
+                    detail,
+                })
+            })
+            .collect()
     }
 
     /// The `(request, epoch)` pairs `me` is recorded as running an attempt

@@ -3,6 +3,7 @@
 //! Liveness is judged only on the database's clock: a server is dead when its
 //! `heartbeat_at` is older than the lease, whatever the servers' own clocks say.
 
+use baton_core::Transition;
 use sqlx::{Connection, Row};
 
 use crate::{Store, StoreError};
@@ -268,18 +269,19 @@ impl Store {
         let moved = self
             .move_requests(
                 &mut tx,
+                Transition::TakeOver,
                 dead,
                 Some(me),
-                "taken_over",
                 &format!("from dead server {dead}"),
             )
             .await?;
-        let stranded: Vec<(String, i64)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET epoch = epoch + 1, status = 'waiting_retry',
+        let stranded: Vec<(String, i64)> = sqlx::query_as(&self.transition_sql(
+            Transition::Strand,
+            "UPDATE requests SET epoch = epoch + 1, status = RULE_TO,
                     next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
                                            THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
-              WHERE owner = $1 AND status IN ('queued', 'running') AND other_server_retry = 0
+              WHERE owner = $1 AND status IN (RULE_FROM) AND other_server_retry = 0
               RETURNING id, epoch",
         ))
         .bind(dead)
@@ -288,7 +290,7 @@ impl Store {
         let detail = format!(
             "server {dead} is down and the flow must stay on it: it waits for that server or an operator"
         );
-        self.event_batch(&mut tx, &stranded, "owner_down", dead, &detail)
+        self.event_batch(&mut tx, &stranded, Transition::Strand, dead, &detail)
             .await?;
         tx.commit().await?;
         Ok(Some(Takeover {
@@ -311,56 +313,59 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let released = self
-            .move_requests(&mut tx, id, None, "handed_over", "server stopped")
+            .move_requests(&mut tx, Transition::HandOver, id, None, "server stopped")
             .await?;
         tx.commit().await?;
         Ok(released)
     }
 
     /// Moves `from`'s requests that may move to `to` (none: to whichever
-    /// live server claims them first) at a bumped epoch, each with a history
-    /// event. A request sleeping or waiting for a retry keeps its due time;
+    /// live server claims them first) at a bumped epoch, each with the
+    /// history event of `transition` (a takeover or a handover). A request sleeping or waiting for a retry keeps its due time;
     /// the others are due now. Set-based: one UPDATE, and the events in
     /// multi-row INSERTs, so a server that owned many requests is moved in a
     /// few round trips.
     async fn move_requests(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        transition: Transition,
         from: &str,
         to: Option<&str>,
-        event: &str,
         detail: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let moved: Vec<(String, i64)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET owner = $2, epoch = epoch + 1, status = 'waiting_retry',
+        let moved: Vec<(String, i64)> = sqlx::query_as(&self.transition_sql(
+            transition,
+            "UPDATE requests SET owner = $2, epoch = epoch + 1, status = RULE_TO,
                     next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
                                            THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
-              WHERE owner = $1 AND status IN ('queued', 'running', 'waiting_retry')
-                AND other_server_retry = 1
+              WHERE owner = $1 AND status IN (RULE_FROM) AND other_server_retry = 1
               RETURNING id, epoch",
         ))
         .bind(from)
         .bind(to)
         .fetch_all(&mut **tx)
         .await?;
-        self.event_batch(tx, &moved, event, to.unwrap_or(from), detail)
+        self.event_batch(tx, &moved, transition, to.unwrap_or(from), detail)
             .await?;
         Ok(moved.into_iter().map(|(id, _)| id).collect())
     }
 
-    /// One history event of `kind` for each `(request, epoch)`, in batches
-    /// of multi-row INSERTs.
+    /// The history event of `transition` for each `(request, epoch)`, in
+    /// batches of multi-row INSERTs.
     async fn event_batch(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         requests: &[(String, i64)],
-        kind: &str,
+        transition: Transition,
         server: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
         // Two parameters a row, well under every backend's bound on them.
         const BATCH: usize = 500;
+        let Some(kind) = transition.rule().event else {
+            return Ok(());
+        };
         for batch in requests.chunks(BATCH) {
             let rows: Vec<String> = (0..batch.len())
                 .map(|i| format!("(${}, NOW_MS, $1, $2, ${}, $3)", 4 + 2 * i, 5 + 2 * i))
@@ -369,7 +374,10 @@ impl Store {
                 "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail) VALUES {}",
                 rows.join(", ")
             ));
-            let mut query = sqlx::query(&sql).bind(kind).bind(server).bind(detail);
+            let mut query = sqlx::query(&sql)
+                .bind(kind.as_str())
+                .bind(server)
+                .bind(detail);
             for (request, epoch) in batch {
                 query = query.bind(request).bind(*epoch);
             }
@@ -402,9 +410,10 @@ impl Store {
     /// previous incarnation ended become due for a retry here.
     pub async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let mut writer = self.writer().await?;
-        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET status = 'waiting_retry', next_attempt_at = NOW_MS, updated_at = NOW_MS
-              WHERE owner = $1 AND status = 'running' AND next_attempt_at IS NULL RETURNING id",
+        let rows: Vec<(String,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Recover,
+            "UPDATE requests SET status = RULE_TO, next_attempt_at = NOW_MS, updated_at = NOW_MS
+              WHERE owner = $1 AND status IN (RULE_FROM) AND next_attempt_at IS NULL RETURNING id",
         ))
         .bind(id)
         .fetch_all(&mut *writer)

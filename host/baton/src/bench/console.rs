@@ -36,7 +36,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             hash: "v1".into(),
             flow: "seeded".into(),
             size: 0,
-            properties: "{}".into(),
+            properties: Default::default(),
             deployed_at: 0,
         })
         .await?;

@@ -190,7 +190,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .version(&deployed.version)
         .await?
         .context("deployed version")?;
-    let properties: baton_runtime::FlowProperties = serde_json::from_str(&version.properties)?;
+    let properties = &version.properties;
     let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
     println!(
         "baton bench: {} on {} ({} requests, concurrency {}, 10 checkpoints each)",
@@ -343,7 +343,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let failed = store
         .list_requests(&baton_store::RequestFilter {
-            status: Some(baton_store::RequestStatus::Error),
+            status: Some(baton_core::RequestStatus::Error),
             limit: 1,
             ..Default::default()
         })

@@ -32,7 +32,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
             hash: "bench".into(),
             flow: "bench".into(),
             size: 0,
-            properties: "{}".into(),
+            properties: Default::default(),
             deployed_at: 0,
         })
         .await?;

@@ -41,7 +41,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
             hash: "bench".into(),
             flow: "bench".into(),
             size: 0,
-            properties: "{}".into(),
+            properties: Default::default(),
             deployed_at: 0,
         })
         .await?;
