@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use baton_core::RequestStatus;
-use baton_store::{NewRequest, RequestFilter, RequestRow, Store, StoreError};
+use baton_store::{RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::deploy::{self, DeployError};
 use crate::executor::Executor;
 use crate::metrics::Metrics;
+use crate::requests::{Requests, SubmitError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Throttles password guessing on `/login`.
     pub login: Arc<auth::LoginGuard>,
+    /// Submit, cancel, re-execute.
+    pub requests: Requests,
 }
 
 /// A failed API call: a status and a plain sentence, sent as `{"error": …}`.
@@ -63,28 +66,46 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The HTTP status that says what a store error means to the caller.
-pub fn status_of(e: &StoreError) -> StatusCode {
-    match e {
-        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-        StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
-        StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+/// The HTTP status that answers a typed error. The API and the console
+/// both map errors here, once.
+pub trait HttpStatus: std::fmt::Display {
+    /// The status to answer with.
+    fn http_status(&self) -> StatusCode;
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        Self::new(status_of(&e), e.to_string())
-    }
-}
-
-impl From<DeployError> for ApiError {
-    fn from(e: DeployError) -> Self {
-        match e {
-            DeployError::Invalid(e) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
-            DeployError::Store(e) => e.into(),
+impl HttpStatus for StoreError {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
+            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+impl HttpStatus for SubmitError {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            SubmitError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            SubmitError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+            SubmitError::Store(e) => e.http_status(),
+        }
+    }
+}
+
+impl HttpStatus for DeployError {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            DeployError::Invalid(_) => StatusCode::BAD_REQUEST,
+            DeployError::Store(e) => e.http_status(),
+        }
+    }
+}
+
+impl<E: HttpStatus> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self::new(e.http_status(), e.to_string())
     }
 }
 
@@ -178,49 +199,10 @@ async fn start_request(
     Query(query): Query<StartQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"null"[..]
-    } else {
-        &body[..]
-    };
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the input is not valid JSON: {e}"),
-        )
-    })?;
     let wait = wait_seconds(query.timeout)?;
-    let version = state.store.active_version(&name).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("there is no flow named {name:?}"),
-        )
-    })?;
-    let properties = &version.properties;
-    let input = state.store.put_payload(body.to_vec())?;
-    let id = baton_store::new_request_id();
-    let mut finished = state.executor.finished();
-    let slot = state.executor.try_slot();
-    let claim = state
-        .store
-        .create_request(
-            &NewRequest {
-                id: id.clone(),
-                flow: name,
-                version: version.hash,
-                owner: state.cluster.id.clone(),
-                incarnation: state.cluster.incarnation(),
-                input,
-                other_server_retry: properties.other_server_retry,
-                resume: properties.begin_checkpoint,
-            },
-            slot.is_some(),
-        )
-        .await?;
-    match (claim, slot) {
-        (Some(claim), Some(slot)) => state.executor.start(claim, slot),
-        _ => state.executor.wake(),
-    }
+    // Subscribed before the request exists, so its end cannot be missed.
+    let mut finished = state.requests.finished();
+    let id = state.requests.submit(&name, &body).await?;
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
     }
@@ -418,12 +400,7 @@ async fn reexecute(
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let lease_ms = state.cluster.timing().lease.as_millis() as i64;
-    state
-        .store
-        .reexecute(&id, &state.cluster.id, lease_ms, &account.name)
-        .await?;
-    state.executor.wake();
+    state.requests.reexecute(&id, &account.name).await?;
     Ok(axum::Json(
         json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id }),
     ))
@@ -434,10 +411,7 @@ async fn cancel(
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    state
-        .store
-        .cancel(&id, &state.cluster.id, &account.name)
-        .await?;
+    state.requests.cancel(&id, &account.name).await?;
     Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
 }
 

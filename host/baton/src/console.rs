@@ -21,7 +21,7 @@ use baton_console::{
     Section, ServerView, SettingsView,
 };
 use baton_core::RequestStatus;
-use baton_store::{NewRequest, RequestFilter, RequestRow, StoreError, StoredPayload};
+use baton_store::{RequestFilter, RequestRow, StoreError, StoredPayload};
 
 use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
@@ -194,9 +194,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// A page error: a status and a sentence, rendered as a page.
 struct PageError(StatusCode, String);
 
-impl From<StoreError> for PageError {
-    fn from(e: StoreError) -> Self {
-        Self(crate::api::status_of(&e), e.to_string())
+impl<E: crate::api::HttpStatus> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.http_status(), e.to_string())
     }
 }
 
@@ -498,29 +498,34 @@ async fn request_rows(State(state): State<AppState>, Query(filters): Query<Filte
     Ok(Html(baton_console::request_rows(&views).into_string()).into_response())
 }
 
+/// What an operator does to a request from the console.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Reexecute,
+    Cancel,
+}
+
+impl Action {
+    /// The action a form's `action` field names.
+    fn parse(field: Option<&str>) -> Option<Self> {
+        match field? {
+            "reexecute" => Some(Self::Reexecute),
+            "cancel" => Some(Self::Cancel),
+            _ => None,
+        }
+    }
+}
+
 /// Applies re-execute or cancel as this server; answers with the outcome.
 async fn act(
     state: &AppState,
     account: &Account,
     id: &str,
-    action: &str,
+    action: Action,
 ) -> Result<(), StoreError> {
     match action {
-        "reexecute" => {
-            let lease_ms = state.cluster.timing().lease.as_millis() as i64;
-            state
-                .store
-                .reexecute(id, &state.cluster.id, lease_ms, &account.name)
-                .await?;
-            state.executor.wake();
-            Ok(())
-        }
-        _ => {
-            state
-                .store
-                .cancel(id, &state.cluster.id, &account.name)
-                .await
-        }
+        Action::Reexecute => state.requests.reexecute(id, &account.name).await,
+        Action::Cancel => state.requests.cancel(id, &account.name).await,
     }
 }
 
@@ -531,15 +536,12 @@ async fn bulk_action(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let action = match form_field(&form, "action") {
-        Some(a @ ("reexecute" | "cancel")) => a,
-        _ => {
-            return Err(PageError(
-                StatusCode::BAD_REQUEST,
-                "choose re-execute or cancel".into(),
-            ));
-        }
-    };
+    let action = Action::parse(form_field(&form, "action")).ok_or_else(|| {
+        PageError(
+            StatusCode::BAD_REQUEST,
+            "choose re-execute or cancel".into(),
+        )
+    })?;
     let ids: Vec<&str> = form
         .iter()
         .filter(|(k, _)| k == "id")
@@ -578,7 +580,7 @@ async fn single_action(
     headers: HeaderMap,
     id: String,
     form: Vec<(String, String)>,
-    action: &str,
+    action: Action,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
     act(&state, &account, &id, action).await?;
@@ -592,7 +594,7 @@ async fn reexecute(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    single_action(state, account, headers, id, form, "reexecute").await
+    single_action(state, account, headers, id, form, Action::Reexecute).await
 }
 
 async fn cancel(
@@ -602,7 +604,7 @@ async fn cancel(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
-    single_action(state, account, headers, id, form, "cancel").await
+    single_action(state, account, headers, id, form, Action::Cancel).await
 }
 
 /// An escaped, pretty preview of a payload. One larger than
@@ -802,11 +804,7 @@ async fn flows(
                         .unwrap_or_else(|| "none".into()),
                 ),
             ],
-            warnings: crate::resources::warnings(
-                properties,
-                &state.config.connections,
-                &schedules,
-            ),
+            warnings: crate::resources::warnings(properties, &state.config.connections, &schedules),
         });
     }
     let (page, cookie) = frame(
@@ -827,33 +825,8 @@ async fn run_flow(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let input = form_field(&form, "input").unwrap_or("null");
-    serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| {
-        PageError(
-            StatusCode::BAD_REQUEST,
-            format!("the input is not valid JSON: {e}"),
-        )
-    })?;
-    let version = state.store.active_version(&name).await?.ok_or_else(|| {
-        PageError(
-            StatusCode::NOT_FOUND,
-            format!("there is no flow named {name:?}"),
-        )
-    })?;
-    let properties = &version.properties;
-    let id = baton_store::new_request_id();
-    let new = NewRequest {
-        id: id.clone(),
-        flow: name,
-        version: version.hash,
-        owner: state.cluster.id.clone(),
-        incarnation: state.cluster.incarnation(),
-        input: state.store.put_payload(input.as_bytes().to_vec())?,
-        other_server_retry: properties.other_server_retry,
-        resume: properties.begin_checkpoint,
-    };
-    state.store.create_request(&new, false).await?;
-    state.executor.wake();
+    let input = form_field(&form, "input").unwrap_or_default();
+    let id = state.requests.submit(&name, input.as_bytes()).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 

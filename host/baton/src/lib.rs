@@ -30,6 +30,7 @@ pub mod console;
 pub mod deploy;
 pub mod executor;
 pub mod metrics;
+pub mod requests;
 pub mod resources;
 pub mod schedule;
 pub mod server;

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_store::{NewRequest, ScheduleRow, Store, StoreError};
+use baton_store::{ScheduleRow, Store, StoreError};
 
 use crate::cluster::Cluster;
 use crate::executor::Executor;
@@ -186,17 +186,13 @@ async fn fire(
             .fire_schedule_without_request(&schedule.name, tick, next)
             .await;
     };
-    let properties = &version.properties;
-    let request = NewRequest {
-        id: format!("{}-{tick}", schedule.name),
-        flow: schedule.flow.clone(),
-        version: version.hash,
-        owner: me.to_owned(),
-        incarnation,
-        input: store.put_payload(schedule.input.clone().into_bytes())?,
-        other_server_retry: properties.other_server_retry,
-        resume: properties.begin_checkpoint,
-    };
+    let request = crate::requests::new_request(
+        store,
+        &version,
+        format!("{}-{tick}", schedule.name),
+        (me, incarnation),
+        schedule.input.clone().into_bytes(),
+    )?;
     let fired = store
         .fire_schedule(&schedule.name, tick, next, &request)
         .await?;

@@ -100,6 +100,11 @@ impl Node {
             tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
         ];
         let state = AppState {
+            requests: crate::requests::Requests::new(
+                store.clone(),
+                executor.clone(),
+                cluster.clone(),
+            ),
             store,
             executor,
             cluster,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_store::{Backend, NewRequest, Store};
+use baton_store::{Backend, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{FileConfig, ServerConfig};
@@ -173,9 +173,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database = FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
     let node = node(&database.url, dir.path(), args.concurrency.max(1)).await?;
-    let (store, cluster, executor, metrics) = (
+    let (store, executor, metrics) = (
         node.state.store.clone(),
-        node.state.cluster.clone(),
         node.state.executor.clone(),
         node.state.metrics.clone(),
     );
@@ -186,11 +185,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .next()
         .context("the bench flow built nothing")?;
     let deployed = deploy::deploy(&store, executor.runtime(), bytes, &Default::default()).await?;
-    let version = store
-        .version(&deployed.version)
-        .await?
-        .context("deployed version")?;
-    let properties = &version.properties;
     let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
     println!(
         "baton bench: {} on {} ({} requests, concurrency {}, 10 checkpoints each)",
@@ -220,7 +214,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let overhead = sorted(overhead);
 
-    let submit = async |requests: usize,
+    let submit = async |requests_total: usize,
                         concurrency: usize,
                         progress: &ProgressBar|
            -> anyhow::Result<(Duration, Vec<u64>)> {
@@ -228,46 +222,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut clients = Vec::new();
         for _ in 0..concurrency {
-            let (store, executor, next, progress) = (
+            let (store, requests, next, progress) = (
                 store.clone(),
-                executor.clone(),
+                node.state.requests.clone(),
                 next.clone(),
                 progress.clone(),
             );
-            let (flow, version, owner, input) = (
-                deployed.name.clone(),
-                deployed.version.clone(),
-                cluster.id.clone(),
-                input.clone(),
-            );
-            let other_server_retry = properties.other_server_retry;
-            let incarnation = cluster.incarnation();
+            let (flow, input) = (deployed.name.clone(), input.clone());
             clients.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
-                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests {
-                    let id = baton_store::new_request_id();
-                    let mut finished = executor.finished();
+                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests_total {
+                    let mut finished = requests.finished();
                     let began = Instant::now();
-                    let slot = executor.try_slot();
-                    let claim = store
-                        .create_request(
-                            &NewRequest {
-                                id: id.clone(),
-                                flow: flow.clone(),
-                                version: version.clone(),
-                                owner: owner.clone(),
-                                incarnation,
-                                input: store.put_payload(input.clone())?,
-                                other_server_retry,
-                                resume: true,
-                            },
-                            slot.is_some(),
-                        )
-                        .await?;
-                    match (claim, slot) {
-                        (Some(claim), Some(slot)) => executor.start(claim, slot),
-                        _ => executor.wake(),
-                    }
+                    let id = requests.submit(&flow, &input).await?;
                     loop {
                         match finished.recv().await {
                             Ok(done) if done == id => break,
@@ -277,7 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                                 if request.status.is_final() {
                                     break;
                                 }
-                                finished = executor.finished();
+                                finished = requests.finished();
                             }
                         }
                     }

@@ -1,0 +1,123 @@
+//! The operator's and the caller's use cases on requests: submit, cancel,
+//! re-execute. The HTTP API, the console, the scheduler and the bench all
+//! come here, so a request starts, stops and starts over the same way
+//! whoever asks; the adapters only parse, authorise and render.
+
+use std::sync::Arc;
+
+use baton_store::{NewRequest, Store, StoreError, VersionRow};
+use tokio::sync::broadcast;
+
+use crate::cluster::Cluster;
+use crate::executor::Executor;
+
+/// Why a request was not submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The input is not JSON.
+    #[error("the input is not valid JSON: {0}")]
+    InvalidInput(serde_json::Error),
+    /// No flow by that name is deployed.
+    #[error("there is no flow named {0:?}")]
+    UnknownFlow(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Requests as this server handles them.
+#[derive(Clone)]
+pub struct Requests {
+    store: Store,
+    executor: Arc<Executor>,
+    cluster: Arc<Cluster>,
+}
+
+impl Requests {
+    /// Use cases run by `cluster`'s server with `executor`.
+    pub fn new(store: Store, executor: Arc<Executor>, cluster: Arc<Cluster>) -> Self {
+        Self {
+            store,
+            executor,
+            cluster,
+        }
+    }
+
+    /// Starts the active version of `flow` on `input` (JSON; empty or
+    /// blank means `null`) and answers the new request's ID. The request is
+    /// owned here and claimed at once when a slot is free, so it starts
+    /// without waiting for the next poll.
+    pub async fn submit(&self, flow: &str, input: &[u8]) -> Result<String, SubmitError> {
+        let input = if input.iter().all(u8::is_ascii_whitespace) {
+            &b"null"[..]
+        } else {
+            input
+        };
+        serde_json::from_slice::<serde::de::IgnoredAny>(input)
+            .map_err(SubmitError::InvalidInput)?;
+        let version = self
+            .store
+            .active_version(flow)
+            .await?
+            .ok_or_else(|| SubmitError::UnknownFlow(flow.to_owned()))?;
+        let request = new_request(
+            &self.store,
+            &version,
+            baton_store::new_request_id(),
+            (&self.cluster.id, self.cluster.incarnation()),
+            input.to_vec(),
+        )?;
+        let slot = self.executor.try_slot();
+        let claim = self.store.create_request(&request, slot.is_some()).await?;
+        match (claim, slot) {
+            (Some(claim), Some(slot)) => self.executor.start(claim, slot),
+            _ => self.executor.wake(),
+        }
+        Ok(request.id)
+    }
+
+    /// Cancels request `id` on behalf of `account`: its epoch moves on, so
+    /// an attempt still running anywhere is fenced.
+    pub async fn cancel(&self, id: &str, account: &str) -> Result<(), StoreError> {
+        self.store.cancel(id, &self.cluster.id, account).await
+    }
+
+    /// Re-executes request `id` on behalf of `account`: this server owns
+    /// it and its next attempt is due now.
+    pub async fn reexecute(&self, id: &str, account: &str) -> Result<(), StoreError> {
+        let lease_ms = self.cluster.timing().lease.as_millis() as i64;
+        self.store
+            .reexecute(id, &self.cluster.id, lease_ms, account)
+            .await?;
+        self.executor.wake();
+        Ok(())
+    }
+
+    /// The IDs of requests whose attempt ends on this server, as they end.
+    pub fn finished(&self) -> broadcast::Receiver<String> {
+        self.executor.finished()
+    }
+}
+
+/// The request that runs `version` on `input`, owned by the server and
+/// incarnation `owner` names, with what the version declares copied onto it. The scheduler, which
+/// creates its requests in the transaction that moves a schedule on, builds
+/// them here too.
+pub fn new_request(
+    store: &Store,
+    version: &VersionRow,
+    id: String,
+    (owner, incarnation): (&str, i64),
+    input: Vec<u8>,
+) -> Result<NewRequest, StoreError> {
+    Ok(NewRequest {
+        id,
+        flow: version.flow.clone(),
+        version: version.hash.clone(),
+        owner: owner.to_owned(),
+        incarnation,
+        input: store.put_payload(input)?,
+        other_server_retry: version.properties.other_server_retry,
+        resume: version.properties.begin_checkpoint,
+    })
+}
