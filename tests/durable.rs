@@ -527,7 +527,7 @@ fn write_flows(repo: &std::path::Path, word: &str) {
         std::fs::copy(root.join("flows/Cargo.lock"), &lock).unwrap();
         let status = std::process::Command::new("cargo")
             .args(["metadata", "--offline", "--format-version", "1"])
-            .env("RUSTUP_TOOLCHAIN", baton::deploy::baton_toolchain())
+            .env("RUSTUP_TOOLCHAIN", baton::vcs::deploy::baton_toolchain())
             .current_dir(repo)
             .stdout(std::process::Stdio::null())
             .status()

@@ -15,12 +15,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{self, Account};
-use crate::cluster::Cluster;
 use crate::config::ServerConfig;
-use crate::deploy::{self, DeployError};
-use crate::executor::Executor;
+use crate::engine::cluster::Cluster;
+use crate::engine::executor::Executor;
 use crate::metrics::Metrics;
 use crate::requests::{Requests, SubmitError};
+use crate::vcs::deploy::{self, DeployError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -493,7 +493,7 @@ async fn put_schedule(State(state): State<AppState>, body: Bytes) -> ApiResult<i
             format!("expected {{\"name\", \"flow\", \"cron\", \"input\"?, \"local\"?}}: {e}"),
         )
     })?;
-    let cron = crate::schedule::Cron::parse(&new.cron)
+    let cron = crate::engine::schedule::Cron::parse(&new.cron)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     if new.name.is_empty() || new.name.len() > 100 {
         return Err(ApiError::new(
@@ -535,9 +535,9 @@ async fn delete_schedule(
     Ok(axum::Json(json!({ "name": name, "deleted": true })))
 }
 
-impl From<crate::version_control::SyncError> for ApiError {
-    fn from(e: crate::version_control::SyncError) -> Self {
-        use crate::version_control::SyncError;
+impl From<crate::vcs::repository::SyncError> for ApiError {
+    fn from(e: crate::vcs::repository::SyncError) -> Self {
+        use crate::vcs::repository::SyncError;
         let status = match &e {
             SyncError::NotConfigured => StatusCode::NOT_FOUND,
             SyncError::Refused(_) => StatusCode::CONFLICT,
@@ -549,14 +549,14 @@ impl From<crate::version_control::SyncError> for ApiError {
 
 async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let repo = state.config.flows_repo.clone();
-    let view = tokio::task::spawn_blocking(move || crate::version_control::state(repo.as_deref()))
+    let view = tokio::task::spawn_blocking(move || crate::vcs::repository::state(repo.as_deref()))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(axum::Json(json!(view)))
 }
 
 async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let report = crate::version_control::update(
+    let report = crate::vcs::repository::update(
         state.config.flows_repo.as_deref(),
         state.config.build_flows,
         &state.store,

@@ -834,7 +834,7 @@ async fn version_control_view(
     state: &AppState,
     headers: &HeaderMap,
     account: Option<&Account>,
-    update: Option<Result<crate::version_control::UpdateReport, String>>,
+    update: Option<Result<crate::vcs::repository::UpdateReport, String>>,
 ) -> PageResult {
     let flow_set = state
         .store
@@ -844,7 +844,7 @@ async fn version_control_view(
         .map(|f| (f.name, f.active.hash))
         .collect::<Vec<_>>();
     let path = state.config.flows_repo.clone();
-    let repo = tokio::task::spawn_blocking(move || crate::version_control::state(path.as_deref()))
+    let repo = tokio::task::spawn_blocking(move || crate::vcs::repository::state(path.as_deref()))
         .await
         .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map(|r| baton_console::RepoView {
@@ -909,7 +909,7 @@ async fn update_flows(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let report = crate::version_control::update(
+    let report = crate::vcs::repository::update(
         state.config.flows_repo.as_deref(),
         state.config.build_flows,
         &state.store,

@@ -347,7 +347,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let client = server.client();
             for path in paths {
                 for (file, bytes) in
-                    baton::deploy::component_bytes(&path, baton::deploy::Builder::Admin).await?
+                    baton::vcs::deploy::component_bytes(&path, baton::vcs::deploy::Builder::Admin)
+                        .await?
                 {
                     let deployed = client
                         .post("/api/flows", bytes)

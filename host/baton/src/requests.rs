@@ -8,8 +8,8 @@ use std::sync::Arc;
 use baton_store::{NewRequest, Store, StoreError, VersionRow};
 use tokio::sync::broadcast;
 
-use crate::cluster::Cluster;
-use crate::executor::Executor;
+use crate::engine::cluster::Cluster;
+use crate::engine::executor::Executor;
 
 /// Why a request was not submitted.
 #[derive(Debug, thiserror::Error)]

@@ -10,12 +10,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::checkpoint::Abort;
-use crate::cluster::{Cluster, DataFolder, Timing};
 use crate::config::ServerConfig;
-use crate::deploy;
-use crate::executor::Executor;
+use crate::engine::checkpoint::Abort;
+use crate::engine::cluster::{Cluster, DataFolder, Timing};
+use crate::engine::executor::Executor;
 use crate::metrics::Metrics;
+use crate::vcs::deploy;
 
 /// A server's working parts without its HTTP listener: membership, the
 /// executor and the background loops. `baton up` serves it; benchmarks run
@@ -92,7 +92,7 @@ impl Node {
                 cluster.clone(),
                 config.flows_repo.clone(),
             )),
-            tokio::spawn(crate::schedule::run(
+            tokio::spawn(crate::engine::schedule::run(
                 store.clone(),
                 cluster.clone(),
                 executor.clone(),
@@ -306,7 +306,7 @@ async fn report(
         let repo = flows_repo.clone();
         let head = match repo {
             Some(path) => {
-                tokio::task::spawn_blocking(move || crate::version_control::state(Some(&path)))
+                tokio::task::spawn_blocking(move || crate::vcs::repository::state(Some(&path)))
                     .await
                     .ok()
                     .and_then(Result::ok)

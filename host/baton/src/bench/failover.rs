@@ -111,11 +111,12 @@ fn now_ms() -> i64 {
 /// Runs the failover benchmark and prints p50/p99 per lease.
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let (_, component) = crate::deploy::component_bytes(&args.flow, crate::deploy::Builder::Admin)
-        .await?
-        .into_iter()
-        .next()
-        .context("the flow built nothing")?;
+    let (_, component) =
+        crate::vcs::deploy::component_bytes(&args.flow, crate::vcs::deploy::Builder::Admin)
+            .await?
+            .into_iter()
+            .next()
+            .context("the flow built nothing")?;
     println!(
         "baton bench failover: {} kills per lease; time from kill -9 of the owner to the new owner's first checkpoint",
         args.trials

@@ -13,8 +13,8 @@ use baton_store::{Backend, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{FileConfig, ServerConfig};
-use crate::deploy;
 use crate::server::Node;
+use crate::vcs::deploy;
 
 mod console;
 mod failover;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use baton_store::{ScheduleRow, Store, StoreError};
 
-use crate::cluster::Cluster;
-use crate::executor::Executor;
+use crate::engine::cluster::Cluster;
+use crate::engine::executor::Executor;
 
 /// A parse error in a cron expression.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
 use baton_store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store, StoreError};
 use tokio::sync::{oneshot, watch};
 
-use crate::cluster::Lease;
+use crate::engine::cluster::Lease;
 use crate::metrics::Metrics;
 
 /// Why an attempt stopped before the flow returned. Recorded by the journal

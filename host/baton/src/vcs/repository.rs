@@ -10,8 +10,8 @@ use baton_runtime::Runtime;
 use baton_store::Store;
 use git2::{BranchType, Repository, StatusOptions};
 
-use crate::checkpoint::AttemptJournal;
-use crate::deploy::Builder;
+use crate::engine::checkpoint::AttemptJournal;
+use crate::vcs::deploy::Builder;
 
 /// Why the repository could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -256,11 +256,11 @@ pub async fn update(
             new: None,
             error: None,
         };
-        match crate::deploy::component_bytes(&workdir.join(&dir), Builder::Repository).await {
+        match crate::vcs::deploy::component_bytes(&workdir.join(&dir), Builder::Repository).await {
             Err(e) => report.error = Some(format!("{e:#}")),
             Ok(components) => {
                 for (_, bytes) in components {
-                    match crate::deploy::deploy(store, runtime, bytes, connections).await {
+                    match crate::vcs::deploy::deploy(store, runtime, bytes, connections).await {
                         Ok(deployed) => {
                             report.old = deployed.previous.clone();
                             report.new = Some(deployed.version);

@@ -16,8 +16,8 @@ use baton_runtime::{AttemptError, Runtime};
 use baton_store::{Claim, Fence, Outcome, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
-use crate::checkpoint::{Abort, AttemptJournal, Committer, Interrupt};
-use crate::cluster::Cluster;
+use crate::engine::checkpoint::{Abort, AttemptJournal, Committer, Interrupt};
+use crate::engine::cluster::Cluster;
 use crate::metrics::Metrics;
 
 /// Runs this server's attempts.

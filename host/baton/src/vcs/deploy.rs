@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use baton_runtime::{AttemptError, Runtime};
 use baton_store::{Store, StoreError, VersionRow};
 
-use crate::checkpoint::AttemptJournal;
+use crate::engine::checkpoint::AttemptJournal;
 
 /// What flow components are built for.
 const GUEST_TARGET: &str = "wasm32-wasip2";
@@ -108,7 +108,7 @@ pub async fn component_bytes(
 /// The toolchain Baton itself is built with, from its `rust-toolchain.toml`:
 /// the one that builds flows repositories, whatever toolchain file they carry.
 pub fn baton_toolchain() -> String {
-    let file: toml::Table = toml::from_str(include_str!("../../../rust-toolchain.toml"))
+    let file: toml::Table = toml::from_str(include_str!("../../../../rust-toolchain.toml"))
         .expect("Baton's rust-toolchain.toml parses");
     file["toolchain"]["channel"]
         .as_str()

@@ -1,0 +1,13 @@
+//! What runs requests on a server: membership in the cluster, the retry
+//! process, an attempt's checkpoint journal, and the schedules that start
+//! requests. Nothing here speaks HTTP.
+//!
+//! - [`cluster`]: identity, heartbeats, takeover of dead servers, clean stop.
+//! - [`executor`]: the retry process that claims due requests and runs attempts.
+//! - [`checkpoint`]: an attempt's journal (replay, fenced grouped commits).
+//! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
+
+pub mod checkpoint;
+pub mod cluster;
+pub mod executor;
+pub mod schedule;
