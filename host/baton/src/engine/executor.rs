@@ -16,8 +16,9 @@ use baton_runtime::{AttemptError, Runtime};
 use baton_store::{Claim, Fence, Outcome, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
-use crate::engine::checkpoint::{Abort, AttemptJournal, Committer, Interrupt};
+use crate::engine::checkpoint::{Abort, AttemptJournal, Interrupt};
 use crate::engine::cluster::Cluster;
+use crate::engine::committer::Committer;
 use crate::metrics::Metrics;
 
 /// Runs this server's attempts.

@@ -4,10 +4,12 @@
 //!
 //! - [`cluster`]: identity, heartbeats, takeover of dead servers, clean stop.
 //! - [`executor`]: the retry process that claims due requests and runs attempts.
-//! - [`checkpoint`]: an attempt's journal (replay, fenced grouped commits).
+//! - [`checkpoint`]: an attempt's journal (replay, journaled clock, randomness and sleep).
+//! - [`committer`]: fenced checkpoint commits grouped into one transaction.
 //! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
 
 pub mod checkpoint;
 pub mod cluster;
+pub mod committer;
 pub mod executor;
 pub mod schedule;
