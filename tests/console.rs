@@ -104,6 +104,7 @@ impl Console {
                 .unwrap(),
             other_server_retry: true,
             resume: true,
+            idempotency_key: None,
         };
         let claim = store.create_request(&new, true).await.unwrap().unwrap();
         store.finish(&claim.fence, &outcome).await.unwrap();

@@ -79,6 +79,110 @@ async fn a_flow_runs_and_bad_input_gets_a_clear_error() {
     );
 }
 
+/// A start retried with the same idempotency key (a caller whose answer was
+/// lost) finds the request the first start made, through the API and the
+/// CLI, even when the retries race; the same key with another input is
+/// refused, and another flow's key space is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_starts_a_request_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("hello")).await;
+    let start = "/api/flows/hello/requests";
+    let ada = r#"{"name":"Ada"}"#;
+
+    let (status, first) = server.post_keyed(start, ada, "order-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["created"], true);
+    let id = first["id"].as_str().unwrap().to_owned();
+
+    let (status, again) = server.post_keyed(start, ada, "order-1").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (again["id"].as_str(), &again["created"]),
+        (Some(&*id), &json!(false))
+    );
+
+    let (status, waited) = server
+        .post_keyed(&format!("{start}?wait=true"), ada, "order-1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{waited}");
+    assert_eq!(waited["id"].as_str(), Some(&*id));
+    assert_eq!(waited["output"], json!({ "greeting": "Hello, Ada!" }));
+
+    let (status, other) = server
+        .post_keyed(start, r#"{"name":"Bob"}"#, "order-1")
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{other}");
+    let error = other["error"].as_str().unwrap();
+    assert!(
+        error.contains(&id) && error.contains("different input"),
+        "{error}"
+    );
+
+    let (status, bad) = server.post_keyed(start, ada, &"k".repeat(300)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // Retries that race: one request, every answer names it.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, token) = (format!("{}{start}", server.base), server.token.clone());
+            tokio::spawn(async move {
+                let answer = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", "burst")
+                    .body(ada)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(answer.status().is_success(), "{answer:?}");
+                answer.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.unwrap());
+    }
+    let created: Vec<&Value> = answers.iter().filter(|a| a["created"] == true).collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    let burst = created[0]["id"].as_str().unwrap();
+    for answer in &answers {
+        assert_eq!(answer["id"].as_str(), Some(burst), "{answers:?}");
+    }
+
+    // The CLI's --key: two runs print the same request.
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["run", "hello", "--input", ada, "--key", "cli-1"])
+            .args(["--server", &server.base, "--token", &server.token])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let (one, two) = (run(), run());
+    assert!(!one.is_empty() && one != id && one != burst);
+    assert_eq!(one, two);
+
+    let (_, listed) = server.get("/api/requests?flow=hello&limit=100").await;
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![&*id, burst, &*one];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "one request per key and nothing else");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_replays_committed_steps_without_running_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,6 +469,7 @@ async fn a_corrupted_blob_is_detected_and_named() {
                 input: input.clone(),
                 other_server_retry: false,
                 resume: true,
+                idempotency_key: None,
             },
             false,
         )
@@ -832,6 +937,7 @@ async fn claimed_request(
                 input: store.put_payload(input.to_string().into_bytes()).unwrap(),
                 other_server_retry: false,
                 resume: true,
+                idempotency_key: None,
             },
             true,
         )

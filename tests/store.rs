@@ -63,6 +63,7 @@ impl Db {
                     input,
                     other_server_retry: movable,
                     resume,
+                    idempotency_key: None,
                 },
                 false,
             )
@@ -388,6 +389,7 @@ async fn a_server_found_dead_claims_and_creates_nothing(db: Db) {
                 input: store.put_payload(b"{}".to_vec()).unwrap(),
                 other_server_retry: true,
                 resume: true,
+                idempotency_key: None,
             },
             true,
         )
@@ -707,6 +709,82 @@ async fn operator_transitions_follow_the_state_machine(db: Db) {
     }
 }
 
+/// An idempotency key names at most one request of a flow, whoever races
+/// for it; the refusal names the first request and says whether the input
+/// was the same. Another flow's keys are its own.
+async fn an_idempotency_key_creates_one_request(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    store
+        .deploy(&VersionRow {
+            hash: "g1".into(),
+            flow: "g".into(),
+            size: 1,
+            properties: Default::default(),
+            deployed_at: 0,
+        })
+        .await
+        .unwrap();
+    let incarnation = db.incarnation("a").await;
+    let keyed = |id: &str, flow: &str, input: &[u8], key: &str| NewRequest {
+        id: id.into(),
+        flow: flow.into(),
+        version: if flow == "f" { "v1" } else { "g1" }.into(),
+        owner: "a".into(),
+        incarnation,
+        input: store.put_payload(input.to_vec()).unwrap(),
+        other_server_retry: true,
+        resume: true,
+        idempotency_key: Some(key.into()),
+    };
+    store
+        .create_request(&keyed("first", "f", b"1", "k"), false)
+        .await
+        .unwrap();
+    for (id, input, same) in [("again", b"1", true), ("other", b"2", false)] {
+        let taken = store
+            .create_request(&keyed(id, "f", input, "k"), true)
+            .await;
+        assert!(
+            matches!(&taken, Err(StoreError::KeyTaken { request, same_input, .. })
+                if request == "first" && *same_input == same),
+            "{taken:?}"
+        );
+        assert!(
+            store.request(id).await.unwrap().is_none(),
+            "{id} was not created"
+        );
+    }
+    store
+        .create_request(&keyed("g-first", "g", b"1", "k"), false)
+        .await
+        .unwrap();
+
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, new) = (store.clone(), keyed(&format!("race{i}"), "f", b"1", "race"));
+            tokio::spawn(async move { store.create_request(&new, false).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, racer) in racers.into_iter().enumerate() {
+        match racer.await.unwrap() {
+            Ok(_) => winners.push(format!("race{i}")),
+            Err(StoreError::KeyTaken { .. }) => {}
+            Err(e) => panic!("race{i}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    for i in 0..8 {
+        let id = format!("race{i}");
+        assert_eq!(
+            store.request(&id).await.unwrap().is_some(),
+            winners.contains(&id),
+            "{id}"
+        );
+    }
+}
+
 /// Each body above runs once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -735,6 +813,7 @@ on_both_backends!(
     a_new_generation_continues_the_journal_after_the_last_checkpoint,
     a_full_journal_refuses_the_next_checkpoint,
     operator_transitions_follow_the_state_machine,
+    an_idempotency_key_creates_one_request,
 );
 
 /// Migration 0006 re-keys an existing journal by request number and

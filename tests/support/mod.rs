@@ -322,6 +322,18 @@ impl Server {
         self.call(self.http.post(url).body(body)).await
     }
 
+    /// POST with an `Idempotency-Key` header.
+    pub async fn post_keyed(&self, path: &str, body: &str, key: &str) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        self.call(
+            self.http
+                .post(url)
+                .header("Idempotency-Key", key)
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(self.http.get(format!("{}{path}", self.base)))
             .await

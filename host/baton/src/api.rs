@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -77,7 +77,9 @@ impl HttpStatus for StoreError {
     fn http_status(&self) -> StatusCode {
         match self {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Refused(_) | StoreError::Fenced { .. } => StatusCode::CONFLICT,
+            StoreError::Refused(_) | StoreError::Fenced { .. } | StoreError::KeyTaken { .. } => {
+                StatusCode::CONFLICT
+            }
             StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +91,7 @@ impl HttpStatus for SubmitError {
         match self {
             SubmitError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             SubmitError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+            SubmitError::InvalidKey => StatusCode::BAD_REQUEST,
             SubmitError::Store(e) => e.http_status(),
         }
     }
@@ -193,18 +196,42 @@ struct StartQuery {
     timeout: Option<f64>,
 }
 
+/// The header naming a start's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 async fn start_request(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<StartQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let wait = wait_seconds(query.timeout)?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::from(SubmitError::InvalidKey))?,
+        ),
+    };
     // Subscribed before the request exists, so its end cannot be missed.
     let mut finished = state.requests.finished();
-    let id = state.requests.submit(&name, &body).await?;
+    let submitted = state.requests.submit(&name, &body, key).await?;
+    let id = submitted.id;
     if !query.wait {
-        return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
+        // A start that found its key's request answers 200, not 202: it
+        // accepted nothing new.
+        let status = if submitted.created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((
+            status,
+            axum::Json(json!({ "id": id, "created": submitted.created })),
+        )
+            .into_response());
     }
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     loop {

@@ -86,6 +86,18 @@ impl Client {
             .await
     }
 
+    /// POST bytes to a route with an idempotency key: a retry with the
+    /// same key and body answers what the first call started.
+    pub async fn post_keyed(&self, path: &str, body: Vec<u8>, key: &str) -> anyhow::Result<Value> {
+        self.call(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header(crate::api::IDEMPOTENCY_KEY, key)
+                .body(body),
+        )
+        .await
+    }
+
     /// DELETE a route.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(self.http.delete(format!("{}{path}", self.base)))

@@ -826,7 +826,11 @@ async fn run_flow(
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
     let input = form_field(&form, "input").unwrap_or_default();
-    let id = state.requests.submit(&name, input.as_bytes()).await?;
+    let id = state
+        .requests
+        .submit(&name, input.as_bytes(), None)
+        .await?
+        .id;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 

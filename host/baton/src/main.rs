@@ -100,6 +100,10 @@ enum Command {
         /// Wait for the request to finish and print its output.
         #[arg(long)]
         wait: bool,
+        /// Idempotency key: run again with the same key and input, it
+        /// answers the request the first run started instead of a new one.
+        #[arg(long)]
+        key: Option<String>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -370,6 +374,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             flow,
             input,
             wait,
+            key,
             server,
         } => {
             let input = match input.strip_prefix('@') {
@@ -381,7 +386,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "/api/flows/{flow}/requests{}",
                 if wait { "?wait=true&timeout=3600" } else { "" }
             );
-            let answer = client.post(&path, input).await?;
+            let answer = match &key {
+                Some(key) => client.post_keyed(&path, input, key).await?,
+                None => client.post(&path, input).await?,
+            };
             if !wait {
                 println!("{}", answer["id"].as_str().unwrap_or_default());
                 return Ok(());

@@ -20,9 +20,25 @@ pub enum SubmitError {
     /// No flow by that name is deployed.
     #[error("there is no flow named {0:?}")]
     UnknownFlow(String),
+    /// The idempotency key is empty, too long or not printable ASCII.
+    #[error("an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters")]
+    InvalidKey,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Longest idempotency key.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A submitted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// Its ID.
+    pub id: String,
+    /// False when an idempotency key named a request started before with
+    /// the same input: that one is answered and nothing is created.
+    pub created: bool,
 }
 
 /// Requests as this server handles them.
@@ -44,10 +60,25 @@ impl Requests {
     }
 
     /// Starts the active version of `flow` on `input` (JSON; empty or
-    /// blank means `null`) and answers the new request's ID. The request is
-    /// owned here and claimed at once when a slot is free, so it starts
-    /// without waiting for the next poll.
-    pub async fn submit(&self, flow: &str, input: &[u8]) -> Result<String, SubmitError> {
+    /// blank means `null`). The request is owned here and claimed at once
+    /// when a slot is free, so it starts without waiting for the next poll.
+    ///
+    /// With a `key`, at most one request of the flow is ever created for
+    /// it: a start retried with the same key and input answers the first
+    /// request (whatever its status), one with another input is refused.
+    pub async fn submit(
+        &self,
+        flow: &str,
+        input: &[u8],
+        key: Option<&str>,
+    ) -> Result<Submitted, SubmitError> {
+        if key.is_some_and(|key| {
+            key.is_empty()
+                || key.len() > MAX_KEY_LEN
+                || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        }) {
+            return Err(SubmitError::InvalidKey);
+        }
         let input = if input.iter().all(u8::is_ascii_whitespace) {
             &b"null"[..]
         } else {
@@ -60,20 +91,37 @@ impl Requests {
             .active_version(flow)
             .await?
             .ok_or_else(|| SubmitError::UnknownFlow(flow.to_owned()))?;
-        let request = new_request(
+        let mut request = new_request(
             &self.store,
             &version,
             baton_store::new_request_id(),
             (&self.cluster.id, self.cluster.incarnation()),
             input.to_vec(),
         )?;
+        request.idempotency_key = key.map(str::to_owned);
         let slot = self.executor.try_slot();
-        let claim = self.store.create_request(&request, slot.is_some()).await?;
+        let claim = match self.store.create_request(&request, slot.is_some()).await {
+            Ok(claim) => claim,
+            Err(StoreError::KeyTaken {
+                request,
+                same_input: true,
+                ..
+            }) => {
+                return Ok(Submitted {
+                    id: request,
+                    created: false,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         match (claim, slot) {
             (Some(claim), Some(slot)) => self.executor.start(claim, slot),
             _ => self.executor.wake(),
         }
-        Ok(request.id)
+        Ok(Submitted {
+            id: request.id,
+            created: true,
+        })
     }
 
     /// Cancels request `id` on behalf of `account`: its epoch moves on, so
@@ -119,5 +167,6 @@ pub fn new_request(
         input: store.put_payload(input)?,
         other_server_retry: version.properties.other_server_retry,
         resume: version.properties.begin_checkpoint,
+        idempotency_key: None,
     })
 }

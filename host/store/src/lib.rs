@@ -69,6 +69,16 @@ pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// An idempotency key already names a request of the flow.
+    #[error("the idempotency key {key:?} already started request {request}{}", if *same_input { "" } else { " with a different input" })]
+    KeyTaken {
+        /// The key.
+        key: String,
+        /// The request it started.
+        request: String,
+        /// Whether that request's input is the same as this one's.
+        same_input: bool,
+    },
     /// The operation is not allowed in the current state; the text says why.
     #[error("{0}")]
     Refused(String),

@@ -34,6 +34,9 @@ pub struct NewRequest {
     pub other_server_retry: bool,
     /// Copied from the version's properties: `begin_checkpoint = use`.
     pub resume: bool,
+    /// The caller's key: a second request of the same flow with the same
+    /// key is not created ([`StoreError::KeyTaken`] names the first).
+    pub idempotency_key: Option<String>,
 }
 
 /// An attempt's licence to run: what the claim returned.
@@ -273,11 +276,12 @@ impl Store {
         let number: Option<(i64,)> = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
-                input_hash, input_size, input_inline, created_at, updated_at)
+                input_hash, input_size, input_inline, created_at, updated_at, idempotency_key)
              SELECT $1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
-                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS
+                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS, $13
               WHERE EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $4 AND s.incarnation = $12 AND s.status = 'running')
+             ON CONFLICT (flow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING num",
         ))
         .bind(&new.id)
@@ -292,10 +296,11 @@ impl Store {
         .bind(status)
         .bind(epoch)
         .bind(new.incarnation)
+        .bind(new.idempotency_key.as_deref())
         .fetch_optional(&mut **tx)
         .await?;
         let Some((number,)) = number else {
-            return Err(not_running(&new.owner, new.incarnation));
+            return Err(self.not_created(tx, new).await);
         };
         self.event(
             tx,
@@ -651,6 +656,31 @@ impl Store {
                     .await
             }
             None => Ok(()),
+        }
+    }
+
+    /// Why `new` was not inserted: its key names a request already there
+    /// (committed, since the insert waited for any other writer of the key),
+    /// or its owner is not running at its incarnation.
+    async fn not_created(&self, tx: &mut Transaction<'_, Any>, new: &NewRequest) -> StoreError {
+        let Some(key) = &new.idempotency_key else {
+            return not_running(&new.owner, new.incarnation);
+        };
+        let first: Result<Option<(String, String)>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, input_hash FROM requests WHERE flow = $1 AND idempotency_key = $2",
+        )
+        .bind(&new.flow)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await;
+        match first {
+            Ok(Some((request, input_hash))) => StoreError::KeyTaken {
+                key: key.clone(),
+                request,
+                same_input: input_hash == new.input.hash,
+            },
+            Ok(None) => not_running(&new.owner, new.incarnation),
+            Err(e) => e.into(),
         }
     }
 

@@ -234,7 +234,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests_total {
                     let mut finished = requests.finished();
                     let began = Instant::now();
-                    let id = requests.submit(&flow, &input).await?;
+                    let id = requests.submit(&flow, &input, None).await?.id;
                     loop {
                         match finished.recv().await {
                             Ok(done) if done == id => break,

@@ -85,6 +85,7 @@ async fn commits(
                     input: store.put_payload(b"{}".to_vec())?,
                     other_server_retry: true,
                     resume: true,
+                    idempotency_key: None,
                 },
                 true,
             )

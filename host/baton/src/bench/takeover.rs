@@ -64,6 +64,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
                         input: input.clone(),
                         other_server_retry: i % 2 == 0,
                         resume: true,
+                        idempotency_key: None,
                     },
                     true,
                 )

@@ -246,6 +246,7 @@ mod tests {
                     input: store.put_payload(b"{}".to_vec()).unwrap(),
                     other_server_retry: true,
                     resume: true,
+                    idempotency_key: None,
                 },
                 true,
             )
