@@ -6,6 +6,8 @@
 //!
 //! - [`config`]: settings from file, environment and flags.
 //! - [`auth`]: accounts, sessions, API tokens and roles.
+//! - [`accounts`]: the credential life cycle's rules and actions, shared by
+//!   the API and the console.
 //! - [`cluster`]: identity, heartbeats, takeover of dead servers, clean stop.
 //! - [`executor`]: the retry process that claims due requests and runs attempts.
 //! - [`checkpoint`]: an attempt's journal (replay, fenced grouped commits).
@@ -19,6 +21,7 @@
 //! - [`bench`]: `baton bench`.
 //! - [`metrics`]: counters and latency samples.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod bench;
