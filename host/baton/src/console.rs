@@ -1109,7 +1109,7 @@ async fn create_account(
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
     let field = |name: &str| form_field(&form, name).unwrap_or_default();
-    let name = field("name").trim();
+    let name = field("name");
     let role = accounts::create(
         &state,
         &account,
@@ -1153,7 +1153,7 @@ async fn confirm_page(
     let Some((question, button)) = confirmation(action, name) else {
         return Err(PageError(
             StatusCode::NOT_FOUND,
-            format!("there is no account action {action:?}"),
+            format!("{action:?} asks no confirmation; use its button on Settings › Accounts"),
         ));
     };
     if !accounts::exists(state, name).await? {
