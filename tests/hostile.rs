@@ -644,6 +644,20 @@ async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
     // An admin cannot lock themselves out.
     let (status, _) = server.post("/api/accounts/admin/disable", "").await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .post(
+            "/api/accounts/admin/role",
+            json!({ "role": "viewer" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .post(
+            "/api/accounts/nobody/role",
+            json!({ "role": "viewer" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A password change needs the current one.
     let change = |current: &str| json!({ "current": current, "password": "another long one" });
@@ -659,6 +673,25 @@ async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
     // An issued token expires (token_ttl_s = 2); admin.token does not.
     let (status, _) = server.post("/api/accounts", account.to_string()).await;
     assert_eq!(status, StatusCode::CREATED);
+    // The CLI gives it another role.
+    let demoted = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "manage",
+            "ops",
+            "--role",
+            "viewer",
+            "--server",
+            &server.base,
+        ])
+        .args(["--token", &server.token])
+        .status()
+        .unwrap();
+    assert!(demoted.success());
+    let (_, accounts) = server.get("/api/accounts").await;
+    assert_eq!(
+        accounts[1],
+        json!({ "name": "ops", "role": "viewer", "disabled": false })
+    );
     let token = issue().await;
     assert_eq!(with(&token).await, 200);
     support::eventually(LONG, "the token to expire", async || {
