@@ -1,7 +1,8 @@
 //! The console in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by `.ci/run`): log in, watch a killed server
 //! turn red on the Server List, find an errored request on the Status List,
-//! re-execute it and see it succeed. Screenshots go to `tests/artifacts/`.
+//! re-execute it and see it succeed; then create and delete an account on
+//! Settings › Accounts. Screenshots go to `tests/artifacts/`.
 
 mod support;
 
@@ -258,5 +259,72 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
             .is_ok()
     );
     screenshot(&client, "request-detail").await;
+
+    // Settings › Accounts: the admin creates an operator, then deletes it
+    // after ticking the confirmation.
+    client
+        .find(Locator::Css("nav a[href='/settings/accounts']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "tr.account[data-name=admin]").await;
+    for (field, value) in [("name", "ops"), ("password", "a long password")] {
+        client
+            .find(Locator::Css(&format!(
+                "form.new-account input[name={field}]"
+            )))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Css(
+            "form.new-account select[name=role] option[value=operator]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form.new-account button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "tr.account[data-name=ops][data-role=operator]").await;
+    screenshot(&client, "accounts-created").await;
+    client
+        .find(Locator::Css("tr.account[data-name=ops] a.delete"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "form.confirm input[name=confirm]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    screenshot(&client, "accounts-confirm-delete").await;
+    client
+        .find(Locator::Css("form.confirm button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&client, "main", "Deleted ops").await;
+    assert!(
+        client
+            .find(Locator::Css("tr.account[data-name=ops]"))
+            .await
+            .is_err()
+    );
     client.close().await.unwrap();
 }

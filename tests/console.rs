@@ -170,6 +170,12 @@ async fn every_page_renders_with_strict_security_headers() {
         ("/status/requests/r1", "Request r1"),
         ("/status/version-control", "Version Control"),
         ("/settings/flow", "Settings"),
+        ("/settings/accounts", "New account"),
+        (
+            "/settings/accounts/watcher/delete",
+            "Delete the account watcher",
+        ),
+        ("/account/password", "Current password"),
         ("/flows", "Run f"),
         ("/flows", "http://127.0.0.1:9000 is a loopback address"),
         ("/status/servers/rows", "blue"),
@@ -560,12 +566,22 @@ async fn hostile_text_is_escaped_everywhere() {
         .rename_server("console-test", hostile, "admin")
         .await
         .unwrap();
+    // A name the account rules would refuse, written to the store directly.
+    store
+        .create_account(&AccountRow {
+            name: hostile.into(),
+            password_hash: "x".into(),
+            role: "viewer".into(),
+        })
+        .await
+        .unwrap();
     for path in [
         "/status/requests/ok",
         "/status/requests/bad",
         "/status/requests",
         "/status/servers",
         "/settings/flow",
+        "/settings/accounts",
     ] {
         let (status, _, body) = console.get(path).await;
         assert_eq!(status, StatusCode::OK);
@@ -614,4 +630,457 @@ async fn the_status_list_filters_and_pages() {
     assert_eq!(second.matches("class=\"request\"").count(), 10);
     let (status, _, _) = console.get("/status/requests?status=bogus").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A CSRF token the tests put in both the cookie and the form.
+const CSRF: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+impl Console {
+    /// A page as the account whose session secret is `session`.
+    async fn get_as(
+        &self,
+        path: &str,
+        session: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let request = Request::get(path).header(header::COOKIE, format!("baton_session={session}"));
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// A same-origin form with a valid CSRF token, as the account whose
+    /// session secret is `session`.
+    async fn post_as(
+        &self,
+        path: &str,
+        form: &str,
+        session: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .header(
+                header::COOKIE,
+                format!("baton_csrf={CSRF}; baton_session={session}"),
+            )
+            .body(Body::from(format!("csrf={CSRF}&{form}")))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// [`Console::post_as`] as the admin.
+    async fn admin_post(
+        &self,
+        path: &str,
+        form: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        self.post_as(path, form, "admin-session").await
+    }
+
+    /// The status of a login through the form.
+    async fn login(&self, username: &str, password: &str) -> StatusCode {
+        let request = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("baton_csrf={CSRF}"))
+            .body(Body::from(format!(
+                "csrf={CSRF}&username={}&password={}",
+                username.replace(' ', "+"),
+                password.replace(' ', "+")
+            )))
+            .unwrap();
+        self.send(request).await.0
+    }
+
+    /// The status of an API call with a bearer token.
+    async fn api_with(&self, token: &str) -> StatusCode {
+        let request = Request::get("/api/requests")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await.0
+    }
+
+    /// A session for a new account of `role`.
+    async fn account_with_session(&self, name: &str, role: &str) -> String {
+        let store = &self.state.store;
+        store
+            .create_account(&AccountRow {
+                name: name.into(),
+                password_hash: baton::auth::hash_password("a long password"),
+                role: role.into(),
+            })
+            .await
+            .unwrap();
+        let session = format!("{name}-session");
+        store
+            .create_session(&baton::auth::secret_hash(&session), name, 60_000)
+            .await
+            .unwrap();
+        session
+    }
+}
+
+#[tokio::test]
+async fn an_admin_manages_accounts_from_the_console() {
+    let console = console().await;
+    let store = console.state.store.clone();
+    let (status, _, page) = console.get("/settings/accounts").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("Accounts")
+            && page.contains("data-name=\"watcher\"")
+            && page.contains("data-name=\"admin\""),
+        "{page}"
+    );
+    let (_, _, servers) = console.get("/status/servers").await;
+    assert!(
+        servers.contains("href=\"/settings/accounts\""),
+        "the navigation leads admins to the accounts: {servers}"
+    );
+
+    // Created, with the rules the API has.
+    for (form, why) in [
+        ("name=ops&role=operator&password=short", "a short password"),
+        (
+            "name=ops&role=root&password=long+enough+1",
+            "an unknown role",
+        ),
+        (
+            "name=&role=operator&password=long+enough+1",
+            "an empty name",
+        ),
+        ("name=a%2Fb&role=operator&password=long+enough+1", "a slash"),
+    ] {
+        let (status, _, body) = console.admin_post("/settings/accounts", form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {body}");
+    }
+    assert!(store.account("ops").await.unwrap().is_none());
+    let (status, _, body) = console
+        .admin_post(
+            "/settings/accounts",
+            "name=ops&role=operator&password=first+password",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("data-name=\"ops\""), "{body}");
+    assert_eq!(
+        store.account("ops").await.unwrap().unwrap().role,
+        "operator"
+    );
+    let (status, _, _) = console
+        .admin_post(
+            "/settings/accounts",
+            "name=ops&role=viewer&password=first+password",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "the name is taken");
+    assert_eq!(
+        console.login("ops", "first password").await,
+        StatusCode::SEE_OTHER
+    );
+
+    // Disabled: no login; enabled again.
+    let (status, _, body) = console
+        .admin_post("/settings/accounts/ops/disable", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("data-name=\"ops\" data-role=\"operator\" data-disabled=\"true\""),
+        "{body}"
+    );
+    assert_eq!(
+        console.login("ops", "first password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, _) = console
+        .admin_post("/settings/accounts/ops/enable", "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        console.login("ops", "first password").await,
+        StatusCode::SEE_OTHER
+    );
+
+    // A reset password replaces the old one.
+    let (status, _, _) = console
+        .admin_post("/settings/accounts/ops/password", "password=short")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, body) = console
+        .admin_post(
+            "/settings/accounts/ops/password",
+            "password=second+password",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        console.login("ops", "first password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        console.login("ops", "second password").await,
+        StatusCode::SEE_OTHER
+    );
+
+    // A new role.
+    let (status, _, body) = console
+        .admin_post("/settings/accounts/ops/role", "role=viewer")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(store.account("ops").await.unwrap().unwrap().role, "viewer");
+
+    // Its tokens revoked, after a confirmation.
+    store
+        .create_token(&baton::auth::secret_hash("ops-token"), "ops", "test", None)
+        .await
+        .unwrap();
+    assert_eq!(console.api_with("ops-token").await, StatusCode::OK);
+    let (_, _, page) = console.get("/settings/accounts").await;
+    assert!(page.contains("data-tokens=\"1\""), "{page}");
+    let (status, _, confirm) = console.get("/settings/accounts/ops/revoke-tokens").await;
+    assert_eq!(status, StatusCode::OK, "{confirm}");
+    assert!(confirm.contains("name=\"confirm\""), "{confirm}");
+    let (status, _, body) = console
+        .admin_post("/settings/accounts/ops/revoke-tokens", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("name=\"confirm\""), "asks again: {body}");
+    assert_eq!(
+        console.api_with("ops-token").await,
+        StatusCode::OK,
+        "nothing revoked without the confirmation"
+    );
+    let (status, _, body) = console
+        .admin_post("/settings/accounts/ops/revoke-tokens", "confirm=yes")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        console.api_with("ops-token").await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Deleted, after a confirmation.
+    let (status, _, confirm) = console.get("/settings/accounts/ops/delete").await;
+    assert_eq!(status, StatusCode::OK, "{confirm}");
+    let (status, _, _) = console
+        .admin_post("/settings/accounts/ops/delete", "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        store.account("ops").await.unwrap().is_some(),
+        "not without the confirmation"
+    );
+    let (status, _, body) = console
+        .admin_post("/settings/accounts/ops/delete", "confirm=yes")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!body.contains("data-name=\"ops\""), "{body}");
+    assert_eq!(
+        console.login("ops", "second password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, _) = console
+        .admin_post("/settings/accounts/ops/delete", "confirm=yes")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The admin cannot lock themselves out.
+    for action in ["disable", "delete"] {
+        let (status, _, body) = console
+            .admin_post(&format!("/settings/accounts/admin/{action}"), "confirm=yes")
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
+    }
+    let (status, _, _) = console
+        .admin_post("/settings/accounts/admin/role", "role=viewer")
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(store.account("admin").await.unwrap().unwrap().role, "admin");
+}
+
+#[tokio::test]
+async fn account_pages_refuse_viewers_operators_and_cross_site_posts() {
+    let console = console().await;
+    let store = console.state.store.clone();
+    let operator = console.account_with_session("ops", "operator").await;
+    for session in ["viewer-session", operator.as_str()] {
+        for path in ["/settings/accounts", "/settings/accounts/watcher/delete"] {
+            let (status, _, body) = console.get_as(path, session).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{session} GET {path}: {body}"
+            );
+        }
+        let (_, _, page) = console.get_as("/status/servers", session).await;
+        assert!(
+            !page.contains("/settings/accounts"),
+            "no Accounts entry for {session}"
+        );
+        for (path, form) in [
+            (
+                "/settings/accounts",
+                "name=sneaky&role=admin&password=long+enough+1",
+            ),
+            ("/settings/accounts/watcher/disable", ""),
+            (
+                "/settings/accounts/watcher/password",
+                "password=long+enough+1",
+            ),
+            ("/settings/accounts/watcher/role", "role=admin"),
+            ("/settings/accounts/watcher/revoke-tokens", "confirm=yes"),
+            ("/settings/accounts/watcher/delete", "confirm=yes"),
+        ] {
+            let (status, _, body) = console.post_as(path, form, session).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{session} POST {path}: {body}"
+            );
+        }
+    }
+    assert!(store.account("sneaky").await.unwrap().is_none());
+    assert_eq!(
+        store.account("watcher").await.unwrap().unwrap().role,
+        "viewer"
+    );
+
+    // The admin's own browser, but the form comes from elsewhere.
+    let create = format!("csrf={CSRF}&name=sneaky&role=admin&password=long+enough+1");
+    let (status, _, body) = console
+        .post_form("/settings/accounts", &create, Some(CSRF), "cross-site")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = console
+        .post_form("/settings/accounts", &create, Some(CSRF), "same-site")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let foreign = Request::post("/settings/accounts/watcher/delete")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(
+            header::COOKIE,
+            format!("baton_csrf={CSRF}; baton_session=admin-session"),
+        )
+        .body(Body::from(format!("csrf={CSRF}&confirm=yes")))
+        .unwrap();
+    let (status, _, _) = console.send(foreign).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = console
+        .post_form(
+            "/settings/accounts/watcher/delete",
+            "confirm=yes",
+            Some(CSRF),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token in the form");
+    let (status, _, _) = console
+        .post_form(
+            "/account/password",
+            "current=pw&password=long+enough+1&password2=long+enough+1",
+            None,
+            "same-origin",
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a password change needs the token too"
+    );
+    assert!(store.account("sneaky").await.unwrap().is_none());
+    assert!(store.account("watcher").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_user_changes_their_own_password_in_the_console() {
+    let console = console().await;
+    let (status, _, page) = console.get_as("/account/password", "viewer-session").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("name=\"current\"") && page.contains("name=\"password2\""),
+        "{page}"
+    );
+    let (_, _, servers) = console.get_as("/status/servers", "viewer-session").await;
+    assert!(servers.contains("href=\"/account/password\""), "{servers}");
+    for (form, status) in [
+        (
+            "current=pw&password=new+long+one&password2=another+one",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "current=pw&password=short&password2=short",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, _, body) = console
+            .post_as("/account/password", form, "viewer-session")
+            .await;
+        assert_eq!(got, status, "{form}: {body}");
+    }
+    assert_eq!(console.login("watcher", "pw").await, StatusCode::SEE_OTHER);
+    let (status, _, body) = console
+        .post_as(
+            "/account/password",
+            "current=pw&password=new+long+one&password2=new+long+one",
+            "viewer-session",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        console.login("watcher", "pw").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        console.login("watcher", "new long one").await,
+        StatusCode::SEE_OTHER
+    );
+    // Its sessions ended with the change.
+    let (status, headers, _) = console.get_as("/status/servers", "viewer-session").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/login");
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_in_the_console_count_as_failed_logins() {
+    let console = console().await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let (status, headers, _) = console
+            .post_as(
+                "/account/password",
+                "current=guess&password=new+long+one&password2=new+long+one",
+                "viewer-session",
+            )
+            .await;
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = headers
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            break;
+        }
+    }
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 403, 429]);
+    assert!(
+        retry_after.is_some_and(|s| (1..=900).contains(&s)),
+        "{retry_after:?}"
+    );
+    // The right password waits too, here and at /login.
+    let (status, _, _) = console
+        .post_as(
+            "/account/password",
+            "current=pw&password=new+long+one&password2=new+long+one",
+            "viewer-session",
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        console.login("watcher", "pw").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        console.login("admin", "guess").await,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -254,6 +254,66 @@ async fn repeated_bad_logins_must_wait() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_current_passwords_must_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    let http = reqwest::Client::new();
+    let change = async |current: &str| {
+        http.post(format!("{}/api/password", server.base))
+            .bearer_auth(&server.token)
+            .body(json!({ "current": current, "password": "another long one" }).to_string())
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(change("guess").await.status().as_u16());
+    }
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 403, 429]);
+    let refused = change(support::ADMIN_PASSWORD).await;
+    assert_eq!(
+        refused.status().as_u16(),
+        429,
+        "the right password while waiting"
+    );
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=900).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("try again")),
+        "{body}"
+    );
+    // They count as failed logins of the account: the console's login waits too.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = "ab".repeat(32);
+    let answer = login
+        .post(format!("{}/login", server.base))
+        .header("cookie", format!("baton_csrf={csrf}"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "admin"),
+            ("password", support::ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_error_shows_no_credentials_of_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
@@ -584,6 +644,20 @@ async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
     // An admin cannot lock themselves out.
     let (status, _) = server.post("/api/accounts/admin/disable", "").await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .post(
+            "/api/accounts/admin/role",
+            json!({ "role": "viewer" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = server
+        .post(
+            "/api/accounts/nobody/role",
+            json!({ "role": "viewer" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A password change needs the current one.
     let change = |current: &str| json!({ "current": current, "password": "another long one" });
@@ -599,6 +673,25 @@ async fn credentials_can_be_changed_revoked_disabled_deleted_and_expire() {
     // An issued token expires (token_ttl_s = 2); admin.token does not.
     let (status, _) = server.post("/api/accounts", account.to_string()).await;
     assert_eq!(status, StatusCode::CREATED);
+    // The CLI gives it another role.
+    let demoted = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "manage",
+            "ops",
+            "--role",
+            "viewer",
+            "--server",
+            &server.base,
+        ])
+        .args(["--token", &server.token])
+        .status()
+        .unwrap();
+    assert!(demoted.success());
+    let (_, accounts) = server.get("/api/accounts").await;
+    assert_eq!(
+        accounts[1],
+        json!({ "name": "ops", "role": "viewer", "disabled": false })
+    );
     let token = issue().await;
     assert_eq!(with(&token).await, 200);
     support::eventually(LONG, "the token to expire", async || {

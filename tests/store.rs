@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use baton_core::RequestStatus;
 use baton_store::{
-    CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter, Store,
-    StoreError, VersionRow,
+    AccountRow, CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter,
+    Store, StoreError, VersionRow,
 };
 
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
@@ -785,6 +785,121 @@ async fn an_idempotency_key_creates_one_request(db: Db) {
     }
 }
 
+fn account(name: &str, role: &str) -> AccountRow {
+    AccountRow {
+        name: name.into(),
+        password_hash: "not a real hash".into(),
+        role: role.into(),
+    }
+}
+
+async fn the_last_enabled_admin_is_neither_disabled_nor_deleted(db: Db) {
+    let store = &db.store;
+    store
+        .create_account(&account("root", "admin"))
+        .await
+        .unwrap();
+    store.create_account(&account("v", "viewer")).await.unwrap();
+    let last = |result: Result<bool, StoreError>| match result {
+        Err(StoreError::Refused(why)) => assert!(why.contains("last enabled admin"), "{why}"),
+        other => panic!("the last enabled admin went: {other:?}"),
+    };
+    last(store.set_disabled("root", true).await);
+    last(store.delete_account("root").await);
+    assert!(store.account("root").await.unwrap().is_some());
+    // Other accounts come and go as before.
+    assert!(store.set_disabled("v", true).await.unwrap());
+    assert!(store.delete_account("v").await.unwrap());
+    assert!(!store.set_disabled("nobody", true).await.unwrap());
+    assert!(!store.delete_account("nobody").await.unwrap());
+    // A disabled second admin does not count.
+    store
+        .create_account(&account("second", "admin"))
+        .await
+        .unwrap();
+    assert!(store.set_disabled("second", true).await.unwrap());
+    last(store.delete_account("root").await);
+    last(store.set_disabled("root", true).await);
+    assert!(store.set_disabled("second", false).await.unwrap());
+    assert!(store.delete_account("root").await.unwrap());
+    last(store.set_disabled("second", true).await);
+    assert!(store.account("second").await.unwrap().is_some());
+}
+
+/// Two admins disabling each other at once: one of them stays.
+async fn racing_disables_leave_an_enabled_admin(db: Db) {
+    let store = &db.store;
+    for round in 0..10 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        store.create_account(&account(&a, "admin")).await.unwrap();
+        store.create_account(&account(&b, "admin")).await.unwrap();
+        // Only these two are enabled admins in this round.
+        for name in store.accounts().await.unwrap().into_iter().map(|a| a.0) {
+            if name != a && name != b {
+                store.delete_account(&name).await.unwrap();
+            }
+        }
+        let (first, second) =
+            tokio::join!(store.set_disabled(&a, true), store.set_disabled(&b, true));
+        let done = [&first, &second]
+            .iter()
+            .filter(|r| matches!(r, Ok(true)))
+            .count();
+        assert_eq!(done, 1, "round {round}: {first:?} {second:?}");
+        let enabled_admins = store
+            .accounts()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, role, disabled)| role == "admin" && *disabled == 0)
+            .count();
+        assert_eq!(enabled_admins, 1, "round {round}");
+    }
+}
+
+/// Demoting follows the same rule, also when two admins demote each other
+/// at once.
+async fn the_last_enabled_admin_is_not_demoted(db: Db) {
+    let store = &db.store;
+    store
+        .create_account(&account("root", "admin"))
+        .await
+        .unwrap();
+    match store.set_role("root", "operator").await {
+        Err(StoreError::Refused(why)) => assert!(why.contains("last enabled admin"), "{why}"),
+        other => panic!("the last enabled admin was demoted: {other:?}"),
+    }
+    assert_eq!(store.account("root").await.unwrap().unwrap().role, "admin");
+    assert!(!store.set_role("nobody", "viewer").await.unwrap());
+    for round in 0..10 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        store.create_account(&account(&a, "admin")).await.unwrap();
+        store.create_account(&account(&b, "admin")).await.unwrap();
+        for (name, role, _) in store.accounts().await.unwrap() {
+            if role == "admin" && name != a && name != b {
+                store.set_role(&name, "viewer").await.unwrap();
+            }
+        }
+        let (first, second) =
+            tokio::join!(store.set_role(&a, "operator"), store.set_role(&b, "viewer"));
+        let done = [&first, &second]
+            .iter()
+            .filter(|r| matches!(r, Ok(true)))
+            .count();
+        assert_eq!(done, 1, "round {round}: {first:?} {second:?}");
+        let admins = store
+            .accounts()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, role, disabled)| role == "admin" && *disabled == 0)
+            .count();
+        assert_eq!(admins, 1, "round {round}");
+    }
+    // Promoting is always allowed.
+    assert!(store.set_role("root", "admin").await.unwrap());
+}
+
 /// Each body above runs once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -814,6 +929,9 @@ on_both_backends!(
     a_full_journal_refuses_the_next_checkpoint,
     operator_transitions_follow_the_state_machine,
     an_idempotency_key_creates_one_request,
+    the_last_enabled_admin_is_neither_disabled_nor_deleted,
+    racing_disables_leave_an_enabled_admin,
+    the_last_enabled_admin_is_not_demoted,
 );
 
 /// Migration 0006 re-keys an existing journal by request number and

@@ -39,6 +39,10 @@ pub enum Section {
     VersionControl,
     /// Settings › Services › Flow.
     Settings,
+    /// Settings › Accounts.
+    Accounts,
+    /// The account's own password.
+    Password,
     /// Tools › Flows.
     Flows,
 }
@@ -56,6 +60,9 @@ pub struct Page {
     pub csrf: String,
     /// The logged-in account (empty on the login page).
     pub account: String,
+    /// Whether the logged-in account is an admin (the navigation then
+    /// leads to the admin-only pages).
+    pub admin: bool,
 }
 
 fn link(page: &Page, section: Section, href: &str, text: &str) -> Markup {
@@ -87,6 +94,9 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                         div.group {
                             span { "Settings" }
                             (link(page, Section::Settings, "/settings/flow", "Flow"))
+                            @if page.admin {
+                                (link(page, Section::Accounts, "/settings/accounts", "Accounts"))
+                            }
                         }
                         div.group {
                             span { "Tools" }
@@ -97,7 +107,9 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                     @if !page.account.is_empty() {
                         form.inline method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(page.csrf);
-                            (page.account) " " button { "Log out" }
+                            (page.account) " "
+                            (link(page, Section::Password, "/account/password", "Password"))
+                            " " button { "Log out" }
                         }
                     }
                 }

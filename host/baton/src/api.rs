@@ -14,6 +14,7 @@ use baton_store::{RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::accounts::{self, AccountError};
 use crate::auth::{self, Account};
 use crate::config::ServerConfig;
 use crate::engine::cluster::Cluster;
@@ -46,6 +47,8 @@ pub struct AppState {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header (a `429`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,6 +56,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -62,7 +66,25 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, "{}", self.message);
         }
-        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+        response
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        Self {
+            status: e.status(),
+            retry_after: e.retry_after(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -142,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/accounts/{name}/password", post(reset_password))
         .route("/api/accounts/{name}/disable", post(disable_account))
         .route("/api/accounts/{name}/enable", post(enable_account))
+        .route("/api/accounts/{name}/role", post(set_role))
         .route("/api/password", post(change_password))
         .route("/api/tokens/revoke", post(revoke_token))
         .route("/api/servers", get(list_servers))
@@ -603,48 +626,26 @@ struct NewAccount {
 
 async fn create_account(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let new: NewAccount = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected {{\"name\", \"password\", \"role\"}}: {e}"),
-        )
-    })?;
-    if !["admin", "operator", "viewer"].contains(&new.role.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "role must be admin, operator or viewer",
-        ));
-    }
-    if new.name.is_empty() || new.name.len() > 64 || new.password.len() < 8 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "an account needs a name of 1 to 64 characters and a password of at least 8",
-        ));
-    }
-    state
-        .store
-        .create_account(&baton_store::AccountRow {
-            name: new.name.clone(),
-            password_hash: auth::hash_password(&new.password),
-            role: new.role.clone(),
-        })
-        .await?;
+    let new: NewAccount = body_of(&body, "{\"name\", \"password\", \"role\"}")?;
+    let role = accounts::create(&state, &account, &new.name, new.password, &new.role).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "name": new.name, "role": new.role })),
+        axum::Json(json!({ "name": new.name, "role": role.as_str() })),
     ))
 }
 
-async fn list_accounts(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let accounts = state.store.accounts().await?;
+async fn list_accounts(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+) -> ApiResult<axum::Json<Value>> {
+    let accounts = accounts::list(&state, &account).await?;
     Ok(axum::Json(Value::Array(
         accounts
             .into_iter()
-            .map(|(name, role, disabled)| {
-                json!({ "name": name, "role": role, "disabled": disabled != 0 })
-            })
+            .map(|a| json!({ "name": a.name, "role": a.role, "disabled": a.disabled }))
             .collect(),
     )))
 }
@@ -681,62 +682,24 @@ fn body_of<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiRe
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
 }
 
-fn no_account(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("there is no account {name}"))
-}
-
-/// The shortest password an account may have.
-const PASSWORD_MIN: usize = 8;
-
-fn check_password(password: &str) -> ApiResult<()> {
-    if password.len() < PASSWORD_MIN {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("a password needs at least {PASSWORD_MIN} characters"),
-        ));
-    }
-    Ok(())
-}
-
-/// An admin may not lock themselves out by disabling or deleting the
-/// account they act as.
-fn not_yourself(account: &Account, name: &str) -> ApiResult<()> {
-    if account.name == name {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "you may not disable or delete the account you are signed in as",
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 struct PasswordChange {
     current: String,
     password: String,
 }
 
-/// The caller changes their own password; their console sessions end.
+/// The caller changes their own password; their console sessions end. A
+/// wrong current password is throttled like a failed login.
 async fn change_password(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
     let change: PasswordChange = body_of(&body, "{\"current\", \"password\"}")?;
-    check_password(&change.password)?;
-    let hash = state
-        .store
-        .account(&account.name)
-        .await?
-        .map(|row| row.password_hash);
-    if !auth::verify_password(change.current, hash).await {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "the current password is wrong",
-        ));
-    }
-    let hash = auth::hash_password_off_thread(change.password).await;
-    state.store.set_password(&account.name, &hash).await?;
+    let address = client.map(|Extension(c)| c.0.ip());
+    accounts::change_own_password(&state, &account, address, change.current, change.password)
+        .await?;
     Ok(axum::Json(json!({ "name": account.name })))
 }
 
@@ -748,16 +711,30 @@ struct PasswordReset {
 /// An admin sets an account's password; its console sessions end.
 async fn reset_password(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
     let reset: PasswordReset = body_of(&body, "{\"password\"}")?;
-    check_password(&reset.password)?;
-    let hash = auth::hash_password_off_thread(reset.password).await;
-    if !state.store.set_password(&name, &hash).await? {
-        return Err(no_account(&name));
-    }
+    accounts::reset_password(&state, &account, &name, reset.password).await?;
     Ok(axum::Json(json!({ "name": name })))
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: String,
+}
+
+/// An admin gives an account another role.
+async fn set_role(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let change: RoleChange = body_of(&body, "{\"role\"}")?;
+    let role = accounts::set_role(&state, &account, &name, &change.role).await?;
+    Ok(axum::Json(json!({ "name": name, "role": role.as_str() })))
 }
 
 async fn disable_account(
@@ -765,20 +742,16 @@ async fn disable_account(
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    not_yourself(&account, &name)?;
-    if !state.store.set_disabled(&name, true).await? {
-        return Err(no_account(&name));
-    }
+    accounts::set_disabled(&state, &account, &name, true).await?;
     Ok(axum::Json(json!({ "name": name, "disabled": true })))
 }
 
 async fn enable_account(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    if !state.store.set_disabled(&name, false).await? {
-        return Err(no_account(&name));
-    }
+    accounts::set_disabled(&state, &account, &name, false).await?;
     Ok(axum::Json(json!({ "name": name, "disabled": false })))
 }
 
@@ -787,19 +760,17 @@ async fn delete_account(
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    not_yourself(&account, &name)?;
-    if !state.store.delete_account(&name).await? {
-        return Err(no_account(&name));
-    }
+    accounts::delete(&state, &account, &name).await?;
     Ok(axum::Json(json!({ "name": name, "deleted": true })))
 }
 
 /// An admin revokes every token of an account.
 async fn revoke_tokens(
     State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let revoked = state.store.revoke_tokens(&name).await?;
+    let revoked = accounts::revoke_tokens(&state, &account, &name).await?;
     Ok(axum::Json(json!({ "account": name, "revoked": revoked })))
 }
 

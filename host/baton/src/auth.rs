@@ -388,19 +388,15 @@ fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> 
     if open {
         return None;
     }
-    if path.starts_with("/api/accounts") {
-        return Some(Role::Admin);
-    }
-    // Every account may change its own password and revoke a token it holds.
-    if path == "/api/password" || path == "/api/tokens/revoke" {
-        return Some(Role::Viewer);
+    // Accounts: admins manage them, everyone changes their own password.
+    if let Some(role) = crate::accounts::route_role(path) {
+        return Some(role);
     }
     if method == Method::GET || method == Method::HEAD || path == "/logout" {
         return Some(Role::Viewer);
     }
     let admin = (path == "/api/flows")
         || path.starts_with("/api/schedules")
-        || path.starts_with("/api/accounts")
         || path.starts_with("/api/version-control")
         || path == "/status/version-control/update"
         || (path.starts_with("/api/servers/") && path.ends_with("/name"))
@@ -499,6 +495,14 @@ mod tests {
         assert_eq!(
             required(&Method::POST, "/settings/flow/name", false),
             Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::GET, "/settings/accounts", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::POST, "/account/password", false),
+            Some(Role::Viewer)
         );
     }
 

@@ -17,12 +17,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use baton_console::{
-    CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail, RequestView,
-    Section, ServerView, SettingsView,
+    AccountView, CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail,
+    RequestView, Section, ServerView, SettingsView,
 };
 use baton_core::RequestStatus;
 use baton_store::{RequestFilter, RequestRow, StoreError, StoredPayload};
 
+use crate::accounts::{self, AccountError};
 use crate::api::{AppState, DetailQuery};
 use crate::auth::{self, Account};
 
@@ -63,6 +64,17 @@ pub fn routes() -> Router<AppState> {
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
         .route("/settings/flow/name", post(rename))
+        .route("/settings/accounts", get(accounts).post(create_account))
+        .route(
+            "/settings/accounts/{name}/{action}",
+            get(confirm_account_action).post(account_action),
+        )
+        .route(
+            "/account/password",
+            get(password_form)
+                .post(change_password)
+                .layer(axum::extract::DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+        )
         .route(
             "/login",
             get(login_form)
@@ -97,16 +109,7 @@ async fn login(
         .map(|a| a.password_hash);
     let login = state.login.check(&username, address, password, hash).await;
     if let auth::Login::Wait(wait) = login {
-        let seconds = wait.as_secs() + 1;
-        let mut response = PageError(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed logins; try again in {seconds} seconds."),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return Ok(response);
+        return Ok(too_many_failures(wait));
     }
     if login == auth::Login::Wrong {
         let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
@@ -158,6 +161,21 @@ async fn logout(
     Ok(response)
 }
 
+/// A `429` page with `Retry-After` for a caller who must wait after too many
+/// failed passwords (at `/login` or when changing their own).
+fn too_many_failures(wait: std::time::Duration) -> Response {
+    let seconds = crate::accounts::retry_after(wait);
+    let mut response = PageError(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many failed logins; try again in {seconds} seconds."),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 fn asset(content_type: &'static str, bytes: &'static [u8]) -> impl IntoResponse {
     (
         [
@@ -200,6 +218,12 @@ impl<E: crate::api::HttpStatus> From<E> for PageError {
     }
 }
 
+impl From<AccountError> for PageError {
+    fn from(e: AccountError) -> Self {
+        Self(e.status(), e.to_string())
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let page = Page {
@@ -208,6 +232,7 @@ impl IntoResponse for PageError {
             server_name: String::new(),
             csrf: String::new(),
             account: String::new(),
+            admin: false,
         };
         (
             self.0,
@@ -268,6 +293,7 @@ async fn frame(
             account: account
                 .map(|a| format!("{} ({})", a.name, a.role.as_str()))
                 .unwrap_or_default(),
+            admin: account.is_some_and(|a| a.role == auth::Role::Admin),
         },
         new,
     )
@@ -997,4 +1023,261 @@ async fn rename(
         Some(format!("Renamed to {name}.")),
     )
     .await
+}
+
+/// Settings › Accounts with an optional message.
+async fn accounts_view(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &Account,
+    flash: Option<String>,
+) -> PageResult {
+    let views: Vec<AccountView> = accounts::list(state, account)
+        .await?
+        .into_iter()
+        .map(|a| AccountView {
+            you: a.name == account.name,
+            name: a.name,
+            role: a.role,
+            disabled: a.disabled,
+            created_at: a.created_at,
+            tokens: a.tokens,
+            sessions: a.sessions,
+        })
+        .collect();
+    let (page, cookie) = frame(
+        state,
+        headers,
+        Some(account),
+        "Settings › Accounts",
+        Section::Accounts,
+    )
+    .await;
+    let roles = accounts::ROLES.map(auth::Role::as_str);
+    Ok(html(
+        baton_console::accounts_page(
+            &page,
+            &views,
+            &roles,
+            accounts::PASSWORD_MIN,
+            flash.as_deref(),
+        ),
+        cookie,
+    ))
+}
+
+async fn accounts(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+) -> PageResult {
+    accounts_view(&state, &headers, &account, None).await
+}
+
+async fn create_account(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let field = |name: &str| form_field(&form, name).unwrap_or_default();
+    let name = field("name");
+    let role = accounts::create(
+        &state,
+        &account,
+        name,
+        field("password").to_owned(),
+        field("role"),
+    )
+    .await?;
+    let flash = format!("Created the {} account {name}.", role.as_str());
+    accounts_view(&state, &headers, &account, Some(flash)).await
+}
+
+/// What a destructive action asks before it is done: the question and the
+/// button.
+fn confirmation(action: &str, name: &str) -> Option<(String, &'static str)> {
+    match action {
+        "delete" => Some((
+            format!(
+                "Delete the account {name} with its sessions and API tokens? This cannot be undone."
+            ),
+            "Delete the account",
+        )),
+        "revoke-tokens" => Some((
+            format!(
+                "Revoke every API token of {name}? Scripts and CLIs using them will be refused."
+            ),
+            "Revoke its tokens",
+        )),
+        _ => None,
+    }
+}
+
+async fn confirm_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &Account,
+    name: &str,
+    action: &str,
+    notice: Option<&str>,
+) -> PageResult {
+    let Some((question, button)) = confirmation(action, name) else {
+        return Err(PageError(
+            StatusCode::NOT_FOUND,
+            format!("{action:?} asks no confirmation; use its button on Settings › Accounts"),
+        ));
+    };
+    if !accounts::exists(state, name).await? {
+        return Err(AccountError::NotFound(name.to_owned()).into());
+    }
+    let (page, cookie) = frame(
+        state,
+        headers,
+        Some(account),
+        "Settings › Accounts",
+        Section::Accounts,
+    )
+    .await;
+    Ok(html(
+        baton_console::confirm_page(&page, name, action, &question, button, notice),
+        cookie,
+    ))
+}
+
+/// The confirmation page of a destructive action (a link, so no script is
+/// needed to ask).
+async fn confirm_account_action(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+) -> PageResult {
+    confirm_page(&state, &headers, &account, &name, &action, None).await
+}
+
+async fn account_action(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let confirmed = form_field(&form, "confirm") == Some("yes");
+    if confirmation(&action, &name).is_some() && !confirmed {
+        let notice = "Nothing was done: tick the box to confirm.";
+        return confirm_page(&state, &headers, &account, &name, &action, Some(notice)).await;
+    }
+    let field = |key: &str| form_field(&form, key).unwrap_or_default();
+    let flash = match action.as_str() {
+        "disable" => {
+            accounts::set_disabled(&state, &account, &name, true).await?;
+            format!(
+                "Disabled {name}: it cannot log in, its sessions ended and its tokens are refused."
+            )
+        }
+        "enable" => {
+            accounts::set_disabled(&state, &account, &name, false).await?;
+            format!("Enabled {name}.")
+        }
+        "password" => {
+            accounts::reset_password(&state, &account, &name, field("password").to_owned()).await?;
+            format!("Set the password of {name}; its sessions ended.")
+        }
+        "role" => {
+            let role = accounts::set_role(&state, &account, &name, field("role")).await?;
+            format!("{name} is now a {}.", role.as_str())
+        }
+        "revoke-tokens" => {
+            let revoked = accounts::revoke_tokens(&state, &account, &name).await?;
+            format!("Revoked {revoked} API tokens of {name}.")
+        }
+        "delete" => {
+            accounts::delete(&state, &account, &name).await?;
+            format!("Deleted {name} with its sessions and tokens.")
+        }
+        _ => {
+            return Err(PageError(
+                StatusCode::NOT_FOUND,
+                format!("there is no account action {action:?}"),
+            ));
+        }
+    };
+    accounts_view(&state, &headers, &account, Some(flash)).await
+}
+
+async fn password_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &Account,
+    status: StatusCode,
+    notice: Option<&str>,
+) -> Response {
+    let (page, cookie) = frame(state, headers, Some(account), "Password", Section::Password).await;
+    let mut response = html(
+        baton_console::password_page(&page, accounts::PASSWORD_MIN, notice),
+        cookie,
+    );
+    *response.status_mut() = status;
+    response
+}
+
+async fn password_form(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+) -> PageResult {
+    Ok(password_page(&state, &headers, &account, StatusCode::OK, None).await)
+}
+
+/// The logged-in account changes its own password. A wrong current
+/// password counts as a failed login (the same throttle as `/login`).
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let field = |key: &str| form_field(&form, key).unwrap_or_default().to_owned();
+    let (password, again) = (field("password"), field("password2"));
+    if password != again {
+        let notice = "The new password and its repetition differ; nothing was changed.";
+        return Ok(password_page(
+            &state,
+            &headers,
+            &account,
+            StatusCode::BAD_REQUEST,
+            Some(notice),
+        )
+        .await);
+    }
+    let address = client.map(|Extension(c)| c.0.ip());
+    match accounts::change_own_password(&state, &account, address, field("current"), password).await
+    {
+        Ok(()) => {
+            let (page, cookie) = frame(
+                &state,
+                &headers,
+                None,
+                "Password changed",
+                Section::Password,
+            )
+            .await;
+            let message = "Your password is changed and your sessions have ended.";
+            Ok(html(
+                baton_console::notice_page(&page, message, "/login", "Log in again"),
+                cookie,
+            ))
+        }
+        Err(AccountError::Wait(wait)) => Ok(too_many_failures(wait)),
+        Err(e @ (AccountError::Invalid(_) | AccountError::Forbidden(_))) => {
+            let notice = format!("{e}; nothing was changed.");
+            Ok(password_page(&state, &headers, &account, e.status(), Some(&notice)).await)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -10,6 +10,8 @@
 //!   checkpoint journal, schedules.
 //! - [`requests`]: submit, cancel, re-execute, whoever asks.
 //! - [`vcs`]: building and deploying flow versions, the flows repository.
+//! - [`accounts`]: the credential life cycle's rules and actions, shared by
+//!   the API and the console.
 //! - [`api`]: the JSON API, `/healthz`, `/metrics`; [`console`]: HTML pages.
 //! - [`server`]: `baton up`, putting the above together.
 //! - [`client`]: the CLI commands that talk to a running server.
@@ -17,6 +19,7 @@
 //! - [`bench`]: `baton bench`.
 //! - [`metrics`]: counters and latency samples.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod bench;

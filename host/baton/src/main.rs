@@ -196,14 +196,17 @@ enum Command {
         server: ServerArg,
     },
     /// Change an existing account: `--password` (from
-    /// `BATON_ACCOUNT_PASSWORD`), `--disable`, `--enable`, `--delete`,
-    /// `--revoke-tokens`.
+    /// `BATON_ACCOUNT_PASSWORD`), `--role`, `--disable`, `--enable`,
+    /// `--delete`, `--revoke-tokens`.
     Manage {
         /// Account name.
         name: String,
         /// Set its password from BATON_ACCOUNT_PASSWORD (ends its sessions).
         #[arg(long)]
         password: bool,
+        /// Give it another role: admin, operator or viewer.
+        #[arg(long, conflicts_with = "delete")]
+        role: Option<String>,
         /// Disable it: no login, its sessions end, its tokens answer nothing.
         #[arg(long, conflicts_with_all = ["enable", "delete"])]
         disable: bool,
@@ -553,6 +556,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Manage {
             name,
             password,
+            role,
             disable,
             enable,
             delete,
@@ -560,6 +564,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server,
         } => {
             let client = server.client();
+            if let Some(role) = role {
+                let body = serde_json::json!({ "role": role });
+                client
+                    .post(
+                        &format!("/api/accounts/{name}/role"),
+                        serde_json::to_vec(&body)?,
+                    )
+                    .await?;
+                println!("{name} is now a {role}");
+            }
             if password {
                 let password = std::env::var("BATON_ACCOUNT_PASSWORD")
                     .context("set BATON_ACCOUNT_PASSWORD to the account's new password")?;

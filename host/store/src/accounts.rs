@@ -6,7 +6,28 @@
 
 use sqlx::Connection;
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
+
+/// The role that may manage accounts; the store keeps one enabled account
+/// with it.
+const ADMIN: &str = "admin";
+
+/// An account as the accounts page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    /// Login name.
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Whether it is disabled.
+    pub disabled: bool,
+    /// When it was created, ms.
+    pub created_at: i64,
+    /// Unexpired API tokens.
+    pub tokens: i64,
+    /// Unexpired console sessions.
+    pub sessions: i64,
+}
 
 /// An account.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -86,27 +107,55 @@ impl Store {
 
     /// Disables (or enables again) an account; a disabled account's
     /// sessions end, and its tokens answer nothing until it is enabled.
-    /// `false` when there is no such account.
+    /// `false` when there is no such account; refused when it is the last
+    /// enabled admin (see [`Store::keep_an_admin`]).
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        if disabled && self.keep_an_admin(&mut tx, name).await?.is_none() {
+            return Ok(false);
+        }
         let done = sqlx::query("UPDATE accounts SET disabled = $1 WHERE name = $2")
             .bind(i64::from(disabled))
             .bind(name)
-            .execute(&mut *writer)
+            .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM sessions WHERE account = $1")
             .bind(name)
-            .execute(&mut *writer)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Gives an account another role (`admin`, `operator` or `viewer`);
+    /// `false` when there is no such account; refused when it would demote
+    /// the last enabled admin.
+    pub async fn set_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        if role != ADMIN && self.keep_an_admin(&mut tx, name).await?.is_none() {
+            return Ok(false);
+        }
+        let done = sqlx::query("UPDATE accounts SET role = $1 WHERE name = $2")
+            .bind(role)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes an account with its sessions and tokens, in one transaction
     /// (a stop half-way leaves no account without its credentials gone, or
-    /// the reverse); `false` when there is no such account.
+    /// the reverse); `false` when there is no such account; refused when it
+    /// is the last enabled admin.
     pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await?;
+        if self.keep_an_admin(&mut tx, name).await?.is_none() {
+            return Ok(false);
+        }
         for table in ["sessions", "api_tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE account = $1"))
                 .bind(name)
@@ -119,6 +168,84 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The invariant that the store always keeps one enabled admin, checked
+    /// in the transaction `tx` that is about to take admin power from `name`
+    /// (disable, demote or delete it): `None` when there is no such account,
+    /// refused when `name` is the last enabled admin.
+    ///
+    /// The enabled admins' rows are locked first, so two transactions that
+    /// each take power from a different admin cannot both count the other
+    /// one: on PostgreSQL with `SELECT … FOR UPDATE` (the second waits for
+    /// the first to commit, then reads the rows again and skips the one no
+    /// longer an enabled admin); on SQLite with a write that changes
+    /// nothing, which takes the database's write lock.
+    async fn keep_an_admin(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        name: &str,
+    ) -> Result<Option<()>, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => {
+                "SELECT name FROM accounts WHERE role = 'admin' AND disabled = 0 FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "UPDATE accounts SET role = role WHERE role = 'admin' AND disabled = 0"
+            }
+        };
+        sqlx::query(lock).execute(&mut **tx).await?;
+        let target: Option<(String, i64)> =
+            sqlx::query_as("SELECT role, disabled FROM accounts WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some((role, disabled)) = target else {
+            return Ok(None);
+        };
+        if role != ADMIN || disabled != 0 {
+            return Ok(Some(()));
+        }
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM accounts WHERE role = 'admin' AND disabled = 0 AND name <> $1",
+        )
+        .bind(name)
+        .fetch_one(&mut **tx)
+        .await?;
+        if others == 0 {
+            return Err(StoreError::Refused(format!(
+                "{name} is the last enabled admin; make another account an admin (or enable one) first"
+            )));
+        }
+        Ok(Some(()))
+    }
+
+    /// Every account with its role, whether it is disabled and how many
+    /// unexpired API tokens and sessions it holds, by name.
+    pub async fn account_overview(&self) -> Result<Vec<AccountSummary>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(&self.sql(
+            "SELECT a.name, a.role, a.disabled, a.created_at,
+                    (SELECT COUNT(*) FROM api_tokens t WHERE t.account = a.name
+                        AND (t.expires_at IS NULL OR t.expires_at > NOW_MS)),
+                    (SELECT COUNT(*) FROM sessions s WHERE s.account = a.name
+                        AND s.expires_at > NOW_MS)
+               FROM accounts a ORDER BY a.name",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, role, disabled, created_at, tokens, sessions)| AccountSummary {
+                    name,
+                    role,
+                    disabled: disabled != 0,
+                    created_at,
+                    tokens,
+                    sessions,
+                },
+            )
+            .collect())
     }
 
     /// Revokes one token by its hash; `false` when it was not there.

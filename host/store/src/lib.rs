@@ -44,7 +44,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::OwnedMutexGuard;
 
-pub use accounts::AccountRow;
+pub use accounts::{AccountRow, AccountSummary};
 pub use blob::BlobStore;
 pub use checkpoints::{CheckpointRecord, CheckpointWrite, JOURNAL_CAPACITY, JournalGeneration};
 pub use flows::{FlowRow, VersionRow};
