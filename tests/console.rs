@@ -3,8 +3,8 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use baton::api::{AppState, router};
 use baton::config::{FileConfig, ServerConfig};
+use baton::http::{AppState, router};
 use baton::server::Node;
 use baton_core::{EventKind, FlowProperties};
 use baton_store::{AccountRow, NewRequest, Outcome, Store, VersionRow};
@@ -66,19 +66,21 @@ async fn console_at(public_url: Option<&str>) -> Console {
         })
         .await
         .unwrap();
-    baton::auth::bootstrap(&store, dir.path()).await.unwrap();
-    let session = baton::auth::secret_hash("admin-session");
+    baton::http::credentials::bootstrap(&store, dir.path())
+        .await
+        .unwrap();
+    let session = baton::http::credentials::secret_hash("admin-session");
     store
         .create_session(&session, "admin", 60_000)
         .await
         .unwrap();
     let watcher = AccountRow {
         name: "watcher".into(),
-        password_hash: baton::auth::hash_password("pw"),
+        password_hash: baton::http::credentials::hash_password("pw"),
         role: "viewer".into(),
     };
     store.create_account(&watcher).await.unwrap();
-    let session = baton::auth::secret_hash("viewer-session");
+    let session = baton::http::credentials::secret_hash("viewer-session");
     store
         .create_session(&session, "watcher", 60_000)
         .await
@@ -704,14 +706,18 @@ impl Console {
         store
             .create_account(&AccountRow {
                 name: name.into(),
-                password_hash: baton::auth::hash_password("a long password"),
+                password_hash: baton::http::credentials::hash_password("a long password"),
                 role: role.into(),
             })
             .await
             .unwrap();
         let session = format!("{name}-session");
         store
-            .create_session(&baton::auth::secret_hash(&session), name, 60_000)
+            .create_session(
+                &baton::http::credentials::secret_hash(&session),
+                name,
+                60_000,
+            )
             .await
             .unwrap();
         session
@@ -829,7 +835,12 @@ async fn an_admin_manages_accounts_from_the_console() {
 
     // Its tokens revoked, after a confirmation.
     store
-        .create_token(&baton::auth::secret_hash("ops-token"), "ops", "test", None)
+        .create_token(
+            &baton::http::credentials::secret_hash("ops-token"),
+            "ops",
+            "test",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(console.api_with("ops-token").await, StatusCode::OK);

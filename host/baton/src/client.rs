@@ -92,7 +92,7 @@ impl Client {
         self.call(
             self.http
                 .post(format!("{}{path}", self.base))
-                .header(crate::api::IDEMPOTENCY_KEY, key)
+                .header(crate::http::api::IDEMPOTENCY_KEY, key)
                 .body(body),
         )
         .await

@@ -204,8 +204,8 @@ impl ServerConfig {
     }
 
     /// The console's cookie names and attributes.
-    pub fn cookies(&self) -> crate::auth::Cookies {
-        crate::auth::Cookies::new(self.public_url.as_deref())
+    pub fn cookies(&self) -> Cookies {
+        Cookies::new(self.public_url.as_deref())
     }
 }
 
@@ -230,5 +230,59 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(2));
         assert_eq!(config.database, "sqlite:///tmp/x/baton.db");
         assert_eq!(config.storage, PathBuf::from("/tmp/x/store"));
+    }
+}
+
+/// The cookie that carries a console session served over plain HTTP.
+pub const SESSION_COOKIE: &str = "baton_session";
+
+/// The console's cookies. Served over HTTPS (`public_url = "https://…"`)
+/// they are `Secure` and carry the `__Host-` prefix, which the browser
+/// accepts only from a secure origin for this exact host, so a plain-HTTP
+/// page or a sibling subdomain can neither read nor plant them.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    secure: bool,
+}
+
+impl Cookies {
+    /// The cookies of a console whose public URL is `public_url`.
+    pub fn new(public_url: Option<&str>) -> Self {
+        Self {
+            secure: public_url.is_some_and(|u| {
+                u.get(..8)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            }),
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn session(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_session"
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The CSRF cookie's name.
+    pub fn csrf(self) -> &'static str {
+        if self.secure {
+            "__Host-baton_csrf"
+        } else {
+            "baton_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value for `name` (one of these cookies).
+    pub fn set(self, name: &str, value: &str, max_age_s: Option<i64>) -> String {
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+        if let Some(age) = max_age_s {
+            cookie.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        cookie
     }
 }

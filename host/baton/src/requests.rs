@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use baton_store::{NewRequest, Store, StoreError, VersionRow};
+use baton_store::{NewRequest, Store, StoreError};
 use tokio::sync::broadcast;
 
 use crate::engine::cluster::Cluster;
@@ -91,13 +91,12 @@ impl Requests {
             .active_version(flow)
             .await?
             .ok_or_else(|| SubmitError::UnknownFlow(flow.to_owned()))?;
-        let mut request = new_request(
-            &self.store,
+        let mut request = NewRequest::of_version(
             &version,
             baton_store::new_request_id(),
             (&self.cluster.id, self.cluster.incarnation()),
-            input.to_vec(),
-        )?;
+            self.store.put_payload(input.to_vec())?,
+        );
         request.idempotency_key = key.map(str::to_owned);
         let slot = self.executor.try_slot();
         let claim = match self.store.create_request(&request, slot.is_some()).await {
@@ -147,26 +146,50 @@ impl Requests {
     }
 }
 
-/// The request that runs `version` on `input`, owned by the server and
-/// incarnation `owner` names, with what the version declares copied onto it. The scheduler, which
-/// creates its requests in the transaction that moves a schedule on, builds
-/// them here too.
-pub fn new_request(
-    store: &Store,
-    version: &VersionRow,
-    id: String,
-    (owner, incarnation): (&str, i64),
-    input: Vec<u8>,
-) -> Result<NewRequest, StoreError> {
-    Ok(NewRequest {
-        id,
-        flow: version.flow.clone(),
-        version: version.hash.clone(),
-        owner: owner.to_owned(),
-        incarnation,
-        input: store.put_payload(input)?,
-        other_server_retry: version.properties.other_server_retry,
-        resume: version.properties.begin_checkpoint,
-        idempotency_key: None,
-    })
+/// Which page of a request's checkpoints and events to show.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DetailQuery {
+    /// Checkpoints after this position (`checkpoints_next` of the page before).
+    pub checkpoints_after: Option<i64>,
+    /// Events after this one (`events_next` of the page before).
+    pub events_after: Option<i64>,
+    /// Rows of each per page (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// One page of a request's checkpoints and events, and where the next
+/// pages start (`None` when there is no more): a request can hold 2²⁴
+/// checkpoints, far too many to load at once.
+pub struct DetailPage {
+    /// Checkpoints, in order.
+    pub checkpoints: Vec<baton_store::CheckpointRecord>,
+    /// Events, oldest first.
+    pub events: Vec<baton_store::EventRow>,
+    /// `checkpoints_after` for the next page.
+    pub checkpoints_next: Option<i64>,
+    /// `events_after` for the next page.
+    pub events_next: Option<i64>,
+}
+
+impl DetailQuery {
+    /// Reads the page this query asks for.
+    pub async fn page(&self, store: &Store, id: &str) -> Result<DetailPage, StoreError> {
+        let limit = self.limit.unwrap_or(100).clamp(1, 1000);
+        let mut checkpoints = store
+            .checkpoints(id, self.checkpoints_after, limit + 1)
+            .await?;
+        let mut events = store.events(id, self.events_after, limit + 1).await?;
+        let more_checkpoints = checkpoints.len() as i64 > limit;
+        let more_events = events.len() as i64 > limit;
+        checkpoints.truncate(limit as usize);
+        events.truncate(limit as usize);
+        Ok(DetailPage {
+            checkpoints_next: more_checkpoints
+                .then(|| checkpoints.last().map(|c| c.position))
+                .flatten(),
+            events_next: more_events.then(|| events.last().map(|e| e.id)).flatten(),
+            checkpoints,
+            events,
+        })
+    }
 }

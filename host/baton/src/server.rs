@@ -9,11 +9,11 @@ use baton_store::{Fence, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, AppState};
 use crate::config::ServerConfig;
 use crate::engine::checkpoint::Abort;
 use crate::engine::cluster::{Cluster, DataFolder, Timing};
 use crate::engine::executor::Executor;
+use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::vcs::deploy;
 
@@ -167,7 +167,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
                 config.database_redacted()
             )
         })?;
-    crate::auth::bootstrap(&store, &config.data).await?;
+    crate::http::credentials::bootstrap(&store, &config.data).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -187,7 +187,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
             println!("{} {}", deployed.name, deployed.version);
         }
     }
-    let app = api::router(state.clone());
+    let app = http::router(state.clone());
     // Tests and scripts read this line to find a server started on port 0.
     println!("baton: listening on http://{address}");
     tracing::info!(server = %state.cluster.id, %address, "serving the console and API");

@@ -5,7 +5,7 @@ use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Connection, Row, Transaction};
 
-use crate::{Fence, JournalGeneration, Store, StoreError, StoredPayload};
+use crate::{Fence, JournalGeneration, Store, StoreError, StoredPayload, VersionRow};
 
 /// A new request ID: a UUIDv7 in simple form. Its leading timestamp keeps
 /// the requests' and the journal's b-trees growing at their right edge, so
@@ -37,6 +37,30 @@ pub struct NewRequest {
     /// The caller's key: a second request of the same flow with the same
     /// key is not created ([`StoreError::KeyTaken`] names the first).
     pub idempotency_key: Option<String>,
+}
+
+impl NewRequest {
+    /// A request that runs `version` on `input`, owned by the server and
+    /// incarnation `owner` names, with what the version declares copied
+    /// onto it. Every way of starting a request builds it here.
+    pub fn of_version(
+        version: &VersionRow,
+        id: String,
+        (owner, incarnation): (&str, i64),
+        input: StoredPayload,
+    ) -> Self {
+        Self {
+            id,
+            flow: version.flow.clone(),
+            version: version.hash.clone(),
+            owner: owner.to_owned(),
+            incarnation,
+            input,
+            other_server_retry: version.properties.other_server_retry,
+            resume: version.properties.begin_checkpoint,
+            idempotency_key: None,
+        }
+    }
 }
 
 /// An attempt's licence to run: what the claim returned.

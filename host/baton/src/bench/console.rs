@@ -10,7 +10,7 @@ use baton_store::{Backend, VersionRow};
 use tower::ServiceExt;
 
 use super::{percentile, sorted};
-use crate::api::router;
+use crate::http::router;
 
 /// Console benchmark options.
 #[derive(Debug, clap::Args)]
@@ -72,10 +72,14 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    crate::auth::bootstrap(&store, dir.path()).await?;
-    let session = crate::auth::secret();
+    crate::http::credentials::bootstrap(&store, dir.path()).await?;
+    let session = crate::http::credentials::secret();
     store
-        .create_session(&crate::auth::secret_hash(&session), "admin", 3_600_000)
+        .create_session(
+            &crate::http::credentials::secret_hash(&session),
+            "admin",
+            3_600_000,
+        )
         .await?;
     let app = router(node.state.clone());
     let deep = format!("r{:09}", args.rows / 2);
@@ -113,7 +117,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             let request = Request::get(&path)
                 .header(
                     header::COOKIE,
-                    format!("{}={session}", crate::auth::SESSION_COOKIE),
+                    format!("{}={session}", crate::config::SESSION_COOKIE),
                 )
                 .body(Body::empty())?;
             let began = Instant::now();

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_store::{ScheduleRow, Store, StoreError};
+use baton_store::{NewRequest, ScheduleRow, Store, StoreError};
 
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
@@ -186,13 +186,12 @@ async fn fire(
             .fire_schedule_without_request(&schedule.name, tick, next)
             .await;
     };
-    let request = crate::requests::new_request(
-        store,
+    let request = NewRequest::of_version(
         &version,
         format!("{}-{tick}", schedule.name),
         (me, incarnation),
-        schedule.input.clone().into_bytes(),
-    )?;
+        store.put_payload(schedule.input.clone().into_bytes())?,
+    );
     let fired = store
         .fire_schedule(&schedule.name, tick, next, &request)
         .await?;

@@ -1,6 +1,5 @@
 //! The credential life cycle, one copy of its rules for the JSON API and the
-//! console: which routes need which role, what a name, a role and a
-//! password must be, who may act on which account, and the actions
+//! console: what a name, a role and a password must be, who may act on which account, and the actions
 //! themselves. The API handlers and the console's form handlers only parse
 //! their input and render the outcome.
 //!
@@ -11,32 +10,17 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use baton_core::Role;
 use baton_store::{AccountRow, AccountSummary, StoreError};
 
-use crate::api::AppState;
-use crate::auth::{self, Account, Login, Role};
+use crate::http::auth::Account;
+use crate::http::credentials::{self, Login};
+use crate::http::state::AppState;
 
 /// The shortest password an account may be given.
 pub const PASSWORD_MIN: usize = 8;
 /// The longest account name.
 pub const NAME_MAX: usize = 64;
-/// The roles, weakest first.
-pub const ROLES: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-/// The role the account routes need, for the API and the console alike;
-/// `None` for every other route. Admins manage accounts; every account may
-/// change its own password and revoke a token it holds.
-pub fn route_role(path: &str) -> Option<Role> {
-    if path.starts_with("/api/accounts") || path.starts_with("/settings/accounts") {
-        Some(Role::Admin)
-    } else if path == "/api/password" || path == "/account/password" || path == "/api/tokens/revoke"
-    {
-        Some(Role::Viewer)
-    } else {
-        None
-    }
-}
 
 /// Why an account action was refused; the API answers it as JSON, the
 /// console as a page, with the same status and sentence.
@@ -63,18 +47,6 @@ pub enum AccountError {
 }
 
 impl AccountError {
-    /// The HTTP status that says what the refusal means.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Wait(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Store(e) => crate::api::HttpStatus::http_status(e),
-        }
-    }
-
     /// The `Retry-After` seconds of a [`AccountError::Wait`].
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -95,7 +67,7 @@ type Result<T> = std::result::Result<T, AccountError>;
 /// A role by its name; anything but `admin`, `operator` and `viewer` is
 /// refused.
 pub fn parse_role(role: &str) -> Result<Role> {
-    ROLES
+    Role::ALL
         .into_iter()
         .find(|r| r.as_str() == role)
         .ok_or_else(|| AccountError::Invalid("role must be admin, operator or viewer".into()))
@@ -177,7 +149,7 @@ pub async fn create(
     let role = parse_role(role)?;
     check_name(name)?;
     check_password(&password)?;
-    let password_hash = auth::hash_password_off_thread(password).await;
+    let password_hash = credentials::hash_password_off_thread(password).await;
     state
         .store
         .create_account(&AccountRow {
@@ -202,7 +174,7 @@ pub async fn reset_password(
 ) -> Result<()> {
     must_manage(actor)?;
     check_password(&password)?;
-    let hash = auth::hash_password_off_thread(password).await;
+    let hash = credentials::hash_password_off_thread(password).await;
     found(name, state.store.set_password(name, &hash).await?)
 }
 
@@ -297,7 +269,7 @@ pub async fn change_own_password(
         }
         Login::Wait(wait) => return Err(AccountError::Wait(wait)),
     }
-    let hash = auth::hash_password_off_thread(password).await;
+    let hash = credentials::hash_password_off_thread(password).await;
     found(
         &actor.name,
         state.store.set_password(&actor.name, &hash).await?,
@@ -336,15 +308,5 @@ mod tests {
         assert!(parse_role("root").is_err() && parse_role("Admin").is_err());
         assert!(check_password("1234567").is_err());
         assert!(check_password("12345678").is_ok());
-    }
-
-    #[test]
-    fn account_routes_need_their_role() {
-        assert_eq!(route_role("/api/accounts/x/disable"), Some(Role::Admin));
-        assert_eq!(route_role("/settings/accounts"), Some(Role::Admin));
-        assert_eq!(route_role("/settings/accounts/x/delete"), Some(Role::Admin));
-        assert_eq!(route_role("/account/password"), Some(Role::Viewer));
-        assert_eq!(route_role("/api/password"), Some(Role::Viewer));
-        assert_eq!(route_role("/settings/flow"), None);
     }
 }

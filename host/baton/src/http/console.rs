@@ -20,12 +20,15 @@ use baton_console::{
     AccountView, CheckpointView, EventView, Filters, FlowView, Page, PayloadView, RequestDetail,
     RequestView, Section, ServerView, SettingsView,
 };
-use baton_core::RequestStatus;
+use baton_core::{RequestStatus, Role};
 use baton_store::{RequestFilter, RequestRow, StoreError, StoredPayload};
 
-use crate::accounts::{self, AccountError};
-use crate::api::{AppState, DetailQuery};
-use crate::auth::{self, Account};
+use crate::http::accounts::{self, AccountError};
+use crate::http::auth::{Account, cookie};
+use crate::http::credentials;
+use crate::http::state::AppState;
+use crate::http::status::HttpStatus;
+use crate::requests::DetailQuery;
 
 const PAGE_SIZE: i64 = 50;
 const PREVIEW: usize = 4096;
@@ -108,21 +111,21 @@ async fn login(
         .await?
         .map(|a| a.password_hash);
     let login = state.login.check(&username, address, password, hash).await;
-    if let auth::Login::Wait(wait) = login {
+    if let credentials::Login::Wait(wait) = login {
         return Ok(too_many_failures(wait));
     }
-    if login == auth::Login::Wrong {
+    if login == credentials::Login::Wrong {
         let (page, cookie) = frame(&state, &headers, None, "Log in", Section::Servers).await;
         let body = baton_console::login_page(&page, Some("Unknown username or wrong password."));
         let mut response = html(body, cookie);
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(response);
     }
-    let session = auth::secret();
+    let session = credentials::secret();
     state
         .store
         .create_session(
-            &auth::secret_hash(&session),
+            &credentials::secret_hash(&session),
             &username,
             state.config.session_ttl_ms,
         )
@@ -150,7 +153,7 @@ async fn logout(
     if let Some(session) = cookie(&headers, cookies.session()) {
         state
             .store
-            .delete_session(&auth::secret_hash(&session))
+            .delete_session(&credentials::secret_hash(&session))
             .await?;
     }
     let mut response = Redirect::to("/login").into_response();
@@ -164,7 +167,7 @@ async fn logout(
 /// A `429` page with `Retry-After` for a caller who must wait after too many
 /// failed passwords (at `/login` or when changing their own).
 fn too_many_failures(wait: std::time::Duration) -> Response {
-    let seconds = crate::accounts::retry_after(wait);
+    let seconds = crate::http::accounts::retry_after(wait);
     let mut response = PageError(
         StatusCode::TOO_MANY_REQUESTS,
         format!("Too many failed logins; try again in {seconds} seconds."),
@@ -212,15 +215,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// A page error: a status and a sentence, rendered as a page.
 struct PageError(StatusCode, String);
 
-impl<E: crate::api::HttpStatus> From<E> for PageError {
+impl<E: HttpStatus> From<E> for PageError {
     fn from(e: E) -> Self {
         Self(e.http_status(), e.to_string())
-    }
-}
-
-impl From<AccountError> for PageError {
-    fn from(e: AccountError) -> Self {
-        Self(e.status(), e.to_string())
     }
 }
 
@@ -243,18 +240,6 @@ impl IntoResponse for PageError {
 }
 
 type PageResult = Result<Response, PageError>;
-
-/// A cookie's value.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
 
 /// The page frame, and the CSRF cookie to set when the browser has none.
 async fn frame(
@@ -279,7 +264,7 @@ async fn frame(
         Some(token) => (token, None),
         None => {
             // From the OS generator: a token that can be guessed is no guard.
-            let token = auth::secret();
+            let token = credentials::secret();
             let set = cookies.set(cookies.csrf(), &token, None);
             (token, Some(set))
         }
@@ -293,7 +278,7 @@ async fn frame(
             account: account
                 .map(|a| format!("{} ({})", a.name, a.role.as_str()))
                 .unwrap_or_default(),
-            admin: account.is_some_and(|a| a.role == auth::Role::Admin),
+            admin: account.is_some_and(|a| a.role == Role::Admin),
         },
         new,
     )
@@ -1053,7 +1038,7 @@ async fn accounts_view(
         Section::Accounts,
     )
     .await;
-    let roles = accounts::ROLES.map(auth::Role::as_str);
+    let roles = Role::ALL.map(Role::as_str);
     Ok(html(
         baton_console::accounts_page(
             &page,
@@ -1276,7 +1261,7 @@ async fn change_password(
         Err(AccountError::Wait(wait)) => Ok(too_many_failures(wait)),
         Err(e @ (AccountError::Invalid(_) | AccountError::Forbidden(_))) => {
             let notice = format!("{e}; nothing was changed.");
-            Ok(password_page(&state, &headers, &account, e.status(), Some(&notice)).await)
+            Ok(password_page(&state, &headers, &account, e.http_status(), Some(&notice)).await)
         }
         Err(e) => Err(e.into()),
     }

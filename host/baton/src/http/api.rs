@@ -1,6 +1,5 @@
 //! The HTTP JSON API (SPEC §7), `/healthz`, `/metrics` and the console routes.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -14,33 +13,13 @@ use baton_store::{RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::accounts::{self, AccountError};
-use crate::auth::{self, Account};
-use crate::config::ServerConfig;
-use crate::engine::cluster::Cluster;
-use crate::engine::executor::Executor;
-use crate::metrics::Metrics;
-use crate::requests::{Requests, SubmitError};
+use crate::http::accounts::{self, AccountError};
+use crate::http::auth::Account;
+use crate::http::credentials;
+use crate::http::state::AppState;
+use crate::http::status::HttpStatus;
+use crate::requests::{DetailQuery, SubmitError};
 use crate::vcs::deploy::{self, DeployError};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The shared store.
-    pub store: Store,
-    /// This server's executor.
-    pub executor: Arc<Executor>,
-    /// This server's membership.
-    pub cluster: Arc<Cluster>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Resolved settings.
-    pub config: Arc<ServerConfig>,
-    /// Throttles password guessing on `/login`.
-    pub login: Arc<auth::LoginGuard>,
-    /// Submit, cancel, re-execute.
-    pub requests: Requests,
-}
 
 /// A failed API call: a status and a plain sentence, sent as `{"error": …}`.
 #[derive(Debug)]
@@ -81,63 +60,31 @@ impl IntoResponse for ApiError {
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         Self {
-            status: e.status(),
+            status: e.http_status(),
             retry_after: e.retry_after(),
             message: e.to_string(),
         }
     }
 }
 
-/// The HTTP status that answers a typed error. The API and the console
-/// both map errors here, once.
-pub trait HttpStatus: std::fmt::Display {
-    /// The status to answer with.
-    fn http_status(&self) -> StatusCode;
-}
-
-impl HttpStatus for StoreError {
-    fn http_status(&self) -> StatusCode {
-        match self {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Refused(_) | StoreError::Fenced { .. } | StoreError::KeyTaken { .. } => {
-                StatusCode::CONFLICT
+/// A typed error as the API answers it: [`HttpStatus`]'s status, the
+/// error's sentence.
+macro_rules! api_error_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                Self::new(e.http_status(), e.to_string())
             }
-            StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
-    }
+    )*};
 }
 
-impl HttpStatus for SubmitError {
-    fn http_status(&self) -> StatusCode {
-        match self {
-            SubmitError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            SubmitError::UnknownFlow(_) => StatusCode::NOT_FOUND,
-            SubmitError::InvalidKey => StatusCode::BAD_REQUEST,
-            SubmitError::Store(e) => e.http_status(),
-        }
-    }
-}
-
-impl HttpStatus for DeployError {
-    fn http_status(&self) -> StatusCode {
-        match self {
-            DeployError::Invalid(_) => StatusCode::BAD_REQUEST,
-            DeployError::Store(e) => e.http_status(),
-        }
-    }
-}
-
-impl<E: HttpStatus> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        Self::new(e.http_status(), e.to_string())
-    }
-}
+api_error_from!(StoreError, SubmitError, DeployError);
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The whole HTTP surface of a server.
-pub fn router(state: AppState) -> Router {
+/// The JSON API's routes.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/flows", post(deploy_flow).get(list_flows))
         .route("/api/flows/{name}/requests", post(start_request))
@@ -171,15 +118,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{id}/name", post(rename_server))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .merge(crate::console::routes())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .layer(axum::middleware::from_fn(crate::console::security_headers))
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-        .with_state(state)
+}
+
+/// The answer to a route that does not exist.
+pub async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
 async fn deploy_flow(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
@@ -363,54 +306,6 @@ async fn list_requests(
     Ok(axum::Json(Value::Array(
         requests.iter().map(summary).collect(),
     )))
-}
-
-/// Which page of a request's checkpoints and events to show.
-#[derive(Debug, Default, Deserialize)]
-pub struct DetailQuery {
-    /// Checkpoints after this position (`checkpoints_next` of the page before).
-    pub checkpoints_after: Option<i64>,
-    /// Events after this one (`events_next` of the page before).
-    pub events_after: Option<i64>,
-    /// Rows of each per page (default 100, at most 1000).
-    pub limit: Option<i64>,
-}
-
-/// One page of a request's checkpoints and events, and where the next
-/// pages start (`None` when there is no more): a request can hold 2²⁴
-/// checkpoints, far too many to load at once.
-pub struct DetailPage {
-    /// Checkpoints, in order.
-    pub checkpoints: Vec<baton_store::CheckpointRecord>,
-    /// Events, oldest first.
-    pub events: Vec<baton_store::EventRow>,
-    /// `checkpoints_after` for the next page.
-    pub checkpoints_next: Option<i64>,
-    /// `events_after` for the next page.
-    pub events_next: Option<i64>,
-}
-
-impl DetailQuery {
-    /// Reads the page this query asks for.
-    pub async fn page(&self, store: &Store, id: &str) -> Result<DetailPage, StoreError> {
-        let limit = self.limit.unwrap_or(100).clamp(1, 1000);
-        let mut checkpoints = store
-            .checkpoints(id, self.checkpoints_after, limit + 1)
-            .await?;
-        let mut events = store.events(id, self.events_after, limit + 1).await?;
-        let more_checkpoints = checkpoints.len() as i64 > limit;
-        let more_events = events.len() as i64 > limit;
-        checkpoints.truncate(limit as usize);
-        events.truncate(limit as usize);
-        Ok(DetailPage {
-            checkpoints_next: more_checkpoints
-                .then(|| checkpoints.last().map(|c| c.position))
-                .flatten(),
-            events_next: more_events.then(|| events.last().map(|e| e.id)).flatten(),
-            checkpoints,
-            events,
-        })
-    }
 }
 
 async fn show_request(
@@ -660,11 +555,11 @@ async fn issue_token(
             format!("there is no account {name}"),
         ));
     }
-    let token = auth::secret();
+    let token = credentials::secret();
     state
         .store
         .create_token(
-            &auth::secret_hash(&token),
+            &credentials::secret_hash(&token),
             &name,
             "issued through the API",
             state.config.token_ttl_ms,
@@ -784,7 +679,7 @@ async fn revoke_token(State(state): State<AppState>, body: Bytes) -> ApiResult<a
     let revocation: TokenRevocation = body_of(&body, "{\"token\"}")?;
     if !state
         .store
-        .revoke_token(&auth::secret_hash(revocation.token.trim()))
+        .revoke_token(&credentials::secret_hash(revocation.token.trim()))
         .await?
     {
         return Err(ApiError::new(

@@ -1,0 +1,200 @@
+//! Who is calling: a console session or an API bearer token names an
+//! account, and each route needs a role (passwords, secrets and the login
+//! throttle are in [`credentials`](crate::http::credentials)).
+//!
+//! Roles: `viewer` reads; `operator` also runs flows, re-executes and
+//! cancels; `admin` also deploys and changes settings. `/healthz`,
+//! `/metrics`, `/login` and the static assets are open.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use baton_core::Role;
+use baton_store::AccountRow;
+
+use crate::http::credentials::secret_hash;
+use crate::http::state::AppState;
+
+/// The authenticated caller, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl From<AccountRow> for Account {
+    fn from(row: AccountRow) -> Self {
+        Self {
+            role: Role::parse(&row.role).unwrap_or(Role::Viewer),
+            name: row.name,
+        }
+    }
+}
+
+/// The role a route needs; `None` for open routes. `/metrics` is open unless
+/// `protect_metrics` is set.
+fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> {
+    let open = path == "/healthz"
+        || (path == "/metrics" && !protect_metrics)
+        || path == "/login"
+        || path.starts_with("/assets/");
+    if open {
+        return None;
+    }
+    // Accounts: admins manage them, everyone changes their own password.
+    if let Some(role) = route_role(path) {
+        return Some(role);
+    }
+    if method == Method::GET || method == Method::HEAD || path == "/logout" {
+        return Some(Role::Viewer);
+    }
+    let admin = (path == "/api/flows")
+        || path.starts_with("/api/schedules")
+        || path.starts_with("/api/version-control")
+        || path == "/status/version-control/update"
+        || (path.starts_with("/api/servers/") && path.ends_with("/name"))
+        || path.starts_with("/settings/");
+    Some(if admin { Role::Admin } else { Role::Operator })
+}
+
+/// Resolves the caller (bearer token, or for console routes a session
+/// cookie) and enforces the route's role. The API answers 401/403 in JSON; the console redirects to
+/// the login page.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some(needed) = required(request.method(), &path, state.config.protect_metrics) else {
+        return next.run(request).await;
+    };
+    let api = path.starts_with("/api/");
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    // The JSON API takes a bearer token only: a browser attaches the session
+    // cookie to any request a page of a sibling origin makes, and the API has
+    // no CSRF token, so a cookie there would let such a page act as the user.
+    let session = if api {
+        None
+    } else {
+        cookie(headers, state.config.cookies().session())
+    };
+    let found = match (bearer, session) {
+        (Some(token), _) => state.store.token_account(&secret_hash(&token)).await,
+        (None, Some(session)) => state.store.session_account(&secret_hash(&session)).await,
+        (None, None) => Ok(None),
+    };
+    let account: Account = match found {
+        Ok(Some(row)) => row.into(),
+        Ok(None) if api => {
+            return deny(
+                StatusCode::UNAUTHORIZED,
+                "this API needs an Authorization: Bearer <token> header with a valid token",
+            );
+        }
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return deny(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    if account.role < needed {
+        return deny(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the account {} is a {}; this needs {}",
+                account.name,
+                account.role.as_str(),
+                needed.as_str()
+            ),
+        );
+    }
+    request.extensions_mut().insert(account);
+    next.run(request).await
+}
+
+fn deny(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// A cookie's value.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The role the account routes need, for the API and the console alike;
+/// `None` for every other route. Admins manage accounts; every account may
+/// change its own password and revoke a token it holds.
+pub fn route_role(path: &str) -> Option<Role> {
+    if path.starts_with("/api/accounts") || path.starts_with("/settings/accounts") {
+        Some(Role::Admin)
+    } else if path == "/api/password" || path == "/account/password" || path == "/api/tokens/revoke"
+    {
+        Some(Role::Viewer)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_the_right_role() {
+        assert_eq!(required(&Method::GET, "/healthz", false), None);
+        assert_eq!(required(&Method::GET, "/metrics", false), None);
+        assert_eq!(required(&Method::GET, "/metrics", true), Some(Role::Viewer));
+        assert_eq!(required(&Method::POST, "/login", false), None);
+        assert_eq!(
+            required(&Method::GET, "/status/requests", false),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/requests/x/cancel", false),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required(&Method::POST, "/status/requests/x/reexecute", false),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/flows", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::POST, "/settings/flow/name", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::GET, "/settings/accounts", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::POST, "/account/password", false),
+            Some(Role::Viewer)
+        );
+    }
+
+    #[test]
+    fn account_routes_need_their_role() {
+        assert_eq!(route_role("/api/accounts/x/disable"), Some(Role::Admin));
+        assert_eq!(route_role("/settings/accounts"), Some(Role::Admin));
+        assert_eq!(route_role("/settings/accounts/x/delete"), Some(Role::Admin));
+        assert_eq!(route_role("/account/password"), Some(Role::Viewer));
+        assert_eq!(route_role("/api/password"), Some(Role::Viewer));
+        assert_eq!(route_role("/settings/flow"), None);
+    }
+}
