@@ -1,0 +1,411 @@
+//! The Status List, a request's detail page, its downloads and the
+//! operator's actions on requests.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect};
+use baton_console::{
+    CheckpointView, EventView, Filters, PayloadView, RequestDetail, RequestView, Section,
+};
+use baton_core::RequestStatus;
+use baton_store::{RequestFilter, RequestRow, StoreError, StoredPayload};
+
+use super::servers::server_names;
+use super::{PageError, PageResult, check_csrf, form_field, frame, html};
+use crate::http::auth::Account;
+use crate::http::state::AppState;
+use crate::requests::DetailQuery;
+
+/// Rows per page of the Status List.
+const PAGE_SIZE: i64 = 50;
+/// Characters of a payload shown in its preview.
+const PREVIEW: usize = 4096;
+/// The largest payload a page reads for its preview.
+const PREVIEW_LOAD_MAX: usize = 1 << 20;
+
+fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> RequestView {
+    RequestView {
+        id: request.id.clone(),
+        flow: request.flow.clone(),
+        status: request.status.as_str().to_owned(),
+        label: request.status.label().to_owned(),
+        owner: request
+            .owner
+            .as_ref()
+            .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .unwrap_or_else(|| "(handed over)".into()),
+        attempts: request.attempts,
+        last_checkpoint: request.last_checkpoint.clone().unwrap_or_default(),
+        created_at: request.created_at,
+        updated_at: request.updated_at,
+    }
+}
+
+/// Milliseconds at the start of a `YYYY-MM-DD` day (UTC).
+fn day_start(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+/// The page of rows the filters select, and the cursor of the next page.
+async fn filtered(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<(Vec<RequestRow>, Option<String>), PageError> {
+    let status =
+        match filters.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+                PageError(StatusCode::BAD_REQUEST, format!("unknown status {s:?}"))
+            })?),
+            None => None,
+        };
+    let filter = RequestFilter {
+        status,
+        flow: filters.flow.clone().filter(|s| !s.is_empty()),
+        server: filters.server.clone().filter(|s| !s.is_empty()),
+        after: filters.after.clone().filter(|s| !s.is_empty()),
+        id_prefix: filters.id.clone().filter(|s| !s.is_empty()),
+        created_from: filters.from.as_deref().and_then(day_start),
+        created_before: filters
+            .to
+            .as_deref()
+            .and_then(day_start)
+            .map(|t| t + 86_400_000),
+        limit: PAGE_SIZE + 1,
+    };
+    let mut rows = state.store.list_requests(&filter).await?;
+    let older = (rows.len() as i64 > PAGE_SIZE).then(|| {
+        rows.truncate(PAGE_SIZE as usize);
+        rows.last().map(|r| r.id.clone())
+    });
+    Ok((rows, older.flatten()))
+}
+
+pub(super) async fn requests(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        "Status List",
+        Section::Requests,
+    )
+    .await;
+    let names = server_names(&state).await?;
+    let (rows, older) = filtered(&state, &filters).await?;
+    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+    let statuses: Vec<(&str, &str)> = RequestStatus::ALL
+        .iter()
+        .map(|s| (s.as_str(), s.label()))
+        .collect();
+    let mut servers: Vec<(String, String)> = names.into_iter().collect();
+    servers.sort();
+    let body = baton_console::requests_page(
+        &page,
+        &filters,
+        &statuses,
+        &servers,
+        &views,
+        older.as_deref(),
+        None,
+    );
+    Ok(html(body, cookie))
+}
+
+pub(super) async fn request_rows(
+    State(state): State<AppState>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let names = server_names(&state).await?;
+    let (rows, _) = filtered(&state, &filters).await?;
+    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+    Ok(Html(baton_console::request_rows(&views).into_string()).into_response())
+}
+
+/// What an operator does to a request from the console.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Reexecute,
+    Cancel,
+}
+
+impl Action {
+    /// The action a form's `action` field names.
+    fn parse(field: Option<&str>) -> Option<Self> {
+        match field? {
+            "reexecute" => Some(Self::Reexecute),
+            "cancel" => Some(Self::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// Applies re-execute or cancel as this server; answers with the outcome.
+async fn act(
+    state: &AppState,
+    account: &Account,
+    id: &str,
+    action: Action,
+) -> Result<(), StoreError> {
+    match action {
+        Action::Reexecute => state.requests.reexecute(id, &account.name).await,
+        Action::Cancel => state.requests.cancel(id, &account.name).await,
+    }
+}
+
+pub(super) async fn bulk_action(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let action = Action::parse(form_field(&form, "action")).ok_or_else(|| {
+        PageError(
+            StatusCode::BAD_REQUEST,
+            "choose re-execute or cancel".into(),
+        )
+    })?;
+    let ids: Vec<&str> = form
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Err(PageError(
+            StatusCode::BAD_REQUEST,
+            "select at least one request".into(),
+        ));
+    }
+    let mut lines = Vec::new();
+    for id in ids {
+        match act(&state, &account, id, action).await {
+            Ok(()) => lines.push(format!("{id}: done")),
+            Err(e) => lines.push(format!("{id}: {e}")),
+        }
+    }
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        Some(&account),
+        "Status List",
+        Section::Requests,
+    )
+    .await;
+    Ok(html(
+        baton_console::message_page(&page, &lines.join("; ")),
+        cookie,
+    ))
+}
+
+async fn single_action(
+    state: AppState,
+    account: Account,
+    headers: HeaderMap,
+    id: String,
+    form: Vec<(String, String)>,
+    action: Action,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    act(&state, &account, &id, action).await?;
+    Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
+}
+
+pub(super) async fn reexecute(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    single_action(state, account, headers, id, form, Action::Reexecute).await
+}
+
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    single_action(state, account, headers, id, form, Action::Cancel).await
+}
+
+/// An escaped, pretty preview of a payload. One larger than
+/// [`PREVIEW_LOAD_MAX`] is not read at all (it can be 64 MiB): the page
+/// links to its download instead.
+async fn preview(state: &AppState, payload: &StoredPayload, download: String) -> PayloadView {
+    if payload.size as usize > PREVIEW_LOAD_MAX {
+        return PayloadView {
+            preview: format!("({} bytes, too large to preview)", payload.size),
+            truncated: true,
+            download,
+        };
+    }
+    let text = match state.store.read_payload(payload.clone()).await {
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default(),
+            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        },
+        Err(e) => format!("({e})"),
+    };
+    let truncated = text.len() > PREVIEW;
+    let mut cut = PREVIEW.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    PayloadView {
+        preview: text[..cut].to_owned(),
+        truncated,
+        download,
+    }
+}
+
+pub(super) async fn request_detail(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> PageResult {
+    let request = state
+        .store
+        .request(&id)
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let names = server_names(&state).await?;
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+    let page = query.page(&state.store, &id).await?;
+    let more = |checkpoints: Option<i64>, events: Option<i64>| {
+        format!(
+            "/status/requests/{id}?checkpoints_after={}&events_after={}",
+            checkpoints.unwrap_or(-1),
+            events.unwrap_or(-1)
+        )
+    };
+    let checkpoints_more = page
+        .checkpoints_next
+        .map(|next| more(Some(next), query.events_after));
+    let events_more = page
+        .events_next
+        .map(|next| more(query.checkpoints_after, Some(next)));
+    let checkpoints = page
+        .checkpoints
+        .into_iter()
+        .map(|c| CheckpointView {
+            generation: c.generation,
+            seq: c.seq,
+            name: c.name,
+            server: name(&c.server),
+            epoch: c.epoch,
+            at: c.at,
+            size: c.payload.size,
+        })
+        .collect();
+    let events = page
+        .events
+        .into_iter()
+        .map(|e| EventView {
+            at: e.at,
+            kind: e.kind,
+            server: e.server.as_deref().map(name).unwrap_or_default(),
+            epoch: e.epoch,
+            detail: e.detail.unwrap_or_default(),
+        })
+        .collect();
+    let detail = RequestDetail {
+        request: request_view(&request, &names),
+        version: request.version.clone(),
+        epoch: request.epoch,
+        checkpoints,
+        checkpoints_more,
+        events,
+        events_more,
+        input: preview(
+            &state,
+            &request.input,
+            format!("/status/requests/{id}/input"),
+        )
+        .await,
+        output: match &request.output {
+            Some(output) => {
+                Some(preview(&state, output, format!("/status/requests/{id}/output")).await)
+            }
+            None => None,
+        },
+        error: request.error.clone(),
+    };
+    let (page, cookie) = frame(
+        &state,
+        &headers,
+        account.as_deref(),
+        &format!("Request {id}"),
+        Section::Requests,
+    )
+    .await;
+    Ok(html(baton_console::request_page(&page, &detail), cookie))
+}
+
+async fn download(state: &AppState, id: &str, output: bool) -> PageResult {
+    let request = state
+        .store
+        .request(id)
+        .await?
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let payload = if output {
+        request.output
+    } else {
+        Some(request.input)
+    };
+    let payload = payload.ok_or_else(|| {
+        PageError(
+            StatusCode::NOT_FOUND,
+            "the request has no output yet".into(),
+        )
+    })?;
+    let bytes = state.store.read_payload(payload).await?;
+    let name = format!(
+        "attachment; filename=\"{id}-{}.json\"",
+        if output { "output" } else { "input" }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+pub(super) async fn download_input(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> PageResult {
+    download(&state, &id, false).await
+}
+
+pub(super) async fn download_output(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> PageResult {
+    download(&state, &id, true).await
+}
