@@ -7,6 +7,7 @@ use baton_store::StoreError;
 use crate::http::accounts::AccountError;
 use crate::requests::SubmitError;
 use crate::vcs::deploy::DeployError;
+use crate::vcs::repository::SyncError;
 
 /// The HTTP status that answers a typed error. The API and the console
 /// both map errors here, once.
@@ -57,6 +58,16 @@ impl HttpStatus for AccountError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Wait(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(e) => e.http_status(),
+        }
+    }
+}
+
+impl HttpStatus for SyncError {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            SyncError::NotConfigured => StatusCode::NOT_FOUND,
+            SyncError::Refused(_) => StatusCode::CONFLICT,
+            SyncError::Git(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

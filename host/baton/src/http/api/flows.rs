@@ -1,0 +1,130 @@
+//! Flows: deploy and list versions, schedules, the flows repository and
+//! Update.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::state::AppState;
+use crate::vcs::deploy::{self};
+
+use super::{ApiError, ApiResult};
+
+pub(super) async fn deploy_flow(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let deployed = deploy::deploy(
+        &state.store,
+        state.executor.runtime(),
+        body.to_vec(),
+        &state.config.connections,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(deployed)))
+}
+
+pub(super) async fn list_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let flows = state.store.flows().await?;
+    Ok(axum::Json(Value::Array(
+        flows
+            .into_iter()
+            .map(|flow| {
+                json!({
+                    "name": flow.name,
+                    "version": flow.active.hash,
+                    "size": flow.active.size,
+                    "updated_at": flow.updated_at,
+                    "properties": flow.active.properties,
+                })
+            })
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+pub(super) struct NewSchedule {
+    name: String,
+    flow: String,
+    cron: String,
+    #[serde(default)]
+    input: Option<Value>,
+    /// Fire only on the server that receives this call (a local schedule).
+    #[serde(default)]
+    local: bool,
+}
+
+pub(super) async fn put_schedule(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let new: NewSchedule = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"name\", \"flow\", \"cron\", \"input\"?, \"local\"?}}: {e}"),
+        )
+    })?;
+    let cron = crate::engine::schedule::Cron::parse(&new.cron)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if new.name.is_empty() || new.name.len() > 100 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a schedule name is 1 to 100 characters",
+        ));
+    }
+    if state.store.active_version(&new.flow).await?.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no flow named {:?}", new.flow),
+        ));
+    }
+    let now = state.store.now_ms().await?;
+    let schedule = baton_store::ScheduleRow {
+        name: new.name,
+        flow: new.flow,
+        cron: new.cron,
+        input: new.input.unwrap_or(Value::Null).to_string(),
+        server: new.local.then(|| state.cluster.id.clone()),
+        next_fire_at: cron.next_after(now).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "the cron expression never fires")
+        })?,
+        last_fired_at: None,
+    };
+    state.store.put_schedule(&schedule).await?;
+    Ok((StatusCode::CREATED, axum::Json(schedule)))
+}
+
+pub(super) async fn list_schedules(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(json!(state.store.schedules().await?)))
+}
+
+pub(super) async fn delete_schedule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    state.store.delete_schedule(&name).await?;
+    Ok(axum::Json(json!({ "name": name, "deleted": true })))
+}
+
+pub(super) async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let repo = state.config.flows_repo.clone();
+    let view = tokio::task::spawn_blocking(move || crate::vcs::repository::state(repo.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(axum::Json(json!(view)))
+}
+
+pub(super) async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let report = crate::vcs::repository::update(
+        state.config.flows_repo.as_deref(),
+        state.config.build_flows,
+        &state.store,
+        state.executor.runtime(),
+        &state.config.connections,
+    )
+    .await?;
+    Ok(axum::Json(json!(report)))
+}

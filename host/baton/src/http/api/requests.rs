@@ -1,0 +1,226 @@
+//! Requests: start (with an idempotency key), list, show, re-execute and
+//! cancel.
+
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_core::RequestStatus;
+use baton_store::{RequestFilter, RequestRow, Store, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::auth::Account;
+use crate::http::state::AppState;
+use crate::requests::{DetailQuery, SubmitError};
+
+use super::{ApiError, ApiResult};
+
+#[derive(Deserialize)]
+pub(super) struct StartQuery {
+    #[serde(default)]
+    wait: bool,
+    /// Seconds to wait at most (default 60).
+    timeout: Option<f64>,
+}
+
+/// The header naming a start's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+pub(super) async fn start_request(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<StartQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let wait = wait_seconds(query.timeout)?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::from(SubmitError::InvalidKey))?,
+        ),
+    };
+    // Subscribed before the request exists, so its end cannot be missed.
+    let mut finished = state.requests.finished();
+    let submitted = state.requests.submit(&name, &body, key).await?;
+    let id = submitted.id;
+    if !query.wait {
+        // A start that found its key's request answers 200, not 202: it
+        // accepted nothing new.
+        let status = if submitted.created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((
+            status,
+            axum::Json(json!({ "id": id, "created": submitted.created })),
+        )
+            .into_response());
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(wait);
+    loop {
+        let request = state
+            .store
+            .request(&id)
+            .await?
+            .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("request {id}"))))?;
+        if request.status.is_final() {
+            let mut view = json!({ "id": id, "status": request.status.as_str() });
+            match request.status {
+                RequestStatus::Succeeded => view["output"] = output(&state.store, &request).await,
+                _ => view["error"] = json!(request.error),
+            }
+            return Ok((StatusCode::OK, axum::Json(view)).into_response());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let view = json!({ "id": id, "status": request.status.as_str() });
+            return Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response());
+        }
+        // Woken when an attempt here ends; polled in case another server runs it.
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(250)), async {
+            while let Ok(done) = finished.recv().await {
+                if done == id {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// How long `?wait=true` waits: `timeout` seconds, from 0 to an hour
+/// (default 60). Anything else, NaN and infinity included, is refused.
+fn wait_seconds(timeout: Option<f64>) -> ApiResult<f64> {
+    match timeout {
+        None => Ok(60.0),
+        Some(seconds) if (0.0..=3600.0).contains(&seconds) => Ok(seconds),
+        Some(seconds) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("timeout must be a number of seconds from 0 to 3600, not {seconds}"),
+        )),
+    }
+}
+
+async fn output(store: &Store, request: &RequestRow) -> Value {
+    let Some(payload) = request.output.clone() else {
+        return Value::Null;
+    };
+    store
+        .read_payload(payload)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    flow: Option<String>,
+    server: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// The filter a query string asks for.
+fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("unknown status {s:?}; use one of queued, running, waiting_retry, succeeded, error, cancelled"))
+        })?),
+    };
+    Ok(RequestFilter {
+        status,
+        flow: query.flow.filter(|s| !s.is_empty()),
+        server: query.server.filter(|s| !s.is_empty()),
+        after: query.after.filter(|s| !s.is_empty()),
+        limit: query.limit.unwrap_or(50),
+        ..Default::default()
+    })
+}
+
+fn summary(request: &RequestRow) -> Value {
+    json!({
+        "id": request.id,
+        "flow": request.flow,
+        "version": request.version,
+        "status": request.status.as_str(),
+        "owner": request.owner,
+        "attempts": request.attempts,
+        "last_checkpoint": request.last_checkpoint,
+        "created_at": request.created_at,
+        "updated_at": request.updated_at,
+        "error": request.error,
+    })
+}
+
+pub(super) async fn list_requests(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let requests = state.store.list_requests(&filter(query)?).await?;
+    Ok(axum::Json(Value::Array(
+        requests.iter().map(summary).collect(),
+    )))
+}
+
+pub(super) async fn show_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let request =
+        state.store.request(&id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}"))
+        })?;
+    let page = query.page(&state.store, &id).await?;
+    let mut view = summary(&request);
+    view["failures"] = json!(request.failures);
+    view["epoch"] = json!(request.epoch);
+    view["generation"] = json!(request.generation);
+    view["next_attempt_at"] = json!(request.next_attempt_at);
+    view["output"] = output(&state.store, &request).await;
+    view["checkpoints"] = page
+        .checkpoints
+        .iter()
+        .map(|c| {
+            json!({
+                "seq": c.seq, "generation": c.generation, "name": c.name, "server": c.server,
+                "epoch": c.epoch, "at": c.at, "size": c.payload.size,
+            })
+        })
+        .collect();
+    view["checkpoints_next"] = json!(page.checkpoints_next);
+    view["events"] = json!(page.events);
+    view["events_next"] = json!(page.events_next);
+    Ok(axum::Json(view))
+}
+
+pub(super) async fn reexecute(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    state.requests.reexecute(&id, &account.name).await?;
+    Ok(axum::Json(
+        json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id }),
+    ))
+}
+
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    state.requests.cancel(&id, &account.name).await?;
+    Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
+}
