@@ -99,17 +99,23 @@ impl Node {
             )),
             tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
         ];
+        let config = Arc::new(config);
         let state = AppState {
             requests: crate::requests::Requests::new(
                 store.clone(),
                 executor.clone(),
                 cluster.clone(),
             ),
+            versions: crate::vcs::versions::Versions::new(
+                store.clone(),
+                executor.clone(),
+                config.clone(),
+            ),
             store,
             executor,
             cluster,
             metrics,
-            config: Arc::new(config),
+            config,
             login: Arc::default(),
         };
         Ok(Node {
@@ -176,14 +182,11 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     let state = &node.state;
     for path in deploy_paths {
         for (file, bytes) in deploy::component_bytes(&path, deploy::Builder::Admin).await? {
-            let deployed = deploy::deploy(
-                &state.store,
-                state.executor.runtime(),
-                bytes,
-                &state.config.connections,
-            )
-            .await
-            .with_context(|| format!("deploying {}", file.display()))?;
+            let deployed = state
+                .versions
+                .deploy(bytes)
+                .await
+                .with_context(|| format!("deploying {}", file.display()))?;
             println!("{} {}", deployed.name, deployed.version);
         }
     }

@@ -10,6 +10,7 @@ use crate::engine::executor::Executor;
 use crate::http::credentials::LoginGuard;
 use crate::metrics::Metrics;
 use crate::requests::Requests;
+use crate::vcs::versions::Versions;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -28,4 +29,6 @@ pub struct AppState {
     pub login: Arc<LoginGuard>,
     /// Submit, cancel, re-execute.
     pub requests: Requests,
+    /// Deploy, repository state, Update.
+    pub versions: Versions,
 }

@@ -4,6 +4,9 @@
 //!
 //! - [`deploy`]: building, inspecting and storing flow versions.
 //! - [`repository`]: the flows git repository and Update.
+//! - [`versions`]: the use cases (deploy, repository state, Update) the
+//!   API, the console and `baton up` call.
 
 pub mod deploy;
 pub mod repository;
+pub mod versions;

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::state::AppState;
-use crate::vcs::deploy::{self};
 
 use super::{ApiError, ApiResult};
 
@@ -17,13 +16,7 @@ pub(super) async fn deploy_flow(
     State(state): State<AppState>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let deployed = deploy::deploy(
-        &state.store,
-        state.executor.runtime(),
-        body.to_vec(),
-        &state.config.connections,
-    )
-    .await?;
+    let deployed = state.versions.deploy(body.to_vec()).await?;
     Ok((StatusCode::CREATED, axum::Json(deployed)))
 }
 
@@ -110,21 +103,9 @@ pub(super) async fn delete_schedule(
 }
 
 pub(super) async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let repo = state.config.flows_repo.clone();
-    let view = tokio::task::spawn_blocking(move || crate::vcs::repository::state(repo.as_deref()))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(axum::Json(json!(view)))
+    Ok(axum::Json(json!(state.versions.repository().await?)))
 }
 
 pub(super) async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    let report = crate::vcs::repository::update(
-        state.config.flows_repo.as_deref(),
-        state.config.build_flows,
-        &state.store,
-        state.executor.runtime(),
-        &state.config.connections,
-    )
-    .await?;
-    Ok(axum::Json(json!(report)))
+    Ok(axum::Json(json!(state.versions.update().await?)))
 }

@@ -95,10 +95,10 @@ async fn version_control_view(
         .into_iter()
         .map(|f| (f.name, f.active.hash))
         .collect::<Vec<_>>();
-    let path = state.config.flows_repo.clone();
-    let repo = tokio::task::spawn_blocking(move || crate::vcs::repository::state(path.as_deref()))
+    let repo = state
+        .versions
+        .repository()
         .await
-        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map(|r| baton_console::RepoView {
             path: r.path,
             branch: r.branch,
@@ -161,15 +161,7 @@ pub(super) async fn update_flows(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let report = crate::vcs::repository::update(
-        state.config.flows_repo.as_deref(),
-        state.config.build_flows,
-        &state.store,
-        state.executor.runtime(),
-        &state.config.connections,
-    )
-    .await
-    .map_err(|e| e.to_string());
+    let report = state.versions.update().await.map_err(|e| e.to_string());
     version_control_view(&state, &headers, Some(&account), Some(report)).await
 }
 

@@ -1,0 +1,65 @@
+//! The use cases on flow versions: deploy a component, read the flows
+//! repository's state, Update from it. The API, the console and `baton up`
+//! all come here, with this server's runtime, connections and repository.
+
+use std::sync::Arc;
+
+use baton_store::Store;
+
+use crate::config::ServerConfig;
+use crate::engine::executor::Executor;
+use crate::vcs::deploy::{self, DeployError, Deployed};
+use crate::vcs::repository::{self, RepoState, SyncError, UpdateReport};
+
+/// Flow versions as this server handles them.
+#[derive(Clone)]
+pub struct Versions {
+    store: Store,
+    executor: Arc<Executor>,
+    config: Arc<ServerConfig>,
+}
+
+impl Versions {
+    /// Versions deployed with `executor`'s runtime and `config`'s
+    /// connections and flows repository.
+    pub fn new(store: Store, executor: Arc<Executor>, config: Arc<ServerConfig>) -> Self {
+        Self {
+            store,
+            executor,
+            config,
+        }
+    }
+
+    /// Checks, stores and activates the component `bytes`.
+    pub async fn deploy(&self, bytes: Vec<u8>) -> Result<Deployed, DeployError> {
+        deploy::deploy(
+            &self.store,
+            self.executor.runtime(),
+            bytes,
+            &self.config.connections,
+        )
+        .await
+    }
+
+    /// The flows repository's branch, head, remote and local changes.
+    pub async fn repository(&self) -> Result<RepoState, SyncError> {
+        let path = self.config.flows_repo.clone();
+        // git2 blocks: off the async threads.
+        tokio::task::spawn_blocking(move || repository::state(path.as_deref()))
+            .await
+            .map_err(|e| SyncError::Refused(format!("reading the repository failed: {e}")))?
+    }
+
+    /// Fetches, fast-forwards, builds (or takes the prebuilt components)
+    /// and deploys what changed.
+    pub async fn update(&self) -> Result<UpdateReport, SyncError> {
+        repository::update(
+            self.config.flows_repo.as_deref(),
+            self.config.build_flows,
+            &self.store,
+            self.executor.runtime(),
+            &self.config.connections,
+        )
+        .await
+    }
+}
