@@ -583,11 +583,13 @@ fn write_flows(repo: &std::path::Path, word: &str) {
                     &root.join("guest-sdk").display().to_string(),
                 ),
         ),
+        // A cargo configuration that runs the repository's own "rustc"
+        // wrapper: Update's cargo never reads it.
         (
             ".cargo/config.toml".to_owned(),
             format!(
-                "[build]\ntarget = \"wasm32-wasip2\"\ntarget-dir = \"{}\"\n",
-                root.join("target/flows-repo").display()
+                "[build]\nrustc-wrapper = \"{}\"\n",
+                repo.join("toolchain/bin/rustc").display()
             ),
         ),
         // A toolchain file choosing a "cargo" that only leaves a marker:
@@ -633,6 +635,8 @@ fn write_flows(repo: &std::path::Path, word: &str) {
         let status = std::process::Command::new("cargo")
             .args(["metadata", "--offline", "--format-version", "1"])
             .env("RUSTUP_TOOLCHAIN", baton::vcs::deploy::baton_toolchain())
+            // Not the repository's own rustc wrapper, which only fails.
+            .env("CARGO_BUILD_RUSTC_WRAPPER", "")
             .current_dir(repo)
             .stdout(std::process::Stdio::null())
             .status()
@@ -679,7 +683,15 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     let (author, checkout) = flows_repository(dir.path());
 
     let mut setup = Setup::sqlite(dir.path());
-    setup.extra = vec!["--flows-repo".into(), checkout.display().to_string()];
+    setup.extra = vec![
+        "--flows-repo".into(),
+        checkout.display().to_string(),
+        "--flows-build-dir".into(),
+        support::root()
+            .join("target/flows-repo")
+            .display()
+            .to_string(),
+    ];
     let server = Server::start(dir.path(), "solo", &setup).await;
     let (status, repo) = server.get("/api/version-control").await;
     assert_eq!(status, StatusCode::OK, "{repo}");
@@ -700,6 +712,13 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     assert_eq!(flows.len(), 1, "{report}");
     assert_eq!(flows[0]["flow"], "hello", "{report}");
     assert!(flows[0]["error"].is_null(), "{report}");
+    // The SDK is a path outside this repository: the version depends on
+    // where it is, and Update says so.
+    let warning = flows[0]["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("baton-guest") && warning.contains("outside the repository"),
+        "{report}"
+    );
     let (_, body) = server
         .post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#)
         .await;
@@ -733,7 +752,73 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     assert_eq!(repo["head"]["message"], "a local commit");
     assert!(
         !dir.path().join("toolchain-ran").exists(),
-        "the repository's toolchain file chose the cargo that ran"
+        "the repository's toolchain file chose the cargo that ran, or its cargo configuration the rustc"
+    );
+    assert!(
+        !checkout.join("target").exists(),
+        "the build wrote into the checkout"
+    );
+}
+
+/// Copies the source files under `from` to `to`, build folders left out.
+fn copy_source(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (path, name) = (entry.path(), entry.file_name());
+        if name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_source(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Two servers that build the same commit from checkouts at different
+/// paths, each into a build folder of its own, get the same component, so
+/// they agree on the version and the drift view stays quiet. The SDK is a
+/// path dependency inside the repository here; one outside it is reported
+/// by Update (see `update_fast_forwards_the_flows_repository_and_deploys_what_changed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_builds_do_not_depend_on_where_the_checkout_is() {
+    use baton::vcs::deploy::{Builder, component_bytes, path_dependencies_outside};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = support::root();
+    let mut components = Vec::new();
+    for (checkout, build) in [("one", "first"), ("elsewhere/two", "second")] {
+        let checkout = dir.path().join(checkout).join("flows");
+        copy_source(&root.join("guest-sdk"), &checkout.join("guest-sdk"));
+        write_flows(&checkout, "Hello");
+        std::fs::write(
+            checkout.join("Cargo.toml"),
+            std::fs::read_to_string(checkout.join("Cargo.toml"))
+                .unwrap()
+                .replace(&root.join("guest-sdk").display().to_string(), "guest-sdk")
+                .replace("[workspace]\n", "[workspace]\nexclude = [\"guest-sdk\"]\n"),
+        )
+        .unwrap();
+        // Kept between runs: only what comes from a registry is reused.
+        let builder = Builder::Repository {
+            target_dir: root.join("target/flows-reproducible").join(build),
+        };
+        let crate_dir = checkout.join("hello");
+        assert_eq!(
+            path_dependencies_outside(&crate_dir, &builder, &checkout).unwrap(),
+            Vec::<String>::new()
+        );
+        let built = component_bytes(&crate_dir, &builder).await.unwrap();
+        assert_eq!(built.len(), 1);
+        components.push(built.into_iter().next().unwrap().1);
+    }
+    assert!(
+        components[0] == components[1],
+        "the same source built at two paths differs ({} and {} bytes)",
+        components[0].len(),
+        components[1].len()
     );
 }
 

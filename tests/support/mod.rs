@@ -27,7 +27,7 @@ pub fn guests() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        baton::vcs::deploy::ensure_guest_target(&root(), baton::vcs::deploy::Builder::Admin)
+        baton::vcs::deploy::ensure_guest_target(&root(), &baton::vcs::deploy::Builder::Admin)
             .expect("the guest target");
         for workspace in ["flows", "tests/guests"] {
             let status = Command::new(&cargo)

@@ -44,6 +44,8 @@ pub struct FileConfig {
     /// (default), running the repository's code on the server, or deploys
     /// the prebuilt `dist/*.wasm` components committed in it.
     pub build_flows: Option<bool>,
+    /// Cargo's build folder for Update's builds (default `<data>/flows-build`).
+    pub flows_build_dir: Option<PathBuf>,
     /// Require a token for `/metrics` too (default: open to scrapers).
     pub protect_metrics: Option<bool>,
     /// Attempts in a row a request may be postponed for an outage (database
@@ -102,6 +104,9 @@ pub struct ServerConfig {
     /// Whether Update runs cargo on the repository's flow crates, or
     /// deploys its committed `dist/*.wasm` components.
     pub build_flows: bool,
+    /// Cargo's build folder for Update's builds: outside the checkout, so
+    /// builds neither dirty it nor start cold after each pull.
+    pub flows_build_dir: PathBuf,
     /// Whether `/metrics` needs a token.
     pub protect_metrics: bool,
     /// Postponements in a row before a request ends in `error`.
@@ -175,6 +180,10 @@ impl ServerConfig {
             connections: file.connections,
             flows_repo: flags.flows_repo.or(file.flows_repo),
             build_flows: flags.build_flows.or(file.build_flows).unwrap_or(true),
+            flows_build_dir: flags
+                .flows_build_dir
+                .or(file.flows_build_dir)
+                .unwrap_or_else(|| data.join("flows-build")),
             protect_metrics: flags
                 .protect_metrics
                 .or(file.protect_metrics)

@@ -78,6 +78,10 @@ enum Command {
         /// deploys the prebuilt `dist/*.wasm` components committed in it.
         #[arg(long)]
         build_flows: Option<bool>,
+        /// Cargo's build folder for Update's builds (default
+        /// `<data>/flows-build`).
+        #[arg(long)]
+        flows_build_dir: Option<PathBuf>,
         /// Flow crates, workspaces or .wasm files to build and deploy at start.
         #[arg(long, num_args = 1..)]
         deploy: Vec<PathBuf>,
@@ -320,6 +324,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             token_ttl_s,
             flows_repo,
             build_flows,
+            flows_build_dir,
             deploy,
         } => {
             let file = match config {
@@ -341,6 +346,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 connections: Default::default(),
                 flows_repo,
                 build_flows,
+                flows_build_dir,
                 protect_metrics: None,
                 max_postponements: None,
                 http_body_limit_mib: None,
@@ -354,7 +360,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let client = server.client();
             for path in paths {
                 for (file, bytes) in
-                    baton::vcs::deploy::component_bytes(&path, baton::vcs::deploy::Builder::Admin)
+                    baton::vcs::deploy::component_bytes(&path, &baton::vcs::deploy::Builder::Admin)
                         .await?
                 {
                     let deployed = client

@@ -181,7 +181,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
     let node = Node::start(store, config, folder.server_id.clone(), address.clone()).await?;
     let state = &node.state;
     for path in deploy_paths {
-        for (file, bytes) in deploy::component_bytes(&path, deploy::Builder::Admin).await? {
+        for (file, bytes) in deploy::component_bytes(&path, &deploy::Builder::Admin).await? {
             let deployed = state
                 .versions
                 .deploy(bytes)

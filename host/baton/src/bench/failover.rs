@@ -112,7 +112,7 @@ fn now_ms() -> i64 {
 pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let (_, component) =
-        crate::vcs::deploy::component_bytes(&args.flow, crate::vcs::deploy::Builder::Admin)
+        crate::vcs::deploy::component_bytes(&args.flow, &crate::vcs::deploy::Builder::Admin)
             .await?
             .into_iter()
             .next()

@@ -179,7 +179,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         node.state.metrics.clone(),
     );
 
-    let (_, bytes) = deploy::component_bytes(&args.flow, deploy::Builder::Admin)
+    let (_, bytes) = deploy::component_bytes(&args.flow, &deploy::Builder::Admin)
         .await?
         .into_iter()
         .next()

@@ -74,21 +74,27 @@ pub async fn deploy(
 }
 
 /// Who wrote the flow crate cargo builds, and so how cargo runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Builder {
     /// An admin deploying a folder of their own: cargo runs with their
     /// environment, as they would run it by hand.
     Admin,
     /// Whoever can push to the flows repository: cargo runs with a clean
-    /// environment, Baton's own toolchain, `--locked` and no network.
-    Repository,
+    /// environment, Baton's own toolchain, `--locked` and no network, from
+    /// `/` with `--manifest-path` so that no `.cargo/config.toml` of the
+    /// repository (or of a folder above it) is read, and builds into
+    /// `target_dir`, outside the checkout.
+    Repository {
+        /// Cargo's build folder.
+        target_dir: PathBuf,
+    },
 }
 
 /// The component bytes at `path`: a `.wasm` file as is, or every flow
 /// component a crate (or workspace) folder builds to, via cargo.
 pub async fn component_bytes(
     path: &Path,
-    builder: Builder,
+    builder: &Builder,
 ) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     let files = if path.is_dir() {
         build(path, builder).await?
@@ -119,11 +125,10 @@ pub fn baton_toolchain() -> String {
 /// A command for `builder`: for a repository's crate, an environment with
 /// only where the tools and their caches are, the toolchain pinned to
 /// Baton's own and cargo's network off.
-fn command(program: &str, dir: &Path, builder: Builder) -> std::process::Command {
+fn command(program: &str, dir: &Path, builder: &Builder) -> std::process::Command {
     let mut command = std::process::Command::new(program);
-    command.current_dir(dir);
-    if builder == Builder::Repository {
-        command.env_clear();
+    if let Builder::Repository { target_dir } = builder {
+        command.current_dir("/").env_clear();
         for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"] {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
@@ -131,34 +136,83 @@ fn command(program: &str, dir: &Path, builder: Builder) -> std::process::Command
         }
         command
             .env("RUSTUP_TOOLCHAIN", baton_toolchain())
-            .env("CARGO_NET_OFFLINE", "true");
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("CARGO_TARGET_DIR", target_dir);
+    } else {
+        command.current_dir(dir);
     }
     command
 }
 
+/// The path dependencies of the crate in `dir` whose folder is outside
+/// `root` (the repository), as `name (folder)`. Cargo hashes such a folder's
+/// absolute path into the build (its symbol names), so two servers whose
+/// checkouts sit at different paths build different components from the
+/// same commit; a path inside the repository, git or a registry does not.
+pub fn path_dependencies_outside(
+    dir: &Path,
+    builder: &Builder,
+    root: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let manifest = dir.join("Cargo.toml");
+    let output = command("cargo", dir, builder)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "reading the packages of {} failed (cargo's messages are above)",
+            manifest.display()
+        );
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let mut outside = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        // A path package has no source.
+        if !package["source"].is_null() {
+            continue;
+        }
+        let (Some(name), Some(folder)) = (
+            package["name"].as_str(),
+            package["manifest_path"]
+                .as_str()
+                .map(Path::new)
+                .and_then(Path::parent),
+        ) else {
+            continue;
+        };
+        if !folder.starts_with(root) {
+            outside.push(format!("{name} ({})", folder.display()));
+        }
+    }
+    Ok(outside)
+}
+
 /// Builds the crate or workspace in `dir` for `wasm32-wasip2` and returns
 /// the `.wasm` files it produced.
-async fn build(dir: &Path, builder: Builder) -> anyhow::Result<Vec<PathBuf>> {
-    let workspace = dir.to_owned();
-    tokio::task::spawn_blocking(move || ensure_guest_target(&workspace, builder)).await??;
+async fn build(dir: &Path, builder: &Builder) -> anyhow::Result<Vec<PathBuf>> {
+    let (workspace, for_target) = (dir.to_owned(), builder.clone());
+    tokio::task::spawn_blocking(move || ensure_guest_target(&workspace, &for_target)).await??;
     tracing::info!(path = %dir.display(), ?builder, "building flow components");
-    let mut args = vec![
-        "build",
-        "--release",
-        "--target",
-        GUEST_TARGET,
-        "--message-format=json-render-diagnostics",
-    ];
-    let cargo = match builder {
+    let program = match builder {
         Builder::Admin => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
-        Builder::Repository => {
-            args.extend(["--locked", "--offline"]);
-            // The rustup proxy, so that RUSTUP_TOOLCHAIN chooses the binary.
-            "cargo".into()
-        }
+        // The rustup proxy, so that RUSTUP_TOOLCHAIN chooses the binary.
+        Builder::Repository { .. } => "cargo".into(),
     };
-    let mut cargo = command(&cargo, dir, builder);
-    cargo.args(args).stderr(std::process::Stdio::inherit());
+    let mut cargo = command(&program, dir, builder);
+    cargo
+        .args(["build", "--release", "--target", GUEST_TARGET])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit());
+    if let Builder::Repository { .. } = builder {
+        cargo
+            .args(["--locked", "--offline", "--manifest-path"])
+            .arg(dir.join("Cargo.toml"));
+    }
     let output = tokio::process::Command::from(cargo)
         .output()
         .await
@@ -195,7 +249,7 @@ async fn build(dir: &Path, builder: Builder) -> anyhow::Result<Vec<PathBuf>> {
 /// Makes sure the toolchain that builds in `dir` has the guest target.
 /// rustup fetches it with a toolchain it installs from `rust-toolchain.toml`,
 /// but not into a toolchain that was already there; then it is added here.
-pub fn ensure_guest_target(dir: &Path, builder: Builder) -> anyhow::Result<()> {
+pub fn ensure_guest_target(dir: &Path, builder: &Builder) -> anyhow::Result<()> {
     let libdir = command("rustc", dir, builder)
         .args(["--print", "target-libdir", "--target", GUEST_TARGET])
         .output()

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use baton_runtime::Runtime;
 use baton_store::Store;
 use git2::{BranchType, Repository, StatusOptions};
@@ -72,6 +73,9 @@ pub struct FlowUpdate {
     pub new: Option<String>,
     /// The build or deploy error.
     pub error: Option<String>,
+    /// What deployed but should be known: a path dependency outside the
+    /// repository makes the version depend on where the checkout is.
+    pub warnings: Vec<String>,
 }
 
 /// What Update did.
@@ -227,16 +231,18 @@ fn fast_forward(repo: &Repository) -> Result<(git2::Oid, git2::Oid, BTreeSet<Pat
 }
 
 /// Update: fast-forward, then build and deploy each changed flow crate with
-/// cargo in its repository mode, or, without `build_flows`, deploy each
-/// changed `dist/*.wasm` and never run cargo.
+/// cargo in its repository mode into the `build` folder, or, without one
+/// (`build_flows = false`), deploy each changed `dist/*.wasm` and never run
+/// cargo.
 pub async fn update(
     path: Option<&Path>,
-    build_flows: bool,
+    build: Option<&Path>,
     store: &Store,
     runtime: &Runtime<AttemptJournal>,
     connections: &std::collections::BTreeMap<String, String>,
 ) -> Result<UpdateReport, SyncError> {
     let path = path.ok_or(SyncError::NotConfigured)?.to_owned();
+    let build_flows = build.is_some();
     // git2 is blocking and its handles are not Send: finish with git first.
     let (workdir, from, to, changed) = tokio::task::spawn_blocking(move || {
         let repo = open(Some(&path))?;
@@ -255,8 +261,40 @@ pub async fn update(
             old: None,
             new: None,
             error: None,
+            warnings: Vec::new(),
         };
-        match crate::vcs::deploy::component_bytes(&workdir.join(&dir), Builder::Repository).await {
+        let components = match build {
+            Some(target_dir) => {
+                let builder = Builder::Repository {
+                    target_dir: target_dir.to_owned(),
+                };
+                let (crate_dir, root, for_check) =
+                    (workdir.join(&dir), workdir.clone(), builder.clone());
+                let outside = tokio::task::spawn_blocking(move || {
+                    crate::vcs::deploy::path_dependencies_outside(&crate_dir, &for_check, &root)
+                })
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|outside| outside);
+                match outside {
+                    Ok(outside) if !outside.is_empty() => report.warnings.push(format!(
+                        "depends by path on {}, outside the repository: cargo puts that path into the build, so a server whose checkout sits elsewhere builds another version of this commit (depend on it by git, a registry or a path inside the repository)",
+                        outside.join(", ")
+                    )),
+                    Ok(_) => {}
+                    Err(e) => report
+                        .warnings
+                        .push(format!("its path dependencies could not be checked: {e:#}")),
+                }
+                crate::vcs::deploy::component_bytes(&workdir.join(&dir), &builder).await
+            }
+            // A committed component, taken as it is.
+            None => tokio::fs::read(workdir.join(&dir))
+                .await
+                .map(|bytes| vec![(dir.clone(), bytes)])
+                .with_context(|| format!("reading {}", dir.display())),
+        };
+        match components {
             Err(e) => report.error = Some(format!("{e:#}")),
             Ok(components) => {
                 for (_, bytes) in components {

@@ -55,7 +55,9 @@ impl Versions {
     pub async fn update(&self) -> Result<UpdateReport, SyncError> {
         repository::update(
             self.config.flows_repo.as_deref(),
-            self.config.build_flows,
+            self.config
+                .build_flows
+                .then_some(self.config.flows_build_dir.as_path()),
             &self.store,
             self.executor.runtime(),
             &self.config.connections,

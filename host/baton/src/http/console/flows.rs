@@ -123,7 +123,7 @@ async fn version_control_view(
                         f.flow.unwrap_or(f.path),
                         f.old.unwrap_or_else(|| "(new)".into()),
                         f.new.unwrap_or_default(),
-                        f.error.unwrap_or_default(),
+                        f.error.unwrap_or_else(|| f.warnings.join("; ")),
                     )
                 })
                 .collect(),
