@@ -566,6 +566,42 @@ async fn a_cancel_frees_the_slot_of_a_flow_waiting_for_an_http_answer() {
     assert_eq!(cancelled["checkpoints"], json!([]), "{cancelled:#}");
 }
 
+/// A cancel on the server running the attempt stops it at once: with a
+/// heartbeat ten minutes apart, nothing else frees the slot before the
+/// flow's HTTP call gives up on its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_an_attempt_here_without_waiting_for_a_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--capacity".into(), "1".into()];
+    (setup.heartbeat_ms, setup.lease_ms) = (600_000, 2_400_000);
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(60_000);
+    let slow = server
+        .start_request("steps", json!({ "steps": 1, "url": sidecar.url }))
+        .await;
+    support::eventually(LONG, "the slow call to arrive", async || {
+        (sidecar.calls("/step/0") == 1).then_some(())
+    })
+    .await;
+    let next = server.start_request("steps", json!({ "steps": 2 })).await;
+    let (status, body) = server
+        .post(&format!("/api/requests/{slow}/cancel"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Well under the 30 s after which the call itself gives up, the minute
+    // its answer takes and the heartbeat's ten.
+    let done = server.wait_final(&next, Duration::from_secs(15)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        sidecar.answered("/step/0"),
+        0,
+        "the slow call was still unanswered"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_that_waits_past_its_wall_clock_limit_ends() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use baton_store::{NewRequest, Store, StoreError};
 use tokio::sync::broadcast;
 
+use crate::engine::checkpoint::Abort;
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
 
@@ -124,9 +125,13 @@ impl Requests {
     }
 
     /// Cancels request `id` on behalf of `account`: its epoch moves on, so
-    /// an attempt still running anywhere is fenced.
+    /// an attempt still running anywhere is fenced. One running here stops
+    /// at once and gives its slot back; one on another server stops when
+    /// that server's next heartbeat sees the epoch.
     pub async fn cancel(&self, id: &str, account: &str) -> Result<(), StoreError> {
-        self.store.cancel(id, &self.cluster.id, account).await
+        self.store.cancel(id, &self.cluster.id, account).await?;
+        self.executor.interrupt(id, &Abort::Lost);
+        Ok(())
     }
 
     /// Re-executes request `id` on behalf of `account`: this server owns

@@ -98,6 +98,14 @@ impl Executor {
         }
     }
 
+    /// Stops the attempt of request `id` executing here, if one is, at its
+    /// next host call (or at once, from a wait); it writes nothing more.
+    pub fn interrupt(&self, id: &str, abort: &Abort) {
+        if let Some((_, interrupt)) = self.active.lock().expect("active lock").get(id) {
+            interrupt.raise(abort);
+        }
+    }
+
     /// The `(request, epoch)` of every attempt executing here.
     pub fn active(&self) -> Vec<(String, i64)> {
         let active = self.active.lock().expect("active lock");
