@@ -240,7 +240,7 @@ async fn random_bodies_for_every_route_are_refused_without_a_trace() {
     let mut before = snapshot(&server).await;
     let mut refused = 0;
     for _ in 0..iterations(300) {
-        let (method, path) = match rng.u8(0..14) {
+        let (method, path) = match rng.u8(0..18) {
             0 => ("POST", "/api/flows".to_owned()),
             1 => ("GET", format!("/api/flows{}", query(&mut rng))),
             2 => (
@@ -283,6 +283,19 @@ async fn random_bodies_for_every_route_are_refused_without_a_trace() {
                 "POST",
                 format!("/api/servers/{}/name", segment(&mut rng, &server_id)),
             ),
+            13 => {
+                let action = ["password", "disable", "enable", "role", "tokens"][rng.usize(0..5)];
+                (
+                    if action == "tokens" { "DELETE" } else { "POST" },
+                    format!("/api/accounts/{}/{action}", segment(&mut rng, "nobody")),
+                )
+            }
+            14 => (
+                "DELETE",
+                format!("/api/accounts/{}", segment(&mut rng, "nobody")),
+            ),
+            15 => ("POST", "/api/password".to_owned()),
+            16 => ("POST", "/api/tokens/revoke".to_owned()),
             _ => ("POST", "/login".to_owned()),
         };
         let (bytes, content_type) = body(&mut rng);
