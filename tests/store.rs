@@ -900,6 +900,50 @@ async fn the_last_enabled_admin_is_not_demoted(db: Db) {
     assert!(store.set_role("root", "admin").await.unwrap());
 }
 
+/// Expired sessions and tokens are deleted, and only they: a purge that
+/// deleted too much would log everyone out.
+async fn expired_sessions_and_tokens_are_purged(db: Db) {
+    let store = &db.store;
+    store
+        .create_account(&account("ada", "viewer"))
+        .await
+        .unwrap();
+    store.create_session("old-session", "ada", 1).await.unwrap();
+    store
+        .create_session("live-session", "ada", 3_600_000)
+        .await
+        .unwrap();
+    store
+        .create_token("old-token", "ada", "cli", Some(1))
+        .await
+        .unwrap();
+    store
+        .create_token("live-token", "ada", "cli", Some(3_600_000))
+        .await
+        .unwrap();
+    store
+        .create_token("lasting-token", "ada", "cli", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_expired_credentials().await.unwrap(), 2);
+    assert!(
+        store
+            .session_account("live-session")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    for token in ["live-token", "lasting-token"] {
+        assert!(
+            store.token_account(token).await.unwrap().is_some(),
+            "{token}"
+        );
+    }
+    // Already gone: nothing more to delete.
+    assert_eq!(store.purge_expired_credentials().await.unwrap(), 0);
+}
+
 /// Each body above runs once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -929,6 +973,7 @@ on_both_backends!(
     a_full_journal_refuses_the_next_checkpoint,
     operator_transitions_follow_the_state_machine,
     an_idempotency_key_creates_one_request,
+    expired_sessions_and_tokens_are_purged,
     the_last_enabled_admin_is_neither_disabled_nor_deleted,
     racing_disables_leave_an_enabled_admin,
     the_last_enabled_admin_is_not_demoted,
