@@ -57,9 +57,13 @@ impl Store {
         }
     }
 
-    /// [`Store::load_payload`] on a blocking thread: a blob can be 64 MiB,
-    /// too much to read and hash on the async threads.
+    /// [`Store::load_payload`] for async callers: an inline payload (at most
+    /// 16 KiB) is checked where it is, a blob on a blocking thread, since it
+    /// can be 64 MiB, too much to read and hash on the async threads.
     pub async fn read_payload(&self, stored: StoredPayload) -> Result<Vec<u8>, StoreError> {
+        if stored.inline.is_some() {
+            return self.load_payload(&stored);
+        }
         let store = self.clone();
         let path = format!("blob {}", stored.hash);
         tokio::task::spawn_blocking(move || store.load_payload(&stored))

@@ -310,7 +310,7 @@ impl Journal for AttemptJournal {
             return Err(self.stop(Abort::Nondeterminism(message)));
         }
         let payload = record.payload.clone();
-        let recorded = match self.store.load_payload(&payload) {
+        let recorded = match self.store.read_payload(payload).await {
             Ok(bytes) => bytes,
             Err(e) => {
                 let message = format!("checkpoint {name:?} at position {position}: {e}");

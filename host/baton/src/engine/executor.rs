@@ -400,7 +400,7 @@ impl Executor {
                     Prepare::Fatal(message)
                 }
             })?;
-        let input = self.store.load_payload(&claim.input).map_err(|e| {
+        let input = self.store.read_payload(claim.input.clone()).await.map_err(|e| {
             let message = format!("the request's input cannot be read: {e}");
             if e.is_outage() {
                 Prepare::Postpone(message)
