@@ -492,11 +492,8 @@ async fn the_first_admin_password_is_long_and_never_logged() {
 
     let mut generated = first_start(dir.path(), "generated", None);
     let base = support::eventually(LONG, "the server to listen", async || {
-        std::fs::read_to_string(dir.path().join("generated.out"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("baton: listening on "))
-            .map(str::to_owned)
+        let out = std::fs::read_to_string(dir.path().join("generated.out")).unwrap();
+        baton::server::listening_address(&out).map(str::to_owned)
     })
     .await;
     let file = dir.path().join("generated/admin.password");

@@ -206,11 +206,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if let Some(line) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("baton: listening on "))
-            {
-                self.base = line.trim().to_owned();
+            if let Some(base) = baton::server::listening_address(&text) {
+                self.base = base.to_owned();
                 let token = std::fs::read_to_string(self.data.join("admin.token")).unwrap();
                 self.token = token.trim().to_owned();
                 return Ok(());

@@ -17,6 +17,18 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::vcs::deploy;
 
+/// What `baton up` prints on stdout, before its address, once it listens:
+/// tests, benches and scripts read it to find a server started on port 0.
+pub const LISTENING: &str = "baton: listening on ";
+
+/// The address a `baton up`'s stdout says it listens at, once it says so.
+pub fn listening_address(stdout: &str) -> Option<&str> {
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(LISTENING))
+        .map(str::trim)
+}
+
 /// A server's working parts without its HTTP listener: membership, the
 /// executor and the background loops. `baton up` serves it; benchmarks run
 /// it in-process.
@@ -191,8 +203,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         }
     }
     let app = http::router(state.clone());
-    // Tests and scripts read this line to find a server started on port 0.
-    println!("baton: listening on http://{address}");
+    println!("{LISTENING}http://{address}");
     tracing::info!(server = %state.cluster.id, %address, "serving the console and API");
     axum::serve(
         listener,

@@ -65,10 +65,7 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            if let Some(base) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("baton: listening on "))
-            {
+            if let Some(base) = crate::server::listening_address(&text) {
                 let id = std::fs::read_to_string(data.join("server-id"))?
                     .trim()
                     .to_owned();
@@ -77,7 +74,7 @@ impl Node {
                     .to_owned();
                 return Ok(Node {
                     child,
-                    base: base.trim().to_owned(),
+                    base: base.to_owned(),
                     id,
                     token,
                 });

@@ -400,14 +400,18 @@ impl Executor {
                     Prepare::Fatal(message)
                 }
             })?;
-        let input = self.store.read_payload(claim.input.clone()).await.map_err(|e| {
-            let message = format!("the request's input cannot be read: {e}");
-            if e.is_outage() {
-                Prepare::Postpone(message)
-            } else {
-                Prepare::Fatal(message)
-            }
-        })?;
+        let input = self
+            .store
+            .read_payload(claim.input.clone())
+            .await
+            .map_err(|e| {
+                let message = format!("the request's input cannot be read: {e}");
+                if e.is_outage() {
+                    Prepare::Postpone(message)
+                } else {
+                    Prepare::Fatal(message)
+                }
+            })?;
         let records = self
             .store
             .journal(&claim.journal)
