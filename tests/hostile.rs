@@ -183,6 +183,65 @@ async fn raw_journal_calls_that_forge_or_flood_are_refused() {
     );
 }
 
+/// Behind a trusted proxy every client arrives from the proxy's address:
+/// the login throttle counts each by the address the proxy saw
+/// (`X-Forwarded-For`), so one client's guessing does not lock out the
+/// others, and the header counts only when the proxy sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_is_throttled_by_its_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("baton.toml");
+    std::fs::write(&config, "trusted_proxies = [\"127.0.0.1\"]\n").unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--config".into(), config.display().to_string()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    let csrf = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let login = async |forwarded_for: &str, username: &str| {
+        http.post(format!("{}/login", server.base))
+            .header("cookie", format!("baton_csrf={csrf}"))
+            .header("x-forwarded-for", forwarded_for)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", "guess"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // One client guesses under many names until its address must wait; a
+    // forged first entry does not change who it is to the proxy.
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(login("198.51.100.1, 203.0.113.9", &format!("guess{i}")).await);
+    }
+    assert!(
+        statuses.contains(&429),
+        "the guessing client was never throttled: {statuses:?}"
+    );
+    assert_eq!(login("203.0.113.9", "someone").await, 429);
+    // Another client behind the same proxy is not.
+    assert_eq!(login("203.0.113.10", "someone").await, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_bad_logins_must_wait() {
     let dir = tempfile::tempdir().unwrap();

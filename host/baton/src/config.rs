@@ -54,6 +54,9 @@ pub struct FileConfig {
     /// The URL people open the console at; `https://…` makes its cookies
     /// `Secure` with the `__Host-` prefix.
     pub public_url: Option<String>,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the
+    /// client (default: none; the peer is the client).
+    pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
     /// How long a console session lasts, seconds; 0: until logout.
     pub session_ttl_s: Option<u64>,
     /// How long an API token issued through the API lasts, seconds; 0:
@@ -113,6 +116,8 @@ pub struct ServerConfig {
     pub max_postponements: u32,
     /// The URL people open the console at.
     pub public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a console session lasts, ms.
     pub session_ttl_ms: i64,
     /// How long an issued API token lasts, ms; `None`: until revoked.
@@ -169,6 +174,10 @@ impl ServerConfig {
                 .unwrap_or(16)
                 << 20,
             public_url: flags.public_url.or(file.public_url),
+            trusted_proxies: flags
+                .trusted_proxies
+                .or(file.trusted_proxies)
+                .unwrap_or_default(),
             session_ttl_ms: ttl_ms(
                 flags
                     .session_ttl_s

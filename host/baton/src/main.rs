@@ -351,6 +351,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_postponements: None,
                 http_body_limit_mib: None,
                 public_url: None,
+                trusted_proxies: None,
                 session_ttl_s,
                 token_ttl_s,
             };

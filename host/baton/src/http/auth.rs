@@ -6,7 +6,10 @@
 //! cancels; `admin` also deploys and changes settings. `/healthz`,
 //! `/metrics`, `/login` and the static assets are open.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -148,6 +151,61 @@ pub fn route_role(path: &str) -> Option<Role> {
     }
 }
 
+/// The address a request comes from, as the login throttle counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(client_address(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
+    }
+}
+
+/// The client behind `peer`: the peer itself, unless it is one of the
+/// `trusted` proxies; then the last address of `X-Forwarded-For` that is
+/// not one. Each proxy appends the address it saw, so the entries to the
+/// right of the client are the proxies' own, and whatever a client put to
+/// the left is never read. An entry that is not an address ends the walk
+/// at the peer.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    for entry in forwarded.iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(address) if trusted.contains(&address) => continue,
+            Ok(address) => return Some(address),
+            Err(_) => break,
+        }
+    }
+    Some(peer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +254,44 @@ mod tests {
         assert_eq!(route_role("/account/password"), Some(Role::Viewer));
         assert_eq!(route_role("/api/password"), Some(Role::Viewer));
         assert_eq!(route_role("/settings/flow"), None);
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_names_it() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let inner: IpAddr = "10.0.0.2".parse().unwrap();
+        let forwarded = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+            headers
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let headers = forwarded("1.2.3.4, 5.6.7.8");
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(
+            client_address(ip("9.9.9.9"), &headers, &[proxy]),
+            ip("9.9.9.9")
+        );
+        assert_eq!(client_address(Some(proxy), &headers, &[]), Some(proxy));
+        // Behind a trusted proxy, the last entry that is not a proxy.
+        assert_eq!(
+            client_address(Some(proxy), &headers, &[proxy]),
+            ip("5.6.7.8")
+        );
+        let chain = forwarded("1.2.3.4, 5.6.7.8, 10.0.0.2");
+        assert_eq!(
+            client_address(Some(proxy), &chain, &[proxy, inner]),
+            ip("5.6.7.8")
+        );
+        // No header, or a broken entry before any client: the proxy itself.
+        assert_eq!(
+            client_address(Some(proxy), &HeaderMap::new(), &[proxy]),
+            Some(proxy)
+        );
+        assert_eq!(
+            client_address(Some(proxy), &forwarded("1.2.3.4, junk"), &[proxy]),
+            Some(proxy)
+        );
+        assert_eq!(client_address(None, &headers, &[proxy]), None);
     }
 }

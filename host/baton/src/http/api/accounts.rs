@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::accounts::{self};
-use crate::http::auth::Account;
+use crate::http::auth::{Account, ClientAddress};
 use crate::http::credentials;
 use crate::http::state::AppState;
 
@@ -85,11 +85,10 @@ pub(super) struct PasswordChange {
 pub(super) async fn change_password(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
-    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    ClientAddress(address): ClientAddress,
     body: Bytes,
 ) -> ApiResult<axum::Json<Value>> {
     let change: PasswordChange = body_of(&body, "{\"current\", \"password\"}")?;
-    let address = client.map(|Extension(c)| c.0.ip());
     accounts::change_own_password(&state, &account, address, change.current, change.password)
         .await?;
     Ok(axum::Json(json!({ "name": account.name })))

@@ -10,7 +10,7 @@ use baton_core::Role;
 use super::session::too_many_failures;
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
 use crate::http::accounts::{self, AccountError};
-use crate::http::auth::Account;
+use crate::http::auth::{Account, ClientAddress};
 use crate::http::state::AppState;
 use crate::http::status::HttpStatus;
 
@@ -226,7 +226,7 @@ pub(super) async fn password_form(
 pub(super) async fn change_password(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
-    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -244,7 +244,6 @@ pub(super) async fn change_password(
         )
         .await);
     }
-    let address = client.map(|Extension(c)| c.0.ip());
     match accounts::change_own_password(&state, &account, address, field("current"), password).await
     {
         Ok(()) => {

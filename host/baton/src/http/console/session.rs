@@ -1,13 +1,12 @@
 //! Logging in and out of the console.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use baton_console::Section;
 
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
-use crate::http::auth::cookie;
+use crate::http::auth::{ClientAddress, cookie};
 use crate::http::credentials;
 use crate::http::state::AppState;
 
@@ -21,14 +20,13 @@ pub(super) const LOGIN_BODY_MAX: usize = 4096;
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
     let field = |name: &str| form_field(&form, name).unwrap_or_default().to_owned();
     let (username, password) = (field("username"), field("password"));
-    let address = client.map(|Extension(c)| c.0.ip());
     let hash = state
         .store
         .account(&username)
