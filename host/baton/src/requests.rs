@@ -190,7 +190,7 @@ impl DetailQuery {
         events.truncate(limit as usize);
         Ok(DetailPage {
             checkpoints_next: more_checkpoints
-                .then(|| checkpoints.last().map(|c| c.position))
+                .then(|| checkpoints.last().map(|c| c.journal_key))
                 .flatten(),
             events_next: more_events.then(|| events.last().map(|e| e.id)).flatten(),
             checkpoints,

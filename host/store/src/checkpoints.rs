@@ -7,8 +7,9 @@ use crate::{Backend, Fence, Store, StoreError, StoredPayload};
 
 /// How many checkpoints one request's journal holds, over all generations.
 ///
-/// The journal is keyed by one integer, its position: the request's number
-/// times this plus the checkpoint's ordinal in the request. A request's
+/// The journal is keyed by one integer, its journal key: the request's
+/// number times this plus the checkpoint's ordinal in the request (not the
+/// flow's `position`, which is `seq`, the place in a generation). A request's
 /// journal is one contiguous key range, and a commit appends to the key's
 /// b-tree (see migration 0006).
 pub const JOURNAL_CAPACITY: i64 = 1 << 24;
@@ -27,7 +28,7 @@ pub struct JournalGeneration {
 impl JournalGeneration {
     /// The key of the checkpoint at `seq` in this generation; `None` once
     /// the request's journal is full.
-    pub fn position(&self, seq: i64) -> Option<i64> {
+    pub fn journal_key(&self, seq: i64) -> Option<i64> {
         let ordinal = self.base.checked_add(seq)?;
         (0..JOURNAL_CAPACITY)
             .contains(&ordinal)
@@ -53,7 +54,7 @@ pub struct CheckpointRecord {
     /// The recorded value.
     pub payload: StoredPayload,
     /// The journal's key for it; a page of checkpoints goes on after it.
-    pub position: i64,
+    pub journal_key: i64,
 }
 
 /// A checkpoint to commit under an attempt's fence.
@@ -78,7 +79,7 @@ pub struct CheckpointWrite {
 /// subquery), so no plan can reach it through another index.
 pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
     const COLUMNS: [&str; 10] = [
-        "position",
+        "journal_key",
         "request_num",
         "generation",
         "seq",
@@ -115,7 +116,7 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
         )
     };
     let [
-        position,
+        journal_key,
         number,
         generation,
         seq,
@@ -128,12 +129,12 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
     ] = std::array::from_fn(column);
     format!(
         "{with}
-         INSERT INTO checkpoints (position, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         SELECT {position}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
+         INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         SELECT {journal_key}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
           WHERE (SELECT r.owner = {owner} AND r.epoch = {epoch} AND r.status = 'running'
                         AND r.generation = {generation}
                    FROM requests r WHERE r.num = {number} {lock})
-            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.position = {position} - 1))
+            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.journal_key = {journal_key} - 1))
          ON CONFLICT DO NOTHING",
         now = backend.now_ms(),
         lock = row_lock(backend),
@@ -157,8 +158,8 @@ impl Store {
     ) -> Result<Vec<CheckpointRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints c
-              WHERE c.position >= $1 AND c.position < $2 AND c.generation = $3
-              ORDER BY c.position"
+              WHERE c.journal_key >= $1 AND c.journal_key < $2 AND c.generation = $3
+              ORDER BY c.journal_key"
         ))
         .bind(generation.request * JOURNAL_CAPACITY + generation.base)
         .bind((generation.request + 1) * JOURNAL_CAPACITY)
@@ -169,8 +170,8 @@ impl Store {
     }
 
     /// A request's checkpoints, all generations, in order: at most `limit`
-    /// of them, starting after the one at position `after` (a page goes on
-    /// from the last record's [`CheckpointRecord::position`]).
+    /// of them, starting after the one keyed `after` (a page goes on
+    /// from the last record's [`CheckpointRecord::journal_key`]).
     pub async fn checkpoints(
         &self,
         request: &str,
@@ -179,10 +180,10 @@ impl Store {
     ) -> Result<Vec<CheckpointRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM requests r
-               JOIN checkpoints c ON c.position >= r.num * {JOURNAL_CAPACITY}
-                                 AND c.position < (r.num + 1) * {JOURNAL_CAPACITY}
-              WHERE r.id = $1 AND c.position > $2
-              ORDER BY c.position
+               JOIN checkpoints c ON c.journal_key >= r.num * {JOURNAL_CAPACITY}
+                                 AND c.journal_key < (r.num + 1) * {JOURNAL_CAPACITY}
+              WHERE r.id = $1 AND c.journal_key > $2
+              ORDER BY c.journal_key
               LIMIT $3"
         ))
         .bind(request)
@@ -199,7 +200,7 @@ impl Store {
     /// The INSERT takes only the rows whose request still matches the
     /// write's owner, epoch, generation and status `running`, and whose `seq`
     /// comes right after a committed one (or is 0) and is not taken yet (the
-    /// journal's key turns a second write of a position away). Nothing else
+    /// journal's key turns a second write of a key away). Nothing else
     /// is written: the journal is the request's progress. This is the
     /// invariant that fences a paused or partitioned server and keeps a
     /// sequence number from being committed twice. On PostgreSQL the request
@@ -215,10 +216,10 @@ impl Store {
         // (index in `results`, key, write) of each write that fits.
         let mut keyed = Vec::with_capacity(writes.len());
         for (index, write) in writes.iter().enumerate() {
-            match write.journal.position(write.seq) {
-                Some(position) => {
+            match write.journal.journal_key(write.seq) {
+                Some(key) => {
                     results.push(Ok(()));
-                    keyed.push((index, position, write));
+                    keyed.push((index, key, write));
                 }
                 None => results.push(Err(StoreError::JournalFull {
                     request: write.fence.request.clone(),
@@ -236,9 +237,9 @@ impl Store {
             &group
         };
         let mut query = sqlx::query(sql);
-        for (_, position, write) in &keyed {
+        for (_, key, write) in &keyed {
             query = query
-                .bind(*position)
+                .bind(*key)
                 .bind(write.journal.request)
                 .bind(write.journal.number)
                 .bind(write.seq)
@@ -263,13 +264,13 @@ impl Store {
             return Ok(results);
         }
         // Some writes were left out: the journal says which. A row at the
-        // write's position under its owner and epoch is this attempt's own,
+        // write's key under its owner and epoch is this attempt's own,
         // committed now or by an earlier try whose answer was lost.
-        for (index, position, write) in keyed {
+        for (index, key, write) in keyed {
             let found = sqlx::query(
-                "SELECT 1 FROM checkpoints WHERE position = $1 AND server_id = $2 AND epoch = $3",
+                "SELECT 1 FROM checkpoints WHERE journal_key = $1 AND server_id = $2 AND epoch = $3",
             )
-            .bind(position)
+            .bind(key)
             .bind(&write.fence.owner)
             .bind(write.fence.epoch)
             .fetch_optional(&mut *writer)
@@ -283,8 +284,7 @@ impl Store {
 }
 
 /// A record's columns, read from the journal as `c`.
-const CHECKPOINT_COLUMNS: &str =
-    "c.generation, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline, c.position";
+const CHECKPOINT_COLUMNS: &str = "c.generation, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline, c.journal_key";
 
 fn checkpoint_record(row: &AnyRow) -> CheckpointRecord {
     CheckpointRecord {
@@ -299,6 +299,6 @@ fn checkpoint_record(row: &AnyRow) -> CheckpointRecord {
             size: row.get(7),
             inline: row.get(8),
         },
-        position: row.get(9),
+        journal_key: row.get(9),
     }
 }

@@ -207,8 +207,8 @@ pub struct RequestFilter {
 /// a checkpoint commit writes the journal alone.
 const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
     (SELECT c.name FROM checkpoints c
-      WHERE c.position >= requests.num * JOURNAL_CAPACITY AND c.position < (requests.num + 1) * JOURNAL_CAPACITY
-      ORDER BY c.position DESC LIMIT 1) AS last_checkpoint,
+      WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
+      ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
     output_hash, output_size, output_inline, error, created_at, updated_at";
 
@@ -406,13 +406,13 @@ impl Store {
                     attempts = attempts + 1,
                     generation = generation + CASE WHEN resume = 0 AND suspended = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
-                         WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
-                           AND c.position < (requests.num + 1) * JOURNAL_CAPACITY)
+                         WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
+                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY)
                         THEN 1 ELSE 0 END,
                     journal_base = CASE WHEN resume = 0 AND suspended = 0 THEN COALESCE((
-                        SELECT MAX(c.position) + 1 - requests.num * JOURNAL_CAPACITY FROM checkpoints c
-                         WHERE c.position >= requests.num * JOURNAL_CAPACITY + requests.journal_base
-                           AND c.position < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
+                        SELECT MAX(c.journal_key) + 1 - requests.num * JOURNAL_CAPACITY FROM checkpoints c
+                         WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
+                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
                         ELSE journal_base END,
                     suspended = 0, next_attempt_at = NULL, updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM) AND (owner = $2 OR owner IS NULL)
