@@ -183,6 +183,31 @@ async fn an_idempotency_key_starts_a_request_once() {
     assert_eq!(ids, expected, "one request per key and nothing else");
 }
 
+/// `baton up --deploy` (the quick start's way in) deploys what it is
+/// given before it listens: here a component file, taken as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_deploys_what_it_is_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("hello.wasm");
+    std::fs::write(&component, wasm("hello")).unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--deploy".into(), component.display().to_string()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let (status, flows) = server.get("/api/flows").await;
+    assert_eq!(status, StatusCode::OK, "{flows}");
+    let names: Vec<&str> = flows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flow| flow["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello"]);
+    let (_, body) = server
+        .post("/api/flows/hello/requests?wait=true", r#"{"name":"Ada"}"#)
+        .await;
+    assert_eq!(body["output"]["greeting"], "Hello, Ada!", "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_replays_committed_steps_without_running_them() {
     let dir = tempfile::tempdir().unwrap();
