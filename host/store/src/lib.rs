@@ -27,6 +27,8 @@ pub mod blob;
 mod checkpoints;
 pub mod fault;
 mod flows;
+mod listing;
+mod operator;
 mod payload;
 mod requests;
 mod schedules;

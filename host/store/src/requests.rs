@@ -1,5 +1,5 @@
-//! The request lifecycle: creation, claims, fenced outcomes, cancel and
-//! re-execute, listing.
+//! The request lifecycle: creation, claims and fenced outcomes; the
+//! operator's transitions are in `operator`, reads for people in `listing`.
 
 use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::any::AnyRow;
@@ -205,14 +205,14 @@ pub struct RequestFilter {
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
 /// a checkpoint commit writes the journal alone.
-const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
+pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
     (SELECT c.name FROM checkpoints c
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
     output_hash, output_size, output_inline, error, created_at, updated_at";
 
-fn request_row(row: &AnyRow) -> RequestRow {
+pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     let output_hash: Option<String> = row.get("output_hash");
     RequestRow {
         id: row.get("id"),
@@ -583,87 +583,6 @@ impl Store {
         Ok(())
     }
 
-    /// Cancels a request that has not finished, from server `by` on behalf of
-    /// `actor` (recorded); its epoch moves on, so an attempt still running
-    /// anywhere is fenced.
-    pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
-            Transition::Cancel,
-            "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
-                    updated_at = NOW_MS
-              WHERE id = $1 AND status IN (RULE_FROM)
-              RETURNING epoch",
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((epoch,)) = row else {
-            drop(tx);
-            return Err(self.refusal(id, Transition::Cancel).await);
-        };
-        let detail = format!("by {actor}");
-        self.transition_event(&mut tx, Transition::Cancel, id, by, epoch, Some(&detail))
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Re-executes a request from server `me` on behalf of `actor`
-    /// (recorded): allowed for `error`, and for
-    /// `waiting_retry` whose owner is down (not running, or its heartbeat is
-    /// older than the lease). `me` becomes the owner, the retry budget starts
-    /// over and the attempt is due now.
-    pub async fn reexecute(
-        &self,
-        id: &str,
-        me: &str,
-        lease_ms: i64,
-        actor: &str,
-    ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
-            Transition::Reexecute,
-            "UPDATE requests SET owner = $2, status = RULE_TO, epoch = epoch + 1,
-                    failures = 0, postponements = 0, error = NULL, next_attempt_at = NOW_MS,
-                    updated_at = NOW_MS
-              WHERE id = $1 AND status IN (RULE_FROM)
-                AND (status = 'error' OR owner IS NULL
-                     OR owner IN (SELECT s.id FROM servers s
-                                   WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))
-              RETURNING epoch",
-        ))
-        .bind(id)
-        .bind(me)
-        .bind(lease_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((epoch,)) = row else {
-            drop(tx);
-            return Err(self.refusal(id, Transition::Reexecute).await);
-        };
-        let detail = format!("by {actor}");
-        self.transition_event(&mut tx, Transition::Reexecute, id, me, epoch, Some(&detail))
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Explains why an operator's transition did not apply, in the state
-    /// machine's words.
-    async fn refusal(&self, id: &str, transition: Transition) -> StoreError {
-        match self.request(id).await {
-            Ok(None) => StoreError::NotFound(format!("request {id}")),
-            Ok(Some(request)) => StoreError::Refused(format!(
-                "request {id} {}",
-                transition.refusal(request.status)
-            )),
-            Err(e) => e,
-        }
-    }
-
     /// The history event `transition`'s rule writes, if any.
     pub(crate) async fn transition_event(
         &self,
@@ -706,140 +625,6 @@ impl Store {
             Ok(None) => not_running(&new.owner, new.incarnation),
             Err(e) => e.into(),
         }
-    }
-
-    /// One request.
-    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
-        let sql = self.sql(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
-        ));
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(request_row))
-    }
-
-    /// Requests newest first, filtered, one keyset page at a time.
-    pub async fn list_requests(
-        &self,
-        filter: &RequestFilter,
-    ) -> Result<Vec<RequestRow>, StoreError> {
-        enum Arg {
-            Text(String),
-            Int(i64),
-        }
-        let mut sql = self.sql(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1"
-        ));
-        let mut args = Vec::new();
-        if let Some(status) = filter.status {
-            args.push(Arg::Text(status.as_str().to_owned()));
-            sql.push_str(&format!(" AND status = ${}", args.len()));
-        }
-        if let Some(flow) = &filter.flow {
-            args.push(Arg::Text(flow.clone()));
-            sql.push_str(&format!(" AND flow = ${}", args.len()));
-        }
-        if let Some(server) = &filter.server {
-            args.push(Arg::Text(server.clone()));
-            sql.push_str(&format!(" AND owner = ${}", args.len()));
-        }
-        if let Some(prefix) = filter.id_prefix.as_deref().filter(|p| !p.is_empty()) {
-            // A range on the id, which its unique index serves (LIKE is
-            // case-insensitive on SQLite and would scan).
-            args.push(Arg::Text(prefix.to_owned()));
-            sql.push_str(&format!(" AND id >= ${}", args.len()));
-            let mut end: Vec<char> = prefix.chars().collect();
-            if let Some(next) = end.last().and_then(|c| char::from_u32(*c as u32 + 1)) {
-                *end.last_mut().expect("non-empty") = next;
-                args.push(Arg::Text(end.into_iter().collect()));
-                sql.push_str(&format!(" AND id < ${}", args.len()));
-            }
-        }
-        if let Some(from) = filter.created_from {
-            args.push(Arg::Int(from));
-            sql.push_str(&format!(" AND created_at >= ${}", args.len()));
-        }
-        if let Some(before) = filter.created_before {
-            args.push(Arg::Int(before));
-            sql.push_str(&format!(" AND created_at < ${}", args.len()));
-        }
-        if let Some(after) = &filter.after {
-            let row: Option<(i64,)> =
-                sqlx::query_as("SELECT created_at FROM requests WHERE id = $1")
-                    .bind(after)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let Some((created_at,)) = row else {
-                return Err(StoreError::NotFound(format!(
-                    "request {after} (the page cursor)"
-                )));
-            };
-            args.push(Arg::Int(created_at));
-            args.push(Arg::Text(after.clone()));
-            let (at, id) = (args.len() - 1, args.len());
-            sql.push_str(&format!(
-                " AND (created_at < ${at} OR (created_at = ${at} AND id < ${id}))"
-            ));
-        }
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT {}",
-            filter.limit.clamp(1, 1000)
-        ));
-        let mut query = sqlx::query(&sql);
-        for arg in args {
-            query = match arg {
-                Arg::Text(text) => query.bind(text),
-                Arg::Int(int) => query.bind(int),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(request_row).collect())
-    }
-
-    /// A request's history, oldest first: at most `limit` events after
-    /// the one numbered `after`.
-    pub async fn events(
-        &self,
-        id: &str,
-        after: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        /// `(id, at, kind, server, epoch, detail)` as stored.
-        type Stored = (
-            i64,
-            i64,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Stored> = sqlx::query_as(
-            "SELECT id, at, kind, server_id, epoch, detail FROM request_events
-                  WHERE request_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(id)
-        .bind(after.unwrap_or(-1))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(number, at, kind, server, epoch, detail)| {
-                let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Unreadable {
-                    what: format!("event {number} of request {id}"),
-                    reason: format!("unknown kind {kind:?}"),
-                })?;
-                Ok(EventRow {
-                    id: number,
-                    at,
-                    kind,
-                    server,
-                    epoch,
-                    detail,
-                })
-            })
-            .collect()
     }
 
     /// The `(request, epoch)` pairs `me` is recorded as running an attempt

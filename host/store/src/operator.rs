@@ -1,0 +1,90 @@
+//! The operator's transitions on a request: cancel and re-execute, and why
+//! one was refused, in the state machine's words.
+
+use baton_core::Transition;
+use sqlx::Connection;
+
+use crate::{Store, StoreError};
+
+impl Store {
+    /// Cancels a request that has not finished, from server `by` on behalf of
+    /// `actor` (recorded); its epoch moves on, so an attempt still running
+    /// anywhere is fenced.
+    pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Cancel,
+            "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
+                    updated_at = NOW_MS
+              WHERE id = $1 AND status IN (RULE_FROM)
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return Err(self.refusal(id, Transition::Cancel).await);
+        };
+        let detail = format!("by {actor}");
+        self.transition_event(&mut tx, Transition::Cancel, id, by, epoch, Some(&detail))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Re-executes a request from server `me` on behalf of `actor`
+    /// (recorded): allowed for `error`, and for
+    /// `waiting_retry` whose owner is down (not running, or its heartbeat is
+    /// older than the lease). `me` becomes the owner, the retry budget starts
+    /// over and the attempt is due now.
+    pub async fn reexecute(
+        &self,
+        id: &str,
+        me: &str,
+        lease_ms: i64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Reexecute,
+            "UPDATE requests SET owner = $2, status = RULE_TO, epoch = epoch + 1,
+                    failures = 0, postponements = 0, error = NULL, next_attempt_at = NOW_MS,
+                    updated_at = NOW_MS
+              WHERE id = $1 AND status IN (RULE_FROM)
+                AND (status = 'error' OR owner IS NULL
+                     OR owner IN (SELECT s.id FROM servers s
+                                   WHERE s.status <> 'running' OR s.heartbeat_at < NOW_MS - $3))
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .bind(me)
+        .bind(lease_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return Err(self.refusal(id, Transition::Reexecute).await);
+        };
+        let detail = format!("by {actor}");
+        self.transition_event(&mut tx, Transition::Reexecute, id, me, epoch, Some(&detail))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Explains why an operator's transition did not apply, in the state
+    /// machine's words.
+    async fn refusal(&self, id: &str, transition: Transition) -> StoreError {
+        match self.request(id).await {
+            Ok(None) => StoreError::NotFound(format!("request {id}")),
+            Ok(Some(request)) => StoreError::Refused(format!(
+                "request {id} {}",
+                transition.refusal(request.status)
+            )),
+            Err(e) => e,
+        }
+    }
+}
