@@ -1,6 +1,8 @@
 //! The console through its router (tower `oneshot`): every page, the CSRF
 //! guard, escaping of hostile text, filters.
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use baton::config::{FileConfig, ServerConfig};
@@ -218,12 +220,7 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let token = cookie
-        .trim_start_matches("baton_csrf=")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = support::csrf_of(cookie);
     // 256 bits from the OS generator.
     assert!(
         token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -441,14 +438,7 @@ async fn pages_need_a_login_and_the_api_a_token() {
 
     // Logging in with the form sets an HttpOnly, SameSite=Strict session cookie.
     let (_, headers, _) = console.send(anonymous("/login")).await;
-    let csrf = headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .trim_start_matches("baton_csrf=")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
     let login = |password: &str| {
         Request::post("/login")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -202,14 +202,7 @@ impl LoginForm {
             .send()
             .await
             .unwrap();
-        let csrf = form.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("baton_csrf=")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let csrf = support::csrf_of(form.headers()["set-cookie"].to_str().unwrap());
         Self {
             http,
             base: server.base.clone(),

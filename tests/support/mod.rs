@@ -13,6 +13,16 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+/// The console's CSRF token in a `Set-Cookie` value that sets it.
+pub fn csrf_of(set_cookie: &str) -> String {
+    set_cookie
+        .trim_start_matches("baton_csrf=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

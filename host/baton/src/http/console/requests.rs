@@ -216,37 +216,20 @@ pub(super) async fn bulk_action(
     ))
 }
 
-async fn single_action(
-    state: AppState,
-    account: Account,
+/// `POST /status/requests/{id}/{action}`: re-execute or cancel one request
+/// from its detail page, then show it again.
+pub(super) async fn single_action(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
     headers: HeaderMap,
-    id: String,
-    form: Vec<(String, String)>,
-    action: Action,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
+    let action = Action::parse(Some(&action))
+        .ok_or_else(|| PageError(StatusCode::NOT_FOUND, "no such action".into()))?;
     check_csrf(&state, &headers, &form)?;
     act(&state, &account, &id, action).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
-}
-
-pub(super) async fn reexecute(
-    State(state): State<AppState>,
-    Extension(account): Extension<Account>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> PageResult {
-    single_action(state, account, headers, id, form, Action::Reexecute).await
-}
-
-pub(super) async fn cancel(
-    State(state): State<AppState>,
-    Extension(account): Extension<Account>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> PageResult {
-    single_action(state, account, headers, id, form, Action::Cancel).await
 }
 
 /// An escaped, pretty preview of a payload. One larger than
