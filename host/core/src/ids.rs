@@ -1,81 +1,29 @@
-//! Names of the things a request involves. Each is its own type, so a
-//! server ID cannot be passed where a request ID is meant.
+//! The identities the state machine reasons about: who owns a request and
+//! at which epoch.
 
 use std::fmt;
 
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+/// A server's ID, kept in its data folder across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerId(String);
 
-        impl $name {
-            /// Wraps a value read from the database or a caller.
-            pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
-            }
+impl ServerId {
+    /// Wraps a value read from the database or a caller.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
 
-            /// The value as stored.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// The owned value.
-            pub fn into_string(self) -> String {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(value: String) -> Self {
-                Self(value)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(value: &str) -> Self {
-                Self(value.to_owned())
-            }
-        }
-
-        impl PartialEq<str> for $name {
-            fn eq(&self, other: &str) -> bool {
-                self.0 == other
-            }
-        }
-    };
+    /// The value as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-name_type!(
-    /// A request's ID: a UUIDv7 for requests started by a caller, or
-    /// `<schedule>-<tick>` for scheduled ones.
-    RequestId
-);
-name_type!(
-    /// A server's ID, kept in its data folder across restarts.
-    ServerId
-);
-name_type!(
-    /// A flow's name, as the component declares it.
-    FlowName
-);
-name_type!(
-    /// A flow version: the content hash of its component.
-    VersionHash
-);
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A request's fencing epoch: every change of who may run the request moves
 /// it on, and every write of an attempt names the epoch it started at, so a

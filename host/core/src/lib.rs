@@ -4,8 +4,7 @@
 //!
 //! # Layout
 //!
-//! - `ids`: [`RequestId`], [`ServerId`], [`FlowName`], [`VersionHash`],
-//!   [`Epoch`].
+//! - `ids`: [`ServerId`], [`Epoch`].
 //! - `flow`: [`FlowProperties`], parsed once where a version is read.
 //! - `lifecycle`: [`RequestStatus`], [`EventKind`] and the state machine,
 //!   [`Transition`] with its [`Rule`]s.
@@ -17,7 +16,7 @@ mod lifecycle;
 mod role;
 
 pub use flow::{FlowProperties, MAX_RETRY_DELAY_MS, PropertiesError};
-pub use ids::{Epoch, FlowName, RequestId, ServerId, VersionHash};
+pub use ids::{Epoch, ServerId};
 pub use lifecycle::{
     Actor, EventKind, Guard, OwnerAfter, OwnerHealth, Refusal, RequestState, RequestStatus, Rule,
     Transition,
