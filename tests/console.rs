@@ -9,7 +9,8 @@ use baton::config::{FileConfig, ServerConfig};
 use baton::http::{AppState, router};
 use baton::server::Node;
 use baton_core::{EventKind, FlowProperties};
-use baton_store::{AccountRow, NewRequest, Outcome, Store, VersionRow};
+use baton_store::{AccountRow, NewRequest, Outcome, SqlStore, VersionRow};
+use baton_store::{AccountStore, FlowStore};
 use tower::ServiceExt;
 
 struct Console {
@@ -37,11 +38,11 @@ async fn console_at(public_url: Option<&str>) -> Console {
         },
     );
     let url = format!("sqlite://{}", dir.path().join("baton.db").display());
-    let store = Store::connect(&url, &dir.path().join("store"))
+    let store = SqlStore::connect(&url, &dir.path().join("store"))
         .await
         .unwrap();
     let node = Node::start(
-        store.clone(),
+        std::sync::Arc::new(store.clone()),
         config,
         "console-test".into(),
         "127.0.0.1:1".into(),

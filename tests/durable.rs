@@ -5,7 +5,8 @@ mod support;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use baton_store::{NewRequest, Outcome, Store};
+use baton_store::{NewRequest, Outcome, SqlStore};
+use baton_store::{PayloadStore, RequestStore, ServerStore};
 use serde_json::{Value, json};
 use support::{Server, Setup, Sidecar, wasm};
 
@@ -462,7 +463,7 @@ async fn a_corrupted_blob_is_detected_and_named() {
     let server = Server::start(dir.path(), "solo", &setup).await;
     let version = server.deploy(wasm("hello")).await;
 
-    let store = Store::connect(&setup.database, &setup.storage)
+    let store = SqlStore::connect(&setup.database, &setup.storage)
         .await
         .unwrap();
     let big = json!({ "name": "x".repeat(40_000) })
@@ -1028,7 +1029,7 @@ async fn a_long_sleep_gives_its_slot_back_and_resumes_by_replay() {
 /// test's own, already claimed by the server's current incarnation (as a
 /// create whose answer was lost leaves it), and returns the claim's fence.
 async fn claimed_request(
-    store: &Store,
+    store: &SqlStore,
     server: &Server,
     flow: &str,
     version: &str,
@@ -1039,7 +1040,7 @@ async fn claimed_request(
     let claim = store
         .create_request(
             &NewRequest {
-                id: baton_store::new_request_id(),
+                id: store.new_request_id(),
                 flow: flow.into(),
                 version: version.into(),
                 owner,
@@ -1066,7 +1067,7 @@ async fn a_request_running_without_an_attempt_is_picked_up_again() {
     let setup = Setup::sqlite(dir.path());
     let server = Server::start(dir.path(), "solo", &setup).await;
     let version = server.deploy(wasm("hello")).await;
-    let store = Store::connect(&setup.database, &setup.storage)
+    let store = SqlStore::connect(&setup.database, &setup.storage)
         .await
         .unwrap();
 
@@ -1094,7 +1095,7 @@ async fn a_storage_folder_away_for_a_while_postpones_and_loses_nothing() {
     let setup = Setup::sqlite(dir.path());
     let server = Server::start(dir.path(), "solo", &setup).await;
     let version = server.deploy(wasm("hello")).await;
-    let store = Store::connect(&setup.database, &setup.storage)
+    let store = SqlStore::connect(&setup.database, &setup.storage)
         .await
         .unwrap();
 

@@ -7,12 +7,16 @@ use std::time::Duration;
 use baton_core::RequestStatus;
 use baton_store::{
     AccountRow, CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter,
-    Store, StoreError, VersionRow,
+    SqlStore, StoreError, VersionRow,
+};
+use baton_store::{
+    AccountStore, FlowStore, JournalStore, ListingStore, OperatorStore, PayloadStore, RequestStore,
+    ServerStore,
 };
 
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
 struct Db {
-    store: Store,
+    store: SqlStore,
     _dir: tempfile::TempDir,
     _postgres: Option<std::sync::Arc<support::TestDatabase>>,
 }
@@ -24,7 +28,7 @@ async fn open(postgres: bool) -> Db {
         Some(database) => database.url.clone(),
         None => format!("sqlite://{}", dir.path().join("baton.db").display()),
     };
-    let store = Store::connect(&url, &dir.path().join("store"))
+    let store = SqlStore::connect(&url, &dir.path().join("store"))
         .await
         .unwrap();
     store
@@ -848,7 +852,7 @@ async fn racing_disables_leave_an_enabled_admin(db: Db) {
 /// Of two racing changes that would each take an admin away, exactly one
 /// went through, and one enabled admin remains.
 async fn one_of_two_went_through(
-    store: &Store,
+    store: &SqlStore,
     round: usize,
     first: &Result<bool, StoreError>,
     second: &Result<bool, StoreError>,
@@ -1031,7 +1035,7 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
         pool.close().await;
     }
 
-    let store = Store::connect(&url, &dir.path().join("store"))
+    let store = SqlStore::connect(&url, &dir.path().join("store"))
         .await
         .unwrap();
     let names = |records: Vec<baton_store::CheckpointRecord>| {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use baton_store::{NewRequest, Store, StoreError};
+use baton_core::store::{NewRequest, Store, StoreError};
 use tokio::sync::broadcast;
 
 use crate::engine::checkpoint::Abort;
@@ -45,14 +45,14 @@ pub struct Submitted {
 /// Requests as this server handles them.
 #[derive(Clone)]
 pub struct Requests {
-    store: Store,
+    store: Arc<dyn Store>,
     executor: Arc<Executor>,
     cluster: Arc<Cluster>,
 }
 
 impl Requests {
     /// Use cases run by `cluster`'s server with `executor`.
-    pub fn new(store: Store, executor: Arc<Executor>, cluster: Arc<Cluster>) -> Self {
+    pub fn new(store: Arc<dyn Store>, executor: Arc<Executor>, cluster: Arc<Cluster>) -> Self {
         Self {
             store,
             executor,
@@ -94,7 +94,7 @@ impl Requests {
             .ok_or_else(|| SubmitError::UnknownFlow(flow.to_owned()))?;
         let mut request = NewRequest::of_version(
             &version,
-            baton_store::new_request_id(),
+            self.store.new_request_id(),
             (&self.cluster.id, self.cluster.incarnation()),
             self.store.put_payload(input.to_vec())?,
         );
@@ -167,9 +167,9 @@ pub struct DetailQuery {
 /// checkpoints, far too many to load at once.
 pub struct DetailPage {
     /// Checkpoints, in order.
-    pub checkpoints: Vec<baton_store::CheckpointRecord>,
+    pub checkpoints: Vec<baton_core::store::CheckpointRecord>,
     /// Events, oldest first.
-    pub events: Vec<baton_store::EventRow>,
+    pub events: Vec<baton_core::store::EventRow>,
     /// `checkpoints_after` for the next page.
     pub checkpoints_next: Option<i64>,
     /// `events_after` for the next page.
@@ -178,7 +178,7 @@ pub struct DetailPage {
 
 impl DetailQuery {
     /// Reads the page this query asks for.
-    pub async fn page(&self, store: &Store, id: &str) -> Result<DetailPage, StoreError> {
+    pub async fn page(&self, store: &dyn Store, id: &str) -> Result<DetailPage, StoreError> {
         let limit = self.limit.unwrap_or(100).clamp(1, 1000);
         let mut checkpoints = store
             .checkpoints(id, self.checkpoints_after, limit + 1)

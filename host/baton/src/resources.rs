@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use baton_core::FlowProperties;
-use baton_store::ScheduleRow;
+use baton_core::store::ScheduleRow;
 
 /// Whether an address names this machine only.
 fn is_loopback(host: &str) -> bool {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use baton_core::store::{Fence, Store, StoreError};
 use baton_runtime::{Runtime, RuntimeConfig};
-use baton_store::{Fence, Store, StoreError};
+use baton_store::SqlStore;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -48,7 +49,7 @@ impl Node {
     /// interrupted requests and starts the retry process, the heartbeat and
     /// the schedules.
     pub async fn start(
-        store: Store,
+        store: Arc<dyn Store>,
         config: ServerConfig,
         id: String,
         address: String,
@@ -177,7 +178,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         private_folder(dir).with_context(|| format!("preparing the folder {}", dir.display()))?;
     }
     let folder = DataFolder::open(&config.data)?;
-    let store = Store::open(&config.database, &config.storage, config.lease)
+    let store = SqlStore::open(&config.database, &config.storage, config.lease)
         .await
         .with_context(|| {
             format!(
@@ -190,7 +191,13 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?.to_string();
-    let node = Node::start(store, config, folder.server_id.clone(), address.clone()).await?;
+    let node = Node::start(
+        Arc::new(store),
+        config,
+        folder.server_id.clone(),
+        address.clone(),
+    )
+    .await?;
     let state = &node.state;
     for path in deploy_paths {
         for (file, bytes) in deploy::component_bytes(&path, &deploy::Builder::Admin).await? {
@@ -217,7 +224,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
 
 /// Deletes expired sessions and API tokens (they already answer nothing)
 /// every few heartbeats, so they do not pile up.
-async fn purge_credentials(store: Store, heartbeat: std::time::Duration) {
+async fn purge_credentials(store: Arc<dyn Store>, heartbeat: std::time::Duration) {
     let mut interval = tokio::time::interval(heartbeat * 5);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -231,7 +238,7 @@ async fn purge_credentials(store: Store, heartbeat: std::time::Duration) {
 }
 
 /// The membership loop: heartbeat, takeover, and local fencing.
-async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store) {
+async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Arc<dyn Store>) {
     let mut interval = tokio::time::interval(cluster.timing().heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut suspects: Vec<(String, i64)> = Vec::new();
@@ -286,7 +293,7 @@ async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Store)
 /// version that cannot be loaded here shows as drift, not as a failed
 /// request later) and reports the flow-set and the flows repository's HEAD.
 async fn report(
-    store: Store,
+    store: Arc<dyn Store>,
     executor: Arc<Executor>,
     cluster: Arc<Cluster>,
     flows_repo: Option<std::path::PathBuf>,
@@ -300,14 +307,14 @@ async fn report(
         };
         let mut loaded = Vec::new();
         for flow in flows {
-            let (blobs, hash, size) = (
-                store.blobs().clone(),
+            let (store, hash, size) = (
+                store.clone(),
                 flow.active.hash.clone(),
                 flow.active.size as u64,
             );
             let load = executor
                 .runtime()
-                .load(&hash, || blobs.get(&hash, size).map_err(|e| e.to_string()));
+                .load(&hash, || store.blob(&hash, size).map_err(|e| e.to_string()));
             match load.await {
                 Ok(_) => loaded.push(format!("{}={}", flow.name, flow.active.hash)),
                 Err(e) => {

@@ -9,11 +9,13 @@
 //! - `lifecycle`: [`RequestStatus`], [`EventKind`] and the state machine,
 //!   [`Transition`] with its [`Rule`]s.
 //! - `role`: [`Role`].
+//! - [`store`]: the store port, its traits by aggregate and its rows.
 
 mod flow;
 mod ids;
 mod lifecycle;
 mod role;
+pub mod store;
 
 pub use flow::{FlowProperties, MAX_RETRY_DELAY_MS, PropertiesError};
 pub use ids::{Epoch, ServerId};

@@ -3,75 +3,12 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Backend, Fence, Store, StoreError, StoredPayload};
+use baton_core::store::async_trait;
 
-/// How many checkpoints one request's journal holds, over all generations.
-///
-/// The journal is keyed by one integer, its journal key: the request's
-/// number times this plus the checkpoint's ordinal in the request (not the
-/// flow's `position`, which is `seq`, the place in a generation). A request's
-/// journal is one contiguous key range, and a commit appends to the key's
-/// b-tree (see migration 0006).
-pub const JOURNAL_CAPACITY: i64 = 1 << 24;
-
-/// One generation of a request's journal: where its checkpoints are keyed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JournalGeneration {
-    /// The request's number, which keys its journal.
-    pub request: i64,
-    /// The generation (a new one starts when a `not use` flow retries).
-    pub number: i64,
-    /// Ordinal of the generation's first checkpoint among the request's.
-    pub base: i64,
-}
-
-impl JournalGeneration {
-    /// The key of the checkpoint at `seq` in this generation; `None` once
-    /// the request's journal is full.
-    pub fn journal_key(&self, seq: i64) -> Option<i64> {
-        let ordinal = self.base.checked_add(seq)?;
-        (0..JOURNAL_CAPACITY)
-            .contains(&ordinal)
-            .then(|| self.request * JOURNAL_CAPACITY + ordinal)
-    }
-}
-
-/// A committed checkpoint.
-#[derive(Debug, Clone)]
-pub struct CheckpointRecord {
-    /// Journal generation (a new one starts when a `not use` flow retries).
-    pub generation: i64,
-    /// Position in the generation, from 0.
-    pub seq: i64,
-    /// Checkpoint name as the flow gave it.
-    pub name: String,
-    /// Server that committed it.
-    pub server: String,
-    /// Epoch it was committed at.
-    pub epoch: i64,
-    /// Commit time.
-    pub at: i64,
-    /// The recorded value.
-    pub payload: StoredPayload,
-    /// The journal's key for it; a page of checkpoints goes on after it.
-    pub journal_key: i64,
-}
-
-/// A checkpoint to commit under an attempt's fence.
-#[derive(Debug, Clone)]
-pub struct CheckpointWrite {
-    /// The attempt's fence.
-    pub fence: Fence,
-    /// Journal generation of the attempt.
-    pub journal: JournalGeneration,
-    /// Position in the generation; must be exactly the number of checkpoints
-    /// the generation holds already.
-    pub seq: i64,
-    /// Checkpoint name.
-    pub name: String,
-    /// The step's result.
-    pub payload: StoredPayload,
-}
+use crate::{
+    Backend, CheckpointRecord, CheckpointWrite, Db, JOURNAL_CAPACITY, JournalGeneration,
+    JournalStore, SqlStore, StoreError, StoredPayload, database_error,
+};
 
 /// The fenced INSERT of `rows` checkpoints. One row, the common case,
 /// takes its values as parameters; a group takes them as a `VALUES` table.
@@ -150,9 +87,9 @@ fn row_lock(backend: Backend) -> &'static str {
     }
 }
 
-impl Store {
-    /// The journal of one generation, in order.
-    pub async fn journal(
+#[async_trait]
+impl JournalStore for SqlStore {
+    async fn journal(
         &self,
         generation: &JournalGeneration,
     ) -> Result<Vec<CheckpointRecord>, StoreError> {
@@ -165,14 +102,12 @@ impl Store {
         .bind((generation.request + 1) * JOURNAL_CAPACITY)
         .bind(generation.number)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(rows.iter().map(checkpoint_record).collect())
     }
 
-    /// A request's checkpoints, all generations, in order: at most `limit`
-    /// of them, starting after the one keyed `after` (a page goes on
-    /// from the last record's [`CheckpointRecord::journal_key`]).
-    pub async fn checkpoints(
+    async fn checkpoints(
         &self,
         request: &str,
         after: Option<i64>,
@@ -190,25 +125,12 @@ impl Store {
         .bind(after.unwrap_or(-1))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(rows.iter().map(checkpoint_record).collect())
     }
 
-    /// Commits a group of checkpoints, possibly of many requests, in one
-    /// statement and so one durable commit.
-    ///
-    /// The INSERT takes only the rows whose request still matches the
-    /// write's owner, epoch, generation and status `running`, and whose `seq`
-    /// comes right after a committed one (or is 0) and is not taken yet (the
-    /// journal's key turns a second write of a key away). Nothing else
-    /// is written: the journal is the request's progress. This is the
-    /// invariant that fences a paused or partitioned server and keeps a
-    /// sequence number from being committed twice. On PostgreSQL the request
-    /// rows are locked (`FOR UPDATE`), so a takeover committing meanwhile is
-    /// seen and wins. A write left out is answered [`StoreError::Fenced`],
-    /// one past the journal's capacity [`StoreError::JournalFull`]; the
-    /// outer error means the whole group failed.
-    pub async fn commit_checkpoints(
+    async fn commit_checkpoints(
         &self,
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
@@ -257,7 +179,7 @@ impl Store {
             Ok(done) => done.rows_affected(),
             Err(e) => {
                 writer.discard();
-                return Err(e.into());
+                return Err(database_error(e));
             }
         };
         if inserted == keyed.len() as u64 {
@@ -274,7 +196,7 @@ impl Store {
             .bind(&write.fence.owner)
             .bind(write.fence.epoch)
             .fetch_optional(&mut *writer)
-            .await?;
+            .await.db()?;
             if found.is_none() {
                 results[index] = Err(write.fence.lost());
             }

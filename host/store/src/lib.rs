@@ -1,4 +1,5 @@
-//! Baton's checkpoint store: the one port through which servers share state.
+//! Baton's checkpoint store: the SQL and blob-folder adapter of the store
+//! port (`baton_core::store`), through which servers share state.
 //!
 //! The cluster is every server configured with the same database and the same
 //! storage path, so this crate is also the cluster's only channel. Every write
@@ -6,20 +7,23 @@
 //! succeeds while the database still agrees with it; that is what stops a
 //! paused or partitioned server from writing for a request it has lost.
 //!
-//! One SQL implementation serves SQLite and PostgreSQL through sqlx's `Any`
-//! driver; each backend has its own migrations and a few dialect fragments
-//! (the database clock). Times are milliseconds on the database's clock.
+//! One SQL implementation, [`SqlStore`], serves SQLite and PostgreSQL
+//! through sqlx's `Any` driver; each backend has its own migrations and a
+//! few dialect fragments (the database clock). Times are milliseconds on the
+//! database's clock. Each module implements one of the port's traits.
 //!
 //! # Layout
 //!
 //! - [`blob`]: the content-addressed blob folder (`objects/ab/cdef…`).
-//! - `payload`: where a payload lives (inline in the row, or a blob).
-//! - `servers`: membership, heartbeats, takeover and handover.
-//! - `flows`: flow versions and the active version per flow.
-//! - `requests`: request lifecycle, claims and fenced outcomes.
-//! - `checkpoints`: the journal and grouped, fenced commits.
-//! - `accounts`: console and API accounts, sessions, tokens.
-//! - `schedules`: cron-style schedules fired once per tick across the cluster.
+//! - `payload`: [`PayloadStore`], where a payload lives (inline in the row, or a blob).
+//! - `servers`: [`ServerStore`], membership, heartbeats, takeover and handover.
+//! - `flows`: [`FlowStore`], flow versions and the active version per flow.
+//! - `requests`: [`RequestStore`], request lifecycle, claims and fenced outcomes.
+//! - `operator`: [`OperatorStore`], cancel and re-execute.
+//! - `listing`: [`ListingStore`], requests and their history for people.
+//! - `checkpoints`: [`JournalStore`], the journal and grouped, fenced commits.
+//! - `accounts`: [`AccountStore`], console and API accounts, sessions, tokens.
+//! - `schedules`: [`ScheduleStore`], cron-style schedules fired once per tick across the cluster.
 //! - [`fault`]: named fault points for tests (compiled out of release builds).
 
 mod accounts;
@@ -46,115 +50,46 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use tokio::sync::OwnedMutexGuard;
 
-pub use accounts::{AccountRow, AccountSummary};
+pub use baton_core::store::*;
 pub use blob::BlobStore;
-pub use checkpoints::{CheckpointRecord, CheckpointWrite, JOURNAL_CAPACITY, JournalGeneration};
-pub use flows::{FlowRow, VersionRow};
-pub use payload::{Payload, StoredPayload};
-pub use requests::{
-    Claim, EventRow, NewRequest, Outcome, RequestFilter, RequestRow, new_request_id,
-};
-pub use schedules::ScheduleRow;
-pub use servers::{ServerRow, ServerStatus, Takeover};
 
-/// What went wrong in the store, cut by what the caller should do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// This server no longer owns the request at this epoch: stop executing it.
-    #[error("request {request} is no longer owned by this server at epoch {epoch}")]
-    Fenced {
-        /// The request.
-        request: String,
-        /// The epoch the write was fenced on.
-        epoch: i64,
-    },
-    /// The thing asked for does not exist.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// An idempotency key already names a request of the flow.
-    #[error("the idempotency key {key:?} already started request {request}{}", if *same_input { "" } else { " with a different input" })]
-    KeyTaken {
-        /// The key.
-        key: String,
-        /// The request it started.
-        request: String,
-        /// Whether that request's input is the same as this one's.
-        same_input: bool,
-    },
-    /// The operation is not allowed in the current state; the text says why.
-    #[error("{0}")]
-    Refused(String),
-    /// A blob's bytes do not match their recorded hash: storage corruption.
-    #[error("blob {hash} is corrupted: {reason}")]
-    Corrupt {
-        /// The recorded hash.
-        hash: String,
-        /// What does not match.
-        reason: String,
-    },
-    /// A row holds something this server cannot read back.
-    #[error("{what} is unreadable: {reason}")]
-    Unreadable {
-        /// The row.
-        what: String,
-        /// What could not be read.
-        reason: String,
-    },
-    /// A blob the database names is not in the storage path.
-    #[error("blob {hash} is missing from the storage path")]
-    MissingBlob {
-        /// The recorded hash.
-        hash: String,
-    },
-    /// The storage folder failed.
-    #[error("storage I/O on {path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The database failed or is unreachable; retrying later may succeed.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The database did not answer in time; retrying later may succeed.
-    #[error("the database did not answer within {0:?}")]
-    Unanswered(Duration),
-    /// The request's journal holds [`JOURNAL_CAPACITY`] checkpoints already.
-    #[error(
-        "the journal of request {request} is full: a request holds at most {JOURNAL_CAPACITY} checkpoints"
-    )]
-    JournalFull {
-        /// The request.
-        request: String,
-    },
-    /// Migrations could not be applied.
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+/// Turns what the database driver answered into the store port's error.
+pub(crate) trait Db<T> {
+    /// The answer, with a driver error classified for [`StoreError`].
+    fn db(self) -> Result<T, StoreError>;
 }
 
-impl StoreError {
-    /// Whether the error says the database or the storage folder is away
-    /// for now (retrying later may succeed), rather than something about the
-    /// request or its data that waiting will not change.
-    pub fn is_outage(&self) -> bool {
-        match self {
-            // What the database said of the statement itself (bad data, a
-            // violated constraint, bad SQL) does not pass with time.
-            Self::Database(sqlx::Error::Database(e)) => !e
-                .code()
-                .is_some_and(|code| ["22", "23", "42"].iter().any(|c| code.starts_with(c))),
-            Self::Database(_) | Self::Unanswered(_) | Self::Io { .. } => true,
-            _ => false,
-        }
+impl<T> Db<T> for Result<T, sqlx::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(database_error)
     }
+}
 
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.display().to_string(),
-            source,
-        }
+impl<T> Db<T> for Result<T, sqlx::migrate::MigrateError> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| {
+            StoreError::Database(DatabaseError {
+                source: Box::new(e),
+                refused: true,
+            })
+        })
     }
+}
+
+/// A driver error as the port classifies it: what the database said of the
+/// statement itself (SQLSTATE class 22 bad data, 23 a violated constraint,
+/// 42 bad SQL) does not pass with time; anything else may.
+pub(crate) fn database_error(e: sqlx::Error) -> StoreError {
+    let refused = match &e {
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| ["22", "23", "42"].iter().any(|c| code.starts_with(c))),
+        _ => false,
+    };
+    StoreError::Database(DatabaseError {
+        source: Box::new(e),
+        refused,
+    })
 }
 
 /// Which database the checkpoint connection names.
@@ -185,33 +120,9 @@ impl Backend {
     }
 }
 
-/// Owner and epoch a write is conditional on.
-///
-/// An attempt receives its fence when it claims a request; every write it
-/// makes afterwards repeats it, and the database rejects the write once
-/// another claim (takeover, re-execute, cancel) has moved the epoch on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    /// The request.
-    pub request: String,
-    /// The server that claimed it.
-    pub owner: String,
-    /// The epoch of the claim.
-    pub epoch: i64,
-}
-
-impl Fence {
-    fn lost(&self) -> StoreError {
-        StoreError::Fenced {
-            request: self.request.clone(),
-            epoch: self.epoch,
-        }
-    }
-}
-
 /// The shared checkpoint store: database plus blob folder.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
     blobs: BlobStore,
@@ -281,8 +192,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 /// database commit is cheaper than a blob's two fsyncs plus the commit.
 pub const INLINE_MAX: usize = 16 * 1024;
 
-impl Store {
-    /// [`Store::open`] with the default lease (5 s).
+impl SqlStore {
+    /// [`SqlStore::open`] with the default lease (5 s).
     pub async fn connect(url: &str, storage: &Path) -> Result<Self, StoreError> {
         Self::open(url, storage, DEFAULT_LEASE).await
     }
@@ -301,12 +212,12 @@ impl Store {
         use sqlx::migrate::MigrateDatabase;
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
-        if backend == Backend::Postgres && !sqlx::Any::database_exists(url).await? {
+        if backend == Backend::Postgres && !sqlx::Any::database_exists(url).await.db()? {
             // Two servers may race to create it; the loser sees it exist.
             if let Err(e) = sqlx::Any::create_database(url).await
-                && !sqlx::Any::database_exists(url).await?
+                && !sqlx::Any::database_exists(url).await.db()?
             {
-                return Err(e.into());
+                return Err(database_error(e));
             }
         }
         let url = match backend {
@@ -316,15 +227,18 @@ impl Store {
             }
             _ => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let options = AnyConnectOptions::from_str(&url)
+            .db()?
+            .disable_statement_logging();
         if backend == Backend::Postgres {
             // Migrations run without the timeouts below: a large one may
             // rightly take longer than a lease.
-            let mut connection = sqlx::AnyConnection::connect_with(&options).await?;
+            let mut connection = sqlx::AnyConnection::connect_with(&options).await.db()?;
             sqlx::migrate!("../../migrations/postgres")
                 .run(&mut connection)
-                .await?;
-            connection.close().await?;
+                .await
+                .db()?;
+            connection.close().await.db()?;
         }
         let half_lease_ms = (lease.as_millis() / 2).max(1);
         let session = match backend {
@@ -361,9 +275,13 @@ impl Store {
                 })
             })
             .connect_with(options)
-            .await?;
+            .await
+            .db()?;
         if backend == Backend::Sqlite {
-            sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+            sqlx::migrate!("../../migrations/sqlite")
+                .run(&pool)
+                .await
+                .db()?;
         }
         Ok(Self {
             pool,
@@ -389,18 +307,11 @@ impl Store {
         &self.pool
     }
 
-    /// Now on the database's clock, in milliseconds since the Unix epoch.
-    pub async fn now_ms(&self) -> Result<i64, StoreError> {
-        let sql = format!("SELECT {}", self.backend.now_ms());
-        let (now,): (i64,) = sqlx::query_as(&sql).fetch_one(&self.pool).await?;
-        Ok(now)
-    }
-
     /// A connection to write with; see [`WriteConnection`].
     pub(crate) async fn writer(&self) -> Result<WriteConnection, StoreError> {
         match self.backend {
             Backend::Sqlite => self.kept_writer().await,
-            Backend::Postgres => Ok(WriteConnection::Pooled(self.pool.acquire().await?)),
+            Backend::Postgres => Ok(WriteConnection::Pooled(self.pool.acquire().await.db()?)),
         }
     }
 
@@ -408,7 +319,7 @@ impl Store {
     pub(crate) async fn kept_writer(&self) -> Result<WriteConnection, StoreError> {
         let mut turn = self.kept_writer.clone().lock_owned().await;
         if turn.is_none() {
-            *turn = Some(self.pool.acquire().await?);
+            *turn = Some(self.pool.acquire().await.db()?);
         }
         Ok(WriteConnection::Turn(turn))
     }
@@ -435,13 +346,5 @@ impl Store {
         self.sql(template)
             .replace("RULE_FROM", &from.join(", "))
             .replace("RULE_TO", &format!("'{}'", rule.to.as_str()))
-    }
-
-    /// Closes the pool, once the writer in turn is done.
-    pub async fn close(&self) {
-        // The kept writing connection stays checked out while it is kept,
-        // and closing waits for every checked-out connection: give it back.
-        drop(self.kept_writer.lock().await.take());
-        self.pool.close().await;
     }
 }

@@ -3,27 +3,26 @@
 
 use baton_core::EventKind;
 
-use crate::requests::{EventRow, REQUEST_COLUMNS, RequestFilter, RequestRow, request_row};
-use crate::{Store, StoreError};
+use crate::requests::{REQUEST_COLUMNS, request_row};
+use baton_core::store::async_trait;
 
-impl Store {
-    /// One request.
-    pub async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+use crate::{Db, EventRow, ListingStore, RequestFilter, RequestRow, SqlStore, StoreError};
+
+#[async_trait]
+impl ListingStore for SqlStore {
+    async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
         let sql = self.sql(&format!(
             "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1"
         ));
         let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .db()?;
         Ok(row.as_ref().map(request_row))
     }
 
-    /// Requests newest first, filtered, one keyset page at a time.
-    pub async fn list_requests(
-        &self,
-        filter: &RequestFilter,
-    ) -> Result<Vec<RequestRow>, StoreError> {
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError> {
         enum Arg {
             Text(String),
             Int(i64),
@@ -69,7 +68,8 @@ impl Store {
                 sqlx::query_as("SELECT created_at FROM requests WHERE id = $1")
                     .bind(after)
                     .fetch_optional(&self.pool)
-                    .await?;
+                    .await
+                    .db()?;
             let Some((created_at,)) = row else {
                 return Err(StoreError::NotFound(format!(
                     "request {after} (the page cursor)"
@@ -93,13 +93,11 @@ impl Store {
                 Arg::Int(int) => query.bind(int),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.pool).await.db()?;
         Ok(rows.iter().map(request_row).collect())
     }
 
-    /// A request's history, oldest first: at most `limit` events after
-    /// the one numbered `after`.
-    pub async fn events(
+    async fn events(
         &self,
         id: &str,
         after: Option<i64>,
@@ -122,7 +120,8 @@ impl Store {
         .bind(after.unwrap_or(-1))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         rows.into_iter()
             .map(|(number, at, kind, server, epoch, detail)| {
                 let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Unreadable {

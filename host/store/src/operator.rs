@@ -4,15 +4,30 @@
 use baton_core::Transition;
 use sqlx::Connection;
 
-use crate::{Store, StoreError};
+use baton_core::store::async_trait;
 
-impl Store {
-    /// Cancels a request that has not finished, from server `by` on behalf of
-    /// `actor` (recorded); its epoch moves on, so an attempt still running
-    /// anywhere is fenced.
-    pub async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
+use crate::{Db, ListingStore, OperatorStore, SqlStore, StoreError};
+
+impl SqlStore {
+    /// Explains why an operator's transition did not apply, in the state
+    /// machine's words.
+    async fn refusal(&self, id: &str, transition: Transition) -> StoreError {
+        match self.request(id).await {
+            Ok(None) => StoreError::NotFound(format!("request {id}")),
+            Ok(Some(request)) => StoreError::Refused(format!(
+                "request {id} {}",
+                transition.refusal(request.status)
+            )),
+            Err(e) => e,
+        }
+    }
+}
+
+#[async_trait]
+impl OperatorStore for SqlStore {
+    async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.begin().await.db()?;
         let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
             Transition::Cancel,
             "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
@@ -22,7 +37,8 @@ impl Store {
         ))
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let Some((epoch,)) = row else {
             drop(tx);
             return Err(self.refusal(id, Transition::Cancel).await);
@@ -30,16 +46,11 @@ impl Store {
         let detail = format!("by {actor}");
         self.transition_event(&mut tx, Transition::Cancel, id, by, epoch, Some(&detail))
             .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
-    /// Re-executes a request from server `me` on behalf of `actor`
-    /// (recorded): allowed for `error`, and for
-    /// `waiting_retry` whose owner is down (not running, or its heartbeat is
-    /// older than the lease). `me` becomes the owner, the retry budget starts
-    /// over and the attempt is due now.
-    pub async fn reexecute(
+    async fn reexecute(
         &self,
         id: &str,
         me: &str,
@@ -47,7 +58,7 @@ impl Store {
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.begin().await.db()?;
         let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
             Transition::Reexecute,
             "UPDATE requests SET owner = $2, status = RULE_TO, epoch = epoch + 1,
@@ -63,7 +74,8 @@ impl Store {
         .bind(me)
         .bind(lease_ms)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         let Some((epoch,)) = row else {
             drop(tx);
             return Err(self.refusal(id, Transition::Reexecute).await);
@@ -71,20 +83,7 @@ impl Store {
         let detail = format!("by {actor}");
         self.transition_event(&mut tx, Transition::Reexecute, id, me, epoch, Some(&detail))
             .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
-    }
-
-    /// Explains why an operator's transition did not apply, in the state
-    /// machine's words.
-    async fn refusal(&self, id: &str, transition: Transition) -> StoreError {
-        match self.request(id).await {
-            Ok(None) => StoreError::NotFound(format!("request {id}")),
-            Ok(Some(request)) => StoreError::Refused(format!(
-                "request {id} {}",
-                transition.refusal(request.status)
-            )),
-            Err(e) => e,
-        }
     }
 }

@@ -5,203 +5,12 @@ use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Connection, Row, Transaction};
 
-use crate::{Fence, JournalGeneration, Store, StoreError, StoredPayload, VersionRow};
+use baton_core::store::async_trait;
 
-/// A new request ID: a UUIDv7 in simple form. Its leading timestamp keeps
-/// the requests' and the journal's b-trees growing at their right edge, so
-/// a checkpoint commit writes one leaf page rather than splitting one at
-/// a random place; the random tail keeps it unique across servers.
-pub fn new_request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
-/// A request to create.
-#[derive(Debug, Clone)]
-pub struct NewRequest {
-    /// Request ID.
-    pub id: String,
-    /// Flow name.
-    pub flow: String,
-    /// Pinned flow version (component hash).
-    pub version: String,
-    /// The server that received it and will run it.
-    pub owner: String,
-    /// The owner's incarnation: a server found dead creates nothing.
-    pub incarnation: i64,
-    /// The input JSON.
-    pub input: StoredPayload,
-    /// Copied from the version's properties: may another server resume it?
-    pub other_server_retry: bool,
-    /// Copied from the version's properties: `begin_checkpoint = use`.
-    pub resume: bool,
-    /// The caller's key: a second request of the same flow with the same
-    /// key is not created ([`StoreError::KeyTaken`] names the first).
-    pub idempotency_key: Option<String>,
-}
-
-impl NewRequest {
-    /// A request that runs `version` on `input`, owned by the server and
-    /// incarnation `owner` names, with what the version declares copied
-    /// onto it. Every way of starting a request builds it here.
-    pub fn of_version(
-        version: &VersionRow,
-        id: String,
-        (owner, incarnation): (&str, i64),
-        input: StoredPayload,
-    ) -> Self {
-        Self {
-            id,
-            flow: version.flow.clone(),
-            version: version.hash.clone(),
-            owner: owner.to_owned(),
-            incarnation,
-            input,
-            other_server_retry: version.properties.other_server_retry,
-            resume: version.properties.begin_checkpoint,
-            idempotency_key: None,
-        }
-    }
-}
-
-/// An attempt's licence to run: what the claim returned.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    /// Owner and epoch every write of this attempt is fenced on.
-    pub fence: Fence,
-    /// Flow name.
-    pub flow: String,
-    /// Pinned version.
-    pub version: String,
-    /// Attempts started so far, this one included.
-    pub attempts: i64,
-    /// Flow errors counted so far against `max_retries`.
-    pub failures: i64,
-    /// Postponements in a row before this attempt.
-    pub postponements: i64,
-    /// Journal generation this attempt replays and extends.
-    pub journal: JournalGeneration,
-    /// The input.
-    pub input: StoredPayload,
-}
-
-/// How an attempt ended, as written back under its fence.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// The flow returned an output.
-    Succeeded(StoredPayload),
-    /// The flow failed; it will be retried here after `delay_ms`.
-    Retry {
-        /// What failed.
-        error: String,
-        /// Delay before the retry.
-        delay_ms: i64,
-    },
-    /// The flow failed for good.
-    Error(String),
-    /// The attempt could not start or end for a passing reason outside the
-    /// flow (the database or storage away): it runs again after `delay_ms`
-    /// without counting against the flow's retries.
-    Postponed {
-        /// What was in the way.
-        reason: String,
-        /// Delay before the next attempt.
-        delay_ms: i64,
-    },
-    /// The flow sleeps until `wake_at_ms`: the request stays `running`,
-    /// owned here, without an attempt, and is due again at that time.
-    Sleeping {
-        /// Wake-up time in milliseconds on the database clock.
-        wake_at_ms: i64,
-    },
-}
-
-impl Outcome {
-    /// The transition this outcome makes.
-    pub fn transition(&self) -> Transition {
-        match self {
-            Self::Succeeded(_) => Transition::Succeed,
-            Self::Retry { .. } => Transition::Retry,
-            Self::Error(_) => Transition::Fail,
-            Self::Postponed { .. } => Transition::Postpone,
-            Self::Sleeping { .. } => Transition::Sleep,
-        }
-    }
-}
-
-/// One request as listed or shown.
-#[derive(Debug, Clone)]
-pub struct RequestRow {
-    /// Request ID.
-    pub id: String,
-    /// Flow name.
-    pub flow: String,
-    /// Pinned version.
-    pub version: String,
-    /// Status.
-    pub status: RequestStatus,
-    /// Owning server, if any.
-    pub owner: Option<String>,
-    /// Fencing epoch.
-    pub epoch: i64,
-    /// Attempts started.
-    pub attempts: i64,
-    /// Flow errors counted against `max_retries`.
-    pub failures: i64,
-    /// Journal generation.
-    pub generation: i64,
-    /// Name of the last committed checkpoint.
-    pub last_checkpoint: Option<String>,
-    /// When the next attempt is due.
-    pub next_attempt_at: Option<i64>,
-    /// The input.
-    pub input: StoredPayload,
-    /// The output, once succeeded.
-    pub output: Option<StoredPayload>,
-    /// The last error.
-    pub error: Option<String>,
-    /// Created.
-    pub created_at: i64,
-    /// Last changed.
-    pub updated_at: i64,
-}
-
-/// One entry of a request's history.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EventRow {
-    /// Its number; a page of events goes on after it.
-    pub id: i64,
-    /// When.
-    pub at: i64,
-    /// What happened.
-    pub kind: EventKind,
-    /// The server that did it.
-    pub server: Option<String>,
-    /// The epoch it happened at.
-    pub epoch: Option<i64>,
-    /// Details in a sentence.
-    pub detail: Option<String>,
-}
-
-/// Filters for listing requests, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFilter {
-    /// Only this status.
-    pub status: Option<RequestStatus>,
-    /// Only this flow.
-    pub flow: Option<String>,
-    /// Only owned by this server.
-    pub server: Option<String>,
-    /// Only requests listed after this one (keyset paging).
-    pub after: Option<String>,
-    /// Only IDs starting with this.
-    pub id_prefix: Option<String>,
-    /// Only created at or after this time (ms).
-    pub created_from: Option<i64>,
-    /// Only created before this time (ms).
-    pub created_before: Option<i64>,
-    /// Page size.
-    pub limit: i64,
-}
+use crate::{
+    Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow, RequestStore,
+    ServerStore, SqlStore, StoreError, StoredPayload, database_error,
+};
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
 /// a checkpoint commit writes the journal alone.
@@ -243,7 +52,7 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     }
 }
 
-impl Store {
+impl SqlStore {
     /// Appends to a request's history inside a transaction.
     pub(crate) async fn event(
         &self,
@@ -264,23 +73,9 @@ impl Store {
         .bind(epoch)
         .bind(detail)
         .execute(&mut **tx)
-        .await?;
+        .await
+        .db()?;
         Ok(())
-    }
-
-    /// Records a new request owned by the server that received it: `queued`,
-    /// or, with `claim`, already `running` as its first attempt (one commit
-    /// instead of two when the server has a free slot).
-    pub async fn create_request(
-        &self,
-        new: &NewRequest,
-        claim: bool,
-    ) -> Result<Option<Claim>, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
-        let claimed = self.insert_request(&mut tx, new, claim).await?;
-        tx.commit().await?;
-        Ok(claimed)
     }
 
     /// Inserts a request and its first events inside a transaction.
@@ -322,7 +117,8 @@ impl Store {
         .bind(new.incarnation)
         .bind(new.idempotency_key.as_deref())
         .fetch_optional(&mut **tx)
-        .await?;
+        .await
+        .db()?;
         let Some((number,)) = number else {
             return Err(self.not_created(tx, new).await);
         };
@@ -366,11 +162,70 @@ impl Store {
         }))
     }
 
-    /// Requests due for an attempt that `me` may claim: its own queued or
-    /// waiting ones, its sleeping ones whose wake-up time has come (a
-    /// `running` request has a due time only while no attempt runs it), and
-    /// ones handed over to the cluster. Oldest due first.
-    pub async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
+    /// The history event `transition`'s rule writes, if any.
+    pub(crate) async fn transition_event(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        transition: Transition,
+        request: &str,
+        server: &str,
+        epoch: i64,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match transition.rule().event {
+            Some(kind) => {
+                self.event(tx, request, kind, Some(server), Some(epoch), detail)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Why `new` was not inserted: its key names a request already there
+    /// (committed, since the insert waited for any other writer of the key),
+    /// or its owner is not running at its incarnation.
+    async fn not_created(&self, tx: &mut Transaction<'_, Any>, new: &NewRequest) -> StoreError {
+        let Some(key) = &new.idempotency_key else {
+            return not_running(&new.owner, new.incarnation);
+        };
+        let first: Result<Option<(String, String)>, sqlx::Error> = sqlx::query_as(
+            "SELECT id, input_hash FROM requests WHERE flow = $1 AND idempotency_key = $2",
+        )
+        .bind(&new.flow)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await;
+        match first {
+            Ok(Some((request, input_hash))) => StoreError::KeyTaken {
+                key: key.clone(),
+                request,
+                same_input: input_hash == new.input.hash,
+            },
+            Ok(None) => not_running(&new.owner, new.incarnation),
+            Err(e) => database_error(e),
+        }
+    }
+}
+
+#[async_trait]
+impl RequestStore for SqlStore {
+    fn new_request_id(&self) -> String {
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+
+    async fn create_request(
+        &self,
+        new: &NewRequest,
+        claim: bool,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let claimed = self.insert_request(&mut tx, new, claim).await?;
+        tx.commit().await.db()?;
+        Ok(claimed)
+    }
+
+    async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
             "SELECT id FROM requests
               WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
@@ -381,25 +236,19 @@ impl Store {
         .bind(me)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .db()?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Starts an attempt: moves a due request to `running` owned by `me` at
-    /// a new epoch, which fences every earlier attempt anywhere. A request
-    /// with `begin_checkpoint = not use` whose last attempt did not merely
-    /// suspend (a long sleep, a postponement) and that has checkpoints starts
-    /// a new journal generation. `None` when someone else claimed it first;
-    /// [`StoreError::Refused`] when `me` is not running at `incarnation`
-    /// (found dead, or stopped), which may claim nothing.
-    pub async fn claim(
+    async fn claim(
         &self,
         id: &str,
         me: &str,
         incarnation: i64,
     ) -> Result<Option<Claim>, StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.begin().await.db()?;
         let row = sqlx::query(&self.transition_sql(
             Transition::Claim,
             "UPDATE requests SET status = RULE_TO, owner = $2, epoch = epoch + 1,
@@ -427,7 +276,7 @@ impl Store {
         .bind(me)
         .bind(incarnation)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await.db()?;
         crate::fault::point(crate::fault::PAUSE_IN_CLAIM);
         let Some(row) = row else {
             drop(tx);
@@ -473,15 +322,14 @@ impl Store {
             Some(&detail),
         )
         .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(Some(claim))
     }
 
-    /// Writes how an attempt ended, only while its fence holds.
-    pub async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
         let transition = outcome.transition();
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.begin().await.db()?;
         let set = match outcome {
             Outcome::Succeeded(_) => {
                 "output_hash = $4, output_size = $5, output_inline = $6, error = NULL,
@@ -521,7 +369,7 @@ impl Store {
             Outcome::Sleeping { wake_at_ms } => query.bind(*wake_at_ms),
             Outcome::Error(error) => query.bind(error),
         };
-        if query.execute(&mut *tx).await?.rows_affected() == 0 {
+        if query.execute(&mut *tx).await.db()?.rows_affected() == 0 {
             return Err(fence.lost());
         }
         let detail = match outcome {
@@ -544,18 +392,13 @@ impl Store {
             detail.as_deref(),
         )
         .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
-    /// Makes a request whose attempt stopped without an outcome (its server
-    /// stopping, or rejoining after being found dead), or that was left
-    /// `running` with no attempt behind it, due again, if the fence still
-    /// holds; `why` goes into its history. Not a failure: the retry budget
-    /// is untouched.
-    pub async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError> {
+    async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.begin().await.db()?;
         let done = sqlx::query(&self.transition_sql(
             Transition::Release,
             "UPDATE requests SET status = RULE_TO, next_attempt_at = NOW_MS, updated_at = NOW_MS
@@ -566,7 +409,8 @@ impl Store {
         .bind(&fence.owner)
         .bind(fence.epoch)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         if done.rows_affected() == 0 {
             return Err(fence.lost());
         }
@@ -579,65 +423,19 @@ impl Store {
             Some(why),
         )
         .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
-    /// The history event `transition`'s rule writes, if any.
-    pub(crate) async fn transition_event(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        transition: Transition,
-        request: &str,
-        server: &str,
-        epoch: i64,
-        detail: Option<&str>,
-    ) -> Result<(), StoreError> {
-        match transition.rule().event {
-            Some(kind) => {
-                self.event(tx, request, kind, Some(server), Some(epoch), detail)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Why `new` was not inserted: its key names a request already there
-    /// (committed, since the insert waited for any other writer of the key),
-    /// or its owner is not running at its incarnation.
-    async fn not_created(&self, tx: &mut Transaction<'_, Any>, new: &NewRequest) -> StoreError {
-        let Some(key) = &new.idempotency_key else {
-            return not_running(&new.owner, new.incarnation);
-        };
-        let first: Result<Option<(String, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT id, input_hash FROM requests WHERE flow = $1 AND idempotency_key = $2",
-        )
-        .bind(&new.flow)
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await;
-        match first {
-            Ok(Some((request, input_hash))) => StoreError::KeyTaken {
-                key: key.clone(),
-                request,
-                same_input: input_hash == new.input.hash,
-            },
-            Ok(None) => not_running(&new.owner, new.incarnation),
-            Err(e) => e.into(),
-        }
-    }
-
-    /// The `(request, epoch)` pairs `me` is recorded as running an attempt
-    /// of: `running`, owned by `me`, with no due time (a sleeping request
-    /// has one, and no attempt).
-    pub async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, epoch FROM requests
               WHERE owner = $1 AND status = 'running' AND next_attempt_at IS NULL",
         )
         .bind(me)
         .fetch_all(&self.pool)
-        .await?)
+        .await
+        .db()?)
     }
 }
 

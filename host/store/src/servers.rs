@@ -6,79 +6,9 @@
 use baton_core::Transition;
 use sqlx::{Connection, Row};
 
-use crate::{Store, StoreError};
+use baton_core::store::async_trait;
 
-/// A server's state as recorded in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerStatus {
-    /// Heartbeating (or not yet found dead).
-    Running,
-    /// Found dead by another server, which took over its requests.
-    Terminated,
-    /// Stopped cleanly; it handed its requests over.
-    Stopped,
-}
-
-impl ServerStatus {
-    fn parse(s: &str) -> Self {
-        match s {
-            "running" => Self::Running,
-            "stopped" => Self::Stopped,
-            _ => Self::Terminated,
-        }
-    }
-
-    /// The status string of the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Terminated => "terminated",
-            Self::Stopped => "stopped",
-        }
-    }
-}
-
-/// One server of the cluster.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServerRow {
-    /// Server ID, kept in the server's data folder.
-    pub id: String,
-    /// Display name (defaults to the ID).
-    pub name: String,
-    /// Bumped every time the server (re)joins.
-    pub incarnation: i64,
-    /// Recorded status.
-    pub status: ServerStatus,
-    /// Where its console and API listen.
-    pub address: String,
-    /// When this incarnation joined.
-    pub started_at: i64,
-    /// Last heartbeat.
-    pub heartbeat_at: i64,
-    /// Age of the last heartbeat on the database clock.
-    pub heartbeat_age_ms: i64,
-    /// Requests it owns that are not finished.
-    pub owned: i64,
-    /// Hash over the active versions the server has loaded.
-    pub flow_set: Option<String>,
-    /// HEAD of the server's flows repository.
-    pub flows_head: Option<String>,
-    /// The account that last renamed the server, and when.
-    pub renamed: Option<(String, i64)>,
-}
-
-/// What a takeover moved.
-#[derive(Debug, Clone)]
-pub struct Takeover {
-    /// The dead server.
-    pub dead: String,
-    /// Requests now owned by the taker, `waiting_retry` at a bumped epoch.
-    pub requests: Vec<String>,
-    /// Requests whose flow must stay on the dead server: `waiting_retry`,
-    /// still its own, at a bumped epoch.
-    pub stranded: Vec<String>,
-}
+use crate::{Db, ServerRow, ServerStatus, ServerStore, SqlStore, StoreError, Takeover};
 
 fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
     ServerRow {
@@ -99,226 +29,7 @@ fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
     }
 }
 
-impl Store {
-    /// The recorded state of one server (its `owned` count is not computed: 0).
-    pub async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
-        let row = sqlx::query(&self.sql(
-            "SELECT id, name, incarnation, status, address, started_at, heartbeat_at,
-                    NOW_MS - heartbeat_at AS age, 0 AS owned, flow_set, flows_head, renamed_by, renamed_at
-               FROM servers WHERE id = $1",
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(server_row))
-    }
-
-    /// Every server's ID and name, without counting their requests.
-    pub async fn server_names(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, name FROM servers ORDER BY name, id")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Every server of the cluster, oldest first.
-    pub async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
-        let rows = sqlx::query(&self.sql(
-            "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
-                    NOW_MS - s.heartbeat_at AS age,
-                    (SELECT COUNT(*) FROM requests r
-                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned,
-                    s.flow_set, s.flows_head, s.renamed_by, s.renamed_at
-               FROM servers s ORDER BY s.started_at, s.id",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(server_row).collect())
-    }
-
-    /// Joins the cluster as a new incarnation of `id` and returns it. `name`
-    /// renames the server; `None` keeps the recorded name (or the ID).
-    pub async fn join(
-        &self,
-        id: &str,
-        name: Option<&str>,
-        address: &str,
-    ) -> Result<i64, StoreError> {
-        let mut writer = self.writer().await?;
-        let (incarnation,): (i64,) = sqlx::query_as(&self.sql(
-            "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
-             VALUES ($1, COALESCE($2, $1), 1, 'running', $3, NOW_MS, NOW_MS)
-             ON CONFLICT (id) DO UPDATE SET
-                name = COALESCE($2, servers.name), incarnation = servers.incarnation + 1,
-                status = 'running', address = $3, started_at = NOW_MS, heartbeat_at = NOW_MS
-             RETURNING incarnation",
-        ))
-        .bind(id)
-        .bind(name)
-        .bind(address)
-        .fetch_one(&mut *writer)
-        .await?;
-        Ok(incarnation)
-    }
-
-    /// Records a heartbeat. `false` means this incarnation is no longer the
-    /// running one (it was found dead, or stopped): it must stop executing.
-    pub async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
-        let done = sqlx::query(&self.sql(
-            "UPDATE servers SET heartbeat_at = NOW_MS
-              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
-        ))
-        .bind(id)
-        .bind(incarnation)
-        .execute(&mut *writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Renames a server on behalf of `actor` (recorded).
-    pub async fn rename_server(&self, id: &str, name: &str, actor: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        let done = sqlx::query(&self.sql(
-            "UPDATE servers SET name = $2, renamed_by = $3, renamed_at = NOW_MS WHERE id = $1",
-        ))
-        .bind(id)
-        .bind(name)
-        .bind(actor)
-        .execute(&mut *writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("server {id}")));
-        }
-        Ok(())
-    }
-
-    /// Records what a server reports besides its heartbeat.
-    pub async fn report_server(
-        &self,
-        id: &str,
-        flow_set: &str,
-        flows_head: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
-        sqlx::query("UPDATE servers SET flow_set = $2, flows_head = $3 WHERE id = $1")
-            .bind(id)
-            .bind(flow_set)
-            .bind(flows_head)
-            .execute(&mut *writer)
-            .await?;
-        Ok(())
-    }
-
-    /// Servers still marked running whose heartbeat is older than the lease.
-    pub async fn dead_servers(&self, lease_ms: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as(&self.sql(
-                "SELECT id FROM servers WHERE status = 'running' AND heartbeat_at < NOW_MS - $1",
-            ))
-            .bind(lease_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// Takes over a dead server in one transaction: marks it `terminated`,
-    /// moves its requests whose flow allows another server to `waiting_retry`
-    /// owned by `me` at a bumped epoch, and shows its requests whose flow
-    /// must stay as `waiting_retry`, still its own, at a bumped epoch (so an
-    /// operator sees that nothing runs them and can re-execute them
-    /// elsewhere; the dead server takes them back if it returns first).
-    /// Returns `None` when the server is not dead (any more): another server
-    /// got there first, or it heartbeated. Fails with
-    /// [`StoreError::Refused`] when `me` is itself no longer running, so a
-    /// server found dead cannot adopt anything.
-    pub async fn take_over(
-        &self,
-        dead: &str,
-        me: &str,
-        incarnation: i64,
-        lease_ms: i64,
-    ) -> Result<Option<Takeover>, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
-        let marked = sqlx::query(&self.sql(
-            "UPDATE servers SET status = 'terminated'
-              WHERE id = $1 AND status = 'running' AND heartbeat_at < NOW_MS - $2",
-        ))
-        .bind(dead)
-        .bind(lease_ms)
-        .execute(&mut *tx)
-        .await?;
-        if marked.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let alive = sqlx::query(&self.sql(
-            "UPDATE servers SET heartbeat_at = NOW_MS
-              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
-        ))
-        .bind(me)
-        .bind(incarnation)
-        .execute(&mut *tx)
-        .await?;
-        if alive.rows_affected() == 0 {
-            return Err(StoreError::Refused(format!(
-                "server {me} is no longer running and cannot take over {dead}"
-            )));
-        }
-        let moved = self
-            .move_requests(
-                &mut tx,
-                Transition::TakeOver,
-                dead,
-                Some(me),
-                &format!("from dead server {dead}"),
-            )
-            .await?;
-        let stranded: Vec<(String, i64)> = sqlx::query_as(&self.transition_sql(
-            Transition::Strand,
-            "UPDATE requests SET epoch = epoch + 1, status = RULE_TO,
-                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
-                                           THEN next_attempt_at ELSE NOW_MS END,
-                    updated_at = NOW_MS
-              WHERE owner = $1 AND status IN (RULE_FROM) AND other_server_retry = 0
-              RETURNING id, epoch",
-        ))
-        .bind(dead)
-        .fetch_all(&mut *tx)
-        .await?;
-        let detail = format!(
-            "server {dead} is down and the flow must stay on it: it waits for that server or an operator"
-        );
-        self.event_batch(&mut tx, &stranded, Transition::Strand, dead, &detail)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(Takeover {
-            dead: dead.to_owned(),
-            requests: moved,
-            stranded: stranded.into_iter().map(|(id, _)| id).collect(),
-        }))
-    }
-
-    /// Clean stop: marks this incarnation `stopped` and, in the same
-    /// transaction, hands its requests that may move over to the cluster
-    /// (owner cleared, epoch bumped, due now) so a live server claims them at
-    /// once. Requests whose flow must stay wait for this server's return.
-    pub async fn stop_server(&self, id: &str, incarnation: i64) -> Result<Vec<String>, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await?;
-        sqlx::query("UPDATE servers SET status = 'stopped' WHERE id = $1 AND incarnation = $2")
-            .bind(id)
-            .bind(incarnation)
-            .execute(&mut *tx)
-            .await?;
-        let released = self
-            .move_requests(&mut tx, Transition::HandOver, id, None, "server stopped")
-            .await?;
-        tx.commit().await?;
-        Ok(released)
-    }
-
+impl SqlStore {
     /// Moves `from`'s requests that may move to `to` (none: to whichever
     /// live server claims them first) at a bumped epoch, each with the
     /// history event of `transition` (a takeover or a handover). A request sleeping or waiting for a retry keeps its due time;
@@ -345,7 +56,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .fetch_all(&mut **tx)
-        .await?;
+        .await.db()?;
         self.event_batch(tx, &moved, transition, to.unwrap_or(from), detail)
             .await?;
         Ok(moved.into_iter().map(|(id, _)| id).collect())
@@ -381,16 +92,227 @@ impl Store {
             for (request, epoch) in batch {
                 query = query.bind(request).bind(*epoch);
             }
-            query.execute(&mut **tx).await?;
+            query.execute(&mut **tx).await.db()?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ServerStore for SqlStore {
+    async fn close(&self) {
+        // The kept writing connection stays checked out while it is kept,
+        // and closing waits for every checked-out connection: give it back.
+        drop(self.kept_writer.lock().await.take());
+        self.pool.close().await;
+    }
+
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        let sql = format!("SELECT {}", self.backend.now_ms());
+        let (now,): (i64,) = sqlx::query_as(&sql).fetch_one(&self.pool).await.db()?;
+        Ok(now)
+    }
+
+    async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT id, name, incarnation, status, address, started_at, heartbeat_at,
+                    NOW_MS - heartbeat_at AS age, 0 AS owned, flow_set, flows_head, renamed_by, renamed_at
+               FROM servers WHERE id = $1",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await.db()?;
+        Ok(row.as_ref().map(server_row))
+    }
+
+    async fn server_names(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, name FROM servers ORDER BY name, id")
+                .fetch_all(&self.pool)
+                .await
+                .db()?,
+        )
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
+                    NOW_MS - s.heartbeat_at AS age,
+                    (SELECT COUNT(*) FROM requests r
+                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned,
+                    s.flow_set, s.flows_head, s.renamed_by, s.renamed_at
+               FROM servers s ORDER BY s.started_at, s.id",
+        ))
+        .fetch_all(&self.pool)
+        .await.db()?;
+        Ok(rows.iter().map(server_row).collect())
+    }
+
+    async fn join(&self, id: &str, name: Option<&str>, address: &str) -> Result<i64, StoreError> {
+        let mut writer = self.writer().await?;
+        let (incarnation,): (i64,) = sqlx::query_as(&self.sql(
+            "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
+             VALUES ($1, COALESCE($2, $1), 1, 'running', $3, NOW_MS, NOW_MS)
+             ON CONFLICT (id) DO UPDATE SET
+                name = COALESCE($2, servers.name), incarnation = servers.incarnation + 1,
+                status = 'running', address = $3, started_at = NOW_MS, heartbeat_at = NOW_MS
+             RETURNING incarnation",
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(address)
+        .fetch_one(&mut *writer)
+        .await
+        .db()?;
+        Ok(incarnation)
+    }
+
+    async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query(&self.sql(
+            "UPDATE servers SET heartbeat_at = NOW_MS
+              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
+        ))
+        .bind(id)
+        .bind(incarnation)
+        .execute(&mut *writer)
+        .await
+        .db()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn rename_server(&self, id: &str, name: &str, actor: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query(&self.sql(
+            "UPDATE servers SET name = $2, renamed_by = $3, renamed_at = NOW_MS WHERE id = $1",
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(actor)
+        .execute(&mut *writer)
+        .await
+        .db()?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("server {id}")));
         }
         Ok(())
     }
 
-    /// The lease every server of the cluster judges by, stored in the
-    /// database by the first server to start. Returns the cluster's lease in
-    /// milliseconds, which is `proposed_ms` unless another server set it
-    /// first.
-    pub async fn cluster_lease(&self, proposed_ms: i64) -> Result<i64, StoreError> {
+    async fn report_server(
+        &self,
+        id: &str,
+        flow_set: &str,
+        flows_head: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        sqlx::query("UPDATE servers SET flow_set = $2, flows_head = $3 WHERE id = $1")
+            .bind(id)
+            .bind(flow_set)
+            .bind(flows_head)
+            .execute(&mut *writer)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn dead_servers(&self, lease_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&self.sql(
+                "SELECT id FROM servers WHERE status = 'running' AND heartbeat_at < NOW_MS - $1",
+            ))
+            .bind(lease_ms)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn take_over(
+        &self,
+        dead: &str,
+        me: &str,
+        incarnation: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Takeover>, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let marked = sqlx::query(&self.sql(
+            "UPDATE servers SET status = 'terminated'
+              WHERE id = $1 AND status = 'running' AND heartbeat_at < NOW_MS - $2",
+        ))
+        .bind(dead)
+        .bind(lease_ms)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let alive = sqlx::query(&self.sql(
+            "UPDATE servers SET heartbeat_at = NOW_MS
+              WHERE id = $1 AND incarnation = $2 AND status = 'running'",
+        ))
+        .bind(me)
+        .bind(incarnation)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if alive.rows_affected() == 0 {
+            return Err(StoreError::Refused(format!(
+                "server {me} is no longer running and cannot take over {dead}"
+            )));
+        }
+        let moved = self
+            .move_requests(
+                &mut tx,
+                Transition::TakeOver,
+                dead,
+                Some(me),
+                &format!("from dead server {dead}"),
+            )
+            .await?;
+        let stranded: Vec<(String, i64)> = sqlx::query_as(&self.transition_sql(
+            Transition::Strand,
+            "UPDATE requests SET epoch = epoch + 1, status = RULE_TO,
+                    next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
+                                           THEN next_attempt_at ELSE NOW_MS END,
+                    updated_at = NOW_MS
+              WHERE owner = $1 AND status IN (RULE_FROM) AND other_server_retry = 0
+              RETURNING id, epoch",
+        ))
+        .bind(dead)
+        .fetch_all(&mut *tx)
+        .await.db()?;
+        let detail = format!(
+            "server {dead} is down and the flow must stay on it: it waits for that server or an operator"
+        );
+        self.event_batch(&mut tx, &stranded, Transition::Strand, dead, &detail)
+            .await?;
+        tx.commit().await.db()?;
+        Ok(Some(Takeover {
+            dead: dead.to_owned(),
+            requests: moved,
+            stranded: stranded.into_iter().map(|(id, _)| id).collect(),
+        }))
+    }
+
+    async fn stop_server(&self, id: &str, incarnation: i64) -> Result<Vec<String>, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        sqlx::query("UPDATE servers SET status = 'stopped' WHERE id = $1 AND incarnation = $2")
+            .bind(id)
+            .bind(incarnation)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        let released = self
+            .move_requests(&mut tx, Transition::HandOver, id, None, "server stopped")
+            .await?;
+        tx.commit().await.db()?;
+        Ok(released)
+    }
+
+    async fn cluster_lease(&self, proposed_ms: i64) -> Result<i64, StoreError> {
         let mut writer = self.writer().await?;
         sqlx::query(
             "INSERT INTO cluster_settings (name, value) VALUES ('lease_ms', $1)
@@ -398,17 +320,17 @@ impl Store {
         )
         .bind(proposed_ms)
         .execute(&mut *writer)
-        .await?;
+        .await
+        .db()?;
         let (lease,): (i64,) =
             sqlx::query_as("SELECT value FROM cluster_settings WHERE name = 'lease_ms'")
                 .fetch_one(&mut *writer)
-                .await?;
+                .await
+                .db()?;
         Ok(lease)
     }
 
-    /// After a restart: this server's requests that were `running` when its
-    /// previous incarnation ended become due for a retry here.
-    pub async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    async fn recover_own(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let mut writer = self.writer().await?;
         let rows: Vec<(String,)> = sqlx::query_as(&self.transition_sql(
             Transition::Recover,
@@ -417,7 +339,8 @@ impl Store {
         ))
         .bind(id)
         .fetch_all(&mut *writer)
-        .await?;
+        .await
+        .db()?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

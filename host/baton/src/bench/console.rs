@@ -29,7 +29,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database =
         super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let node = super::node(&database.url, dir.path(), 4).await?;
+    let (node, sql) = super::node(&database.url, dir.path(), 4).await?;
     let store = node.state.store.clone();
     store
         .deploy(&VersionRow {
@@ -49,7 +49,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
                   CASE i % 6 WHEN 0 THEN 'queued' WHEN 1 THEN 'running' WHEN 2 THEN 'waiting_retry'
                              WHEN 3 THEN 'succeeded' WHEN 4 THEN 'error' ELSE 'cancelled' END,
                   's' || (1 + i % 3), 1, 1, 0, 0, 1, 1, 0, 'h', 2, 1700000000000 + i, 1700000000000 + i";
-    let seed = match store.backend() {
+    let seed = match sql.backend() {
         Backend::Sqlite => format!(
             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {})
              INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures, generation,
@@ -65,14 +65,14 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
             args.rows
         ),
     };
-    sqlx::query(&seed).execute(store.pool()).await?;
+    sqlx::query(&seed).execute(sql.pool()).await?;
     println!(
         "baton bench console: seeded {} requests in {:.1} s",
         args.rows,
         started.elapsed().as_secs_f64()
     );
 
-    crate::http::credentials::bootstrap(&store, dir.path()).await?;
+    crate::http::credentials::bootstrap(&*store, dir.path()).await?;
     let session = crate::http::credentials::secret();
     store
         .create_session(

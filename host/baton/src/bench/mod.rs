@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_store::{Backend, Store};
+use baton_store::{Backend, SqlStore};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{FileConfig, ServerConfig};
@@ -56,22 +56,28 @@ pub enum BenchKind {
     Takeover(takeover::TakeoverArgs),
 }
 
-/// An in-process server without HTTP on a fresh store in `dir`.
-async fn node(database: &str, dir: &std::path::Path, capacity: usize) -> anyhow::Result<Node> {
-    let store = Store::connect(database, &dir.join("store")).await?;
+/// An in-process server without HTTP on a fresh store in `dir`, with the
+/// store's SQL adapter, whose pool the raw baselines use.
+async fn node(
+    database: &str,
+    dir: &std::path::Path,
+    capacity: usize,
+) -> anyhow::Result<(Node, SqlStore)> {
+    let sql = SqlStore::connect(database, &dir.join("store")).await?;
     let flags = FileConfig {
         data: Some(dir.to_owned()),
         database: Some(database.to_owned()),
         capacity: Some(capacity),
         ..FileConfig::default()
     };
-    Node::start(
-        store,
+    let node = Node::start(
+        std::sync::Arc::new(sql.clone()),
         ServerConfig::resolve(FileConfig::default(), flags),
         "bench".into(),
         "bench".into(),
     )
-    .await
+    .await?;
+    Ok((node, sql))
 }
 
 /// Percentile of sorted samples.
@@ -172,7 +178,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database = FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let node = node(&database.url, dir.path(), args.concurrency.max(1)).await?;
+    let (node, sql) = node(&database.url, dir.path(), args.concurrency.max(1)).await?;
     let (store, executor, metrics) = (
         node.state.store.clone(),
         node.state.executor.clone(),
@@ -184,12 +190,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the bench flow built nothing")?;
-    let deployed = deploy::deploy(&store, executor.runtime(), bytes, &Default::default()).await?;
+    let deployed = deploy::deploy(&*store, executor.runtime(), bytes, &Default::default()).await?;
     let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
     println!(
         "baton bench: {} on {} ({} requests, concurrency {}, 10 checkpoints each)",
         deployed.name,
-        match store.backend() {
+        match sql.backend() {
             Backend::Sqlite => "SQLite (WAL, synchronous=FULL)",
             Backend::Postgres => "PostgreSQL",
         },
@@ -271,8 +277,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // work, even a few microseconds of it, costs about a tenth more than one
     // that follows another commit at once, whatever the statement. The
     // back-to-back figure is kept beside it.
-    let mut raw = RawCommits::new(&store, "bench_raw").await?;
-    let mut back_to_back = RawCommits::new(&store, "bench_raw_back_to_back").await?;
+    let mut raw = RawCommits::new(&sql, "bench_raw").await?;
+    let mut back_to_back = RawCommits::new(&sql, "bench_raw_back_to_back").await?;
     let (mut alone, mut alone_statement, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
     let progress = bar(args.requests, "one at a time + raw");
     metrics.take_samples();
@@ -293,7 +299,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (alone, alone_statement, gaps) = (sorted(alone), sorted(alone_statement), sorted(gaps));
     let (raw, back_to_back) = (raw.finish(), back_to_back.finish());
     // The raw commit rate: as many commits again, in one unbroken run.
-    let sequential = RawCommits::new(&store, "bench_raw_sequential")
+    let sequential = RawCommits::new(&sql, "bench_raw_sequential")
         .await?
         .run(args.requests * 10, Duration::ZERO)
         .await?
@@ -406,7 +412,7 @@ struct Raw {
 }
 
 impl RawCommits {
-    async fn new(store: &Store, table: &str) -> anyhow::Result<Self> {
+    async fn new(store: &SqlStore, table: &str) -> anyhow::Result<Self> {
         // On SQLite only `INTEGER PRIMARY KEY` names the table's own b-tree;
         // any other key type would add an index, and a page, to each commit.
         let create = match store.backend() {

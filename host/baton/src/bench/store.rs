@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_store::{CheckpointWrite, NewRequest, Outcome, Store, VersionRow};
+use baton_store::{
+    CheckpointWrite, FlowStore, JournalStore, NewRequest, Outcome, PayloadStore, RequestStore,
+    ServerStore, SqlStore, VersionRow,
+};
 
 use super::{RawCommits, bar, percentile, sorted};
 
@@ -26,7 +29,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
     let database =
         super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
-    let store = Store::connect(&database.url, &dir.path().join("store")).await?;
+    let store = SqlStore::connect(&database.url, &dir.path().join("store")).await?;
     store
         .deploy(&VersionRow {
             hash: "bench".into(),
@@ -50,7 +53,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
         args.requests
     );
     println!(
-        "Store::commit_checkpoints, one write  p50 {:>8.2} ms",
+        "SqlStore::commit_checkpoints, one write  p50 {:>8.2} ms",
         checkpoint_p50 as f64 / 1000.0
     );
     println!(
@@ -66,7 +69,7 @@ pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
 }
 
 async fn commits(
-    store: Store,
+    store: SqlStore,
     incarnation: i64,
     mut raw: RawCommits,
     requests: usize,
@@ -77,7 +80,7 @@ async fn commits(
         let claim = store
             .create_request(
                 &NewRequest {
-                    id: baton_store::new_request_id(),
+                    id: store.new_request_id(),
                     flow: "bench".into(),
                     version: "bench".into(),
                     owner: "bench".into(),

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_store::{NewRequest, Store, VersionRow};
+use baton_store::{
+    FlowStore, NewRequest, PayloadStore, RequestStore, ServerStore, SqlStore, VersionRow,
+};
 
 use super::{bar, percentile, sorted};
 
@@ -35,7 +37,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
     let database =
         super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
     let lease = Duration::from_millis(args.lease_ms);
-    let store = Store::open(&database.url, &dir.path().join("store"), lease).await?;
+    let store = SqlStore::open(&database.url, &dir.path().join("store"), lease).await?;
     store
         .deploy(&VersionRow {
             hash: "bench".into(),
@@ -56,7 +58,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
             store
                 .create_request(
                     &NewRequest {
-                        id: baton_store::new_request_id(),
+                        id: store.new_request_id(),
                         flow: "bench".into(),
                         version: "bench".into(),
                         owner: dead.clone(),

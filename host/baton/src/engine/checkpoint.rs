@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
+use baton_core::store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store};
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
-use baton_store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store};
 use tokio::sync::watch;
 
 use crate::engine::cluster::Lease;
@@ -87,7 +87,7 @@ const SLEEP: &str = "baton:sleep";
 
 /// The [`Journal`] of one attempt.
 pub struct AttemptJournal {
-    store: Store,
+    store: Arc<dyn Store>,
     committer: Committer,
     metrics: Arc<Metrics>,
     fence: Fence,
@@ -109,7 +109,7 @@ impl AttemptJournal {
     /// A journal that replays `records` and extends them under `fence`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         committer: Committer,
         metrics: Arc<Metrics>,
         fence: Fence,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use baton_store::{ServerStatus, Store, StoreError};
+use baton_core::store::{ServerStatus, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -117,7 +117,7 @@ pub struct Timing {
 
 /// This server's membership.
 pub struct Cluster {
-    store: Store,
+    store: Arc<dyn Store>,
     /// Server ID.
     pub id: String,
     incarnation: AtomicI64,
@@ -143,7 +143,7 @@ impl Cluster {
     /// live process heartbeats under the same ID: its heartbeat is watched
     /// for two intervals, and one that moves means that process is alive.
     pub async fn join(
-        store: Store,
+        store: Arc<dyn Store>,
         id: String,
         name: Option<String>,
         address: String,

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use baton_store::{CheckpointWrite, Store, StoreError};
+use baton_core::store::{CheckpointWrite, JournalStore, StoreError};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -44,7 +44,7 @@ impl CommitError {
 pub struct Committer(Arc<CommitterShared>);
 
 struct CommitterShared {
-    store: Store,
+    journal: Arc<dyn JournalStore>,
     metrics: Arc<Metrics>,
     state: std::sync::Mutex<CommitterState>,
 }
@@ -73,10 +73,10 @@ enum Turn {
 const MAX_GROUP: usize = 256;
 
 impl Committer {
-    /// A committer over `store`.
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+    /// A committer over the journal of a store.
+    pub fn new(journal: Arc<dyn JournalStore>, metrics: Arc<Metrics>) -> Self {
         Self(Arc::new(CommitterShared {
-            store,
+            journal,
             metrics,
             state: std::sync::Mutex::default(),
         }))
@@ -126,7 +126,7 @@ impl Committer {
             }
         }
         let started = Instant::now();
-        let results = self.0.store.commit_checkpoints(&writes).await;
+        let results = self.0.journal.commit_checkpoints(&writes).await;
         self.0
             .metrics
             .record_commit(writes.len(), started.elapsed());
@@ -144,7 +144,7 @@ impl Committer {
                     alone.push(
                         match self
                             .0
-                            .store
+                            .journal
                             .commit_checkpoints(std::slice::from_ref(write))
                             .await
                         {
@@ -209,14 +209,20 @@ mod tests {
     use std::task::Poll;
     use std::time::Duration;
 
-    use baton_store::{NewRequest, VersionRow};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use baton_core::store::{
+        CheckpointRecord, FlowStore, JournalGeneration, NewRequest, PayloadStore, RequestStore,
+        ServerStore, VersionRow, async_trait,
+    };
+    use baton_store::SqlStore;
 
     use super::*;
 
     /// A store at `url` with the flow version `v1` deployed and the server
     /// `me` joined.
-    async fn store_with_a_flow(url: &str, dir: &std::path::Path) -> Store {
-        let store = Store::connect(url, &dir.join("store")).await.unwrap();
+    async fn store_with_a_flow(url: &str, dir: &std::path::Path) -> SqlStore {
+        let store = SqlStore::connect(url, &dir.join("store")).await.unwrap();
         store
             .deploy(&VersionRow {
                 hash: "v1".into(),
@@ -233,12 +239,12 @@ mod tests {
 
     /// A new request of `v1`, claimed by `me`, and the write of its first
     /// checkpoint, named `name`.
-    async fn first_write(store: &Store, name: &str) -> CheckpointWrite {
+    async fn first_write(store: &SqlStore, name: &str) -> CheckpointWrite {
         let incarnation = store.server("me").await.unwrap().unwrap().incarnation;
         let claim = store
             .create_request(
                 &NewRequest {
-                    id: baton_store::new_request_id(),
+                    id: store.new_request_id(),
                     flow: "f".into(),
                     version: "v1".into(),
                     owner: "me".into(),
@@ -270,7 +276,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("baton.db").display());
         let store = store_with_a_flow(&url, dir.path()).await;
         let write = first_write(&store, "step").await;
-        let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
+        let committer = Committer::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
 
         // Another writer is committing, so this one queues.
         committer.0.state.lock().unwrap().leading = true;
@@ -310,7 +316,7 @@ mod tests {
             first_write(&store, "kept").await,
             first_write(&store, "bad\0name").await,
         ];
-        let committer = Committer::new(store.clone(), Arc::new(Metrics::default()));
+        let committer = Committer::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
 
         // Both queue behind a leader, then the lead passes to the first,
         // which commits the two as one group.
@@ -332,5 +338,95 @@ mod tests {
         store.close().await;
         use sqlx::migrate::MigrateDatabase;
         sqlx::Any::force_drop_database(&url).await.unwrap();
+    }
+
+    /// A second adapter of the journal: the SQL store, whose first
+    /// `outages` commits find the database away.
+    struct AwayAtFirst {
+        store: SqlStore,
+        outages: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl JournalStore for AwayAtFirst {
+        async fn journal(
+            &self,
+            generation: &JournalGeneration,
+        ) -> Result<Vec<CheckpointRecord>, StoreError> {
+            self.store.journal(generation).await
+        }
+
+        async fn checkpoints(
+            &self,
+            request: &str,
+            after: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<CheckpointRecord>, StoreError> {
+            self.store.checkpoints(request, after, limit).await
+        }
+
+        async fn commit_checkpoints(
+            &self,
+            writes: &[CheckpointWrite],
+        ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let away = self
+                .outages
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if away {
+                return Err(StoreError::Unanswered(Duration::from_secs(1)));
+            }
+            self.store.commit_checkpoints(writes).await
+        }
+    }
+
+    /// A group the database does not answer fails every write in it as
+    /// retryable, without committing them one by one (that is for a
+    /// refused statement), and their retries commit.
+    #[tokio::test]
+    async fn a_group_met_by_an_outage_fails_retryably_and_commits_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let store = store_with_a_flow(&url, dir.path()).await;
+        let writes = [
+            first_write(&store, "a").await,
+            first_write(&store, "b").await,
+        ];
+        let journal = Arc::new(AwayAtFirst {
+            store: store.clone(),
+            outages: AtomicUsize::new(1),
+            calls: AtomicUsize::new(0),
+        });
+        let committer = Committer::new(journal.clone(), Arc::new(Metrics::default()));
+
+        committer.0.state.lock().unwrap().leading = true;
+        let mut a = Box::pin(committer.commit(writes[0].clone()));
+        let mut b = Box::pin(committer.commit(writes[1].clone()));
+        for queued in [&mut a, &mut b] {
+            let pending =
+                std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx).is_pending())).await;
+            assert!(pending);
+        }
+        pass_lead(&committer.0);
+        let (a, b) = tokio::join!(a, b);
+        assert!(matches!(a, Err(CommitError::Unavailable(_))), "{a:?}");
+        assert!(matches!(b, Err(CommitError::Unavailable(_))), "{b:?}");
+        assert_eq!(
+            journal.calls.load(Ordering::SeqCst),
+            1,
+            "one group statement"
+        );
+        for write in &writes {
+            assert!(store.journal(&write.journal).await.unwrap().is_empty());
+        }
+
+        for write in &writes {
+            committer.commit(write.clone()).await.unwrap();
+            let committed = store.journal(&write.journal).await.unwrap();
+            assert_eq!(committed.len(), 1);
+            assert_eq!(committed[0].name, write.name);
+        }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::FlowProperties;
+use baton_core::store::{Claim, Fence, Outcome, Store, StoreError};
 use baton_runtime::{AttemptError, Runtime};
-use baton_store::{Claim, Fence, Outcome, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::engine::checkpoint::{Abort, AttemptJournal, Interrupt};
@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 
 /// Runs this server's attempts.
 pub struct Executor {
-    store: Store,
+    store: Arc<dyn Store>,
     runtime: Runtime<AttemptJournal>,
     committer: Committer,
     cluster: Arc<Cluster>,
@@ -47,7 +47,7 @@ const POSTPONE_MS: i64 = 1000;
 impl Executor {
     /// An executor with at most `capacity` attempts at once.
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         runtime: Runtime<AttemptJournal>,
         cluster: Arc<Cluster>,
         metrics: Arc<Metrics>,
@@ -358,7 +358,7 @@ impl Executor {
             FlowProperties,
             Arc<baton_runtime::FlowComponent<AttemptJournal>>,
             Vec<u8>,
-            Vec<baton_store::CheckpointRecord>,
+            Vec<baton_core::store::CheckpointRecord>,
         ),
         Prepare,
     > {
@@ -380,13 +380,13 @@ impl Executor {
         {
             return Err(Prepare::Fatal(missing));
         }
-        let blobs = self.store.blobs().clone();
+        let store = self.store.clone();
         let size = version.size as u64;
         let mut outage = false;
         let component = self
             .runtime
             .load(hash, || {
-                blobs.get(hash, size).map_err(|e| {
+                store.blob(hash, size).map_err(|e| {
                     outage = e.is_outage();
                     e.to_string()
                 })

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_store::{NewRequest, ScheduleRow, Store, StoreError};
+use baton_core::store::{NewRequest, ScheduleRow, Store, StoreError};
 
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
@@ -157,7 +157,7 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// Fires every schedule due for this server, running as `incarnation`;
 /// returns how many ticks it fired.
-pub async fn fire_due(store: &Store, me: &str, incarnation: i64) -> Result<usize, StoreError> {
+pub async fn fire_due(store: &dyn Store, me: &str, incarnation: i64) -> Result<usize, StoreError> {
     let mut fired = 0;
     for schedule in store.due_schedules(me).await? {
         if fire(store, me, incarnation, &schedule).await? {
@@ -168,7 +168,7 @@ pub async fn fire_due(store: &Store, me: &str, incarnation: i64) -> Result<usize
 }
 
 async fn fire(
-    store: &Store,
+    store: &dyn Store,
     me: &str,
     incarnation: i64,
     schedule: &ScheduleRow,
@@ -202,12 +202,12 @@ async fn fire(
 }
 
 /// Looks for due schedules four times a second.
-pub async fn run(store: Store, cluster: Arc<Cluster>, executor: Arc<Executor>) {
+pub async fn run(store: Arc<dyn Store>, cluster: Arc<Cluster>, executor: Arc<Executor>) {
     let mut interval = tokio::time::interval(Duration::from_millis(250));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        match fire_due(&store, &cluster.id, cluster.incarnation()).await {
+        match fire_due(&*store, &cluster.id, cluster.incarnation()).await {
             Ok(0) => {}
             Ok(_) => executor.wake(),
             Err(e) => tracing::warn!(error = %e, "firing schedules failed"),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use baton_core::Role;
-use baton_store::{AccountRow, AccountSummary, StoreError};
+use baton_core::store::{AccountRow, AccountSummary, StoreError};
 
 use crate::http::auth::Account;
 use crate::http::credentials::{self, Login};

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use baton_core::Role;
-use baton_store::AccountRow;
+use baton_core::store::AccountRow;
 
 use crate::http::credentials::secret_hash;
 use crate::http::state::AppState;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use baton_store::{AccountRow, Store, StoreError};
+use baton_core::store::{AccountRow, Store, StoreError};
 
 /// A new random secret (256 bits, hex).
 pub fn secret() -> String {
@@ -198,7 +198,7 @@ pub const MIN_ADMIN_PASSWORD: usize = 12;
 /// 0600; never logged, since logs travel further than the data folder); and
 /// makes sure `<data>/admin.token` (mode 0600) holds a valid admin API
 /// token, which the CLI uses by default.
-pub async fn bootstrap(store: &Store, data: &Path) -> anyhow::Result<()> {
+pub async fn bootstrap(store: &dyn Store, data: &Path) -> anyhow::Result<()> {
     if !store.has_accounts().await? {
         let given = std::env::var("BATON_ADMIN_PASSWORD")
             .ok()

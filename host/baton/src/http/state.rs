@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use baton_store::Store;
+use baton_core::store::Store;
 
 use crate::config::ServerConfig;
 use crate::engine::cluster::Cluster;
@@ -16,7 +16,7 @@ use crate::vcs::versions::Versions;
 #[derive(Clone)]
 pub struct AppState {
     /// The shared store.
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     /// This server's executor.
     pub executor: Arc<Executor>,
     /// This server's membership.

@@ -2,7 +2,7 @@
 //! here, once, and answer the error's own sentence.
 
 use axum::http::StatusCode;
-use baton_store::StoreError;
+use baton_core::store::StoreError;
 
 use crate::http::accounts::AccountError;
 use crate::requests::SubmitError;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use baton_core::store::{Store, StoreError, VersionRow};
 use baton_runtime::{AttemptError, Runtime};
-use baton_store::{Store, StoreError, VersionRow};
 
 use crate::engine::checkpoint::AttemptJournal;
 
@@ -42,7 +42,7 @@ pub enum DeployError {
 /// written before the version row, so any server that sees the version can
 /// load it.
 pub async fn deploy(
-    store: &Store,
+    store: &dyn Store,
     runtime: &Runtime<AttemptJournal>,
     bytes: Vec<u8>,
     connections: &BTreeMap<String, String>,
@@ -50,7 +50,7 @@ pub async fn deploy(
     let size = bytes.len() as i64;
     let blob = bytes.clone();
     let (hash, properties) = runtime.inspect(bytes).await?;
-    store.blobs().put(&blob)?;
+    store.put_blob(&blob)?;
     let previous = store
         .deploy(&VersionRow {
             hash: hash.clone(),

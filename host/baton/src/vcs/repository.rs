@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use baton_core::store::Store;
 use baton_runtime::Runtime;
-use baton_store::Store;
 use git2::{BranchType, Repository, StatusOptions};
 
 use crate::engine::checkpoint::AttemptJournal;
@@ -237,7 +237,7 @@ fn fast_forward(repo: &Repository) -> Result<(git2::Oid, git2::Oid, BTreeSet<Pat
 pub async fn update(
     path: Option<&Path>,
     build: Option<&Path>,
-    store: &Store,
+    store: &dyn Store,
     runtime: &Runtime<AttemptJournal>,
     connections: &std::collections::BTreeMap<String, String>,
 ) -> Result<UpdateReport, SyncError> {

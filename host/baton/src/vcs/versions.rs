@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use baton_store::Store;
+use baton_core::store::Store;
 
 use crate::config::ServerConfig;
 use crate::engine::executor::Executor;
@@ -14,7 +14,7 @@ use crate::vcs::repository::{self, RepoState, SyncError, UpdateReport};
 /// Flow versions as this server handles them.
 #[derive(Clone)]
 pub struct Versions {
-    store: Store,
+    store: Arc<dyn Store>,
     executor: Arc<Executor>,
     config: Arc<ServerConfig>,
 }
@@ -22,7 +22,7 @@ pub struct Versions {
 impl Versions {
     /// Versions deployed with `executor`'s runtime and `config`'s
     /// connections and flows repository.
-    pub fn new(store: Store, executor: Arc<Executor>, config: Arc<ServerConfig>) -> Self {
+    pub fn new(store: Arc<dyn Store>, executor: Arc<Executor>, config: Arc<ServerConfig>) -> Self {
         Self {
             store,
             executor,
@@ -33,7 +33,7 @@ impl Versions {
     /// Checks, stores and activates the component `bytes`.
     pub async fn deploy(&self, bytes: Vec<u8>) -> Result<Deployed, DeployError> {
         deploy::deploy(
-            &self.store,
+            &*self.store,
             self.executor.runtime(),
             bytes,
             &self.config.connections,
@@ -58,7 +58,7 @@ impl Versions {
             self.config
                 .build_flows
                 .then_some(self.config.flows_build_dir.as_path()),
-            &self.store,
+            &*self.store,
             self.executor.runtime(),
             &self.config.connections,
         )

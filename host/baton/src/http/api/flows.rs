@@ -75,7 +75,7 @@ pub(super) async fn put_schedule(
         ));
     }
     let now = state.store.now_ms().await?;
-    let schedule = baton_store::ScheduleRow {
+    let schedule = baton_core::store::ScheduleRow {
         name: new.name,
         flow: new.flow,
         cron: new.cron,

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use baton_store::StoreError;
+use baton_core::store::StoreError;
 use serde_json::json;
 
 use crate::http::accounts::AccountError;

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_core::RequestStatus;
-use baton_store::{RequestFilter, RequestRow, Store, StoreError};
+use baton_core::store::{RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -74,7 +74,7 @@ pub(super) async fn start_request(
         if request.status.is_final() {
             let mut view = json!({ "id": id, "status": request.status.as_str() });
             match request.status {
-                RequestStatus::Succeeded => view["output"] = output(&state.store, &request).await,
+                RequestStatus::Succeeded => view["output"] = output(&*state.store, &request).await,
                 _ => view["error"] = json!(request.error),
             }
             return Ok((StatusCode::OK, axum::Json(view)).into_response());
@@ -109,7 +109,7 @@ fn wait_seconds(timeout: Option<f64>) -> ApiResult<f64> {
     }
 }
 
-async fn output(store: &Store, request: &RequestRow) -> Value {
+async fn output(store: &dyn Store, request: &RequestRow) -> Value {
     let Some(payload) = request.output.clone() else {
         return Value::Null;
     };
@@ -182,13 +182,13 @@ pub(super) async fn show_request(
         state.store.request(&id).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}"))
         })?;
-    let page = query.page(&state.store, &id).await?;
+    let page = query.page(&*state.store, &id).await?;
     let mut view = summary(&request);
     view["failures"] = json!(request.failures);
     view["epoch"] = json!(request.epoch);
     view["generation"] = json!(request.generation);
     view["next_attempt_at"] = json!(request.next_attempt_at);
-    view["output"] = output(&state.store, &request).await;
+    view["output"] = output(&*state.store, &request).await;
     view["checkpoints"] = page
         .checkpoints
         .iter()

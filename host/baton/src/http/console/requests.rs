@@ -12,7 +12,7 @@ use baton_console::{
     CheckpointView, EventView, Filters, PayloadView, RequestDetail, RequestView, Section,
 };
 use baton_core::RequestStatus;
-use baton_store::{RequestFilter, RequestRow, StoreError, StoredPayload};
+use baton_core::store::{RequestFilter, RequestRow, StoreError, StoredPayload};
 
 use super::servers::server_names;
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
@@ -276,7 +276,7 @@ pub(super) async fn request_detail(
         .ok_or_else(|| PageError(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
     let names = server_names(&state).await?;
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
-    let page = query.page(&state.store, &id).await?;
+    let page = query.page(&*state.store, &id).await?;
     let more = |checkpoints: Option<i64>, events: Option<i64>| {
         format!(
             "/status/requests/{id}?checkpoints_after={}&events_after={}",

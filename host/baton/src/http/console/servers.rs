@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
 use baton_console::{Section, ServerView};
-use baton_store::StoreError;
+use baton_core::store::StoreError;
 
 use super::{PageResult, frame, html};
 use crate::http::auth::Account;
@@ -22,7 +22,7 @@ async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
     Ok(servers
         .into_iter()
         .map(|s| ServerView {
-            drift: s.status == baton_store::ServerStatus::Running
+            drift: s.status == baton_core::store::ServerStatus::Running
                 && mine
                     .as_ref()
                     .is_some_and(|(set, head)| s.flow_set != *set || s.flows_head != *head),

@@ -1,0 +1,288 @@
+//! Requests: creation, claims, fenced outcomes, the operator's transitions
+//! and the reads for people.
+
+use async_trait::async_trait;
+
+use super::{Fence, JournalGeneration, StoreError, StoredPayload, VersionRow};
+use crate::{EventKind, RequestStatus, Transition};
+
+/// A request to create.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Request ID.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned flow version (component hash).
+    pub version: String,
+    /// The server that received it and will run it.
+    pub owner: String,
+    /// The owner's incarnation: a server found dead creates nothing.
+    pub incarnation: i64,
+    /// The input JSON.
+    pub input: StoredPayload,
+    /// Copied from the version's properties: may another server resume it?
+    pub other_server_retry: bool,
+    /// Copied from the version's properties: `begin_checkpoint = use`.
+    pub resume: bool,
+    /// The caller's key: a second request of the same flow with the same
+    /// key is not created ([`StoreError::KeyTaken`] names the first).
+    pub idempotency_key: Option<String>,
+}
+
+impl NewRequest {
+    /// A request that runs `version` on `input`, owned by the server and
+    /// incarnation `owner` names, with what the version declares copied
+    /// onto it. Every way of starting a request builds it here.
+    pub fn of_version(
+        version: &VersionRow,
+        id: String,
+        (owner, incarnation): (&str, i64),
+        input: StoredPayload,
+    ) -> Self {
+        Self {
+            id,
+            flow: version.flow.clone(),
+            version: version.hash.clone(),
+            owner: owner.to_owned(),
+            incarnation,
+            input,
+            other_server_retry: version.properties.other_server_retry,
+            resume: version.properties.begin_checkpoint,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// An attempt's licence to run: what the claim returned.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Owner and epoch every write of this attempt is fenced on.
+    pub fence: Fence,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned version.
+    pub version: String,
+    /// Attempts started so far, this one included.
+    pub attempts: i64,
+    /// Flow errors counted so far against `max_retries`.
+    pub failures: i64,
+    /// Postponements in a row before this attempt.
+    pub postponements: i64,
+    /// Journal generation this attempt replays and extends.
+    pub journal: JournalGeneration,
+    /// The input.
+    pub input: StoredPayload,
+}
+
+/// How an attempt ended, as written back under its fence.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The flow returned an output.
+    Succeeded(StoredPayload),
+    /// The flow failed; it will be retried here after `delay_ms`.
+    Retry {
+        /// What failed.
+        error: String,
+        /// Delay before the retry.
+        delay_ms: i64,
+    },
+    /// The flow failed for good.
+    Error(String),
+    /// The attempt could not start or end for a passing reason outside the
+    /// flow (the database or storage away): it runs again after `delay_ms`
+    /// without counting against the flow's retries.
+    Postponed {
+        /// What was in the way.
+        reason: String,
+        /// Delay before the next attempt.
+        delay_ms: i64,
+    },
+    /// The flow sleeps until `wake_at_ms`: the request stays `running`,
+    /// owned here, without an attempt, and is due again at that time.
+    Sleeping {
+        /// Wake-up time in milliseconds on the database clock.
+        wake_at_ms: i64,
+    },
+}
+
+impl Outcome {
+    /// The transition this outcome makes.
+    pub fn transition(&self) -> Transition {
+        match self {
+            Self::Succeeded(_) => Transition::Succeed,
+            Self::Retry { .. } => Transition::Retry,
+            Self::Error(_) => Transition::Fail,
+            Self::Postponed { .. } => Transition::Postpone,
+            Self::Sleeping { .. } => Transition::Sleep,
+        }
+    }
+}
+
+/// One request as listed or shown.
+#[derive(Debug, Clone)]
+pub struct RequestRow {
+    /// Request ID.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Pinned version.
+    pub version: String,
+    /// Status.
+    pub status: RequestStatus,
+    /// Owning server, if any.
+    pub owner: Option<String>,
+    /// Fencing epoch.
+    pub epoch: i64,
+    /// Attempts started.
+    pub attempts: i64,
+    /// Flow errors counted against `max_retries`.
+    pub failures: i64,
+    /// Journal generation.
+    pub generation: i64,
+    /// Name of the last committed checkpoint.
+    pub last_checkpoint: Option<String>,
+    /// When the next attempt is due.
+    pub next_attempt_at: Option<i64>,
+    /// The input.
+    pub input: StoredPayload,
+    /// The output, once succeeded.
+    pub output: Option<StoredPayload>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Last changed.
+    pub updated_at: i64,
+}
+
+/// One entry of a request's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    /// Its number; a page of events goes on after it.
+    pub id: i64,
+    /// When.
+    pub at: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The server that did it.
+    pub server: Option<String>,
+    /// The epoch it happened at.
+    pub epoch: Option<i64>,
+    /// Details in a sentence.
+    pub detail: Option<String>,
+}
+
+/// Filters for listing requests, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only owned by this server.
+    pub server: Option<String>,
+    /// Only requests listed after this one (keyset paging).
+    pub after: Option<String>,
+    /// Only IDs starting with this.
+    pub id_prefix: Option<String>,
+    /// Only created at or after this time (ms).
+    pub created_from: Option<i64>,
+    /// Only created before this time (ms).
+    pub created_before: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+}
+
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// A new request ID, unique across servers, in the form that suits the
+    /// store: the SQL store's are UUIDv7, whose leading timestamp keeps the
+    /// requests' and the journal's b-trees growing at their right edge, so
+    /// a checkpoint commit writes one leaf page rather than splitting one
+    /// at a random place.
+    fn new_request_id(&self) -> String;
+
+    /// Records a new request owned by the server that received it: `queued`,
+    /// or, with `claim`, already `running` as its first attempt (one commit
+    /// instead of two when the server has a free slot).
+    async fn create_request(
+        &self,
+        new: &NewRequest,
+        claim: bool,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Requests due for an attempt that `me` may claim: its own queued or
+    /// waiting ones, its sleeping ones whose wake-up time has come (a
+    /// `running` request has a due time only while no attempt runs it), and
+    /// ones handed over to the cluster. Oldest due first.
+    async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Starts an attempt: moves a due request to `running` owned by `me` at
+    /// a new epoch, which fences every earlier attempt anywhere. A request
+    /// with `begin_checkpoint = not use` whose last attempt did not merely
+    /// suspend (a long sleep, a postponement) and that has checkpoints starts
+    /// a new journal generation. `None` when someone else claimed it first;
+    /// [`StoreError::Refused`] when `me` is not running at `incarnation`
+    /// (found dead, or stopped), which may claim nothing.
+    async fn claim(
+        &self,
+        id: &str,
+        me: &str,
+        incarnation: i64,
+    ) -> Result<Option<Claim>, StoreError>;
+
+    /// Writes how an attempt ended, only while its fence holds.
+    async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Makes a request whose attempt stopped without an outcome (its server
+    /// stopping, or rejoining after being found dead), or that was left
+    /// `running` with no attempt behind it, due again, if the fence still
+    /// holds; `why` goes into its history. Not a failure: the retry budget
+    /// is untouched.
+    async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError>;
+
+    /// The `(request, epoch)` pairs `me` is recorded as running an attempt
+    /// of: `running`, owned by `me`, with no due time (a sleeping request
+    /// has one, and no attempt).
+    async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Cancels a request that has not finished, from server `by` on behalf of
+    /// `actor` (recorded); its epoch moves on, so an attempt still running
+    /// anywhere is fenced.
+    async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError>;
+
+    /// Re-executes a request from server `me` on behalf of `actor`
+    /// (recorded): allowed for `error`, and for
+    /// `waiting_retry` whose owner is down (not running, or its heartbeat is
+    /// older than the lease). `me` becomes the owner, the retry budget starts
+    /// over and the attempt is due now.
+    async fn reexecute(
+        &self,
+        id: &str,
+        me: &str,
+        lease_ms: i64,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait ListingStore: Send + Sync {
+    /// One request.
+    async fn request(&self, id: &str) -> Result<Option<RequestRow>, StoreError>;
+
+    /// Requests newest first, filtered, one keyset page at a time.
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
+
+    /// A request's history, oldest first: at most `limit` events after
+    /// the one numbered `after`.
+    async fn events(
+        &self,
+        id: &str,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError>;
+}
