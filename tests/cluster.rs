@@ -22,17 +22,9 @@ async fn cluster(dir: &std::path::Path, setup: &Setup, n: usize) -> Vec<Server> 
 
 /// The checkpoints of a request as `(seq, server id, epoch)`.
 fn checkpoints(request: &Value) -> Vec<(i64, String, i64)> {
-    request["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["seq"].as_i64().unwrap(),
-                c["server"].as_str().unwrap().to_owned(),
-                c["epoch"].as_i64().unwrap(),
-            )
-        })
+    support::checkpoints(request)
+        .into_iter()
+        .map(|c| (c.seq, c.server, c.epoch))
         .collect()
 }
 

@@ -13,11 +13,9 @@ use support::{Server, Setup, Sidecar, wasm};
 const LONG: Duration = Duration::from_secs(60);
 
 fn checkpoint_names(request: &Value) -> Vec<String> {
-    request["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap().to_owned())
+    support::checkpoints(request)
+        .into_iter()
+        .map(|c| c.name)
         .collect()
 }
 

@@ -76,7 +76,7 @@ async fn postgres_restarting_under_load_loses_nothing_and_kills_no_server() {
 /// runs again after its commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answers_leave_nothing_stuck_or_doubled() {
-    let database = support::TestDatabase::new();
+    let database = support::postgres_database();
     let proxy = LossyProxy::start(5432).await;
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup {

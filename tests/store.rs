@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use baton_core::RequestStatus;
+use baton_store::scratch::ScratchStore;
 use baton_store::{
     AccountRow, CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter,
     SqlStore, StoreError, VersionRow,
@@ -17,34 +18,14 @@ use baton_store::{
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
 struct Db {
     store: SqlStore,
-    _dir: tempfile::TempDir,
-    _postgres: Option<std::sync::Arc<support::TestDatabase>>,
+    _scratch: ScratchStore,
 }
 
 async fn open(postgres: bool) -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let postgres = postgres.then(support::TestDatabase::new);
-    let url = match &postgres {
-        Some(database) => database.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("baton.db").display()),
-    };
-    let store = SqlStore::connect(&url, &dir.path().join("store"))
-        .await
-        .unwrap();
-    store
-        .deploy(&VersionRow {
-            hash: "v1".into(),
-            flow: "f".into(),
-            size: 1,
-            properties: Default::default(),
-            deployed_at: 0,
-        })
-        .await
-        .unwrap();
+    let scratch = ScratchStore::open(postgres).await;
     Db {
-        store,
-        _dir: dir,
-        _postgres: postgres,
+        store: scratch.store.clone(),
+        _scratch: scratch,
     }
 }
 
@@ -988,7 +969,7 @@ on_both_backends!(
 async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
     use sqlx::Executor;
     let dir = tempfile::tempdir().unwrap();
-    let database = postgres.then(support::TestDatabase::new);
+    let database = postgres.then(support::postgres_database);
     let (url, folder) = match &database {
         Some(database) => (database.url.clone(), "postgres"),
         None => (

@@ -9,7 +9,7 @@
 //! # Layout
 //!
 //! - [`layout`]: the page shell with the Status / Settings / Tools navigation.
-//! - `pages`: one function per page and per live fragment.
+//! - `pages`: one function per page and per live fragment, a file per console section.
 //! - [`assets`]: the vendored htmx (2.0.11, BSD-2-Clause, `assets/htmx.LICENSE`) and the stylesheet.
 
 mod pages;

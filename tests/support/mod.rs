@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
+use baton::http::api::dto::CheckpointView;
+use baton_store::scratch::ScratchDatabase;
 use serde_json::{Value, json};
 
 /// The console's CSRF token in a `Set-Cookie` value that sets it.
@@ -60,44 +62,10 @@ pub fn wasm(name: &str) -> Vec<u8> {
 }
 
 /// A PostgreSQL database of its own for one test (on the server that
-/// `BATON_TEST_POSTGRES` names, by default the local one), created by the
-/// first store that connects and dropped, with any connections still open,
-/// when the last holder lets go.
-#[derive(Debug)]
-pub struct TestDatabase {
-    pub url: String,
-}
-
-impl TestDatabase {
-    pub fn new() -> Arc<Self> {
-        let base = std::env::var("BATON_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        Arc::new(Self {
-            url: format!(
-                "{}/baton_test_{:016x}",
-                base.trim_end_matches('/'),
-                fastrand::u64(..)
-            ),
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        // A drop inside the test's runtime cannot block on it: use a thread
-        // with a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            use sqlx::migrate::MigrateDatabase;
-            sqlx::any::install_default_drivers();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the test database");
-            runtime.block_on(sqlx::Any::force_drop_database(&url))
-        })
-        .join();
-    }
+/// `BATON_TEST_POSTGRES` names, by default the local one), dropped, with
+/// any connections still open, when the last holder lets go.
+pub fn postgres_database() -> Arc<ScratchDatabase> {
+    Arc::new(ScratchDatabase::postgres("baton_test"))
 }
 
 /// The password of the `admin` account the first test server creates.
@@ -114,7 +82,7 @@ pub struct Setup {
     /// Environment variables for the server process (e.g. `BATON_FAULT`).
     pub env: Vec<(String, String)>,
     /// The PostgreSQL database `database` names, kept while a clone lives.
-    pub postgres: Option<Arc<TestDatabase>>,
+    pub postgres: Option<Arc<ScratchDatabase>>,
 }
 
 impl Setup {
@@ -133,7 +101,7 @@ impl Setup {
 
     /// A cluster setup sharing a PostgreSQL database and a storage folder.
     pub fn postgres(dir: &Path) -> Self {
-        let postgres = TestDatabase::new();
+        let postgres = postgres_database();
         Self {
             database: postgres.url.clone(),
             postgres: Some(postgres),
@@ -771,4 +739,10 @@ impl LossyProxy {
     pub fn cut(&self) -> u64 {
         self.cut.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// The checkpoints of a request as `GET /api/requests/{id}` shows them,
+/// read with the API's own type.
+pub fn checkpoints(request: &Value) -> Vec<CheckpointView> {
+    serde_json::from_value(request["checkpoints"].clone()).expect("a request's checkpoints")
 }

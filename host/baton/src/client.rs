@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::http::api::dto::ErrorBody;
 
 /// A client of one server's API.
 pub struct Client {
@@ -56,7 +60,12 @@ impl Client {
         }
     }
 
-    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// Sends `request` and reads its answer as a `T`, or the server's
+    /// error sentence.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -66,29 +75,54 @@ impl Client {
             .await
             .with_context(|| format!("could not reach the Baton server at {}", self.base))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let url = response.url().path().to_owned();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {}{url}", self.base))?;
         if !status.is_success() {
-            let message = body["error"].as_str().unwrap_or("no explanation given");
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| "no explanation given".into());
             bail!("{message} (HTTP {})", status.as_u16());
         }
-        Ok(body)
+        serde_json::from_slice(&body).with_context(|| {
+            format!(
+                "the answer of {}{url} is not what this baton expects (another version?)",
+                self.base
+            )
+        })
     }
 
     /// GET a JSON route.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(self.http.get(format!("{}{path}", self.base)))
             .await
     }
 
     /// POST bytes to a route.
-    pub async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: Vec<u8>) -> anyhow::Result<T> {
         self.call(self.http.post(format!("{}{path}", self.base)).body(body))
             .await
     }
 
+    /// POST a JSON body to a route.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.post(path, serde_json::to_vec(body)?).await
+    }
+
     /// POST bytes to a route with an idempotency key: a retry with the
     /// same key and body answers what the first call started.
-    pub async fn post_keyed(&self, path: &str, body: Vec<u8>, key: &str) -> anyhow::Result<Value> {
+    pub async fn post_keyed<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        key: &str,
+    ) -> anyhow::Result<T> {
         self.call(
             self.http
                 .post(format!("{}{path}", self.base))
@@ -99,14 +133,15 @@ impl Client {
     }
 
     /// DELETE a route.
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(self.http.delete(format!("{}{path}", self.base)))
             .await
     }
 }
 
-/// Prints rows as aligned columns, or the JSON itself.
-pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
+/// Prints rows as aligned columns of their fields named `columns`, or
+/// the JSON itself.
+pub fn print_table<T: Serialize>(rows: &[T], columns: &[&str], json: bool) {
     if json {
         println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default());
         return;
@@ -116,7 +151,10 @@ pub fn print_table(rows: &Value, columns: &[&str], json: bool) {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let rows = rows.as_array().cloned().unwrap_or_default();
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| serde_json::to_value(row).unwrap_or_default())
+        .collect();
     let widths: Vec<usize> = columns
         .iter()
         .map(|c| {

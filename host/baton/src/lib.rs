@@ -13,9 +13,10 @@
 //! - [`server`]: `baton up`, putting the above together.
 //! - [`client`]: the CLI commands that talk to a running server.
 //! - [`resources`]: which resources a flow uses are local to one server.
-//! - [`bench`]: `baton bench`.
+//! - `bench` (feature `bench`, on by default): `baton bench`.
 //! - [`metrics`]: counters and latency samples.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod client;
 pub mod config;

@@ -5,6 +5,15 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use baton::client::{Client, print_table};
 use baton::config::{FileConfig, ServerConfig};
+use baton::http::api::dto::{
+    AccountView, Deleted, IssuedToken, NewAccount, NewSchedule, PasswordChange, PasswordReset,
+    RequestChanged, RequestDetail, RequestSummary, Revoked, RevokedTokens, RoleChange, ServerName,
+    ServerView, Started, TokenRevocation, Waited,
+};
+use baton::vcs::deploy::Deployed;
+use baton::vcs::repository::UpdateReport;
+use baton_core::RequestStatus;
+use baton_core::store::ScheduleRow;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -254,6 +263,7 @@ enum Command {
         server: ServerArg,
     },
     /// Benchmarks: checkpointed requests against raw commits.
+    #[cfg(feature = "bench")]
     Bench(baton::bench::BenchArgs),
 }
 
@@ -364,17 +374,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     baton::vcs::deploy::component_bytes(&path, &baton::vcs::deploy::Builder::Admin)
                         .await?
                 {
-                    let deployed = client
+                    let deployed: Deployed = client
                         .post("/api/flows", bytes)
                         .await
                         .with_context(|| format!("deploying {}", file.display()))?;
-                    println!(
-                        "{} {}",
-                        deployed["name"].as_str().unwrap_or("?"),
-                        deployed["version"].as_str().unwrap_or("?")
-                    );
-                    for warning in deployed["warnings"].as_array().into_iter().flatten() {
-                        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+                    println!("{} {}", deployed.name, deployed.version);
+                    for warning in deployed.warnings {
+                        eprintln!("warning: {warning}");
                     }
                 }
             }
@@ -396,26 +402,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "/api/flows/{flow}/requests{}",
                 if wait { "?wait=true&timeout=3600" } else { "" }
             );
-            let answer = match &key {
+            if !wait {
+                let started: Started = match &key {
+                    Some(key) => client.post_keyed(&path, input, key).await?,
+                    None => client.post(&path, input).await?,
+                };
+                println!("{}", started.id);
+                return Ok(());
+            }
+            let waited: Waited = match &key {
                 Some(key) => client.post_keyed(&path, input, key).await?,
                 None => client.post(&path, input).await?,
             };
-            if !wait {
-                println!("{}", answer["id"].as_str().unwrap_or_default());
-                return Ok(());
-            }
-            eprintln!("request {}", answer["id"].as_str().unwrap_or_default());
-            match answer["status"].as_str() {
-                Some("succeeded") => {
-                    println!("{}", serde_json::to_string_pretty(&answer["output"])?);
+            eprintln!("request {}", waited.id);
+            match waited.status {
+                RequestStatus::Succeeded => {
+                    println!("{}", serde_json::to_string_pretty(&waited.output)?);
                     Ok(())
                 }
-                Some(status) => bail!(
-                    "request {} ended {status}: {}",
-                    answer["id"].as_str().unwrap_or_default(),
-                    answer["error"].as_str().unwrap_or("no error recorded")
+                status if status.is_final() => bail!(
+                    "request {} ended {}: {}",
+                    waited.id,
+                    status.as_str(),
+                    waited.error.as_deref().unwrap_or("no error recorded")
                 ),
-                None => bail!("unexpected answer: {answer}"),
+                status => bail!(
+                    "request {} is still {} after an hour",
+                    waited.id,
+                    status.as_str()
+                ),
             }
         }
         Command::Requests {
@@ -432,7 +447,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(flow) = flow {
                 path.push_str(&format!("&flow={flow}"));
             }
-            let rows = server.client().get(&path).await?;
+            let rows: Vec<RequestSummary> = server.client().get(&path).await?;
             print_table(
                 &rows,
                 &[
@@ -449,12 +464,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Request { id, server } => {
-            let request = server.client().get(&format!("/api/requests/{id}")).await?;
+            let request: RequestDetail =
+                server.client().get(&format!("/api/requests/{id}")).await?;
             println!("{}", serde_json::to_string_pretty(&request)?);
             Ok(())
         }
         Command::Servers { json, server } => {
-            let rows = server.client().get("/api/servers").await?;
+            let rows: Vec<ServerView> = server.client().get("/api/servers").await?;
             print_table(
                 &rows,
                 &[
@@ -470,19 +486,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reexecute { id, server } => {
-            let answer = server
+            let answer: RequestChanged = server
                 .client()
                 .post(&format!("/api/requests/{id}/reexecute"), Vec::new())
                 .await?;
             println!(
-                "{} re-executed on {}",
-                id,
-                answer["owner"].as_str().unwrap_or("?")
+                "{id} re-executed on {}",
+                answer.owner.as_deref().unwrap_or("?")
             );
             Ok(())
         }
         Command::Cancel { id, server } => {
-            server
+            let _: RequestChanged = server
                 .client()
                 .post(&format!("/api/requests/{id}/cancel"), Vec::new())
                 .await?;
@@ -490,10 +505,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rename { id, name, server } => {
-            let body = serde_json::to_vec(&serde_json::json!({ "name": name }))?;
-            server
+            let body = ServerName {
+                id: None,
+                name: name.clone(),
+            };
+            let _: ServerName = server
                 .client()
-                .post(&format!("/api/servers/{id}/name"), body)
+                .post_json(&format!("/api/servers/{id}/name"), &body)
                 .await?;
             println!("{id} is now named {name}");
             Ok(())
@@ -508,40 +526,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let input: serde_json::Value =
                 serde_json::from_str(&input).context("--input is not valid JSON")?;
-            let body = serde_json::json!({ "name": name, "flow": flow, "cron": cron, "input": input, "local": local });
-            let answer = server
-                .client()
-                .post("/api/schedules", serde_json::to_vec(&body)?)
-                .await?;
-            println!("{name} next fires at {}", answer["next_fire_at"]);
+            let body = NewSchedule {
+                name: name.clone(),
+                flow,
+                cron,
+                input: Some(input),
+                local,
+            };
+            let answer: ScheduleRow = server.client().post_json("/api/schedules", &body).await?;
+            println!("{name} next fires at {}", answer.next_fire_at);
             Ok(())
         }
         Command::Sync { server } => {
-            let report = server
+            let report: UpdateReport = server
                 .client()
                 .post("/api/version-control/update", Vec::new())
                 .await?;
             println!(
                 "{} → {}",
-                report["from"].as_str().unwrap_or("-"),
-                report["to"].as_str().unwrap_or("-")
+                report.from.as_deref().unwrap_or("-"),
+                report.to.as_deref().unwrap_or("-")
             );
             let mut failed = false;
-            for flow in report["flows"].as_array().into_iter().flatten() {
-                let name = flow["flow"]
-                    .as_str()
-                    .or(flow["path"].as_str())
-                    .unwrap_or("?");
-                match flow["error"].as_str() {
+            for flow in &report.flows {
+                let name = flow.flow.as_deref().unwrap_or(&flow.path);
+                match &flow.error {
                     Some(error) => {
                         failed = true;
                         println!("{name}: {error}");
                     }
                     None => println!(
                         "{name}: {} → {}",
-                        flow["old"].as_str().unwrap_or("(new)"),
-                        flow["new"].as_str().unwrap_or("-")
+                        flow.old.as_deref().unwrap_or("(new)"),
+                        flow.new.as_deref().unwrap_or("-")
                     ),
+                }
+                for warning in &flow.warnings {
+                    eprintln!("warning: {name}: {warning}");
                 }
             }
             if failed {
@@ -552,11 +573,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Account { name, role, server } => {
             let password = std::env::var("BATON_ACCOUNT_PASSWORD")
                 .context("set BATON_ACCOUNT_PASSWORD to the new account's password")?;
-            let body = serde_json::json!({ "name": name, "password": password, "role": role });
-            server
-                .client()
-                .post("/api/accounts", serde_json::to_vec(&body)?)
-                .await?;
+            let body = NewAccount {
+                name: name.clone(),
+                password,
+                role: role.clone(),
+            };
+            let _: AccountView = server.client().post_json("/api/accounts", &body).await?;
             println!("created the {role} account {name}");
             Ok(())
         }
@@ -572,43 +594,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let client = server.client();
             if let Some(role) = role {
-                let body = serde_json::json!({ "role": role });
-                client
-                    .post(
-                        &format!("/api/accounts/{name}/role"),
-                        serde_json::to_vec(&body)?,
-                    )
+                let body = RoleChange { role: role.clone() };
+                let _: AccountView = client
+                    .post_json(&format!("/api/accounts/{name}/role"), &body)
                     .await?;
                 println!("{name} is now a {role}");
             }
             if password {
                 let password = std::env::var("BATON_ACCOUNT_PASSWORD")
                     .context("set BATON_ACCOUNT_PASSWORD to the account's new password")?;
-                let body = serde_json::json!({ "password": password });
-                client
-                    .post(
+                let _: AccountView = client
+                    .post_json(
                         &format!("/api/accounts/{name}/password"),
-                        serde_json::to_vec(&body)?,
+                        &PasswordReset { password },
                     )
                     .await?;
                 println!("set the password of {name}");
             }
             if revoke_tokens {
-                let answer = client
+                let answer: RevokedTokens = client
                     .delete(&format!("/api/accounts/{name}/tokens"))
                     .await?;
-                println!("revoked {} tokens of {name}", answer["revoked"]);
+                println!("revoked {} tokens of {name}", answer.revoked);
             }
             for (wanted, action) in [(disable, "disable"), (enable, "enable")] {
                 if wanted {
-                    client
+                    let _: AccountView = client
                         .post(&format!("/api/accounts/{name}/{action}"), Vec::new())
                         .await?;
                     println!("{action}d {name}");
                 }
             }
             if delete {
-                client.delete(&format!("/api/accounts/{name}")).await?;
+                let _: Deleted = client.delete(&format!("/api/accounts/{name}")).await?;
                 println!("deleted {name}");
             }
             Ok(())
@@ -618,11 +636,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("set BATON_PASSWORD to your current password")?;
             let password = std::env::var("BATON_NEW_PASSWORD")
                 .context("set BATON_NEW_PASSWORD to your new password")?;
-            let body = serde_json::json!({ "current": current, "password": password });
-            server
-                .client()
-                .post("/api/password", serde_json::to_vec(&body)?)
-                .await?;
+            let body = PasswordChange { current, password };
+            let _: AccountView = server.client().post_json("/api/password", &body).await?;
             println!("password changed; your console sessions have ended");
             Ok(())
         }
@@ -631,24 +646,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             std::io::stdin()
                 .read_line(&mut token)
                 .context("reading the token from standard input")?;
-            let body = serde_json::json!({ "token": token.trim() });
-            server
+            let body = TokenRevocation {
+                token: token.trim().to_owned(),
+            };
+            let _: Revoked = server
                 .client()
-                .post("/api/tokens/revoke", serde_json::to_vec(&body)?)
+                .post_json("/api/tokens/revoke", &body)
                 .await?;
             println!("revoked");
             Ok(())
         }
         Command::Token { name, server } => {
-            let answer = server
+            let answer: IssuedToken = server
                 .client()
                 .post(&format!("/api/accounts/{name}/tokens"), Vec::new())
                 .await?;
-            println!("{}", answer["token"].as_str().unwrap_or_default());
+            println!("{}", answer.token);
             Ok(())
         }
         Command::Schedules { json, server } => {
-            let rows = server.client().get("/api/schedules").await?;
+            let rows: Vec<ScheduleRow> = server.client().get("/api/schedules").await?;
             print_table(
                 &rows,
                 &[
@@ -663,6 +680,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => baton::bench::run(args).await,
     }
 }

@@ -25,6 +25,7 @@
 //! - `accounts`: [`AccountStore`], console and API accounts, sessions, tokens.
 //! - `schedules`: [`ScheduleStore`], cron-style schedules fired once per tick across the cluster.
 //! - [`fault`]: named fault points for tests (compiled out of release builds).
+//! - `scratch` (feature `scratch`): stores of their own for tests and benchmarks.
 
 mod accounts;
 pub mod blob;
@@ -36,6 +37,8 @@ mod operator;
 mod payload;
 mod requests;
 mod schedules;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 mod servers;
 
 use std::ops::{Deref, DerefMut};

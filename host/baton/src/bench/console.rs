@@ -27,8 +27,11 @@ pub struct ConsoleArgs {
 /// Seeds the rows with one set-based INSERT, then times each page.
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
-    let database =
-        super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let database = baton_store::scratch::ScratchDatabase::new(
+        args.database.as_deref().unwrap_or("sqlite://"),
+        dir.path(),
+        "baton_bench",
+    );
     let (node, sql) = super::node(&database.url, dir.path(), 4).await?;
     let store = node.state.store.clone();
     store

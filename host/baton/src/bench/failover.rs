@@ -120,7 +120,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     );
     for &lease_ms in &args.leases {
         let dir = tempfile::tempdir()?;
-        let database = super::FreshDatabase::new(&args.database, dir.path());
+        let database =
+            baton_store::scratch::ScratchDatabase::new(&args.database, dir.path(), "baton_bench");
         let mut nodes = Vec::new();
         for i in 0..3 {
             nodes.push(Node::start(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use baton_store::scratch::ScratchDatabase;
 use baton_store::{Backend, SqlStore};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -104,69 +105,6 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-/// A fresh database next to the one given, dropped when this goes away,
-/// also when a bench fails half-way. A SQLite file goes with its temporary
-/// folder.
-struct FreshDatabase {
-    url: String,
-}
-
-impl FreshDatabase {
-    fn new(base: &str, dir: &std::path::Path) -> Self {
-        let name = format!("baton_bench_{:012x}", fastrand::u64(..) >> 16);
-        let url = match Backend::of(base) {
-            Backend::Sqlite => format!("sqlite://{}", dir.join("bench.db").display()),
-            Backend::Postgres => {
-                let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
-                let server = rest.split('/').next().unwrap_or(rest);
-                format!("{scheme}://{server}/{name}")
-            }
-        };
-        Self { url }
-    }
-}
-
-impl Drop for FreshDatabase {
-    fn drop(&mut self) {
-        if Backend::of(&self.url) != Backend::Postgres {
-            return;
-        }
-        let url = self.url.clone();
-        // The bench's runtime cannot block on the drop from inside: a
-        // thread with a runtime of its own does it. After a failure the
-        // server's tasks may still be connecting; a connection that comes
-        // in while the drop runs fails it, so it is tried again.
-        let dropped = std::thread::spawn(move || {
-            use sqlx::migrate::MigrateDatabase;
-            // A bench whose servers are other processes has not opened a
-            // database itself.
-            sqlx::any::install_default_drivers();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut tries = 0;
-                loop {
-                    match sqlx::Any::force_drop_database(&url).await {
-                        Ok(()) => return Ok(()),
-                        Err(_) if tries < 5 => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => return Err(anyhow::Error::from(e)),
-                    }
-                }
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("the bench database {} was not dropped: {e}", self.url),
-            Err(_) => eprintln!("the bench database {} was not dropped", self.url),
-        }
-    }
-}
-
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.kind {
@@ -177,7 +115,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => {}
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
-    let database = FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let database = ScratchDatabase::new(
+        args.database.as_deref().unwrap_or("sqlite://"),
+        dir.path(),
+        "baton_bench",
+    );
     let (node, sql) = node(&database.url, dir.path(), args.concurrency.max(1)).await?;
     let (store, executor, metrics) = (
         node.state.store.clone(),

@@ -27,8 +27,11 @@ pub struct StoreArgs {
 /// raw commits. All in one task on a runtime worker, as in a server.
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
-    let database =
-        super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let database = baton_store::scratch::ScratchDatabase::new(
+        args.database.as_deref().unwrap_or("sqlite://"),
+        dir.path(),
+        "baton_bench",
+    );
     let store = SqlStore::connect(&database.url, &dir.path().join("store")).await?;
     store
         .deploy(&VersionRow {

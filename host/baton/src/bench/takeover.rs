@@ -34,8 +34,11 @@ pub struct TakeoverArgs {
 /// movable requests and shows the others as waiting for their server.
 pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary folder")?;
-    let database =
-        super::FreshDatabase::new(args.database.as_deref().unwrap_or("sqlite://"), dir.path());
+    let database = baton_store::scratch::ScratchDatabase::new(
+        args.database.as_deref().unwrap_or("sqlite://"),
+        dir.path(),
+        "baton_bench",
+    );
     let lease = Duration::from_millis(args.lease_ms);
     let store = SqlStore::open(&database.url, &dir.path().join("store"), lease).await?;
     store

@@ -212,29 +212,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use baton_core::store::{
-        CheckpointRecord, FlowStore, JournalGeneration, NewRequest, PayloadStore, RequestStore,
-        ServerStore, VersionRow, async_trait,
+        CheckpointRecord, JournalGeneration, NewRequest, PayloadStore, RequestStore, ServerStore,
+        async_trait,
     };
     use baton_store::SqlStore;
+    use baton_store::scratch::ScratchStore;
 
     use super::*;
 
-    /// A store at `url` with the flow version `v1` deployed and the server
-    /// `me` joined.
-    async fn store_with_a_flow(url: &str, dir: &std::path::Path) -> SqlStore {
-        let store = SqlStore::connect(url, &dir.join("store")).await.unwrap();
-        store
-            .deploy(&VersionRow {
-                hash: "v1".into(),
-                flow: "f".into(),
-                size: 0,
-                properties: Default::default(),
-                deployed_at: 0,
-            })
-            .await
-            .unwrap();
-        store.join("me", None, "me:1").await.unwrap();
-        store
+    /// A store of its own with the flow version `v1` deployed and the
+    /// server `me` joined.
+    async fn store_with_a_flow(postgres: bool) -> ScratchStore {
+        let scratch = ScratchStore::open(postgres).await;
+        scratch.store.join("me", None, "me:1").await.unwrap();
+        scratch
     }
 
     /// A new request of `v1`, claimed by `me`, and the write of its first
@@ -272,10 +263,9 @@ mod tests {
     /// it up must not take the lead with it: the next writer commits.
     #[tokio::test]
     async fn a_writer_dropped_with_the_lead_passes_it_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
-        let store = store_with_a_flow(&url, dir.path()).await;
-        let write = first_write(&store, "step").await;
+        let scratch = store_with_a_flow(false).await;
+        let store = &scratch.store;
+        let write = first_write(store, "step").await;
         let committer = Committer::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
 
         // Another writer is committing, so this one queues.
@@ -303,18 +293,11 @@ mod tests {
     /// away", and the poisoned attempt retried for ever with its neighbours.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_the_database_refuses_fails_alone_in_its_group() {
-        let base = std::env::var("BATON_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let url = format!(
-            "{}/baton_unit_{:016x}",
-            base.trim_end_matches('/'),
-            fastrand::u64(..)
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with_a_flow(&url, dir.path()).await;
+        let scratch = store_with_a_flow(true).await;
+        let store = &scratch.store;
         let writes = [
-            first_write(&store, "kept").await,
-            first_write(&store, "bad\0name").await,
+            first_write(store, "kept").await,
+            first_write(store, "bad\0name").await,
         ];
         let committer = Committer::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
 
@@ -336,8 +319,6 @@ mod tests {
         assert_eq!(store.journal(&writes[0].journal).await.unwrap().len(), 1);
         assert!(store.journal(&writes[1].journal).await.unwrap().is_empty());
         store.close().await;
-        use sqlx::migrate::MigrateDatabase;
-        sqlx::Any::force_drop_database(&url).await.unwrap();
     }
 
     /// A second adapter of the journal: the SQL store, whose first
@@ -387,13 +368,9 @@ mod tests {
     /// refused statement), and their retries commit.
     #[tokio::test]
     async fn a_group_met_by_an_outage_fails_retryably_and_commits_on_retry() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
-        let store = store_with_a_flow(&url, dir.path()).await;
-        let writes = [
-            first_write(&store, "a").await,
-            first_write(&store, "b").await,
-        ];
+        let scratch = store_with_a_flow(false).await;
+        let store = &scratch.store;
+        let writes = [first_write(store, "a").await, first_write(store, "b").await];
         let journal = Arc::new(AwayAtFirst {
             store: store.clone(),
             outages: AtomicUsize::new(1),

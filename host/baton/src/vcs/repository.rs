@@ -61,7 +61,7 @@ pub struct RepoState {
 }
 
 /// The outcome of Update for one flow crate or prebuilt component.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlowUpdate {
     /// The crate folder or `.wasm` file, relative to the repository.
     pub path: String,
@@ -79,7 +79,7 @@ pub struct FlowUpdate {
 }
 
 /// What Update did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UpdateReport {
     /// HEAD before.
     pub from: Option<String>,

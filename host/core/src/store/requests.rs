@@ -157,7 +157,7 @@ pub struct RequestRow {
 }
 
 /// One entry of a request's history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EventRow {
     /// Its number; a page of events goes on after it.
     pub id: i64,

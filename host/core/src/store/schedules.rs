@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::{NewRequest, StoreError};
 
 /// A schedule.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleRow {
     /// Unique name.
     pub name: String,

@@ -5,22 +5,17 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::http::accounts::{self};
 use crate::http::auth::{Account, ClientAddress};
 use crate::http::credentials;
 use crate::http::state::AppState;
 
+use super::dto::{
+    AccountView, Deleted, IssuedToken, NewAccount, PasswordChange, PasswordReset, Revoked,
+    RevokedTokens, RoleChange, TokenRevocation,
+};
 use super::{ApiError, ApiResult, body_of};
-
-#[derive(Deserialize)]
-pub(super) struct NewAccount {
-    name: String,
-    password: String,
-    role: String,
-}
 
 pub(super) async fn create_account(
     State(state): State<AppState>,
@@ -31,21 +26,29 @@ pub(super) async fn create_account(
     let role = accounts::create(&state, &account, &new.name, new.password, &new.role).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "name": new.name, "role": role.as_str() })),
+        axum::Json(AccountView {
+            name: new.name,
+            role: Some(role.as_str().to_owned()),
+            disabled: None,
+        }),
     ))
 }
 
 pub(super) async fn list_accounts(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Vec<AccountView>>> {
     let accounts = accounts::list(&state, &account).await?;
-    Ok(axum::Json(Value::Array(
+    Ok(axum::Json(
         accounts
             .into_iter()
-            .map(|a| json!({ "name": a.name, "role": a.role, "disabled": a.disabled }))
+            .map(|a| AccountView {
+                name: a.name,
+                role: Some(a.role),
+                disabled: Some(a.disabled),
+            })
             .collect(),
-    )))
+    ))
 }
 
 pub(super) async fn issue_token(
@@ -70,14 +73,11 @@ pub(super) async fn issue_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "account": name, "token": token })),
+        axum::Json(IssuedToken {
+            account: name,
+            token,
+        }),
     ))
-}
-
-#[derive(Deserialize)]
-pub(super) struct PasswordChange {
-    current: String,
-    password: String,
 }
 
 /// The caller changes their own password; their console sessions end. A
@@ -87,16 +87,15 @@ pub(super) async fn change_password(
     Extension(account): Extension<Account>,
     ClientAddress(address): ClientAddress,
     body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AccountView>> {
     let change: PasswordChange = body_of(&body, "{\"current\", \"password\"}")?;
     accounts::change_own_password(&state, &account, address, change.current, change.password)
         .await?;
-    Ok(axum::Json(json!({ "name": account.name })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct PasswordReset {
-    password: String,
+    Ok(axum::Json(AccountView {
+        name: account.name,
+        role: None,
+        disabled: None,
+    }))
 }
 
 /// An admin sets an account's password; its console sessions end.
@@ -105,15 +104,14 @@ pub(super) async fn reset_password(
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
     body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AccountView>> {
     let reset: PasswordReset = body_of(&body, "{\"password\"}")?;
     accounts::reset_password(&state, &account, &name, reset.password).await?;
-    Ok(axum::Json(json!({ "name": name })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct RoleChange {
-    role: String,
+    Ok(axum::Json(AccountView {
+        name,
+        role: None,
+        disabled: None,
+    }))
 }
 
 /// An admin gives an account another role.
@@ -122,37 +120,52 @@ pub(super) async fn set_role(
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
     body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AccountView>> {
     let change: RoleChange = body_of(&body, "{\"role\"}")?;
     let role = accounts::set_role(&state, &account, &name, &change.role).await?;
-    Ok(axum::Json(json!({ "name": name, "role": role.as_str() })))
+    Ok(axum::Json(AccountView {
+        name,
+        role: Some(role.as_str().to_owned()),
+        disabled: None,
+    }))
 }
 
 pub(super) async fn disable_account(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AccountView>> {
     accounts::set_disabled(&state, &account, &name, true).await?;
-    Ok(axum::Json(json!({ "name": name, "disabled": true })))
+    Ok(axum::Json(AccountView {
+        name,
+        role: None,
+        disabled: Some(true),
+    }))
 }
 
 pub(super) async fn enable_account(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<AccountView>> {
     accounts::set_disabled(&state, &account, &name, false).await?;
-    Ok(axum::Json(json!({ "name": name, "disabled": false })))
+    Ok(axum::Json(AccountView {
+        name,
+        role: None,
+        disabled: Some(false),
+    }))
 }
 
 pub(super) async fn delete_account(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Deleted>> {
     accounts::delete(&state, &account, &name).await?;
-    Ok(axum::Json(json!({ "name": name, "deleted": true })))
+    Ok(axum::Json(Deleted {
+        name,
+        deleted: true,
+    }))
 }
 
 /// An admin revokes every token of an account.
@@ -160,21 +173,19 @@ pub(super) async fn revoke_tokens(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RevokedTokens>> {
     let revoked = accounts::revoke_tokens(&state, &account, &name).await?;
-    Ok(axum::Json(json!({ "account": name, "revoked": revoked })))
-}
-
-#[derive(Deserialize)]
-pub(super) struct TokenRevocation {
-    token: String,
+    Ok(axum::Json(RevokedTokens {
+        account: name,
+        revoked,
+    }))
 }
 
 /// Whoever holds a token may revoke it (their own one included).
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Revoked>> {
     let revocation: TokenRevocation = body_of(&body, "{\"token\"}")?;
     if !state
         .store
@@ -186,5 +197,5 @@ pub(super) async fn revoke_token(
             "no such token (already revoked or expired?)",
         ));
     }
-    Ok(axum::Json(json!({ "revoked": true })))
+    Ok(axum::Json(Revoked { revoked: true }))
 }

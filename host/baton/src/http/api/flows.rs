@@ -5,11 +5,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use baton_core::store::ScheduleRow;
+use serde_json::Value;
 
 use crate::http::state::AppState;
 
+use super::dto::{Deleted, FlowView, NewSchedule};
 use super::{ApiError, ApiResult};
 
 pub(super) async fn deploy_flow(
@@ -20,34 +21,11 @@ pub(super) async fn deploy_flow(
     Ok((StatusCode::CREATED, axum::Json(deployed)))
 }
 
-pub(super) async fn list_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+pub(super) async fn list_flows(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<FlowView>>> {
     let flows = state.store.flows().await?;
-    Ok(axum::Json(Value::Array(
-        flows
-            .into_iter()
-            .map(|flow| {
-                json!({
-                    "name": flow.name,
-                    "version": flow.active.hash,
-                    "size": flow.active.size,
-                    "updated_at": flow.updated_at,
-                    "properties": flow.active.properties,
-                })
-            })
-            .collect(),
-    )))
-}
-
-#[derive(Deserialize)]
-pub(super) struct NewSchedule {
-    name: String,
-    flow: String,
-    cron: String,
-    #[serde(default)]
-    input: Option<Value>,
-    /// Fire only on the server that receives this call (a local schedule).
-    #[serde(default)]
-    local: bool,
+    Ok(axum::Json(flows.into_iter().map(FlowView::from).collect()))
 }
 
 pub(super) async fn put_schedule(
@@ -75,7 +53,7 @@ pub(super) async fn put_schedule(
         ));
     }
     let now = state.store.now_ms().await?;
-    let schedule = baton_core::store::ScheduleRow {
+    let schedule = ScheduleRow {
         name: new.name,
         flow: new.flow,
         cron: new.cron,
@@ -90,22 +68,31 @@ pub(super) async fn put_schedule(
     Ok((StatusCode::CREATED, axum::Json(schedule)))
 }
 
-pub(super) async fn list_schedules(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(json!(state.store.schedules().await?)))
+pub(super) async fn list_schedules(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<ScheduleRow>>> {
+    Ok(axum::Json(state.store.schedules().await?))
 }
 
 pub(super) async fn delete_schedule(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Deleted>> {
     state.store.delete_schedule(&name).await?;
-    Ok(axum::Json(json!({ "name": name, "deleted": true })))
+    Ok(axum::Json(Deleted {
+        name,
+        deleted: true,
+    }))
 }
 
-pub(super) async fn repository(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(json!(state.versions.repository().await?)))
+pub(super) async fn repository(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<crate::vcs::repository::RepoState>> {
+    Ok(axum::Json(state.versions.repository().await?))
 }
 
-pub(super) async fn update_flows(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(json!(state.versions.update().await?)))
+pub(super) async fn update_flows(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<crate::vcs::repository::UpdateReport>> {
+    Ok(axum::Json(state.versions.update().await?))
 }

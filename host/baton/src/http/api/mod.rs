@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_core::store::StoreError;
-use serde_json::json;
 
 use crate::http::accounts::AccountError;
 use crate::http::state::AppState;
@@ -18,6 +17,7 @@ use crate::vcs::deploy::DeployError;
 use crate::vcs::repository::SyncError;
 
 mod accounts;
+pub mod dto;
 mod flows;
 mod requests;
 mod servers;
@@ -59,8 +59,13 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, "{}", self.message);
         }
-        let mut response =
-            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        let mut response = (
+            self.status,
+            axum::Json(dto::ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

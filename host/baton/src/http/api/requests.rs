@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use baton_core::RequestStatus;
 use baton_core::store::{RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::http::auth::Account;
 use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SubmitError};
 
+use super::dto::{CheckpointView, RequestChanged, RequestDetail, RequestSummary, Started, Waited};
 use super::{ApiError, ApiResult};
 
 #[derive(Deserialize)]
@@ -60,7 +61,10 @@ pub(super) async fn start_request(
         };
         return Ok((
             status,
-            axum::Json(json!({ "id": id, "created": submitted.created })),
+            axum::Json(Started {
+                id,
+                created: submitted.created,
+            }),
         )
             .into_response());
     }
@@ -72,16 +76,26 @@ pub(super) async fn start_request(
             .await?
             .ok_or_else(|| ApiError::from(StoreError::NotFound(format!("request {id}"))))?;
         if request.status.is_final() {
-            let mut view = json!({ "id": id, "status": request.status.as_str() });
-            match request.status {
-                RequestStatus::Succeeded => view["output"] = output(&*state.store, &request).await,
-                _ => view["error"] = json!(request.error),
-            }
+            let succeeded = request.status == RequestStatus::Succeeded;
+            let view = Waited {
+                output: match succeeded {
+                    true => Some(output(&*state.store, &request).await),
+                    false => None,
+                },
+                error: if succeeded { None } else { request.error },
+                id,
+                status: request.status,
+            };
             return Ok((StatusCode::OK, axum::Json(view)).into_response());
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let view = json!({ "id": id, "status": request.status.as_str() });
+            let view = Waited {
+                id,
+                status: request.status,
+                output: None,
+                error: None,
+            };
             return Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response());
         }
         // Woken when an attempt here ends; polled in case another server runs it.
@@ -148,79 +162,62 @@ fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
     })
 }
 
-fn summary(request: &RequestRow) -> Value {
-    json!({
-        "id": request.id,
-        "flow": request.flow,
-        "version": request.version,
-        "status": request.status.as_str(),
-        "owner": request.owner,
-        "attempts": request.attempts,
-        "last_checkpoint": request.last_checkpoint,
-        "created_at": request.created_at,
-        "updated_at": request.updated_at,
-        "error": request.error,
-    })
-}
-
 pub(super) async fn list_requests(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Vec<RequestSummary>>> {
     let requests = state.store.list_requests(&filter(query)?).await?;
-    Ok(axum::Json(Value::Array(
-        requests.iter().map(summary).collect(),
-    )))
+    Ok(axum::Json(
+        requests.iter().map(RequestSummary::from).collect(),
+    ))
 }
 
 pub(super) async fn show_request(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RequestDetail>> {
     let request =
         state.store.request(&id).await?.ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}"))
         })?;
     let page = query.page(&*state.store, &id).await?;
-    let mut view = summary(&request);
-    view["failures"] = json!(request.failures);
-    view["epoch"] = json!(request.epoch);
-    view["generation"] = json!(request.generation);
-    view["next_attempt_at"] = json!(request.next_attempt_at);
-    view["output"] = output(&*state.store, &request).await;
-    view["checkpoints"] = page
-        .checkpoints
-        .iter()
-        .map(|c| {
-            json!({
-                "seq": c.seq, "generation": c.generation, "name": c.name, "server": c.server,
-                "epoch": c.epoch, "at": c.at, "size": c.payload.size,
-            })
-        })
-        .collect();
-    view["checkpoints_next"] = json!(page.checkpoints_next);
-    view["events"] = json!(page.events);
-    view["events_next"] = json!(page.events_next);
-    Ok(axum::Json(view))
+    Ok(axum::Json(RequestDetail {
+        summary: RequestSummary::from(&request),
+        failures: request.failures,
+        epoch: request.epoch,
+        generation: request.generation,
+        next_attempt_at: request.next_attempt_at,
+        output: output(&*state.store, &request).await,
+        checkpoints: page.checkpoints.iter().map(CheckpointView::from).collect(),
+        checkpoints_next: page.checkpoints_next,
+        events: page.events,
+        events_next: page.events_next,
+    }))
 }
 
 pub(super) async fn reexecute(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RequestChanged>> {
     state.requests.reexecute(&id, &account.name).await?;
-    Ok(axum::Json(
-        json!({ "id": id, "status": "waiting_retry", "owner": state.cluster.id }),
-    ))
+    Ok(axum::Json(RequestChanged {
+        id,
+        status: RequestStatus::WaitingRetry,
+        owner: Some(state.cluster.id.clone()),
+    }))
 }
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<RequestChanged>> {
     state.requests.cancel(&id, &account.name).await?;
-    Ok(axum::Json(json!({ "id": id, "status": "cancelled" })))
+    Ok(axum::Json(RequestChanged {
+        id,
+        status: RequestStatus::Cancelled,
+        owner: None,
+    }))
 }

@@ -5,41 +5,23 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::http::auth::Account;
 use crate::http::state::AppState;
 
+use super::dto::{ServerName, ServerView};
 use super::{ApiError, ApiResult};
 
-pub(super) async fn list_servers(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
+pub(super) async fn list_servers(
+    State(state): State<AppState>,
+) -> ApiResult<axum::Json<Vec<ServerView>>> {
     let servers = state.store.servers().await?;
-    Ok(axum::Json(Value::Array(
+    Ok(axum::Json(
         servers
             .into_iter()
-            .map(|server| {
-                json!({
-                    "id": server.id,
-                    "name": server.name,
-                    "status": server.status.as_str(),
-                    "address": server.address,
-                    "incarnation": server.incarnation,
-                    "heartbeat_age_ms": server.heartbeat_age_ms,
-                    "owned": server.owned,
-                    "flow_set": server.flow_set,
-                    "flows_head": server.flows_head,
-                    "renamed_by": server.renamed.as_ref().map(|r| &r.0),
-                    "current": server.id == state.cluster.id,
-                })
-            })
+            .map(|server| ServerView::of(server, &state.cluster.id))
             .collect(),
-    )))
-}
-
-#[derive(Deserialize)]
-pub(super) struct Rename {
-    name: String,
+    ))
 }
 
 pub(super) async fn rename_server(
@@ -47,8 +29,8 @@ pub(super) async fn rename_server(
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<axum::Json<Value>> {
-    let rename: Rename = serde_json::from_slice(&body).map_err(|e| {
+) -> ApiResult<axum::Json<ServerName>> {
+    let rename: ServerName = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("expected {{\"name\": \"…\"}}: {e}"),
@@ -62,7 +44,10 @@ pub(super) async fn rename_server(
         ));
     }
     state.store.rename_server(&id, name, &account.name).await?;
-    Ok(axum::Json(json!({ "id": id, "name": name })))
+    Ok(axum::Json(ServerName {
+        id: Some(id),
+        name: name.to_owned(),
+    }))
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
