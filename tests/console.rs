@@ -168,7 +168,7 @@ impl Console {
 #[tokio::test]
 async fn every_page_renders_with_strict_security_headers() {
     let console = console().await;
-    console.request("r1", Outcome::Error("boom".into())).await;
+    console.request("r1", Outcome::error("boom")).await;
     for (path, expect) in [
         ("/status/servers", "Server List"),
         ("/status/requests", "Status List"),
@@ -214,7 +214,7 @@ async fn every_page_renders_with_strict_security_headers() {
 #[tokio::test]
 async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let console = console().await;
-    console.request("r1", Outcome::Error("boom".into())).await;
+    console.request("r1", Outcome::error("boom")).await;
     let (_, headers, _) = console.get("/status/requests").await;
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
     assert!(
@@ -300,6 +300,7 @@ async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
             "r2",
             Outcome::Retry {
                 error: "later".into(),
+                details: None,
                 delay_ms: 60_000,
             },
         )
@@ -554,7 +555,7 @@ async fn hostile_text_is_escaped_everywhere() {
         .put_payload(serde_json::to_vec(&serde_json::json!({ "html": hostile })).unwrap())
         .unwrap();
     console.request("ok", Outcome::Succeeded(output)).await;
-    console.request("bad", Outcome::Error(hostile.into())).await;
+    console.request("bad", Outcome::error(hostile)).await;
     store
         .rename_server("console-test", hostile, "admin")
         .await
@@ -596,10 +597,11 @@ async fn the_status_list_filters_and_pages() {
     let console = console().await;
     for i in 0..60 {
         let outcome = if i % 2 == 0 {
-            Outcome::Error("e".into())
+            Outcome::error("e")
         } else {
             Outcome::Retry {
                 error: "r".into(),
+                details: None,
                 delay_ms: 60_000,
             }
         };

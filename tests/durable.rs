@@ -78,6 +78,119 @@ async fn a_flow_runs_and_bad_input_gets_a_clear_error() {
     );
 }
 
+/// What a first-time author meets on the command line: `run --wait` names
+/// the request before waiting, `wait` and `flows` exist, a mistyped flow
+/// suggests the right one, and a missing token says where it was looked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_the_request_first_and_says_what_it_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("hello")).await;
+    let baton = |args: &[&str], token: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+        command.args(args).args(["--server", &server.base]);
+        if token {
+            command.args(["--token", &server.token]);
+        }
+        let output = command
+            .env_remove("BATON_TOKEN")
+            .env("BATON_DATA", dir.path().join("no-server-here"))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = baton(
+        &["run", "hello", "--input", r#"{"name":"Ada"}"#, "--wait"],
+        true,
+    );
+    assert!(ok, "{err}");
+    let id = err
+        .lines()
+        .find_map(|line| line.strip_prefix("request "))
+        .unwrap_or_else(|| panic!("no request line in {err:?}"))
+        .to_owned();
+    let output: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(output["greeting"], "Hello, Ada!");
+
+    let (ok, again, err) = baton(&["wait", &id], true);
+    assert!(ok, "{err}");
+    assert_eq!(again, out);
+
+    let (ok, flows, err) = baton(&["flows"], true);
+    assert!(ok, "{err}");
+    assert!(
+        flows.lines().any(|line| line.starts_with("hello ")),
+        "{flows}"
+    );
+
+    let (ok, _, err) = baton(&["run", "helo", "--input", "{}"], true);
+    assert!(!ok);
+    assert!(
+        err.contains(r#"there is no flow named "helo"; did you mean "hello"?"#),
+        "{err}"
+    );
+
+    let (ok, _, err) = baton(&["requests"], false);
+    assert!(!ok);
+    assert!(
+        err.contains("--token")
+            && err.contains("BATON_TOKEN")
+            && err.contains(
+                &dir.path()
+                    .join("no-server-here/admin.token")
+                    .display()
+                    .to_string()
+            ),
+        "{err}"
+    );
+}
+
+/// A fatal flow error ends the request at its first attempt although
+/// retries are left, with its details in the API; a step retried inside the
+/// attempt succeeds without a second attempt, and a fatal error inside it is
+/// not tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_errors_skip_retries_and_steps_retry_inside_the_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("errors")).await;
+
+    let id = server
+        .start_request("errors", json!({ "mode": "fatal" }))
+        .await;
+    let fatal = server.wait_final(&id, LONG).await;
+    assert_eq!(fatal["status"], "error", "{fatal:#}");
+    assert_eq!(fatal["attempts"], 1, "{fatal:#}");
+    assert_eq!(fatal["error"], "the card was declined", "{fatal:#}");
+    assert_eq!(
+        fatal["error_details"],
+        json!({ "code": "insufficient_funds", "retryable": false })
+    );
+
+    let id = server
+        .start_request("errors", json!({ "mode": "flaky", "failing_tries": 2 }))
+        .await;
+    let flaky = server.wait_final(&id, LONG).await;
+    assert_eq!(flaky["status"], "succeeded", "{flaky:#}");
+    assert_eq!(flaky["output"], 3, "two failed tries, then the third");
+    assert_eq!(flaky["attempts"], 1, "{flaky:#}");
+    assert_eq!(checkpoint_names(&flaky), ["flaky"]);
+
+    let id = server
+        .start_request("errors", json!({ "mode": "flaky-fatal" }))
+        .await;
+    let refused = server.wait_final(&id, LONG).await;
+    assert_eq!(refused["status"], "error", "{refused:#}");
+    assert_eq!(refused["attempts"], 1, "{refused:#}");
+    assert_eq!(refused["error_details"], json!({ "tries": 1 }));
+    assert!(checkpoint_names(&refused).is_empty());
+}
+
 /// A start retried with the same idempotency key (a caller whose answer was
 /// lost) finds the request the first start made, through the API and the
 /// CLI, even when the retries race; the same key with another input is
@@ -756,6 +869,28 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     })
     .await;
 
+    // A flow that does not compile: the report carries the compiler's
+    // words, not a pointer to messages the server's caller never sees.
+    let source = author.join("hello/src/lib.rs");
+    let broken = std::fs::read_to_string(&source)
+        .unwrap()
+        .replace("Ok(", "Ok(no_such_greeting + ");
+    std::fs::write(&source, broken).unwrap();
+    git(&author, &["commit", "-q", "-am", "break the flow"]);
+    git(&author, &["push", "-q", "origin", "main"]);
+    let (status, report) = server.post("/api/version-control/update", "").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let error = report["flows"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no_such_greeting") && !error.contains("messages are above"),
+        "{report}"
+    );
+    write_flows(&author, "Hi");
+    git(&author, &["commit", "-q", "-am", "mend the flow"]);
+    git(&author, &["push", "-q", "origin", "main"]);
+    let (status, report) = server.post("/api/version-control/update", "").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+
     // Diverged history is refused and explained; nothing moves.
     git(
         &checkout,
@@ -1005,6 +1140,11 @@ async fn a_long_sleep_gives_its_slot_back_and_resumes_by_replay() {
     assert!(started.elapsed() >= Duration::from_secs(6));
     assert_eq!(done["attempts"], 2, "resumed once, after the sleep");
     assert_eq!(done["failures"], 0);
+    assert_eq!(
+        server.log_text().matches("sleeper goes to sleep").count(),
+        1,
+        "a log line is written live, not again on replay"
+    );
     assert_eq!(
         checkpoint_names(&done),
         [

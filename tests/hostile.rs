@@ -425,6 +425,11 @@ async fn a_flow_calls_only_the_origins_it_declares() {
         error.contains("is larger than the limit of 16777216 bytes"),
         "{error}"
     );
+    assert_eq!(
+        error.matches("/big/step/0").count(),
+        1,
+        "said once: {error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

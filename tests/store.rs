@@ -119,9 +119,7 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
         db.commit(&first, 1).await,
         Err(StoreError::Fenced { .. })
     ));
-    let finished = store
-        .finish(&first.fence, &Outcome::Error("late".into()))
-        .await;
+    let finished = store.finish(&first.fence, &Outcome::error("late")).await;
     assert!(matches!(finished, Err(StoreError::Fenced { .. })));
     assert!(
         !store.heartbeat("a", a).await.unwrap(),
@@ -196,6 +194,7 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
             &first.fence,
             &Outcome::Retry {
                 error: "boom".into(),
+                details: None,
                 delay_ms: 0,
             },
         )
@@ -254,6 +253,7 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
     // The next retry starts another; one that finds it empty keeps it.
     let retry = Outcome::Retry {
         error: "boom".into(),
+        details: None,
         delay_ms: 0,
     };
     store.finish(&second.fence, &retry).await.unwrap();
@@ -457,7 +457,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     );
 
     store
-        .finish(&claim.fence, &Outcome::Error("boom".into()))
+        .finish(&claim.fence, &Outcome::error("boom"))
         .await
         .unwrap();
     store.reexecute("r", "b", 60_000, "ops").await.unwrap();
@@ -618,12 +618,13 @@ async fn operator_transitions_follow_the_state_machine(db: Db) {
             RequestStatus::Running => continue,
             RequestStatus::WaitingRetry => Outcome::Retry {
                 error: "boom".into(),
+                details: None,
                 delay_ms: 3_600_000,
             },
             RequestStatus::Succeeded => {
                 Outcome::Succeeded(store.put_payload(b"1".to_vec()).unwrap())
             }
-            RequestStatus::Error => Outcome::Error("boom".into()),
+            RequestStatus::Error => Outcome::error("boom"),
             RequestStatus::Cancelled => {
                 store.cancel(&id, "a", "ops").await.unwrap();
                 continue;

@@ -91,6 +91,54 @@ impl Ctx {
         Ok(value)
     }
 
+    /// [`checkpoint`](Self::checkpoint), with the step retried inside this
+    /// attempt as `retry` says when it fails: a passing failure (a service
+    /// that did not answer) costs a pause, not the whole request's retry.
+    /// A [`FlowError::fatal`] error is not retried; the last error is
+    /// returned as `checkpoint` would. The pauses are live only, like
+    /// [`Step::pause`]: a replay returns the committed value at once.
+    ///
+    /// ```no_run
+    /// # use baton_guest::prelude::*;
+    /// # fn f(ctx: &mut Ctx) -> Result<(), FlowError> {
+    /// let retry = Retry::times(3).interval(Duration::from_millis(200)).backoff(2.0);
+    /// let quote: u64 = ctx.checkpoint_with("quote", retry, |step| {
+    ///     let answer = step.http().get("https://quotes.example.com/latest").send()?;
+    ///     Ok(answer.json::<u64>()?)
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn checkpoint_with<T, F>(
+        &mut self,
+        name: &str,
+        retry: Retry,
+        mut step: F,
+    ) -> Result<T, FlowError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(&Step) -> Result<T, FlowError>,
+    {
+        self.checkpoint(name, |handle| {
+            let mut delay = retry.interval;
+            let mut retried = 0;
+            loop {
+                match step(handle) {
+                    Err(e) if !e.is_fatal() && retried < retry.times => {
+                        retried += 1;
+                        handle.log(format!(
+                            "step {name} failed ({e}); retry {retried} of {} in {} ms",
+                            retry.times,
+                            delay.as_millis()
+                        ));
+                        handle.pause(delay);
+                        delay = retry.after(delay);
+                    }
+                    result => return result,
+                }
+            }
+        })
+    }
+
     /// The idempotency key of the most recent checkpoint, replayed or live
     /// (a replayed step's closure does not run, so it never sees its
     /// [`Step`]). `None` before the first checkpoint.
@@ -117,6 +165,9 @@ impl Ctx {
     }
 
     /// Writes an info line to the server log, tagged with the request id.
+    /// Only live code logs: while an attempt replays what an earlier one
+    /// ran (checkpoints recorded ahead), its lines were written then and
+    /// are not written again.
     pub fn log(&self, message: impl AsRef<str>) {
         journal::log(Level::Info, message.as_ref());
     }
@@ -157,9 +208,16 @@ impl Step {
         self.position
     }
 
-    /// Waits without journaling (simulated work, polling). On replay the step
-    /// does not run, so neither does the pause. At most 10 s: a longer pause
-    /// traps (use [`Ctx::sleep`]).
+    /// The step's HTTP client. Outgoing requests are not journaled, so only
+    /// a step sends them: a replayed attempt does not run the step, and so
+    /// does not send them twice.
+    pub fn http(&self) -> crate::http::Http<'_> {
+        crate::http::Http::new()
+    }
+
+    /// Waits without journaling, for simulated work or polling inside the
+    /// step: a replayed step does not run, so neither does the pause. At
+    /// most 10 s: a longer pause traps (use [`Ctx::sleep`]).
     pub fn pause(&self, duration: Duration) {
         journal::pause_ms(millis(duration));
     }
@@ -172,4 +230,64 @@ impl Step {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How [`Ctx::checkpoint_with`] retries a failing step inside the attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_guest::Retry;
+///
+/// let retry = Retry::times(3).interval(Duration::from_millis(100)).backoff(2.0);
+/// assert_eq!(retry.after(Duration::from_millis(100)), Duration::from_millis(200));
+/// assert_eq!(retry.after(Duration::from_secs(8)), Retry::MAX_INTERVAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    times: u32,
+    interval: Duration,
+    backoff: f64,
+}
+
+impl Retry {
+    /// The longest pause between two tries: a pause holds the attempt's
+    /// slot, and the host refuses a longer one. Longer waits belong to the
+    /// request's own retries (`retry_interval`) or to [`Ctx::sleep`].
+    pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// Up to `times` retries after the first try, 1 s apart by default.
+    pub fn times(times: u32) -> Self {
+        Retry {
+            times,
+            interval: Duration::from_secs(1),
+            backoff: 1.0,
+        }
+    }
+
+    /// The pause before the first retry (at most [`Retry::MAX_INTERVAL`]).
+    pub fn interval(self, interval: Duration) -> Self {
+        Retry {
+            interval: interval.min(Self::MAX_INTERVAL),
+            ..self
+        }
+    }
+
+    /// Multiplies the pause after each retry (1.0, the default, keeps it).
+    pub fn backoff(self, factor: f64) -> Self {
+        Retry {
+            backoff: if factor.is_finite() && factor >= 1.0 {
+                factor
+            } else {
+                1.0
+            },
+            ..self
+        }
+    }
+
+    /// The pause that follows a pause of `delay`.
+    pub fn after(&self, delay: Duration) -> Duration {
+        Duration::try_from_secs_f64(delay.as_secs_f64() * self.backoff)
+            .unwrap_or(Self::MAX_INTERVAL)
+            .min(Self::MAX_INTERVAL)
+    }
 }

@@ -10,6 +10,12 @@ use std::fmt;
 /// Inside [`Ctx::checkpoint`](crate::Ctx::checkpoint) an `Err` leaves the step
 /// uncommitted, so the next attempt runs it again.
 ///
+/// A [`FlowError::fatal`] error says that no retry can help (a refused
+/// payment, an input that can never be valid): the request ends in `error`
+/// at once, and a step retried by [`Ctx::checkpoint_with`](crate::Ctx::checkpoint_with)
+/// is not tried again. [`FlowError::with_details`] attaches JSON that the
+/// API and the console show beside the message.
+///
 /// It converts from the errors a flow meets most (`&str`, `String`,
 /// [`serde_json::Error`], [`http::Error`](crate::http::Error)), so `?` works
 /// on them directly.
@@ -25,22 +31,67 @@ use std::fmt;
 /// }
 /// assert_eq!(check(0).unwrap_err().to_string(), "quantity must be positive");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowError {
     message: String,
+    fatal: bool,
+    details: Option<serde_json::Value>,
 }
 
 impl FlowError {
-    /// An error with this message.
+    /// A retryable error with this message.
     pub fn new(message: impl Into<String>) -> Self {
         FlowError {
             message: message.into(),
+            fatal: false,
+            details: None,
         }
+    }
+
+    /// An error no retry can help: the request ends in `error` at once.
+    ///
+    /// ```
+    /// use baton_guest::FlowError;
+    ///
+    /// let refused = FlowError::fatal("the card was declined");
+    /// assert!(refused.is_fatal());
+    /// assert!(!FlowError::new("the bank did not answer").is_fatal());
+    /// ```
+    pub fn fatal(message: impl Into<String>) -> Self {
+        FlowError {
+            fatal: true,
+            ..FlowError::new(message)
+        }
+    }
+
+    /// The same error carrying `details` (any JSON), which the API shows as
+    /// `error_details` and the console beside the error.
+    ///
+    /// ```
+    /// use baton_guest::FlowError;
+    /// use baton_guest::serde_json::json;
+    ///
+    /// let e = FlowError::fatal("the card was declined").with_details(json!({"code": "insufficient_funds"}));
+    /// assert_eq!(e.details(), Some(&json!({"code": "insufficient_funds"})));
+    /// ```
+    pub fn with_details(mut self, details: impl serde::Serialize) -> Self {
+        self.details = serde_json::to_value(details).ok();
+        self
     }
 
     /// The message, as the host will record it.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// Whether no retry can help.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
+    }
+
+    /// The details, if any.
+    pub fn details(&self) -> Option<&serde_json::Value> {
+        self.details.as_ref()
     }
 }
 

@@ -1,11 +1,13 @@
 //! Outgoing HTTP, performed by the host.
 //!
-//! Requests are not journaled: send them inside a
-//! [`checkpoint`](crate::Ctx::checkpoint) step so that a replayed attempt does
-//! not send them again, and pass the step's
-//! [`key`](crate::Step::key) as [`idempotency_key`](RequestBuilder::idempotency_key)
-//! so that the other side can recognise a step that ran twice (a crash
-//! between the request and the commit).
+//! Requests are not journaled, so they are sent from a
+//! [`checkpoint`](crate::Ctx::checkpoint) step, through the step's
+//! [`http`](crate::Step::http): a replayed attempt does not run the step,
+//! so it does not send them again, and a request outside a step does not
+//! compile. Pass the step's [`key`](crate::Step::key) as
+//! [`idempotency_key`](RequestBuilder::idempotency_key) so that the other
+//! side can recognise a step that ran twice (a crash between the request
+//! and the commit).
 //!
 //! ```no_run
 //! use baton_guest::prelude::*;
@@ -16,7 +18,8 @@
 //! }
 //!
 //! fn charge(step: &Step, url: &str, cents: u64) -> Result<Charge, FlowError> {
-//!     http::post(url)
+//!     step.http()
+//!         .post(url)
 //!         .idempotency_key(step.key())
 //!         .json(&baton_guest::serde_json::json!({ "cents": cents }))
 //!         .send()?
@@ -26,6 +29,7 @@
 //! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,34 +37,72 @@ use serde::de::DeserializeOwned;
 use crate::FlowError;
 use crate::bindings::baton::flow::http as wit;
 
-/// Starts a `GET` request.
-pub fn get(url: impl Into<String>) -> RequestBuilder {
-    request("GET", url)
+/// The HTTP client of one step: [`Step::http`](crate::Step::http).
+///
+/// There is no other way to send a request, so one outside a step does not
+/// compile:
+///
+/// ```compile_fail
+/// use baton_guest::prelude::*;
+///
+/// fn flow(ctx: &mut Ctx) -> Result<(), FlowError> {
+///     http::get("https://example.com").send()?; // no step: no client
+///     ctx.checkpoint("after", |_| Ok(()))
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use baton_guest::prelude::*;
+///
+/// fn flow(ctx: &mut Ctx) -> Result<(), FlowError> {
+///     let mut kept = None;
+///     ctx.checkpoint("keep", |step| {
+///         kept = Some(step.http()); // the client cannot outlive its step
+///         Ok(())
+///     })?;
+///     kept.unwrap().get("https://example.com").send()?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Http<'step> {
+    _step: PhantomData<&'step crate::Step>,
 }
 
-/// Starts a `POST` request.
-pub fn post(url: impl Into<String>) -> RequestBuilder {
-    request("POST", url)
-}
+impl Http<'_> {
+    pub(crate) fn new() -> Self {
+        Http { _step: PhantomData }
+    }
 
-/// Starts a `PUT` request.
-pub fn put(url: impl Into<String>) -> RequestBuilder {
-    request("PUT", url)
-}
+    /// Starts a `GET` request.
+    pub fn get(&self, url: impl Into<String>) -> RequestBuilder {
+        self.request("GET", url)
+    }
 
-/// Starts a `DELETE` request.
-pub fn delete(url: impl Into<String>) -> RequestBuilder {
-    request("DELETE", url)
-}
+    /// Starts a `POST` request.
+    pub fn post(&self, url: impl Into<String>) -> RequestBuilder {
+        self.request("POST", url)
+    }
 
-/// Starts a request with any method (`"PATCH"`, `"HEAD"`, ...).
-pub fn request(method: impl Into<String>, url: impl Into<String>) -> RequestBuilder {
-    RequestBuilder {
-        method: method.into(),
-        url: url.into(),
-        headers: Vec::new(),
-        body: Vec::new(),
-        error: None,
+    /// Starts a `PUT` request.
+    pub fn put(&self, url: impl Into<String>) -> RequestBuilder {
+        self.request("PUT", url)
+    }
+
+    /// Starts a `DELETE` request.
+    pub fn delete(&self, url: impl Into<String>) -> RequestBuilder {
+        self.request("DELETE", url)
+    }
+
+    /// Starts a request with any method (`"PATCH"`, `"HEAD"`, ...).
+    pub fn request(&self, method: impl Into<String>, url: impl Into<String>) -> RequestBuilder {
+        RequestBuilder {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            error: None,
+        }
     }
 }
 
@@ -196,7 +238,7 @@ impl Response {
     /// The body parsed as JSON.
     ///
     /// Returns a [`FlowError`] (not an [`Error`]) so that it can end a
-    /// checkpoint step: `|step| http::post(url).send()?.json()`.
+    /// checkpoint step: `|step| step.http().post(url).send()?.json()`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, FlowError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             FlowError::new(format!(

@@ -36,11 +36,11 @@
 //! #[flow(other_server_retry = true, max_retries = 5, retry_interval = "10s")]
 //! fn order(ctx: &mut Ctx, order: Order) -> Result<Receipt, FlowError> {
 //!     let hold: Hold = ctx.checkpoint("reserve", |step| {
-//!         http::post(&order.stock_url).idempotency_key(step.key()).json(&order).send()?.error_for_status()?.json()
+//!         step.http().post(&order.stock_url).idempotency_key(step.key()).json(&order).send()?.error_for_status()?.json()
 //!     })?;
 //!     ctx.sleep(Duration::from_secs(1));
 //!     let charge: Charge = ctx.checkpoint("charge", |step| {
-//!         http::post(&order.payment_url).idempotency_key(step.key()).json(&hold).send()?.error_for_status()?.json()
+//!         step.http().post(&order.payment_url).idempotency_key(step.key()).json(&hold).send()?.error_for_status()?.json()
 //!     })?;
 //!     ctx.log(format!("charged {} for {} x {}", charge.id, order.quantity, order.item));
 //!     Ok(Receipt { charge: charge.id })
@@ -122,7 +122,7 @@ pub mod http;
 /// }
 /// ```
 pub use baton_guest_macros::flow;
-pub use ctx::{Ctx, Step};
+pub use ctx::{Ctx, Retry, Step};
 pub use error::FlowError;
 pub use serde;
 pub use serde_json;
@@ -130,7 +130,7 @@ pub use serde_json;
 /// Everything a flow needs: `use baton_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::http;
-    pub use crate::{Ctx, FlowError, Step, flow};
+    pub use crate::{Ctx, FlowError, Retry, Step, flow};
     pub use serde::de::DeserializeOwned;
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;
@@ -149,7 +149,7 @@ mod bindings {
 /// Used by the code `#[flow]` generates; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::bindings::{BeginCheckpoint, Guest, Properties};
+    pub use crate::bindings::{BeginCheckpoint, FlowError as RunError, Guest, Properties};
 
     /// The generated bindings, named by the export macro.
     pub mod bindings {
@@ -165,14 +165,27 @@ pub mod __private {
     pub fn run<I, O>(
         input: &[u8],
         flow: impl FnOnce(&mut Ctx, I) -> Result<O, FlowError>,
-    ) -> Result<Vec<u8>, String>
+    ) -> Result<Vec<u8>, RunError>
     where
         I: DeserializeOwned,
         O: Serialize,
     {
-        let input = serde_json::from_slice(input).map_err(|e| format!("invalid input: {e}"))?;
-        let output = flow(&mut Ctx::new(), input).map_err(|e| e.to_string())?;
-        serde_json::to_vec(&output).map_err(|e| format!("invalid output: {e}"))
+        // An input that does not decode never will: no retry can help.
+        let input = serde_json::from_slice(input)
+            .map_err(|e| FlowError::fatal(format!("invalid input: {e}")))
+            .map_err(run_error)?;
+        let output = flow(&mut Ctx::new(), input).map_err(run_error)?;
+        serde_json::to_vec(&output)
+            .map_err(|e| run_error(FlowError::new(format!("invalid output: {e}"))))
+    }
+
+    /// The error as the `run` export returns it.
+    fn run_error(error: FlowError) -> RunError {
+        RunError {
+            details: error.details().and_then(|d| serde_json::to_vec(d).ok()),
+            fatal: error.is_fatal(),
+            message: error.message().to_owned(),
+        }
     }
 }
 

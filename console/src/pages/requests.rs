@@ -221,6 +221,8 @@ pub struct RequestDetail {
     pub output: Option<PayloadView>,
     /// Last error.
     pub error: Option<String>,
+    /// The flow's details of the last error, pretty JSON.
+    pub error_details: Option<String>,
 }
 
 const PALETTE: [&str; 6] = [
@@ -315,6 +317,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 form.inline method="post" action={"/status/requests/" (request.id) "/cancel"} { (csrf_field(page)) button { "Cancel" } }
             }
             @if let Some(error) = &detail.error { h3 { "Error" } pre.error { (error) } }
+            @if let Some(details) = &detail.error_details { h3 { "Error details" } pre.error { (details) } }
             h3 { "Checkpoints" }
             (timeline(detail))
             table {

@@ -58,7 +58,8 @@ fn post<T: DeserializeOwned>(
     step: &Step,
     body: &impl Serialize,
 ) -> Result<T, FlowError> {
-    http::post(url)
+    step.http()
+        .post(url)
         .idempotency_key(step.key())
         .json(body)
         .send()?

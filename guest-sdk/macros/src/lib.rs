@@ -99,7 +99,7 @@ fn expand(
 
                 fn run(
                     input: ::std::vec::Vec<u8>,
-                ) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, ::baton_guest::__private::RunError> {
                     ::baton_guest::__private::run(&input, #ident)
                 }
             }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::http::api::dto::ErrorBody;
+use crate::http::credentials::ADMIN_TOKEN_FILE;
 
 /// A client of one server's API.
 pub struct Client {
@@ -21,14 +22,26 @@ pub struct Client {
 /// to `<data>/admin.token` (`BATON_DATA`, default `./baton-data`). The local
 /// admin token is never sent to another host.
 pub fn token(token: Option<String>, server: &str) -> Option<String> {
-    let data = std::env::var("BATON_DATA").unwrap_or_else(|_| "baton-data".into());
-    token_for(token, server, std::path::Path::new(&data))
+    token_for(token, server, &local_data())
+}
+
+/// The data folder of a server on this machine: `BATON_DATA`, default
+/// `./baton-data`.
+fn local_data() -> std::path::PathBuf {
+    std::env::var_os("BATON_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "baton-data".into())
+}
+
+/// Where the local server's admin token is read.
+fn local_token_path() -> std::path::PathBuf {
+    local_data().join(ADMIN_TOKEN_FILE)
 }
 
 fn token_for(token: Option<String>, server: &str, data: &std::path::Path) -> Option<String> {
     token.filter(|t| !t.is_empty()).or_else(|| {
         is_loopback(server)
-            .then(|| std::fs::read_to_string(data.join("admin.token")).ok())
+            .then(|| std::fs::read_to_string(data.join(ADMIN_TOKEN_FILE)).ok())
             .flatten()
             .map(|t| t.trim().to_owned())
     })
@@ -80,6 +93,15 @@ impl Client {
             .bytes()
             .await
             .with_context(|| format!("reading the answer of {}{url}", self.base))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            bail!(
+                "{} wants an API token and none was found: give --token or BATON_TOKEN, \
+                 or run this on the server's machine, where the server's admin token is read \
+                 from {} (its data folder: BATON_DATA, default ./baton-data)",
+                self.base,
+                local_token_path().display()
+            );
+        }
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|e| e.error)

@@ -6,9 +6,9 @@ use anyhow::{Context, bail};
 use baton::client::{Client, print_table};
 use baton::config::{FileConfig, ServerConfig};
 use baton::http::api::dto::{
-    AccountView, Deleted, IssuedToken, NewAccount, NewSchedule, PasswordChange, PasswordReset,
-    RequestChanged, RequestDetail, RequestSummary, Revoked, RevokedTokens, RoleChange, ServerName,
-    ServerView, Started, TokenRevocation, Waited,
+    AccountView, Deleted, FlowView, IssuedToken, NewAccount, NewSchedule, PasswordChange,
+    PasswordReset, RequestChanged, RequestDetail, RequestSummary, Revoked, RevokedTokens,
+    RoleChange, ServerName, ServerView, Started, TokenRevocation,
 };
 use baton::vcs::deploy::Deployed;
 use baton::vcs::repository::UpdateReport;
@@ -141,6 +141,21 @@ enum Command {
     Request {
         /// Request ID.
         id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Wait for a request to finish and print its output (as `run --wait`).
+    Wait {
+        /// Request ID.
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the deployed flows with their active versions.
+    Flows {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -398,40 +413,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None => input.into_bytes(),
             };
             let client = server.client();
-            let path = format!(
-                "/api/flows/{flow}/requests{}",
-                if wait { "?wait=true&timeout=3600" } else { "" }
-            );
-            if !wait {
-                let started: Started = match &key {
-                    Some(key) => client.post_keyed(&path, input, key).await?,
-                    None => client.post(&path, input).await?,
-                };
-                println!("{}", started.id);
-                return Ok(());
-            }
-            let waited: Waited = match &key {
+            let path = format!("/api/flows/{flow}/requests");
+            let started: Started = match &key {
                 Some(key) => client.post_keyed(&path, input, key).await?,
                 None => client.post(&path, input).await?,
             };
-            eprintln!("request {}", waited.id);
-            match waited.status {
-                RequestStatus::Succeeded => {
-                    println!("{}", serde_json::to_string_pretty(&waited.output)?);
-                    Ok(())
-                }
-                status if status.is_final() => bail!(
-                    "request {} ended {}: {}",
-                    waited.id,
-                    status.as_str(),
-                    waited.error.as_deref().unwrap_or("no error recorded")
-                ),
-                status => bail!(
-                    "request {} is still {} after an hour",
-                    waited.id,
-                    status.as_str()
-                ),
+            if !wait {
+                println!("{}", started.id);
+                return Ok(());
             }
+            // The ID first: a lost connection still leaves `baton wait ID`.
+            eprintln!("request {}", started.id);
+            wait_for(&client, &started.id).await
+        }
+        Command::Wait { id, server } => wait_for(&server.client(), &id).await,
+        Command::Flows { json, server } => {
+            let rows: Vec<FlowView> = server.client().get("/api/flows").await?;
+            print_table(&rows, &["name", "version", "size", "updated_at"], json);
+            Ok(())
         }
         Command::Requests {
             status,
@@ -682,5 +681,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         #[cfg(feature = "bench")]
         Command::Bench(args) => baton::bench::run(args).await,
+    }
+}
+
+/// Waits for request `id` to finish: prints its output when it succeeded,
+/// fails with its error otherwise.
+async fn wait_for(client: &Client, id: &str) -> anyhow::Result<()> {
+    loop {
+        let request: RequestDetail = client.get(&format!("/api/requests/{id}?limit=1")).await?;
+        match request.summary.status {
+            RequestStatus::Succeeded => {
+                println!("{}", serde_json::to_string_pretty(&request.output)?);
+                return Ok(());
+            }
+            status if status.is_final() => bail!(
+                "request {id} ended {}: {}",
+                status.as_str(),
+                request
+                    .summary
+                    .error
+                    .as_deref()
+                    .unwrap_or("no error recorded")
+            ),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
     }
 }

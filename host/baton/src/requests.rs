@@ -18,9 +18,14 @@ pub enum SubmitError {
     /// The input is not JSON.
     #[error("the input is not valid JSON: {0}")]
     InvalidInput(serde_json::Error),
-    /// No flow by that name is deployed.
-    #[error("there is no flow named {0:?}")]
-    UnknownFlow(String),
+    /// No flow by that name is deployed; the closest names that are.
+    #[error("there is no flow named {name:?}{}", suggest(.closest))]
+    UnknownFlow {
+        /// The name asked for.
+        name: String,
+        /// Deployed flows with a name close to it, closest first.
+        closest: Vec<String>,
+    },
     /// The idempotency key is empty, too long or not printable ASCII.
     #[error("an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters")]
     InvalidKey,
@@ -87,11 +92,14 @@ impl Requests {
         };
         serde_json::from_slice::<serde::de::IgnoredAny>(input)
             .map_err(SubmitError::InvalidInput)?;
-        let version = self
-            .store
-            .active_version(flow)
-            .await?
-            .ok_or_else(|| SubmitError::UnknownFlow(flow.to_owned()))?;
+        let version = self.store.active_version(flow).await?;
+        let Some(version) = version else {
+            let flows = self.store.flows().await?;
+            return Err(SubmitError::UnknownFlow {
+                name: flow.to_owned(),
+                closest: closest(flow, flows.iter().map(|f| f.name.as_str())),
+            });
+        };
         let mut request = NewRequest::of_version(
             &version,
             self.store.new_request_id(),
@@ -196,5 +204,78 @@ impl DetailQuery {
             checkpoints,
             events,
         })
+    }
+}
+
+/// "; did you mean …?" naming `names`, or nothing.
+fn suggest(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => format!("; did you mean {one:?}?"),
+        [rest @ .., last] => {
+            let rest: Vec<String> = rest.iter().map(|n| format!("{n:?}")).collect();
+            format!("; did you mean {} or {last:?}?", rest.join(", "))
+        }
+    }
+}
+
+/// Up to three of `names` within a few edits of `asked`, closest first: a
+/// typo, a missing dash, another case.
+fn closest<'a>(asked: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let asked = asked.to_lowercase();
+    let mut near: Vec<(usize, &str)> = names
+        .filter_map(|name| {
+            let distance = edit_distance(&asked, &name.to_lowercase());
+            (distance <= 2.max(asked.chars().count() / 3)).then_some((distance, name))
+        })
+        .collect();
+    near.sort();
+    near.into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_owned())
+        .collect()
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_flow_suggests_the_closest_names() {
+        let deployed = ["hello", "order", "batch-import", "help-desk"];
+        assert_eq!(closest("helo", deployed.into_iter()), ["hello"]);
+        assert_eq!(closest("helpdesk", deployed.into_iter()), ["help-desk"]);
+        assert_eq!(
+            closest("batch_import", deployed.into_iter()),
+            ["batch-import"]
+        );
+        assert_eq!(closest("ORDER", deployed.into_iter()), ["order"]);
+        assert!(closest("invoice-sync", deployed.into_iter()).is_empty());
+        assert_eq!(
+            SubmitError::UnknownFlow {
+                name: "helo".into(),
+                closest: vec!["hello".into(), "help-desk".into()],
+            }
+            .to_string(),
+            "there is no flow named \"helo\"; did you mean \"hello\" or \"help-desk\"?"
+        );
     }
 }

@@ -58,6 +58,20 @@ pub enum AttemptError {
     /// The flow trapped: a panic, a limit, or a host call refused it.
     #[error("{0}")]
     Trap(String),
+    /// The flow returned an error.
+    #[error("{}", .0.message)]
+    Flow(FlowFailure),
+}
+
+/// An error a flow returned from `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowFailure {
+    /// What went wrong, in the flow's words.
+    pub message: String,
+    /// The flow says no retry can help.
+    pub fatal: bool,
+    /// JSON details, as the flow gave them.
+    pub details: Option<Vec<u8>>,
 }
 
 /// A compiled, pre-linked flow version.
@@ -72,8 +86,8 @@ pub struct FlowComponent<J: Journal> {
 pub struct Attempt<J> {
     /// The journal the attempt ran with.
     pub journal: J,
-    /// Output JSON, the flow's own error, or a trap.
-    pub result: Result<Result<Vec<u8>, String>, AttemptError>,
+    /// Output JSON, or the flow's own error ([`AttemptError::Flow`]), or a trap.
+    pub result: Result<Vec<u8>, AttemptError>,
     /// Time to instantiate the component.
     pub instantiate: Duration,
 }
@@ -294,7 +308,15 @@ impl<J: Journal> Runtime<J> {
             flow.call_run(&mut store, input).await
         }
         .await;
-        let result = result.map_err(|e| AttemptError::Trap(describe(&e, &store)));
+        let result = match result {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => Err(AttemptError::Flow(FlowFailure {
+                message: e.message,
+                fatal: e.fatal,
+                details: e.details,
+            })),
+            Err(e) => Err(AttemptError::Trap(describe(&e, &store))),
+        };
         Attempt {
             journal: store.into_data().journal.expect("run always has a journal"),
             result,

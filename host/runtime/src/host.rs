@@ -347,9 +347,8 @@ async fn send(
 ) -> Result<http::Response, String> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("invalid HTTP method {:?}", request.method))?;
-    // Errors name the URL without its credentials: they end up in the
-    // request's error, which every viewer can read.
-    let shown = crate::redact_url(&request.url);
+    // The SDK puts the method and the URL before an error: the message
+    // here says only what happened.
     let destination = http.egress.check(&request.url).await?;
     // A name is connected to at the address just checked, so a second
     // lookup cannot lead the call to another one.
@@ -360,7 +359,7 @@ async fn send(
                 .redirect(reqwest::redirect::Policy::none())
                 .resolve(host, *address)
                 .build()
-                .map_err(|e| format!("{} {shown}: {}", request.method, error_chain(&e)))?;
+                .map_err(|e| error_chain(&e))?;
             &pinned
         }
         None => &http.client,
@@ -372,13 +371,10 @@ async fn send(
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }
-    let mut response = builder.send().await.map_err(|e| {
-        format!(
-            "{} {shown}: {}",
-            request.method,
-            error_chain(&e.without_url())
-        )
-    })?;
+    let mut response = builder
+        .send()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?;
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -393,15 +389,14 @@ async fn send(
     // Read a chunk at a time: the body lives in host memory, outside the
     // flow's memory limit, so it is cut off at the limit.
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        format!(
-            "reading the answer of {shown}: {}",
-            error_chain(&e.without_url())
-        )
-    })? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {}", error_chain(&e.without_url())))?
+    {
         if body.len() + chunk.len() > body_limit {
             return Err(format!(
-                "the answer of {shown} is larger than the limit of {} bytes",
+                "the answer is larger than the limit of {} bytes",
                 body_limit
             ));
         }

@@ -27,7 +27,7 @@ mod redact;
 use std::future::Future;
 
 pub use egress::Egress;
-pub use engine::{Attempt, AttemptError, FlowComponent, Runtime, RuntimeConfig};
+pub use engine::{Attempt, AttemptError, FlowComponent, FlowFailure, Runtime, RuntimeConfig};
 pub use redact::{redact_text, redact_url};
 
 /// What a checkpoint at the next journal position looks like to the flow.

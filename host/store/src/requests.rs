@@ -19,7 +19,7 @@ pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoc
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
-    output_hash, output_size, output_inline, error, created_at, updated_at";
+    output_hash, output_size, output_inline, error, error_details, created_at, updated_at";
 
 pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     let output_hash: Option<String> = row.get("output_hash");
@@ -47,6 +47,7 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
             inline: row.get("output_inline"),
         }),
         error: row.get("error"),
+        error_details: row.get("error_details"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -333,17 +334,19 @@ impl RequestStore for SqlStore {
         let set = match outcome {
             Outcome::Succeeded(_) => {
                 "output_hash = $4, output_size = $5, output_inline = $6, error = NULL,
-                 next_attempt_at = NULL, postponements = 0"
+                 error_details = NULL, next_attempt_at = NULL, postponements = 0"
             }
             Outcome::Retry { .. } => {
-                "failures = failures + 1, error = $4, next_attempt_at = NOW_MS + $5, postponements = 0"
+                "failures = failures + 1, error = $4, next_attempt_at = NOW_MS + $5,
+                 error_details = $6, postponements = 0"
             }
-            Outcome::Error(_) => {
-                "failures = failures + 1, error = $4, next_attempt_at = NULL, postponements = 0"
+            Outcome::Error { .. } => {
+                "failures = failures + 1, error = $4, error_details = $5, next_attempt_at = NULL,
+                 postponements = 0"
             }
             Outcome::Postponed { .. } => {
-                "error = $4, suspended = 1, postponements = postponements + 1,
-                 next_attempt_at = NOW_MS + $5"
+                "error = $4, error_details = NULL, suspended = 1,
+                 postponements = postponements + 1, next_attempt_at = NOW_MS + $5"
             }
             Outcome::Sleeping { .. } => "next_attempt_at = $4, suspended = 1, postponements = 0",
         };
@@ -364,18 +367,24 @@ impl RequestStore for SqlStore {
                 .bind(&output.hash)
                 .bind(output.size)
                 .bind(output.inline.as_deref()),
-            Outcome::Retry { error, delay_ms } => query.bind(error).bind(*delay_ms),
+            Outcome::Retry {
+                error,
+                details,
+                delay_ms,
+            } => query.bind(error).bind(*delay_ms).bind(details),
             Outcome::Postponed { reason, delay_ms } => query.bind(reason).bind(*delay_ms),
             Outcome::Sleeping { wake_at_ms } => query.bind(*wake_at_ms),
-            Outcome::Error(error) => query.bind(error),
+            Outcome::Error { error, details } => query.bind(error).bind(details),
         };
         if query.execute(&mut *tx).await.db()?.rows_affected() == 0 {
             return Err(fence.lost());
         }
         let detail = match outcome {
             Outcome::Succeeded(_) => None,
-            Outcome::Retry { error, delay_ms } => Some(format!("{error}; retry in {delay_ms} ms")),
-            Outcome::Error(error) => Some(error.clone()),
+            Outcome::Retry {
+                error, delay_ms, ..
+            } => Some(format!("{error}; retry in {delay_ms} ms")),
+            Outcome::Error { error, .. } => Some(error.clone()),
             Outcome::Postponed { reason, delay_ms } => {
                 Some(format!("{reason}; next attempt in {delay_ms} ms"))
             }

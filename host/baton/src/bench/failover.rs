@@ -69,9 +69,10 @@ impl Node {
                 let id = std::fs::read_to_string(data.join("server-id"))?
                     .trim()
                     .to_owned();
-                let token = std::fs::read_to_string(data.join("admin.token"))?
-                    .trim()
-                    .to_owned();
+                let token =
+                    std::fs::read_to_string(data.join(crate::http::credentials::ADMIN_TOKEN_FILE))?
+                        .trim()
+                        .to_owned();
                 return Ok(Node {
                     child,
                     base: base.to_owned(),

@@ -390,6 +390,11 @@ impl Journal for AttemptJournal {
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {
+        // While recorded checkpoints lie ahead, the flow is replaying code
+        // that ran, and logged, before: its lines were written then.
+        if (self.next as usize) < self.records.len() {
+            return;
+        }
         let (request, flow) = (&self.fence.request, &self.flow);
         match level {
             LogLevel::Debug => tracing::debug!(%request, %flow, "{message}"),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use baton_core::FlowProperties;
 use baton_core::store::{Claim, Fence, Outcome, Store, StoreError};
-use baton_runtime::{AttemptError, Runtime};
+use baton_runtime::{AttemptError, FlowFailure, Runtime};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
 use crate::engine::checkpoint::{Abort, AttemptJournal, Interrupt};
@@ -219,7 +219,7 @@ impl Executor {
                     Outcome::Postponed { reason, .. }
                         if postponements >= i64::from(self.max_postponements) =>
                     {
-                        Outcome::Error(format!(
+                        Outcome::error(format!(
                             "{reason}; the attempt was postponed {} times in a row for this, \
                              the server's bound (max_postponements): re-execute the request \
                              once the cause is fixed",
@@ -230,7 +230,9 @@ impl Executor {
                 };
                 match &outcome {
                     Outcome::Succeeded(_) => self.metrics.record_outcome(true),
-                    Outcome::Retry { .. } | Outcome::Error(_) => self.metrics.record_outcome(false),
+                    Outcome::Retry { .. } | Outcome::Error { .. } => {
+                        self.metrics.record_outcome(false)
+                    }
                     Outcome::Postponed { .. } => self.metrics.record_postponement(),
                     Outcome::Sleeping { .. } => {}
                 }
@@ -267,7 +269,7 @@ impl Executor {
             Ok(prepared) => prepared,
             Err(Prepare::Fatal(message)) => {
                 tracing::error!(%request, "{message}");
-                return Some(Outcome::Error(message));
+                return Some(Outcome::error(message));
             }
             Err(Prepare::Postpone(reason)) => {
                 tracing::warn!(%request, "{reason}; the attempt is postponed");
@@ -299,7 +301,7 @@ impl Executor {
             }
             Some(Abort::Nondeterminism(message)) | Some(Abort::Storage(message)) => {
                 tracing::error!(%request, "{message}");
-                return Some(Outcome::Error(message));
+                return Some(Outcome::error(message));
             }
             Some(Abort::Postponed(reason)) => {
                 tracing::warn!(%request, "{reason}; the attempt is postponed");
@@ -316,8 +318,8 @@ impl Executor {
             }
             None => {}
         }
-        let error = match attempt.result {
-            Ok(Ok(output)) => {
+        let failure = match attempt.result {
+            Ok(output) => {
                 return match self.store.put_payload(output) {
                     Ok(output) => Some(Outcome::Succeeded(output)),
                     Err(e) => Some(Outcome::Postponed {
@@ -326,24 +328,36 @@ impl Executor {
                     }),
                 };
             }
-            Ok(Err(flow_error)) => flow_error,
-            Err(AttemptError::Trap(trap) | AttemptError::Invalid(trap)) => trap,
+            Err(AttemptError::Flow(failure)) => failure,
+            Err(AttemptError::Trap(trap) | AttemptError::Invalid(trap)) => FlowFailure {
+                message: trap,
+                fatal: false,
+                details: None,
+            },
         };
         // Every viewer reads a request's error: no credentials in it.
-        let error = baton_runtime::redact_text(&error);
+        let error = baton_runtime::redact_text(&failure.message);
+        let details = failure
+            .details
+            .as_deref()
+            .map(|details| baton_runtime::redact_text(&String::from_utf8_lossy(details)));
         let failures = claim.failures as u32 + 1;
-        if failures > properties.max_retries {
+        if failure.fatal {
+            tracing::warn!(%request, "{error} (fatal: not retried)");
+            Some(Outcome::Error { error, details })
+        } else if failures > properties.max_retries {
             let error = if properties.max_retries == 0 {
                 error
             } else {
                 format!("{error} (after {} retries)", properties.max_retries)
             };
             tracing::warn!(%request, "{error}");
-            Some(Outcome::Error(error))
+            Some(Outcome::Error { error, details })
         } else {
             tracing::info!(%request, failures, "{error}; will retry");
             Some(Outcome::Retry {
                 error,
+                details,
                 delay_ms: properties.retry_delay_ms(failures),
             })
         }

@@ -192,6 +192,10 @@ pub enum Login {
 /// The shortest password `BATON_ADMIN_PASSWORD` may give the first admin.
 pub const MIN_ADMIN_PASSWORD: usize = 12;
 
+/// The file in a server's data folder that holds its admin token, which
+/// the CLI on the same machine reads.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
 /// First start: creates `admin` when the cluster has no account, with the
 /// password from `BATON_ADMIN_PASSWORD` (at least [`MIN_ADMIN_PASSWORD`]
 /// characters) or a generated one written to `<data>/admin.password` (mode
@@ -238,7 +242,7 @@ pub async fn bootstrap(store: &dyn Store, data: &Path) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    let path = data.join("admin.token");
+    let path = data.join(ADMIN_TOKEN_FILE);
     if let Ok(token) = std::fs::read_to_string(&path)
         && store
             .token_account(&secret_hash(token.trim()))

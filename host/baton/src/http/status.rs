@@ -33,7 +33,7 @@ impl HttpStatus for SubmitError {
     fn http_status(&self) -> StatusCode {
         match self {
             SubmitError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            SubmitError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+            SubmitError::UnknownFlow { .. } => StatusCode::NOT_FOUND,
             SubmitError::InvalidKey => StatusCode::BAD_REQUEST,
             SubmitError::Store(e) => e.http_status(),
         }

@@ -13,6 +13,9 @@ use crate::engine::checkpoint::AttemptJournal;
 /// What flow components are built for.
 const GUEST_TARGET: &str = "wasm32-wasip2";
 
+/// The last lines of cargo's messages a failed repository build reports.
+const BUILD_ERROR_LINES: usize = 60;
+
 /// A deployed version.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Deployed {
@@ -207,20 +210,42 @@ async fn build(dir: &Path, builder: &Builder) -> anyhow::Result<Vec<PathBuf>> {
     cargo
         .args(["build", "--release", "--target", GUEST_TARGET])
         .arg("--message-format=json-render-diagnostics")
-        .stderr(std::process::Stdio::inherit());
+        .stdout(std::process::Stdio::piped());
+    // An author deploying from a terminal sees cargo's diagnostics as they
+    // come (in colour when it is a terminal); a repository build runs in
+    // the server, whose report carries them instead.
+    let streamed = matches!(builder, Builder::Admin);
+    cargo.stderr(if streamed {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::piped()
+    });
     if let Builder::Repository { .. } = builder {
         cargo
             .args(["--locked", "--offline", "--manifest-path"])
             .arg(dir.join("Cargo.toml"));
     }
+    // `output()` would capture stderr whatever it was set to: spawn and
+    // wait, which reads only the pipes asked for.
     let output = tokio::process::Command::from(cargo)
-        .output()
+        .spawn()
+        .with_context(|| format!("running cargo in {}", dir.display()))?
+        .wait_with_output()
         .await
         .with_context(|| format!("running cargo in {}", dir.display()))?;
     if !output.status.success() {
+        if streamed {
+            bail!(
+                "building the flow in {} failed (cargo's messages are above)",
+                dir.display()
+            );
+        }
+        let messages = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = messages.lines().collect();
         bail!(
-            "building the flow in {} failed (cargo's messages are above)",
-            dir.display()
+            "building the flow in {} failed:\n{}",
+            dir.display(),
+            lines[lines.len().saturating_sub(BUILD_ERROR_LINES)..].join("\n")
         );
     }
     let mut files = Vec::new();

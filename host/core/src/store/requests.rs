@@ -84,11 +84,18 @@ pub enum Outcome {
     Retry {
         /// What failed.
         error: String,
+        /// The flow's JSON details of it.
+        details: Option<String>,
         /// Delay before the retry.
         delay_ms: i64,
     },
-    /// The flow failed for good.
-    Error(String),
+    /// The request failed for good.
+    Error {
+        /// What failed.
+        error: String,
+        /// The flow's JSON details of it.
+        details: Option<String>,
+    },
     /// The attempt could not start or end for a passing reason outside the
     /// flow (the database or storage away): it runs again after `delay_ms`
     /// without counting against the flow's retries.
@@ -107,12 +114,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The request failed for good, for `error`, with no details.
+    pub fn error(error: impl Into<String>) -> Self {
+        Self::Error {
+            error: error.into(),
+            details: None,
+        }
+    }
+
     /// The transition this outcome makes.
     pub fn transition(&self) -> Transition {
         match self {
             Self::Succeeded(_) => Transition::Succeed,
             Self::Retry { .. } => Transition::Retry,
-            Self::Error(_) => Transition::Fail,
+            Self::Error { .. } => Transition::Fail,
             Self::Postponed { .. } => Transition::Postpone,
             Self::Sleeping { .. } => Transition::Sleep,
         }
@@ -150,6 +165,8 @@ pub struct RequestRow {
     pub output: Option<StoredPayload>,
     /// The last error.
     pub error: Option<String>,
+    /// The flow's JSON details of the last error.
+    pub error_details: Option<String>,
     /// Created.
     pub created_at: i64,
     /// Last changed.

@@ -1,5 +1,5 @@
 //! Test flow `sleeper`: a durable sleep between two checkpoints, plus the
-//! journaled clock and randomness.
+//! journaled clock and randomness, and a log line before them.
 
 use baton_guest::prelude::*;
 
@@ -16,6 +16,8 @@ struct Output {
 
 #[flow(other_server_retry = true)]
 fn sleeper(ctx: &mut Ctx, input: Input) -> Result<Output, FlowError> {
+    // Logged live once: the attempt resumed after the sleep replays it.
+    ctx.log(format!("sleeper goes to sleep for {} ms", input.ms));
     let started = ctx.now();
     let started_ms = started
         .duration_since(std::time::UNIX_EPOCH)

@@ -39,7 +39,9 @@ pub fn run(ctx: &mut Ctx, input: Input) -> Result<Output, FlowError> {
     for i in 0..input.steps {
         let square: u64 = ctx.checkpoint(&format!("step-{i}"), |step| {
             if let Some(url) = &input.url {
-                let answer = http::post(format!("{url}/step/{i}"))
+                let answer = step
+                    .http()
+                    .post(format!("{url}/step/{i}"))
                     .idempotency_key(step.key())
                     .json(&baton_guest::serde_json::json!({ "i": i }))
                     .send()?;

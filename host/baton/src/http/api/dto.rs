@@ -99,6 +99,8 @@ pub struct RequestDetail {
     pub next_attempt_at: Option<i64>,
     /// The output, once succeeded.
     pub output: Value,
+    /// The flow's JSON details of the last error (`FlowError::with_details`).
+    pub error_details: Option<Value>,
     /// Checkpoints, in order.
     pub checkpoints: Vec<CheckpointView>,
     /// `checkpoints_after` of the next page, if there is one.

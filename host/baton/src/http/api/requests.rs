@@ -189,6 +189,9 @@ pub(super) async fn show_request(
         generation: request.generation,
         next_attempt_at: request.next_attempt_at,
         output: output(&*state.store, &request).await,
+        error_details: request.error_details.as_deref().map(|details| {
+            serde_json::from_str(details).unwrap_or_else(|_| Value::String(details.to_owned()))
+        }),
         checkpoints: page.checkpoints.iter().map(CheckpointView::from).collect(),
         checkpoints_next: page.checkpoints_next,
         events: page.events,

@@ -335,6 +335,11 @@ pub(super) async fn request_detail(
             None => None,
         },
         error: request.error.clone(),
+        error_details: request.error_details.as_deref().map(|details| {
+            serde_json::from_str::<serde_json::Value>(details)
+                .and_then(|json| serde_json::to_string_pretty(&json))
+                .unwrap_or_else(|_| details.to_owned())
+        }),
     };
     let (page, cookie) = frame(
         &state,
