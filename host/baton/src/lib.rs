@@ -11,14 +11,14 @@
 //! - [`vcs`]: building and deploying flow versions, the flows repository.
 //! - [`http`]: the JSON API, the console, accounts, sessions and tokens.
 //! - [`server`]: `baton up`, putting the above together.
-//! - [`client`]: the CLI commands that talk to a running server.
+//! - [`cli`]: the commands that talk to a running server, and their client.
 //! - [`resources`]: which resources a flow uses are local to one server.
 //! - `bench` (feature `bench`, on by default): `baton bench`.
 //! - [`metrics`]: counters and latency samples.
 
 #[cfg(feature = "bench")]
 pub mod bench;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;

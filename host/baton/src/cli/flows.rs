@@ -1,0 +1,176 @@
+//! Commands on flows: deploy, list, schedules, Update.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use baton_core::store::ScheduleRow;
+
+use crate::cli::ServerArg;
+use crate::cli::client::print_table;
+use crate::http::api::dto::{FlowView, NewSchedule};
+use crate::vcs::deploy::Deployed;
+use crate::vcs::repository::UpdateReport;
+
+/// The arguments of `baton deploy`.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// Flow crate folders, workspaces or .wasm files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton deploy`.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let DeployArgs { paths, server } = args;
+    let client = server.client();
+    for path in paths {
+        for (file, bytes) in
+            crate::vcs::deploy::component_bytes(&path, &crate::vcs::deploy::Builder::Admin).await?
+        {
+            let deployed: Deployed = client
+                .post("/api/flows", bytes)
+                .await
+                .with_context(|| format!("deploying {}", file.display()))?;
+            println!("{} {}", deployed.name, deployed.version);
+            for warning in deployed.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The arguments of `baton flows`.
+#[derive(clap::Args)]
+pub struct FlowsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton flows`.
+pub async fn flows(args: FlowsArgs) -> anyhow::Result<()> {
+    let FlowsArgs { json, server } = args;
+    let rows: Vec<FlowView> = server.client().get("/api/flows").await?;
+    print_table(&rows, &["name", "version", "size", "updated_at"], json);
+    Ok(())
+}
+
+/// The arguments of `baton schedule`.
+#[derive(clap::Args)]
+pub struct ScheduleArgs {
+    /// Schedule name.
+    pub name: String,
+    /// Flow to start.
+    pub flow: String,
+    /// Cron expression: "sec min hour day month weekday" (or five fields).
+    pub cron: String,
+    /// Input JSON of every request.
+    #[arg(long, default_value = "null")]
+    pub input: String,
+    /// Fire only on this server (a local schedule) instead of cluster-wide.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton schedule`.
+pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
+    let ScheduleArgs {
+        name,
+        flow,
+        cron,
+        input,
+        local,
+        server,
+    } = args;
+    let input: serde_json::Value =
+        serde_json::from_str(&input).context("--input is not valid JSON")?;
+    let body = NewSchedule {
+        name: name.clone(),
+        flow,
+        cron,
+        input: Some(input),
+        local,
+    };
+    let answer: ScheduleRow = server.client().post_json("/api/schedules", &body).await?;
+    println!("{name} next fires at {}", answer.next_fire_at);
+    Ok(())
+}
+
+/// The arguments of `baton schedules`.
+#[derive(clap::Args)]
+pub struct SchedulesArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton schedules`.
+pub async fn schedules(args: SchedulesArgs) -> anyhow::Result<()> {
+    let SchedulesArgs { json, server } = args;
+    let rows: Vec<ScheduleRow> = server.client().get("/api/schedules").await?;
+    print_table(
+        &rows,
+        &[
+            "name",
+            "flow",
+            "cron",
+            "server",
+            "next_fire_at",
+            "last_fired_at",
+        ],
+        json,
+    );
+    Ok(())
+}
+
+/// The arguments of `baton sync`.
+#[derive(clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton sync`.
+pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    let SyncArgs { server } = args;
+    let report: UpdateReport = server
+        .client()
+        .post("/api/version-control/update", Vec::new())
+        .await?;
+    println!(
+        "{} → {}",
+        report.from.as_deref().unwrap_or("-"),
+        report.to.as_deref().unwrap_or("-")
+    );
+    let mut failed = false;
+    for flow in &report.flows {
+        let name = flow.flow.as_deref().unwrap_or(&flow.path);
+        match &flow.error {
+            Some(error) => {
+                failed = true;
+                println!("{name}: {error}");
+            }
+            None => println!(
+                "{name}: {} → {}",
+                flow.old.as_deref().unwrap_or("(new)"),
+                flow.new.as_deref().unwrap_or("-")
+            ),
+        }
+        for warning in &flow.warnings {
+            eprintln!("warning: {name}: {warning}");
+        }
+    }
+    if failed {
+        bail!("some flows did not build or deploy");
+    }
+    Ok(())
+}

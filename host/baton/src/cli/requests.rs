@@ -1,0 +1,206 @@
+//! Commands on requests: start, wait, list, show, re-execute, cancel.
+
+use anyhow::{Context, bail};
+use baton_core::RequestStatus;
+
+use crate::cli::ServerArg;
+use crate::cli::client::{Client, print_table};
+use crate::http::api::dto::{RequestChanged, RequestDetail, RequestSummary, Started};
+
+/// The arguments of `baton run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Flow name.
+    pub flow: String,
+    /// Input JSON, or @FILE.
+    #[arg(long, default_value = "null")]
+    pub input: String,
+    /// Wait for the request to finish and print its output.
+    #[arg(long)]
+    pub wait: bool,
+    /// Idempotency key: run again with the same key and input, it
+    /// answers the request the first run started instead of a new one.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        flow,
+        input,
+        wait,
+        key,
+        server,
+    } = args;
+    let input = match input.strip_prefix('@') {
+        Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
+        None => input.into_bytes(),
+    };
+    let client = server.client();
+    let path = format!("/api/flows/{flow}/requests");
+    let started: Started = match &key {
+        Some(key) => client.post_keyed(&path, input, key).await?,
+        None => client.post(&path, input).await?,
+    };
+    if !wait {
+        println!("{}", started.id);
+        return Ok(());
+    }
+    // The ID first: a lost connection still leaves `baton wait ID`.
+    eprintln!("request {}", started.id);
+    wait_for(&client, &started.id).await
+}
+
+/// The arguments of `baton wait`.
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    /// Request ID.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton wait`.
+pub async fn wait(args: WaitArgs) -> anyhow::Result<()> {
+    let WaitArgs { id, server } = args;
+    wait_for(&server.client(), &id).await
+}
+
+/// The arguments of `baton requests`.
+#[derive(clap::Args)]
+pub struct RequestsArgs {
+    /// Only this status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this flow.
+    #[arg(long)]
+    pub flow: Option<String>,
+    /// How many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton requests`.
+pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
+    let RequestsArgs {
+        status,
+        flow,
+        limit,
+        json,
+        server,
+    } = args;
+    let mut path = format!("/api/requests?limit={limit}");
+    if let Some(status) = status {
+        path.push_str(&format!("&status={status}"));
+    }
+    if let Some(flow) = flow {
+        path.push_str(&format!("&flow={flow}"));
+    }
+    let rows: Vec<RequestSummary> = server.client().get(&path).await?;
+    print_table(
+        &rows,
+        &[
+            "id",
+            "flow",
+            "status",
+            "owner",
+            "attempts",
+            "last_checkpoint",
+            "error",
+        ],
+        json,
+    );
+    Ok(())
+}
+
+/// The arguments of `baton request`.
+#[derive(clap::Args)]
+pub struct RequestArgs {
+    /// Request ID.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton request`.
+pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
+    let RequestArgs { id, server } = args;
+    let request: RequestDetail = server.client().get(&format!("/api/requests/{id}")).await?;
+    println!("{}", serde_json::to_string_pretty(&request)?);
+    Ok(())
+}
+
+/// The arguments of `baton reexecute`.
+#[derive(clap::Args)]
+pub struct ReexecuteArgs {
+    /// Request ID.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton reexecute`.
+pub async fn reexecute(args: ReexecuteArgs) -> anyhow::Result<()> {
+    let ReexecuteArgs { id, server } = args;
+    let answer: RequestChanged = server
+        .client()
+        .post(&format!("/api/requests/{id}/reexecute"), Vec::new())
+        .await?;
+    println!(
+        "{id} re-executed on {}",
+        answer.owner.as_deref().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// The arguments of `baton cancel`.
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    /// Request ID.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton cancel`.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let CancelArgs { id, server } = args;
+    let _: RequestChanged = server
+        .client()
+        .post(&format!("/api/requests/{id}/cancel"), Vec::new())
+        .await?;
+    println!("{id} cancelled");
+    Ok(())
+}
+
+/// Waits for request `id` to finish: prints its output when it succeeded,
+/// fails with its error otherwise.
+pub async fn wait_for(client: &Client, id: &str) -> anyhow::Result<()> {
+    loop {
+        let request: RequestDetail = client.get(&format!("/api/requests/{id}?limit=1")).await?;
+        match request.summary.status {
+            RequestStatus::Succeeded => {
+                println!("{}", serde_json::to_string_pretty(&request.output)?);
+                return Ok(());
+            }
+            status if status.is_final() => bail!(
+                "request {id} ended {}: {}",
+                status.as_str(),
+                request
+                    .summary
+                    .error
+                    .as_deref()
+                    .unwrap_or("no error recorded")
+            ),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
