@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use baton_core::store::{FlowStore, VersionRow};
+use baton_core::store::{FlowStore, StoreError, VersionRow};
 
 use crate::{Backend, SqlStore};
 
@@ -82,7 +82,8 @@ impl Drop for ScratchDatabase {
 }
 
 /// A [`SqlStore`] of its own with the flow `f` deployed as version `v1`:
-/// the fixture of the store's contract tests and the committer's.
+/// the fixture of the store's contract tests, the committer's unit tests
+/// and the store benchmarks.
 pub struct ScratchStore {
     /// The store.
     pub store: SqlStore,
@@ -93,16 +94,25 @@ pub struct ScratchStore {
 
 impl ScratchStore {
     /// On PostgreSQL (`BATON_TEST_POSTGRES`) or, if not `postgres`, on a
-    /// SQLite file in a temporary folder.
+    /// SQLite file in a temporary folder; panics if it cannot (for tests).
     pub async fn open(postgres: bool) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let database = match postgres {
-            true => ScratchDatabase::postgres("baton_test"),
-            false => ScratchDatabase::new("sqlite://", dir.path(), "baton_test"),
+        let base = match postgres {
+            true => std::env::var("BATON_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+            false => "sqlite://".into(),
         };
-        let store = SqlStore::connect(&database.url, &dir.path().join("store"))
+        Self::open_on(&base, crate::DEFAULT_LEASE)
             .await
-            .expect("the scratch store opens");
+            .expect("the scratch store opens")
+    }
+
+    /// On a fresh database next to `base` (see [`ScratchDatabase::new`]),
+    /// with `lease`.
+    pub async fn open_on(base: &str, lease: Duration) -> Result<Self, StoreError> {
+        let dir =
+            tempfile::tempdir().map_err(|e| StoreError::io(Path::new("(temporary folder)"), e))?;
+        let database = ScratchDatabase::new(base, dir.path(), "baton_scratch");
+        let store = SqlStore::open(&database.url, &dir.path().join("store"), lease).await?;
         store
             .deploy(&VersionRow {
                 hash: "v1".into(),
@@ -111,12 +121,11 @@ impl ScratchStore {
                 properties: Default::default(),
                 deployed_at: 0,
             })
-            .await
-            .expect("v1 deploys");
-        Self {
+            .await?;
+        Ok(Self {
             store,
             database,
             _dir: dir,
-        }
+        })
     }
 }

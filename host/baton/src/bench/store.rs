@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use baton_store::scratch::ScratchStore;
 use baton_store::{
-    CheckpointWrite, FlowStore, JournalStore, NewRequest, Outcome, PayloadStore, RequestStore,
-    ServerStore, SqlStore, VersionRow,
+    CheckpointWrite, JournalStore, NewRequest, Outcome, PayloadStore, RequestStore, ServerStore,
+    SqlStore,
 };
 
 use super::{RawCommits, bar, percentile, sorted};
@@ -26,22 +27,12 @@ pub struct StoreArgs {
 /// Each request: created (claimed), 10 checkpoint commits, finished; then 10
 /// raw commits. All in one task on a runtime worker, as in a server.
 pub async fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("temporary folder")?;
-    let database = baton_store::scratch::ScratchDatabase::new(
+    let scratch = ScratchStore::open_on(
         args.database.as_deref().unwrap_or("sqlite://"),
-        dir.path(),
-        "baton_bench",
-    );
-    let store = SqlStore::connect(&database.url, &dir.path().join("store")).await?;
-    store
-        .deploy(&VersionRow {
-            hash: "bench".into(),
-            flow: "bench".into(),
-            size: 0,
-            properties: Default::default(),
-            deployed_at: 0,
-        })
-        .await?;
+        baton_store::DEFAULT_LEASE,
+    )
+    .await?;
+    let store = scratch.store.clone();
     let incarnation = store.join("bench", None, "bench").await?;
     let raw = RawCommits::new(&store, "bench_raw").await?;
     let (checkpoints, raw) =
@@ -84,8 +75,8 @@ async fn commits(
             .create_request(
                 &NewRequest {
                     id: store.new_request_id(),
-                    flow: "bench".into(),
-                    version: "bench".into(),
+                    flow: "f".into(),
+                    version: "v1".into(),
                     owner: "bench".into(),
                     incarnation,
                     input: store.put_payload(b"{}".to_vec())?,

@@ -4,9 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use baton_store::{
-    FlowStore, NewRequest, PayloadStore, RequestStore, ServerStore, SqlStore, VersionRow,
-};
+use baton_store::scratch::ScratchStore;
+use baton_store::{NewRequest, PayloadStore, RequestStore, ServerStore};
 
 use super::{bar, percentile, sorted};
 
@@ -33,23 +32,10 @@ pub struct TakeoverArgs {
 /// `take_over` is timed: one transaction that marks it terminated, moves the
 /// movable requests and shows the others as waiting for their server.
 pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("temporary folder")?;
-    let database = baton_store::scratch::ScratchDatabase::new(
-        args.database.as_deref().unwrap_or("sqlite://"),
-        dir.path(),
-        "baton_bench",
-    );
     let lease = Duration::from_millis(args.lease_ms);
-    let store = SqlStore::open(&database.url, &dir.path().join("store"), lease).await?;
-    store
-        .deploy(&VersionRow {
-            hash: "bench".into(),
-            flow: "bench".into(),
-            size: 0,
-            properties: Default::default(),
-            deployed_at: 0,
-        })
-        .await?;
+    let scratch =
+        ScratchStore::open_on(args.database.as_deref().unwrap_or("sqlite://"), lease).await?;
+    let store = scratch.store.clone();
     let taker = store.join("taker", None, "taker").await?;
     let input = store.put_payload(b"{}".to_vec())?;
     let mut times = Vec::with_capacity(args.trials);
@@ -62,8 +48,8 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
                 .create_request(
                     &NewRequest {
                         id: store.new_request_id(),
-                        flow: "bench".into(),
-                        version: "bench".into(),
+                        flow: "f".into(),
+                        version: "v1".into(),
                         owner: dead.clone(),
                         incarnation,
                         input: input.clone(),
