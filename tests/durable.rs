@@ -849,6 +849,23 @@ async fn update_fast_forwards_the_flows_repository_and_deploys_what_changed() {
     assert_eq!(flows.len(), 1, "{report}");
     assert_eq!(flows[0]["flow"], "hello", "{report}");
     assert!(flows[0]["error"].is_null(), "{report}");
+    // Nothing of this machine's cargo home is in the component: servers
+    // whose homes differ build the same bytes.
+    let version = flows[0]["new"].as_str().unwrap();
+    let component = std::fs::read(
+        setup
+            .storage
+            .join("objects")
+            .join(&version[..2])
+            .join(&version[2..]),
+    )
+    .unwrap();
+    let home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    assert!(
+        !component.windows(home.len()).any(|w| w == home.as_bytes()),
+        "the component names {home}"
+    );
     // The SDK is a path outside this repository: the version depends on
     // where it is, and Update says so.
     let warning = flows[0]["warnings"][0].as_str().unwrap_or_default();

@@ -195,6 +195,13 @@ pub fn path_dependencies_outside(
     Ok(outside)
 }
 
+/// Cargo's home on this machine: `CARGO_HOME`, else `~/.cargo`.
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")))
+}
+
 /// Builds the crate or workspace in `dir` for `wasm32-wasip2` and returns
 /// the `.wasm` files it produced.
 async fn build(dir: &Path, builder: &Builder) -> anyhow::Result<Vec<PathBuf>> {
@@ -224,6 +231,18 @@ async fn build(dir: &Path, builder: &Builder) -> anyhow::Result<Vec<PathBuf>> {
         cargo
             .args(["--locked", "--offline", "--manifest-path"])
             .arg(dir.join("Cargo.toml"));
+    }
+    // The build machine's cargo home ends up in a component (the source
+    // paths of registry crates, in their panic messages): it is written as
+    // `/cargo`, so that servers whose cargo homes differ build the same
+    // bytes from the same source. (A `target.wasm32-wasip2.rustflags` in an
+    // author's own cargo configuration would take precedence over it.)
+    if let Some(home) = cargo_home() {
+        let remap = format!("--remap-path-prefix={}=/cargo", home.display());
+        cargo.arg("--config").arg(format!(
+            "build.rustflags = [{}]",
+            serde_json::Value::String(remap)
+        ));
     }
     // `output()` would capture stderr whatever it was set to: spawn and
     // wait, which reads only the pipes asked for.
