@@ -37,6 +37,52 @@ fn sum_of_squares(n: u64) -> u64 {
     (0..n).map(|i| i * i).sum()
 }
 
+/// A request waiting for an event on a server that is killed: another
+/// server takes it over, and the event sent there wakes it and is
+/// delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_reaches_a_waiting_request_whose_server_died() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("waiter")).await;
+
+    let id = servers[0]
+        .start_request(
+            "waiter",
+            json!({ "name": "go", "waits": 1, "timeout_ms": 600_000 }),
+        )
+        .await;
+    servers[1]
+        .wait_request(&id, LONG, |r| {
+            r["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "sleeping")
+        })
+        .await;
+    let owner = servers[0].id();
+    servers[0].kill();
+    servers[1]
+        .wait_request(&id, LONG, |r| r["owner"] != owner.as_str())
+        .await;
+
+    let (status, body) = servers[1]
+        .post(&format!("/api/requests/{id}/events/go"), r#"{"ok": true}"#)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let done = servers[1].wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["output"], json!([{ "ok": true }]));
+    let names: Vec<String> = support::checkpoints(&done)
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["baton:wait:go", "baton:event:go", "done"]);
+    assert_ne!(done["owner"], owner.as_str());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owner_moves_the_request_to_another_server() {
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,96 @@ async fn a_flow_runs_and_bad_input_gets_a_clear_error() {
     );
 }
 
+/// Durable events: one sent before the flow waits is kept, the flow leaves
+/// its slot while nothing has come, later ones wake it and arrive in the
+/// order sent (one through `baton send`), each is journaled once; a wait
+/// with nothing coming times out; a finished or unknown request takes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_kept_delivered_in_order_once_and_waits_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("waiter")).await;
+    let send = async |id: &str, name: &str, body: &str| {
+        server
+            .post(
+                &format!("/api/requests/{id}/events/{name}"),
+                body.to_owned(),
+            )
+            .await
+    };
+
+    let id = server
+        .start_request(
+            "waiter",
+            json!({ "name": "item", "waits": 3, "timeout_ms": 600_000 }),
+        )
+        .await;
+    let (status, body) = send(&id, "item", r#"{"n": 1}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The first is taken, then the flow waits with nothing to take: it
+    // leaves its slot (a `sleeping` event) until the next comes.
+    let waiting = server
+        .wait_request(&id, LONG, |r| {
+            checkpoint_names(r).contains(&"baton:event:item".to_owned())
+                && r["next_attempt_at"].is_i64()
+        })
+        .await;
+    assert_eq!(waiting["status"], "running", "{waiting:#}");
+    assert_eq!(waiting["waiting_for"], "item", "{waiting:#}");
+    let (status, body) = send(&id, "item", r#"{"n": 2}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["send", &id, "item", "--data", r#"{"n": 3}"#])
+        .args(["--server", &server.base, "--token", &server.token])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let done = server.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["output"], json!([{ "n": 1 }, { "n": 2 }, { "n": 3 }]));
+    assert!(
+        done["attempts"].as_i64().unwrap() >= 2,
+        "it left its slot: {done:#}"
+    );
+    assert_eq!(
+        checkpoint_names(&done),
+        [
+            "baton:wait:item",
+            "baton:event:item",
+            "baton:wait:item",
+            "baton:event:item",
+            "baton:wait:item",
+            "baton:event:item",
+            "done"
+        ]
+    );
+
+    let id = server
+        .start_request(
+            "waiter",
+            json!({ "name": "never", "waits": 1, "timeout_ms": 300 }),
+        )
+        .await;
+    let timed_out = server.wait_final(&id, LONG).await;
+    assert_eq!(timed_out["output"], json!([null]), "{timed_out:#}");
+    assert_eq!(
+        checkpoint_names(&timed_out),
+        ["baton:wait:never", "baton:timeout:never", "done"]
+    );
+
+    let (status, body) = send(&id, "never", "1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "a finished request: {body}");
+    let (status, _) = send("no-such-request", "x", "1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(&id, "never", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 /// What a first-time author meets on the command line: `run --wait` names
 /// the request before waiting, `wait` and `flows` exist, a mistyped flow
 /// suggests the right one, and a missing token says where it was looked for.

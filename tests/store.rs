@@ -282,6 +282,68 @@ async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
     assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
 }
 
+/// An event sent while an attempt runs (it may have looked in the inbox
+/// already) makes the request due at once when that attempt leaves to wait;
+/// one sent to a request waiting for another name does not wake it; the
+/// inbox gives events of a name in the order sent; a finished request takes
+/// none.
+async fn an_event_sent_during_an_attempt_is_not_lost(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
+    store
+        .send_event("r", "go", "{\"n\":1}", "op")
+        .await
+        .unwrap();
+    store
+        .send_event("r", "go", "{\"n\":2}", "op")
+        .await
+        .unwrap();
+    let far = store.now_ms().await.unwrap() + 3_600_000;
+    let waiting = Outcome::Sleeping {
+        wake_at_ms: far,
+        event: Some("go".into()),
+    };
+    store.finish(&claim.fence, &waiting).await.unwrap();
+    let request = store.request("r").await.unwrap().unwrap();
+    assert!(
+        request.next_attempt_at.unwrap() < far,
+        "due at once, not at the deadline"
+    );
+    assert_eq!(request.waiting_for.as_deref(), Some("go"));
+    assert_eq!(
+        store.inbox_event("r", "go", 1).await.unwrap().as_deref(),
+        Some("{\"n\":2}")
+    );
+    assert_eq!(store.inbox_event("r", "go", 2).await.unwrap(), None);
+
+    // Claimed again, it waits for another name: an event of this one is
+    // kept but wakes nothing.
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
+    let other = Outcome::Sleeping {
+        wake_at_ms: far,
+        event: Some("other".into()),
+    };
+    store.finish(&claim.fence, &other).await.unwrap();
+    store.send_event("r", "go", "3", "op").await.unwrap();
+    let request = store.request("r").await.unwrap().unwrap();
+    assert_eq!(request.next_attempt_at, Some(far));
+    store.send_event("r", "other", "4", "op").await.unwrap();
+    let request = store.request("r").await.unwrap().unwrap();
+    assert!(request.next_attempt_at.unwrap() < far);
+
+    store.cancel("r", "a", "op").await.unwrap();
+    assert!(matches!(
+        store.send_event("r", "go", "5", "op").await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store.send_event("nope", "go", "5", "op").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -945,6 +1007,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_stale_epoch_cannot_commit_or_finish,
+    an_event_sent_during_an_attempt_is_not_lost,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

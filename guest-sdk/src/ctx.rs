@@ -154,6 +154,41 @@ impl Ctx {
         journal::sleep_ms(millis(duration));
     }
 
+    /// Waits durably for the event `name` sent to this request
+    /// (`POST /api/requests/{id}/events/{name}`, `baton send`, or the
+    /// request page) and returns its JSON decoded as `T`, or `None` when
+    /// `timeout` passes first. Events sent before the wait are kept: the
+    /// first wait for a name gets the first event of that name, the second
+    /// the second, in the order they were sent. While nothing has come the
+    /// request leaves its slot, like a long [`sleep`](Self::sleep), and is
+    /// resumed by replay when an event comes or the timeout passes; the
+    /// deadline and what the wait got are journaled, so a replay, on any
+    /// server, gets the same.
+    ///
+    /// ```no_run
+    /// # use baton_guest::prelude::*;
+    /// # #[derive(Deserialize)] struct Approval { approved: bool }
+    /// # fn f(ctx: &mut Ctx) -> Result<(), FlowError> {
+    /// match ctx.wait_event::<Approval>("approval", Duration::from_secs(24 * 3600))? {
+    ///     Some(approval) if approval.approved => { /* go on */ }
+    ///     Some(_) => return Err(FlowError::fatal("refused by the approver")),
+    ///     None => return Err(FlowError::fatal("no approval within a day")),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_event<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<T>, FlowError> {
+        match journal::wait_event(name, millis(timeout)) {
+            None => Ok(None),
+            Some(payload) => serde_json::from_slice(&payload)
+                .map(Some)
+                .map_err(|e| FlowError::fatal(format!("the event {name:?} does not decode: {e}"))),
+        }
+    }
+
     /// The current wall-clock time, journaled: a replay sees the same value.
     pub fn now(&mut self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(journal::now_ms())

@@ -102,6 +102,9 @@ enum Command {
     Reexecute(baton::cli::requests::ReexecuteArgs),
     /// Cancel a request that has not finished.
     Cancel(baton::cli::requests::CancelArgs),
+    /// Send an event to a request: its flow's `wait_event` for that name
+    /// gets it (events sent before the wait are kept, in order).
+    Send(baton::cli::requests::SendArgs),
     /// Rename a server.
     Rename(baton::cli::servers::RenameArgs),
     /// Create or replace a cron-style schedule that starts a flow.
@@ -217,6 +220,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Servers(args) => baton::cli::servers::servers(args).await,
         Command::Reexecute(args) => baton::cli::requests::reexecute(args).await,
         Command::Cancel(args) => baton::cli::requests::cancel(args).await,
+        Command::Send(args) => baton::cli::requests::send(args).await,
         Command::Rename(args) => baton::cli::servers::rename(args).await,
         Command::Schedule(args) => baton::cli::flows::schedule(args).await,
         Command::Sync(args) => baton::cli::flows::sync(args).await,

@@ -1,5 +1,5 @@
 //! The operator's and the caller's use cases on requests: submit, cancel,
-//! re-execute. The HTTP API, the console, the scheduler and the bench all
+//! re-execute, send an event. The HTTP API, the console, the scheduler and the bench all
 //! come here, so a request starts, stops and starts over the same way
 //! whoever asks; the adapters only parse, authorise and render.
 
@@ -36,6 +36,29 @@ pub enum SubmitError {
 
 /// Longest idempotency key.
 pub const MAX_KEY_LEN: usize = 255;
+
+/// Why an event was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The name is empty, too long or holds control characters.
+    #[error("an event name is 1 to {MAX_EVENT_NAME} characters, none of them control characters")]
+    InvalidName,
+    /// The payload is not JSON.
+    #[error("the event is not valid JSON: {0}")]
+    InvalidPayload(serde_json::Error),
+    /// The payload is larger than an inbox keeps.
+    #[error("an event is at most {MAX_EVENT_BYTES} bytes")]
+    TooLarge,
+    /// The store refused or failed (no such request, a finished one).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Longest event name.
+pub const MAX_EVENT_NAME: usize = 100;
+
+/// Largest event payload: events are signals, kept in the database row.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// A submitted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +153,33 @@ impl Requests {
             id: request.id,
             created: true,
         })
+    }
+
+    /// Sends the event `name` (JSON `payload`) to request `id` on behalf
+    /// of `actor`: kept in its inbox for the flow's waits, and the request
+    /// woken if it waits.
+    pub async fn send_event(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &[u8],
+        actor: &str,
+    ) -> Result<(), SendError> {
+        if name.is_empty()
+            || name.chars().count() > MAX_EVENT_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(SendError::InvalidName);
+        }
+        if payload.len() > MAX_EVENT_BYTES {
+            return Err(SendError::TooLarge);
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(payload).map_err(SendError::InvalidPayload)?;
+        self.store
+            .send_event(id, name, &json.to_string(), actor)
+            .await?;
+        Ok(())
     }
 
     /// Cancels request `id` on behalf of `account`: its epoch moves on, so

@@ -295,6 +295,21 @@ impl<J: Journal> journal::Host for State<J> {
         within_wall_limit(limits, async { journal.sleep_ms(ms).await.map_err(trap) }).await
     }
 
+    async fn wait_event(
+        &mut self,
+        name: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Self {
+            journal, limits, ..
+        } = self;
+        let journal = journal.as_mut().ok_or_else(no_journal)?;
+        within_wall_limit(limits, async {
+            journal.wait_event(name, timeout_ms).await.map_err(trap)
+        })
+        .await
+    }
+
     async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
         if ms > PAUSE_MAX_MS {
             return Err(trap(HostAbort(format!(

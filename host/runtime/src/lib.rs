@@ -90,6 +90,13 @@ pub trait Journal: Send + 'static {
     fn random_u64(&mut self) -> impl Future<Output = Result<u64, HostAbort>> + Send;
     /// Durable sleep.
     fn sleep_ms(&mut self, ms: u64) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// Durable wait for the event `name`: its JSON, or `None` at the
+    /// deadline `timeout_ms` after the wait first began.
+    fn wait_event(
+        &mut self,
+        name: String,
+        timeout_ms: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, HostAbort>> + Send;
     /// A log line from the flow.
     fn log(&mut self, level: LogLevel, message: &str);
 }

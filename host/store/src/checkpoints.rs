@@ -89,6 +89,25 @@ fn row_lock(backend: Backend) -> &'static str {
 
 #[async_trait]
 impl JournalStore for SqlStore {
+    async fn inbox_event(
+        &self,
+        request: &str,
+        name: &str,
+        index: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events_inbox WHERE request_id = $1 AND name = $2
+              ORDER BY id LIMIT 1 OFFSET $3",
+        )
+        .bind(request)
+        .bind(name)
+        .bind(index)
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
+        Ok(row.map(|(payload,)| payload))
+    }
+
     async fn journal(
         &self,
         generation: &JournalGeneration,

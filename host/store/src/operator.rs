@@ -1,12 +1,12 @@
 //! The operator's transitions on a request: cancel and re-execute, and why
-//! one was refused, in the state machine's words.
-
-use baton_core::Transition;
-use sqlx::Connection;
+//! one was refused, in the state machine's words; and events sent to a
+//! request's inbox.
 
 use baton_core::store::async_trait;
+use baton_core::{RequestStatus, Transition};
+use sqlx::Connection;
 
-use crate::{Db, ListingStore, OperatorStore, SqlStore, StoreError};
+use crate::{Backend, Db, ListingStore, OperatorStore, SqlStore, StoreError};
 
 impl SqlStore {
     /// Explains why an operator's transition did not apply, in the state
@@ -25,6 +25,61 @@ impl SqlStore {
 
 #[async_trait]
 impl OperatorStore for SqlStore {
+    async fn send_event(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &str,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        // The row first, locked on PostgreSQL: a finish of a waiting attempt
+        // then runs after this send and sees `wake_pending`.
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
+        let status: Option<(String,)> =
+            sqlx::query_as(&format!("SELECT status FROM requests WHERE id = $1{lock}"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
+        let Some((status,)) = status else {
+            return Err(StoreError::NotFound(format!("request {id}")));
+        };
+        if RequestStatus::parse(&status).is_none_or(RequestStatus::is_final) {
+            return Err(StoreError::Refused(format!(
+                "request {id} has finished ({status}): it waits for no event"
+            )));
+        }
+        sqlx::query(&self.sql(
+            "INSERT INTO events_inbox (request_id, name, payload, sent_at, sent_by)
+             VALUES ($1, $2, $3, NOW_MS, $4)",
+        ))
+        .bind(id)
+        .bind(name)
+        .bind(payload)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        sqlx::query(&self.sql(
+            "UPDATE requests SET wake_pending = 1,
+                    next_attempt_at = CASE WHEN waiting_for = $2 AND next_attempt_at > NOW_MS
+                                           THEN NOW_MS ELSE next_attempt_at END
+              WHERE id = $1",
+        ))
+        .bind(id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;

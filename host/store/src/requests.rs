@@ -19,7 +19,7 @@ pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoc
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
-    output_hash, output_size, output_inline, error, error_details, created_at, updated_at";
+    output_hash, output_size, output_inline, error, error_details, waiting_for, created_at, updated_at";
 
 pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     let output_hash: Option<String> = row.get("output_hash");
@@ -48,6 +48,7 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
         }),
         error: row.get("error"),
         error_details: row.get("error_details"),
+        waiting_for: row.get("waiting_for"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -264,7 +265,8 @@ impl RequestStore for SqlStore {
                          WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
                            AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
                         ELSE journal_base END,
-                    suspended = 0, next_attempt_at = NULL, updated_at = NOW_MS
+                    suspended = 0, wake_pending = 0, waiting_for = NULL, next_attempt_at = NULL,
+                    updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM) AND (owner = $2 OR owner IS NULL)
                 AND (status <> 'running' OR owner = $2)
                 AND next_attempt_at <= NOW_MS
@@ -348,7 +350,12 @@ impl RequestStore for SqlStore {
                 "error = $4, error_details = NULL, suspended = 1,
                  postponements = postponements + 1, next_attempt_at = NOW_MS + $5"
             }
-            Outcome::Sleeping { .. } => "next_attempt_at = $4, suspended = 1, postponements = 0",
+            // An event sent while the attempt ran wakes it at once (the row's
+            // own column: PostgreSQL re-reads it after waiting for a send).
+            Outcome::Sleeping { .. } => {
+                "next_attempt_at = CASE WHEN wake_pending = 1 THEN NOW_MS ELSE $4 END,
+                 waiting_for = $5, wake_pending = 0, suspended = 1, postponements = 0"
+            }
         };
         let sql = self.transition_sql(
             transition,
@@ -373,7 +380,7 @@ impl RequestStore for SqlStore {
                 delay_ms,
             } => query.bind(error).bind(*delay_ms).bind(details),
             Outcome::Postponed { reason, delay_ms } => query.bind(reason).bind(*delay_ms),
-            Outcome::Sleeping { wake_at_ms } => query.bind(*wake_at_ms),
+            Outcome::Sleeping { wake_at_ms, event } => query.bind(*wake_at_ms).bind(event),
             Outcome::Error { error, details } => query.bind(error).bind(details),
         };
         if query.execute(&mut *tx).await.db()?.rows_affected() == 0 {
@@ -388,9 +395,16 @@ impl RequestStore for SqlStore {
             Outcome::Postponed { reason, delay_ms } => {
                 Some(format!("{reason}; next attempt in {delay_ms} ms"))
             }
-            Outcome::Sleeping { wake_at_ms } => {
-                Some(format!("until {wake_at_ms} ms; the slot is free meanwhile"))
-            }
+            Outcome::Sleeping {
+                wake_at_ms,
+                event: None,
+            } => Some(format!("until {wake_at_ms} ms; the slot is free meanwhile")),
+            Outcome::Sleeping {
+                wake_at_ms,
+                event: Some(event),
+            } => Some(format!(
+                "waits for the event {event:?} until {wake_at_ms} ms; the slot is free meanwhile"
+            )),
         };
         self.transition_event(
             &mut tx,

@@ -5,7 +5,7 @@ use baton_core::RequestStatus;
 
 use crate::cli::ServerArg;
 use crate::cli::client::{Client, print_table};
-use crate::http::api::dto::{RequestChanged, RequestDetail, RequestSummary, Started};
+use crate::http::api::dto::{EventSent, RequestChanged, RequestDetail, RequestSummary, Started};
 
 /// The arguments of `baton run`.
 #[derive(clap::Args)]
@@ -179,6 +179,56 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         .await?;
     println!("{id} cancelled");
     Ok(())
+}
+
+/// The arguments of `baton send`.
+#[derive(clap::Args)]
+pub struct SendArgs {
+    /// Request ID.
+    pub id: String,
+    /// Event name.
+    pub name: String,
+    /// The event's JSON, or @FILE.
+    #[arg(long, default_value = "null")]
+    pub data: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton send`.
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let SendArgs {
+        id,
+        name,
+        data,
+        server,
+    } = args;
+    let data = match data.strip_prefix('@') {
+        Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
+        None => data.into_bytes(),
+    };
+    let sent: EventSent = server
+        .client()
+        .post(
+            &format!("/api/requests/{id}/events/{}", encode_path(&name)),
+            data,
+        )
+        .await?;
+    println!("sent {} to {}", sent.name, sent.id);
+    Ok(())
+}
+
+/// A path segment with the characters a URL path would misread escaped.
+fn encode_path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Waits for request `id` to finish: prints its output when it succeeded,

@@ -1,6 +1,7 @@
 //! The journal of one attempt: replay of committed checkpoints, live commits
 //! through the group committer, and the journaled clock, randomness and sleep.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,8 @@ pub enum Abort {
     Sleeping {
         /// Wake-up time in milliseconds on the database clock.
         wake_at_ms: u64,
+        /// The event the flow waits for, which wakes it sooner when sent.
+        event: Option<String>,
     },
 }
 
@@ -84,6 +87,11 @@ fn local_now_ms() -> u64 {
 const NOW: &str = "baton:now";
 const RANDOM: &str = "baton:random";
 const SLEEP: &str = "baton:sleep";
+/// A wait for an event: `baton:wait:NAME` journals its deadline, then
+/// `baton:event:NAME` the event it took or `baton:timeout:NAME` none.
+const WAIT: &str = "baton:wait:";
+const EVENT: &str = "baton:event:";
+const TIMEOUT: &str = "baton:timeout:";
 
 /// The [`Journal`] of one attempt.
 pub struct AttemptJournal {
@@ -98,6 +106,9 @@ pub struct AttemptJournal {
     live: Option<(u32, String)>,
     /// When this attempt's last checkpoint was answered.
     last_committed: Option<Instant>,
+    /// Events taken so far in this generation, by name: the next wait for
+    /// a name takes the event of the name with this index.
+    events_taken: HashMap<String, i64>,
     lease: watch::Receiver<Lease>,
     incarnation: i64,
     interrupt: Arc<Interrupt>,
@@ -131,6 +142,7 @@ impl AttemptJournal {
             next: 0,
             live: None,
             last_committed: None,
+            events_taken: HashMap::new(),
             lease,
             incarnation,
             interrupt,
@@ -148,7 +160,7 @@ impl AttemptJournal {
             Abort::Nondeterminism(message)
             | Abort::Storage(message)
             | Abort::Postponed(message) => message.clone(),
-            Abort::Sleeping { wake_at_ms } => format!("sleeping until {wake_at_ms} ms"),
+            Abort::Sleeping { wake_at_ms, .. } => format!("sleeping until {wake_at_ms} ms"),
         };
         self.abort.get_or_insert(abort);
         HostAbort(message)
@@ -378,6 +390,7 @@ impl Journal for AttemptJournal {
         if wake_at > now + SUSPEND_SLEEP_MS {
             return Err(self.stop(Abort::Sleeping {
                 wake_at_ms: wake_at,
+                event: None,
             }));
         }
         if wake_at > now {
@@ -387,6 +400,79 @@ impl Journal for AttemptJournal {
             }
         }
         self.check().await
+    }
+
+    async fn wait_event(
+        &mut self,
+        name: String,
+        timeout_ms: u64,
+    ) -> Result<Option<Vec<u8>>, HostAbort> {
+        // The deadline, on the database clock, journaled as a sleep's is.
+        let wait = format!("{WAIT}{name}");
+        let start = self.begin_checkpoint(wait.clone()).await?;
+        let deadline: u64 = match start.recorded {
+            Some(recorded) => serde_json::from_slice(&recorded).map_err(|e| {
+                self.stop(Abort::Storage(format!(
+                    "journaled {wait} at {}: {e}",
+                    start.position
+                )))
+            })?,
+            None => {
+                let deadline = self.database_now().await?.saturating_add(timeout_ms);
+                let payload = serde_json::to_vec(&deadline).expect("u64 serializes");
+                self.commit(start.position, wait, payload).await?;
+                deadline
+            }
+        };
+        let (took, timed_out) = (format!("{EVENT}{name}"), format!("{TIMEOUT}{name}"));
+        // What the wait got, when a journal records it: replayed as it was.
+        let position = self.next;
+        if let Some(recorded) = self.records.get(position as usize) {
+            // A recorded name that is neither is a nondeterminism error,
+            // which `begin_checkpoint` raises.
+            let got_event = recorded.name != timed_out;
+            let start = self
+                .begin_checkpoint(if got_event { took } else { timed_out })
+                .await?;
+            if !got_event {
+                return Ok(None);
+            }
+            *self.events_taken.entry(name).or_default() += 1;
+            return Ok(start.recorded);
+        }
+        self.check().await?;
+        let index = self.events_taken.get(&name).copied().unwrap_or(0);
+        let event = match self
+            .store
+            .inbox_event(&self.fence.request, &name, index)
+            .await
+        {
+            Ok(event) => event,
+            Err(e) => {
+                let message = format!("reading the inbox for {name:?}: {e}");
+                return Err(self.stop(if e.is_outage() {
+                    Abort::Postponed(message)
+                } else {
+                    Abort::Storage(message)
+                }));
+            }
+        };
+        if let Some(event) = event {
+            let payload = event.into_bytes();
+            self.commit(position, took, payload.clone()).await?;
+            *self.events_taken.entry(name).or_default() += 1;
+            return Ok(Some(payload));
+        }
+        if self.database_now().await? >= deadline {
+            self.commit(position, timed_out, b"null".to_vec()).await?;
+            return Ok(None);
+        }
+        // Nothing yet: the slot is free until the deadline, and an event
+        // sent meanwhile makes the request due at once.
+        Err(self.stop(Abort::Sleeping {
+            wake_at_ms: deadline,
+            event: Some(name),
+        }))
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

@@ -347,6 +347,15 @@ mod tests {
             self.store.checkpoints(request, after, limit).await
         }
 
+        async fn inbox_event(
+            &self,
+            request: &str,
+            name: &str,
+            index: i64,
+        ) -> Result<Option<String>, StoreError> {
+            self.store.inbox_event(request, name, index).await
+        }
+
         async fn commit_checkpoints(
             &self,
             writes: &[CheckpointWrite],

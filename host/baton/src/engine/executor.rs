@@ -310,10 +310,11 @@ impl Executor {
                     delay_ms: POSTPONE_MS,
                 });
             }
-            Some(Abort::Sleeping { wake_at_ms }) => {
-                tracing::debug!(%request, wake_at_ms, "the flow sleeps; its slot is free until then");
+            Some(Abort::Sleeping { wake_at_ms, event }) => {
+                tracing::debug!(%request, wake_at_ms, ?event, "the flow sleeps or waits; its slot is free until then");
                 return Some(Outcome::Sleeping {
                     wake_at_ms: wake_at_ms as i64,
+                    event,
                 });
             }
             None => {}

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use baton_core::store::StoreError;
 
 use crate::http::accounts::AccountError;
-use crate::requests::SubmitError;
+use crate::requests::{SendError, SubmitError};
 use crate::vcs::deploy::DeployError;
 use crate::vcs::repository::SyncError;
 
@@ -36,6 +36,16 @@ impl HttpStatus for SubmitError {
             SubmitError::UnknownFlow { .. } => StatusCode::NOT_FOUND,
             SubmitError::InvalidKey => StatusCode::BAD_REQUEST,
             SubmitError::Store(e) => e.http_status(),
+        }
+    }
+}
+
+impl HttpStatus for SendError {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            SendError::InvalidName | SendError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
+            SendError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SendError::Store(e) => e.http_status(),
         }
     }
 }

@@ -130,6 +130,15 @@ pub trait JournalStore: Send + Sync {
         &self,
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// The JSON of the event `name` numbered `index` (from 0, in the order
+    /// sent) in the inbox of `request`, if it has come.
+    async fn inbox_event(
+        &self,
+        request: &str,
+        name: &str,
+        index: i64,
+    ) -> Result<Option<String>, StoreError>;
 }
 
 #[async_trait]

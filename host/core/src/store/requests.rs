@@ -106,10 +106,13 @@ pub enum Outcome {
         delay_ms: i64,
     },
     /// The flow sleeps until `wake_at_ms`: the request stays `running`,
-    /// owned here, without an attempt, and is due again at that time.
+    /// owned here, without an attempt, and is due again at that time, or
+    /// as soon as the event it waits for is sent.
     Sleeping {
         /// Wake-up time in milliseconds on the database clock.
         wake_at_ms: i64,
+        /// The event the flow waits for.
+        event: Option<String>,
     },
 }
 
@@ -167,6 +170,8 @@ pub struct RequestRow {
     pub error: Option<String>,
     /// The flow's JSON details of the last error.
     pub error_details: Option<String>,
+    /// The event the flow waits for, while it waits.
+    pub waiting_for: Option<String>,
     /// Created.
     pub created_at: i64,
     /// Last changed.
@@ -267,6 +272,19 @@ pub trait RequestStore: Send + Sync {
 
 #[async_trait]
 pub trait OperatorStore: Send + Sync {
+    /// Puts the event `name` with its JSON `payload` in the inbox of a
+    /// request that has not finished, sent by `actor`, and wakes the request
+    /// if it waits (it is due at once; an attempt running now is due again
+    /// as soon as it leaves). [`StoreError::NotFound`] for no such request,
+    /// [`StoreError::Refused`] for a finished one.
+    async fn send_event(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &str,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+
     /// Cancels a request that has not finished, from server `by` on behalf of
     /// `actor` (recorded); its epoch moves on, so an attempt still running
     /// anywhere is fenced.

@@ -101,6 +101,8 @@ pub struct RequestDetail {
     pub output: Value,
     /// The flow's JSON details of the last error (`FlowError::with_details`).
     pub error_details: Option<Value>,
+    /// The event the flow waits for, while it waits.
+    pub waiting_for: Option<String>,
     /// Checkpoints, in order.
     pub checkpoints: Vec<CheckpointView>,
     /// `checkpoints_after` of the next page, if there is one.
@@ -154,6 +156,15 @@ pub struct RequestChanged {
     /// Its owner now (re-execute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+/// `POST /api/requests/{id}/events/{name}`: the event was kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventSent {
+    /// The request.
+    pub id: String,
+    /// The event's name.
+    pub name: String,
 }
 
 /// A flow with its active version.

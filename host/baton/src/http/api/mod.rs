@@ -12,7 +12,7 @@ use baton_core::store::StoreError;
 use crate::http::accounts::AccountError;
 use crate::http::state::AppState;
 use crate::http::status::HttpStatus;
-use crate::requests::SubmitError;
+use crate::requests::{SendError, SubmitError};
 use crate::vcs::deploy::DeployError;
 use crate::vcs::repository::SyncError;
 
@@ -30,7 +30,7 @@ use flows::{
     delete_schedule, deploy_flow, list_flows, list_schedules, put_schedule, repository,
     update_flows,
 };
-use requests::{cancel, list_requests, reexecute, show_request, start_request};
+use requests::{cancel, list_requests, reexecute, send_event, show_request, start_request};
 use servers::{list_servers, metrics, rename_server};
 
 pub use requests::IDEMPOTENCY_KEY;
@@ -98,7 +98,7 @@ macro_rules! api_error_from {
     )*};
 }
 
-api_error_from!(StoreError, SubmitError, DeployError, SyncError);
+api_error_from!(StoreError, SubmitError, SendError, DeployError, SyncError);
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -111,6 +111,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/requests/{id}", get(show_request))
         .route("/api/requests/{id}/reexecute", post(reexecute))
         .route("/api/requests/{id}/cancel", post(cancel))
+        .route("/api/requests/{id}/events/{name}", post(send_event))
         .route("/api/schedules", post(put_schedule).get(list_schedules))
         .route(
             "/api/schedules/{name}",

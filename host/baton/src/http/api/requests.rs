@@ -17,7 +17,9 @@ use crate::http::auth::Account;
 use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SubmitError};
 
-use super::dto::{CheckpointView, RequestChanged, RequestDetail, RequestSummary, Started, Waited};
+use super::dto::{
+    CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary, Started, Waited,
+};
 use super::{ApiError, ApiResult};
 
 #[derive(Deserialize)]
@@ -192,6 +194,7 @@ pub(super) async fn show_request(
         error_details: request.error_details.as_deref().map(|details| {
             serde_json::from_str(details).unwrap_or_else(|_| Value::String(details.to_owned()))
         }),
+        waiting_for: request.waiting_for.clone(),
         checkpoints: page.checkpoints.iter().map(CheckpointView::from).collect(),
         checkpoints_next: page.checkpoints_next,
         events: page.events,
@@ -223,4 +226,19 @@ pub(super) async fn cancel(
         status: RequestStatus::Cancelled,
         owner: None,
     }))
+}
+
+/// Sends an event to a request (operator): kept in its inbox for the flow's
+/// `wait_event`, and the request woken if it waits.
+pub(super) async fn send_event(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    state
+        .requests
+        .send_event(&id, &name, &body, &account.name)
+        .await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(EventSent { id, name })))
 }
