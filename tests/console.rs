@@ -211,6 +211,87 @@ async fn every_page_renders_with_strict_security_headers() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A waiting request's page says which event it waits for and has a form
+/// to send it, for operators only, same-site with the CSRF token; the event
+/// lands in the inbox as sent.
+#[tokio::test]
+async fn an_operator_sends_the_awaited_event_from_the_request_page() {
+    let console = console().await;
+    let far = console.state.store.now_ms().await.unwrap() + 3_600_000;
+    console
+        .request(
+            "w",
+            Outcome::Sleeping {
+                wake_at_ms: far,
+                event: Some("approval".into()),
+            },
+        )
+        .await;
+    let (status, headers, page) = console.get("/status/requests/w").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Waiting for the event <code>approval</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"action="/status/requests/w/events""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="approval""#), "{page}");
+    let token = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
+    let form = format!("csrf={token}&name=approval&data=%7B%22ok%22%3Atrue%7D");
+
+    for (site, refused) in [
+        ("viewer", StatusCode::FORBIDDEN),
+        ("cross-site", StatusCode::FORBIDDEN),
+    ] {
+        let (status, _, _) = console
+            .post_form("/status/requests/w/events", &form, Some(&token), site)
+            .await;
+        assert_eq!(status, refused, "{site}");
+    }
+    let bad = format!("csrf={token}&name=approval&data=%7Bnot");
+    let (status, _, _) = console
+        .post_form(
+            "/status/requests/w/events",
+            &bad,
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        console
+            .state
+            .store
+            .inbox_event("w", "approval", 0)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let (status, headers, _) = console
+        .post_form(
+            "/status/requests/w/events",
+            &form,
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/status/requests/w");
+    assert_eq!(
+        console
+            .state
+            .store
+            .inbox_event("w", "approval", 0)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"ok":true}"#)
+    );
+}
+
 #[tokio::test]
 async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let console = console().await;

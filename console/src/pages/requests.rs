@@ -223,6 +223,10 @@ pub struct RequestDetail {
     pub error: Option<String>,
     /// The flow's details of the last error, pretty JSON.
     pub error_details: Option<String>,
+    /// The event the flow waits for, while it waits.
+    pub waiting_for: Option<String>,
+    /// Whether the request can still take events (it has not finished).
+    pub takes_events: bool,
 }
 
 const PALETTE: [&str; 6] = [
@@ -315,6 +319,18 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 form.inline method="post" action={"/status/requests/" (request.id) "/reexecute"} { (csrf_field(page)) button { "Re-execute" } }
                 " "
                 form.inline method="post" action={"/status/requests/" (request.id) "/cancel"} { (csrf_field(page)) button { "Cancel" } }
+            }
+            @if let Some(event) = &detail.waiting_for { p.waiting { "Waiting for the event " code { (event) } "." } }
+            @if detail.takes_events {
+                details open[detail.waiting_for.is_some()] {
+                    summary { "Send an event" }
+                    form method="post" action={"/status/requests/" (request.id) "/events"} {
+                        (csrf_field(page))
+                        label { "Name " input type="text" name="name" required maxlength="100" value=[detail.waiting_for.as_deref()]; }
+                        label { "Event (JSON) " textarea name="data" rows="3" { "null" } }
+                        button { "Send" }
+                    }
+                }
             }
             @if let Some(error) = &detail.error { h3 { "Error" } pre.error { (error) } }
             @if let Some(details) = &detail.error_details { h3 { "Error details" } pre.error { (details) } }

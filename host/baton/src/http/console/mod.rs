@@ -40,7 +40,7 @@ use accounts::{
 use flows::{flows, rename, run_flow, settings, update_flows, version_control};
 use requests::{
     bulk_action, download_input, download_output, request_detail, request_rows, requests,
-    single_action,
+    send_event, single_action,
 };
 use servers::{server_rows, servers};
 use session::{LOGIN_BODY_MAX, login, login_form, logout};
@@ -69,6 +69,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status/requests/{id}", get(request_detail))
         .route("/status/requests/{id}/input", get(download_input))
         .route("/status/requests/{id}/output", get(download_output))
+        .route("/status/requests/{id}/events", post(send_event))
         .route("/status/requests/{id}/{action}", post(single_action))
         .route("/status/version-control", get(version_control))
         .route("/status/version-control/update", post(update_flows))

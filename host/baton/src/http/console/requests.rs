@@ -232,6 +232,25 @@ pub(super) async fn single_action(
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 
+/// Sends an event to the request from the detail page's form (`name`,
+/// `data`), as the operator.
+pub(super) async fn send_event(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let name = form_field(&form, "name").unwrap_or_default().trim();
+    let data = form_field(&form, "data").unwrap_or("null");
+    state
+        .requests
+        .send_event(&id, name, data.as_bytes(), &account.name)
+        .await?;
+    Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
+}
+
 /// An escaped, pretty preview of a payload. One larger than
 /// [`PREVIEW_LOAD_MAX`] is not read at all (it can be 64 MiB): the page
 /// links to its download instead.
@@ -335,6 +354,8 @@ pub(super) async fn request_detail(
             None => None,
         },
         error: request.error.clone(),
+        waiting_for: request.waiting_for.clone(),
+        takes_events: !request.status.is_final(),
         error_details: request.error_details.as_deref().map(|details| {
             serde_json::from_str::<serde_json::Value>(details)
                 .and_then(|json| serde_json::to_string_pretty(&json))
