@@ -207,28 +207,14 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         Some(file) => std::fs::read(file).with_context(|| format!("reading {file}"))?,
         None => data.into_bytes(),
     };
-    let sent: EventSent = server
-        .client()
-        .post(
-            &format!("/api/requests/{id}/events/{}", encode_path(&name)),
-            data,
-        )
-        .await?;
+    // The name as one path segment, whatever characters it holds.
+    let mut url = url::Url::parse("http://baton/api/requests").expect("a valid URL");
+    url.path_segments_mut()
+        .expect("an http URL has a path")
+        .extend([id.as_str(), "events", name.as_str()]);
+    let sent: EventSent = server.client().post(url.path(), data).await?;
     println!("sent {} to {}", sent.name, sent.id);
     Ok(())
-}
-
-/// A path segment with the characters a URL path would misread escaped.
-fn encode_path(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Waits for request `id` to finish: prints its output when it succeeded,
