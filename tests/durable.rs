@@ -114,6 +114,11 @@ async fn events_are_kept_delivered_in_order_once_and_waits_time_out() {
         .await;
     assert_eq!(waiting["status"], "running", "{waiting:#}");
     assert_eq!(waiting["waiting_for"], "item", "{waiting:#}");
+    assert_eq!(
+        waiting["status_values"],
+        json!({ "taken": 1 }),
+        "{waiting:#}"
+    );
     let (status, body) = send(&id, "item", r#"{"n": 2}"#).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -130,6 +135,7 @@ async fn events_are_kept_delivered_in_order_once_and_waits_time_out() {
     let done = server.wait_final(&id, LONG).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["output"], json!([{ "n": 1 }, { "n": 2 }, { "n": 3 }]));
+    assert_eq!(done["status_values"], json!({ "taken": 3 }));
     assert!(
         done["attempts"].as_i64().unwrap() >= 2,
         "it left its slot: {done:#}"

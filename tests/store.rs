@@ -282,6 +282,50 @@ async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
     assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
 }
 
+/// A status value is replaced by the request's current attempt only: one
+/// fenced off (another claim moved the epoch) writes nothing.
+async fn a_status_value_is_written_only_under_its_fence(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let first = db.claim("r", "a").await.unwrap().unwrap();
+    store
+        .set_status(&first.fence, "stage", "\"one\"")
+        .await
+        .unwrap();
+    store
+        .set_status(&first.fence, "stage", "\"two\"")
+        .await
+        .unwrap();
+    store
+        .finish(
+            &first.fence,
+            &Outcome::Retry {
+                error: "again".into(),
+                details: None,
+                delay_ms: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let second = db.claim("r", "a").await.unwrap().unwrap();
+    assert!(matches!(
+        store.set_status(&first.fence, "stage", "\"stale\"").await,
+        Err(StoreError::Fenced { .. })
+    ));
+    store
+        .set_status(&second.fence, "done", "true")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.status_values("r").await.unwrap(),
+        [
+            ("done".to_owned(), "true".to_owned()),
+            ("stage".to_owned(), "\"two\"".to_owned())
+        ]
+    );
+}
+
 /// An event sent while an attempt runs (it may have looked in the inbox
 /// already) makes the request due at once when that attempt leaves to wait;
 /// one sent to a request waiting for another name does not wake it; the
@@ -1007,6 +1051,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_stale_epoch_cannot_commit_or_finish,
+    a_status_value_is_written_only_under_its_fence,
     an_event_sent_during_an_attempt_is_not_lost,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,

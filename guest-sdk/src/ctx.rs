@@ -189,6 +189,18 @@ impl Ctx {
         }
     }
 
+    /// Publishes `value` under `key` for whoever follows the request: the
+    /// API shows it in the request's `status_values`, replaced by the next
+    /// value under the same key. Only live code publishes: a replay does not
+    /// write again what an earlier attempt wrote. A key is 1 to 100
+    /// characters and a value at most 64 KiB of JSON.
+    pub fn set_status(&mut self, key: &str, value: &impl Serialize) -> Result<(), FlowError> {
+        let value = serde_json::to_vec(value)
+            .map_err(|e| FlowError::new(format!("the status {key:?} does not serialize: {e}")))?;
+        journal::set_status(key, &value);
+        Ok(())
+    }
+
     /// The current wall-clock time, journaled: a replay sees the same value.
     pub fn now(&mut self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(journal::now_ms())

@@ -310,6 +310,20 @@ impl<J: Journal> journal::Host for State<J> {
         .await
     }
 
+    async fn set_status(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        if key.is_empty() || key.chars().count() > STATUS_KEY_MAX {
+            return Err(trap(HostAbort(format!(
+                "a status key is 1 to {STATUS_KEY_MAX} characters"
+            ))));
+        }
+        if value.len() > STATUS_VALUE_MAX {
+            return Err(trap(HostAbort(format!(
+                "a status value is at most {STATUS_VALUE_MAX} bytes"
+            ))));
+        }
+        self.journal()?.set_status(key, value).await.map_err(trap)
+    }
+
     async fn pause_ms(&mut self, ms: u64) -> wasmtime::Result<()> {
         if ms > PAUSE_MAX_MS {
             return Err(trap(HostAbort(format!(
@@ -339,6 +353,12 @@ impl<J: Journal> journal::Host for State<J> {
         Ok(())
     }
 }
+
+/// Longest status key a flow may publish.
+const STATUS_KEY_MAX: usize = 100;
+
+/// Largest status value a flow may publish.
+const STATUS_VALUE_MAX: usize = 64 * 1024;
 
 /// Outgoing HTTP waits at most this long for an answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);

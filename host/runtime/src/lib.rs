@@ -97,6 +97,12 @@ pub trait Journal: Send + 'static {
         name: String,
         timeout_ms: u64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, HostAbort>> + Send;
+    /// Publishes a status value of the request.
+    fn set_status(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<(), HostAbort>> + Send;
     /// A log line from the flow.
     fn log(&mut self, level: LogLevel, message: &str);
 }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use baton_core::store::async_trait;
 
 use crate::{
-    Backend, CheckpointRecord, CheckpointWrite, Db, JOURNAL_CAPACITY, JournalGeneration,
+    Backend, CheckpointRecord, CheckpointWrite, Db, Fence, JOURNAL_CAPACITY, JournalGeneration,
     JournalStore, SqlStore, StoreError, StoredPayload, database_error,
 };
 
@@ -89,6 +89,30 @@ fn row_lock(backend: Backend) -> &'static str {
 
 #[async_trait]
 impl JournalStore for SqlStore {
+    async fn set_status(&self, fence: &Fence, key: &str, value: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO request_status_values (request_id, key, value, updated_at)
+             SELECT $1, $2, $3, NOW_MS
+              WHERE EXISTS (SELECT 1 FROM requests
+                             WHERE id = $1 AND owner = $4 AND epoch = $5 AND status = 'running')
+             ON CONFLICT (request_id, key) DO UPDATE
+                SET value = excluded.value, updated_at = excluded.updated_at",
+        ))
+        .bind(&fence.request)
+        .bind(key)
+        .bind(value)
+        .bind(&fence.owner)
+        .bind(fence.epoch)
+        .execute(&mut *writer)
+        .await
+        .db()?;
+        if done.rows_affected() == 0 {
+            return Err(fence.lost());
+        }
+        Ok(())
+    }
+
     async fn inbox_event(
         &self,
         request: &str,

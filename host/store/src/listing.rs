@@ -97,6 +97,16 @@ impl ListingStore for SqlStore {
         Ok(rows.iter().map(request_row).collect())
     }
 
+    async fn status_values(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key, value FROM request_status_values WHERE request_id = $1 ORDER BY key",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .db()?)
+    }
+
     async fn events(
         &self,
         id: &str,

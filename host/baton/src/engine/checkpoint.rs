@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use baton_core::store::{CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store};
+use baton_core::store::{
+    CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store, StoreError,
+};
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
 use tokio::sync::watch;
 
@@ -473,6 +475,32 @@ impl Journal for AttemptJournal {
             wake_at_ms: deadline,
             event: Some(name),
         }))
+    }
+
+    async fn set_status(&mut self, key: String, value: Vec<u8>) -> Result<(), HostAbort> {
+        // Replayed code published this before, and later code may have
+        // published another value since: only live code writes.
+        if (self.next as usize) < self.records.len() {
+            return Ok(());
+        }
+        self.check().await?;
+        let value = String::from_utf8_lossy(&value).into_owned();
+        loop {
+            match self.store.set_status(&self.fence, &key, &value).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Fenced { .. }) => return Err(self.stop(Abort::Lost)),
+                Err(e) if e.is_outage() => {
+                    tracing::warn!(request = %self.fence.request, error = %e, "publishing a status value failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.check().await?;
+                }
+                Err(e) => {
+                    return Err(self.stop(Abort::Storage(format!(
+                        "publishing the status value {key:?}: {e}"
+                    ))));
+                }
+            }
+        }
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

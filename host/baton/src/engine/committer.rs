@@ -212,8 +212,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use baton_core::store::{
-        CheckpointRecord, JournalGeneration, NewRequest, PayloadStore, RequestStore, ServerStore,
-        async_trait,
+        CheckpointRecord, Fence, JournalGeneration, NewRequest, PayloadStore, RequestStore,
+        ServerStore, async_trait,
     };
     use baton_store::SqlStore;
     use baton_store::scratch::ScratchStore;
@@ -354,6 +354,15 @@ mod tests {
             index: i64,
         ) -> Result<Option<String>, StoreError> {
             self.store.inbox_event(request, name, index).await
+        }
+
+        async fn set_status(
+            &self,
+            fence: &Fence,
+            key: &str,
+            value: &str,
+        ) -> Result<(), StoreError> {
+            self.store.set_status(fence, key, value).await
         }
 
         async fn commit_checkpoints(

@@ -131,6 +131,10 @@ pub trait JournalStore: Send + Sync {
         writes: &[CheckpointWrite],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
+    /// Publishes the JSON `value` under `key` for the request, only while
+    /// `fence` holds ([`StoreError::Fenced`] otherwise).
+    async fn set_status(&self, fence: &Fence, key: &str, value: &str) -> Result<(), StoreError>;
+
     /// The JSON of the event `name` numbered `index` (from 0, in the order
     /// sent) in the inbox of `request`, if it has come.
     async fn inbox_event(

@@ -312,6 +312,9 @@ pub trait ListingStore: Send + Sync {
     /// Requests newest first, filtered, one keyset page at a time.
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRow>, StoreError>;
 
+    /// The values the request's flow published, by key.
+    async fn status_values(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;
+
     /// A request's history, oldest first: at most `limit` events after
     /// the one numbered `after`.
     async fn events(

@@ -103,6 +103,8 @@ pub struct RequestDetail {
     pub error_details: Option<Value>,
     /// The event the flow waits for, while it waits.
     pub waiting_for: Option<String>,
+    /// The values the flow published (`ctx.set_status`), by key.
+    pub status_values: std::collections::BTreeMap<String, Value>,
     /// Checkpoints, in order.
     pub checkpoints: Vec<CheckpointView>,
     /// `checkpoints_after` of the next page, if there is one.

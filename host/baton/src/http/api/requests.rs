@@ -195,6 +195,16 @@ pub(super) async fn show_request(
             serde_json::from_str(details).unwrap_or_else(|_| Value::String(details.to_owned()))
         }),
         waiting_for: request.waiting_for.clone(),
+        status_values: state
+            .store
+            .status_values(&id)
+            .await?
+            .into_iter()
+            .map(|(key, value)| {
+                let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+                (key, value)
+            })
+            .collect(),
         checkpoints: page.checkpoints.iter().map(CheckpointView::from).collect(),
         checkpoints_next: page.checkpoints_next,
         events: page.events,
