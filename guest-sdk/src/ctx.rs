@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::FlowError;
-use crate::bindings::baton::flow::journal::{self, Level};
+use crate::host::{self as journal, Level};
 
 /// The flow's handle on its request's journal, passed to the flow function.
 ///

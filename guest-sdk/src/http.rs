@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::FlowError;
-use crate::bindings::baton::flow::http as wit;
+use crate::host;
 
 /// The HTTP client of one step: [`Step::http`](crate::Step::http).
 ///
@@ -167,13 +167,13 @@ impl RequestBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        let request = wit::Request {
+        let request = host::Request {
             method: self.method,
             url: self.url,
             headers: self.headers,
             body: self.body,
         };
-        match wit::send(&request) {
+        match host::http_send(&request) {
             Ok(answer) => Ok(Response {
                 method: request.method,
                 url: request.url,

@@ -82,7 +82,10 @@
 
 mod ctx;
 mod error;
+mod host;
 pub mod http;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 /// Makes a function the flow of this component and declares the flow's
 /// properties.
@@ -170,11 +173,7 @@ pub mod __private {
         I: DeserializeOwned,
         O: Serialize,
     {
-        // An input that does not decode never will: no retry can help.
-        let input = serde_json::from_slice(input)
-            .map_err(|e| FlowError::fatal(format!("invalid input: {e}")))
-            .map_err(run_error)?;
-        let output = flow(&mut Ctx::new(), input).map_err(run_error)?;
+        let output = crate::call_flow(input, flow).map_err(run_error)?;
         serde_json::to_vec(&output)
             .map_err(|e| run_error(FlowError::new(format!("invalid output: {e}"))))
     }
@@ -187,6 +186,20 @@ pub mod __private {
             message: error.message().to_owned(),
         }
     }
+}
+
+/// Calls a flow function on its JSON input, as a server's attempt does.
+fn call_flow<I, O>(
+    input: &[u8],
+    flow: impl FnOnce(&mut Ctx, I) -> Result<O, FlowError>,
+) -> Result<O, FlowError>
+where
+    I: serde::de::DeserializeOwned,
+{
+    // An input that does not decode never will: no retry can help.
+    let input = serde_json::from_slice(input)
+        .map_err(|e| FlowError::fatal(format!("invalid input: {e}")))?;
+    flow(&mut Ctx::new(), input)
 }
 
 // Lets the paths the macros generate (`::baton_guest::...`) resolve inside

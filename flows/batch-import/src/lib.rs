@@ -59,3 +59,21 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use baton_guest::testing::Harness;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_checksum_is_the_same_when_cut_at_any_batch() {
+        let input = json!({ "records": 10, "batch": 3 });
+        let run = Harness::new().crash_at_every_checkpoint(batch_import, &input);
+        let output = run.output.unwrap();
+        assert_eq!((output.records, output.batches), (10, 4));
+        let names: Vec<&str> = run.checkpoints.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["batch-0", "batch-1", "batch-2", "batch-3"]);
+    }
+}
