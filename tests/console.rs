@@ -110,6 +110,7 @@ impl Console {
             other_server_retry: true,
             resume: true,
             idempotency_key: None,
+            parent: None,
         };
         let claim = store.create_request(&new, true).await.unwrap().unwrap();
         store.finish(&claim.fence, &outcome).await.unwrap();

@@ -416,6 +416,84 @@ async fn a_server_deploys_what_it_is_started_with() {
     assert_eq!(body["output"]["greeting"], "Hello, Ada!", "{body}");
 }
 
+/// `baton new` writes a flow crate into a flows workspace whose test passes
+/// natively as written, and which deploys and runs on the input `{}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_flow_is_tested_deployed_and_run_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = support::root();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let manifest = std::fs::read_to_string(root.join("flows/Cargo.toml"))
+        .unwrap()
+        .replace(
+            r#"members = ["hello", "order", "batch-import", "approval", "review"]"#,
+            r#"members = ["hello"]"#,
+        )
+        .replace("../guest-sdk", &root.join("guest-sdk").display().to_string());
+    std::fs::write(flows.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(root.join("flows/Cargo.lock"), flows.join("Cargo.lock")).unwrap();
+    copy_source(&root.join("flows/hello"), &flows.join("hello"));
+
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    let baton = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .env("BATON_SERVER", &server.base)
+            .env("BATON_TOKEN", &server.token)
+            // The repository's build folder: the dependencies are built.
+            .env("CARGO_TARGET_DIR", root.join("target"))
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        assert!(output.status.success(), "baton {args:?}: {out}{err}");
+        out
+    };
+    let flows_arg = flows.display().to_string();
+    let out = baton(&["new", "invoice-sync", "--dir", &flows_arg]);
+    assert!(out.contains("baton deploy"), "{out}");
+    let workspace = std::fs::read_to_string(flows.join("Cargo.toml")).unwrap();
+    assert!(
+        workspace.contains(r#"members = ["hello", "invoice-sync"]"#),
+        "{workspace}"
+    );
+
+    let crate_dir = flows.join("invoice-sync");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let test = std::process::Command::new(cargo)
+        .args(["test", "--quiet"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .output()
+        .unwrap();
+    let test_out = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && test_out.contains("1 passed"),
+        "{test_out}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+
+    let deployed = baton(&["deploy", &crate_dir.display().to_string()]);
+    assert!(deployed.starts_with("invoice-sync "), "{deployed}");
+    let out = baton(&["run", "invoice-sync", "--input", "{}", "--wait"]);
+    let output: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(output, json!({ "greeting": "Hello, world!" }));
+
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["new", "invoice-sync", "--dir", &flows_arg])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already has a member"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_replays_committed_steps_without_running_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -703,6 +781,7 @@ async fn a_corrupted_blob_is_detected_and_named() {
                 other_server_retry: false,
                 resume: true,
                 idempotency_key: None,
+                parent: None,
             },
             false,
         )
@@ -808,7 +887,7 @@ fn write_flows(repo: &std::path::Path, word: &str) {
             std::fs::read_to_string(root.join("flows/Cargo.toml"))
                 .unwrap()
                 .replace(
-                    r#"members = ["hello", "order", "batch-import"]"#,
+                    r#"members = ["hello", "order", "batch-import", "approval", "review"]"#,
                     r#"members = ["hello"]"#,
                 )
                 .replace(
@@ -1300,6 +1379,7 @@ async fn claimed_request(
                 other_server_retry: false,
                 resume: true,
                 idempotency_key: None,
+                parent: None,
             },
             true,
         )

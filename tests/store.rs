@@ -49,6 +49,7 @@ impl Db {
                     other_server_retry: movable,
                     resume,
                     idempotency_key: None,
+                    parent: None,
                 },
                 false,
             )
@@ -481,6 +482,7 @@ async fn a_server_found_dead_claims_and_creates_nothing(db: Db) {
                 other_server_retry: true,
                 resume: true,
                 idempotency_key: None,
+                parent: None,
             },
             true,
         )
@@ -828,6 +830,7 @@ async fn an_idempotency_key_creates_one_request(db: Db) {
         other_server_retry: true,
         resume: true,
         idempotency_key: Some(key.into()),
+        parent: None,
     };
     store
         .create_request(&keyed("first", "f", b"1", "k"), false)

@@ -201,6 +201,39 @@ impl Ctx {
         Ok(())
     }
 
+    /// Starts a request of the flow `flow` on `input`, as a child of this
+    /// request: an ordinary request (in the Status List, retried, taken
+    /// over) that names this one as its parent, and is cancelled with it.
+    /// The start is journaled, so a replay gets the same child, and the
+    /// child is created once even when the server dies during the start.
+    /// An unknown flow is a retryable error: the flow may be deployed
+    /// before the retry.
+    ///
+    /// ```no_run
+    /// # use baton_guest::prelude::*;
+    /// # #[derive(Deserialize)] struct Decision { approved: bool }
+    /// # fn f(ctx: &mut Ctx) -> Result<(), FlowError> {
+    /// let approval = ctx.start_flow("approval", &serde_json::json!({ "amount": 120 }))?;
+    /// let decision: Decision = approval.wait(ctx)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start_flow(
+        &mut self,
+        flow: &str,
+        input: &impl Serialize,
+    ) -> Result<ChildHandle, FlowError> {
+        let input = serde_json::to_vec(input).map_err(|e| {
+            FlowError::new(format!(
+                "the input of the flow {flow:?} does not serialize: {e}"
+            ))
+        })?;
+        let id = journal::start_flow(flow, &input).map_err(FlowError::new)?;
+        Ok(ChildHandle {
+            id,
+            flow: flow.to_owned(),
+        })
+    }
+
     /// The current wall-clock time, journaled: a replay sees the same value.
     pub fn now(&mut self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(journal::now_ms())
@@ -232,6 +265,47 @@ impl Ctx {
     /// Writes an error line to the server log.
     pub fn error(&self, message: impl AsRef<str>) {
         journal::log(Level::Error, message.as_ref());
+    }
+}
+
+/// A child request started by [`Ctx::start_flow`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildHandle {
+    id: String,
+    flow: String,
+}
+
+impl ChildHandle {
+    /// The child request's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The child's flow.
+    pub fn flow(&self) -> &str {
+        &self.flow
+    }
+
+    /// Waits durably for the child to end and returns its output decoded
+    /// as `T`. While the child runs this request leaves its slot, like a
+    /// long sleep, and the child's end wakes it; the outcome is journaled,
+    /// so a replay gets it at once. A child that ended in error or was
+    /// cancelled is a [`FlowError::fatal`] naming it (its details say which
+    /// child): its retries are spent, and a retry of this request would
+    /// only replay the same outcome. Takes the [`Ctx`], so a step cannot
+    /// wait.
+    pub fn wait<T: DeserializeOwned>(&self, _ctx: &mut Ctx) -> Result<T, FlowError> {
+        let details = || serde_json::json!({ "child": self.id, "flow": self.flow });
+        match journal::wait_child(&self.id) {
+            Ok(output) => serde_json::from_slice(&output).map_err(|e| {
+                FlowError::fatal(format!(
+                    "the output of the child request {} ({}) does not decode: {e}",
+                    self.id, self.flow
+                ))
+                .with_details(details())
+            }),
+            Err(why) => Err(FlowError::fatal(why).with_details(details())),
+        }
     }
 }
 

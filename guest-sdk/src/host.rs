@@ -35,6 +35,12 @@ mod imports {
     pub(crate) fn pause_ms(ms: u64) {
         journal::pause_ms(ms)
     }
+    pub(crate) fn start_flow(flow: &str, input: &[u8]) -> Result<String, String> {
+        journal::start_flow(flow, input)
+    }
+    pub(crate) fn wait_child(id: &str) -> Result<Vec<u8>, String> {
+        journal::wait_child(id)
+    }
     pub(crate) fn log(level: Level, message: &str) {
         journal::log(level, message)
     }
@@ -79,6 +85,12 @@ mod imports {
         no_host()
     }
     pub(crate) fn pause_ms(_: u64) {
+        no_host()
+    }
+    pub(crate) fn start_flow(_: &str, _: &[u8]) -> Result<String, String> {
+        no_host()
+    }
+    pub(crate) fn wait_child(_: &str) -> Result<Vec<u8>, String> {
         no_host()
     }
     pub(crate) fn log(_: Level, _: &str) {

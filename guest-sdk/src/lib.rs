@@ -125,7 +125,7 @@ pub mod testing;
 /// }
 /// ```
 pub use baton_guest_macros::flow;
-pub use ctx::{Ctx, Retry, Step};
+pub use ctx::{ChildHandle, Ctx, Retry, Step};
 pub use error::FlowError;
 pub use serde;
 pub use serde_json;
@@ -133,7 +133,7 @@ pub use serde_json;
 /// Everything a flow needs: `use baton_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::http;
-    pub use crate::{Ctx, FlowError, Retry, Step, flow};
+    pub use crate::{ChildHandle, Ctx, FlowError, Retry, Step, flow};
     pub use serde::de::DeserializeOwned;
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;

@@ -47,6 +47,7 @@
 //! harness.crash_at_every_checkpoint(pay, &250);
 //! ```
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -68,9 +69,14 @@ pub struct Harness {
     routes: Vec<(String, String, Response)>,
     stub: Option<Stub>,
     events: Vec<Event>,
+    child_flows: HashMap<String, ChildFlow>,
+    /// The child requests started, by id: the database's rows, which
+    /// outlive an attempt cut before it waited for them.
+    children: Rc<RefCell<HashMap<String, (String, serde_json::Value)>>>,
 }
 
 type Stub = Rc<dyn Fn(&Call) -> Result<Response, String>>;
+type ChildFlow = Rc<dyn Fn(&serde_json::Value) -> Result<serde_json::Value, String>>;
 
 /// An event sent to the request by the test.
 #[derive(Clone)]
@@ -98,6 +104,8 @@ impl Harness {
             routes: Vec::new(),
             stub: None,
             events: Vec::new(),
+            child_flows: HashMap::new(),
+            children: Rc::default(),
         }
     }
 
@@ -141,6 +149,21 @@ impl Harness {
     /// the same idempotency key should get the same answer.
     pub fn http(mut self, stub: impl Fn(&Call) -> Result<Response, String> + 'static) -> Self {
         self.stub = Some(Rc::new(stub));
+        self
+    }
+
+    /// Answers for the child flow `flow` ([`Ctx::start_flow`]): given the
+    /// child's input, its output, or why it did not succeed (as
+    /// [`ChildHandle::wait`](crate::ChildHandle::wait) reports a child in
+    /// error). The closure may run the child's own flow function under a
+    /// harness of its own. Starting a flow with no answer is an error, as
+    /// starting an undeployed flow is.
+    pub fn child(
+        mut self,
+        flow: impl Into<String>,
+        outcome: impl Fn(&serde_json::Value) -> Result<serde_json::Value, String> + 'static,
+    ) -> Self {
+        self.child_flows.insert(flow.into(), Rc::new(outcome));
         self
     }
 
@@ -256,6 +279,8 @@ impl Harness {
             events_taken: HashMap::new(),
             routes: self.routes.clone(),
             stub: self.stub.clone(),
+            child_flows: self.child_flows.clone(),
+            children: Rc::clone(&self.children),
             calls: Vec::new(),
             status: BTreeMap::new(),
             logs: Vec::new(),
@@ -471,6 +496,8 @@ struct Attempt {
     events_taken: HashMap<String, usize>,
     routes: Vec<(String, String, Response)>,
     stub: Option<Stub>,
+    child_flows: HashMap<String, ChildFlow>,
+    children: Rc<RefCell<HashMap<String, (String, serde_json::Value)>>>,
     calls: Vec<Call>,
     status: BTreeMap<String, serde_json::Value>,
     logs: Vec<String>,
@@ -592,6 +619,7 @@ fn compare<O: Serialize>(
 pub(crate) mod journal {
     use std::cell::RefCell;
     use std::panic;
+    use std::rc::Rc;
 
     use super::{Attempt, Call, Crashed, Cut, Record};
     use crate::host::{CheckpointStart, Level, Request, Response};
@@ -608,6 +636,8 @@ pub(crate) mod journal {
     const WAIT: &str = "baton:wait:";
     const EVENT: &str = "baton:event:";
     const TIMEOUT: &str = "baton:timeout:";
+    const START: &str = "baton:start:";
+    const CHILD: &str = "baton:child:";
     const RESERVED: &str = "baton:";
     const PAUSE_MAX_MS: u64 = 10_000;
     const STATUS_KEY_MAX: usize = 100;
@@ -632,10 +662,14 @@ pub(crate) mod journal {
         /// Opens the entry `name` at the next position: its recorded
         /// payload, or `None` when it is to be done live.
         fn begin(&mut self, name: &str) -> (u32, Option<Vec<u8>>) {
+            // As on a server, a live entry takes its position only when it
+            // is committed: a step that failed leaves it to the next one.
             let position = self.next;
-            self.next += 1;
             match self.records.get(position as usize) {
-                Some(record) if record.name == name => (position, Some(record.payload.clone())),
+                Some(record) if record.name == name => {
+                    self.next += 1;
+                    (position, Some(record.payload.clone()))
+                }
                 Some(record) => panic!(
                     "nondeterminism: the flow reached checkpoint {name:?} at position \
                      {position}, where the journal records {:?}",
@@ -660,6 +694,7 @@ pub(crate) mod journal {
                 Some(Cut::LoseCommit(p)) if p == open => return true,
                 _ => self.records.push(Record { name, payload }),
             }
+            self.next = open + 1;
             matches!(self.cut, Some(Cut::AfterCommit(p)) if p == open)
         }
 
@@ -784,6 +819,83 @@ pub(crate) mod journal {
         });
         crash_if(cut);
         got
+    }
+
+    pub(crate) fn start_flow(flow: &str, input: &[u8]) -> Result<String, String> {
+        let name = format!("{START}{flow}");
+        let (started, cut) = with(|attempt| match attempt.begin(&name) {
+            (_, Some(recorded)) => {
+                let id = serde_json::from_slice(&recorded).expect("a child's id is a JSON string");
+                (Ok(id), false)
+            }
+            (position, None) => {
+                if !attempt.child_flows.contains_key(flow) {
+                    return (
+                        Err(format!(
+                            "there is no flow named {flow:?} (answer it with Harness::child)"
+                        )),
+                        false,
+                    );
+                }
+                let Ok(input) = serde_json::from_slice(input) else {
+                    return (
+                        Err(format!("the input of the flow {flow:?} is not JSON")),
+                        false,
+                    );
+                };
+                let id = format!("{}-child-{position}", attempt.request);
+                attempt
+                    .children
+                    .borrow_mut()
+                    .insert(id.clone(), (flow.to_owned(), input));
+                let payload = serde_json::to_vec(&id).expect("a string serializes");
+                let cut = attempt.commit(position, payload);
+                (Ok(id), cut)
+            }
+        });
+        crash_if(cut);
+        started
+    }
+
+    pub(crate) fn wait_child(id: &str) -> Result<Vec<u8>, String> {
+        let name = format!("{CHILD}{id}");
+        let live = with(|attempt| match attempt.begin(&name) {
+            (_, Some(recorded)) => Err(recorded),
+            (position, None) => {
+                let child = attempt.children.borrow().get(id).cloned();
+                let answer = child.map(|(flow, input)| {
+                    let outcome = Rc::clone(&attempt.child_flows[&flow]);
+                    (flow, input, outcome)
+                });
+                Ok((position, answer))
+            }
+        });
+        let recorded = match live {
+            Err(recorded) => recorded,
+            Ok((_, None)) => return Err(format!("request {id} is not a child of this request")),
+            Ok((position, Some((flow, input, outcome)))) => {
+                // The child runs with the parent's journal put aside: its
+                // answer may run a flow under a harness of its own.
+                let parent = ATTEMPT.with(|slot| slot.borrow_mut().take());
+                let outcome = outcome(&input);
+                ATTEMPT.with(|slot| *slot.borrow_mut() = parent);
+                let recorded = serde_json::to_vec(&match outcome {
+                    Ok(output) => serde_json::json!({ "output": output }),
+                    Err(why) => serde_json::json!({
+                        "error": format!("the child request {id} ({flow}) ended in error: {why}")
+                    }),
+                })
+                .expect("JSON serializes");
+                crash_if(with(|attempt| attempt.commit(position, recorded.clone())));
+                recorded
+            }
+        };
+        let outcome: serde_json::Value =
+            serde_json::from_slice(&recorded).expect("a child's outcome is JSON");
+        match (&outcome["output"], outcome["error"].as_str()) {
+            (_, Some(why)) => Err(why.to_owned()),
+            (output, None) => Ok(serde_json::to_vec(output).expect("JSON serializes")),
+        }
     }
 
     pub(crate) fn set_status(key: &str, value: &[u8]) {

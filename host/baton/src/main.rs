@@ -84,6 +84,8 @@ enum Command {
         #[arg(long, num_args = 1..)]
         deploy: Vec<PathBuf>,
     },
+    /// Create a flow crate (with its test) in a flows workspace.
+    New(baton::cli::scaffold::NewArgs),
     /// Build (a crate folder) or take (a .wasm file) components and deploy them.
     Deploy(baton::cli::flows::DeployArgs),
     /// Start a request of a flow.
@@ -211,6 +213,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
+        Command::New(args) => baton::cli::scaffold::new_flow(args),
         Command::Deploy(args) => baton::cli::flows::deploy(args).await,
         Command::Run(args) => baton::cli::requests::run(args).await,
         Command::Wait(args) => baton::cli::requests::wait(args).await,

@@ -342,6 +342,18 @@ impl<J: Journal> journal::Host for State<J> {
         .await
     }
 
+    async fn start_flow(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<String, String>> {
+        self.journal()?.start_flow(flow, input).await.map_err(trap)
+    }
+
+    async fn wait_child(&mut self, id: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        self.journal()?.wait_child(id).await.map_err(trap)
+    }
+
     async fn log(&mut self, level: journal::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             journal::Level::Debug => LogLevel::Debug,

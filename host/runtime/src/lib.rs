@@ -103,6 +103,19 @@ pub trait Journal: Send + 'static {
         key: String,
         value: Vec<u8>,
     ) -> impl Future<Output = Result<(), HostAbort>> + Send;
+    /// Starts the child request of `flow` on `input`, once: its id, or
+    /// why it could not start (a sentence for the flow).
+    fn start_flow(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+    ) -> impl Future<Output = Result<Result<String, String>, HostAbort>> + Send;
+    /// Durable wait for the child request `id` to end: its output, or why
+    /// it did not succeed.
+    fn wait_child(
+        &mut self,
+        id: String,
+    ) -> impl Future<Output = Result<Result<Vec<u8>, String>, HostAbort>> + Send;
     /// A log line from the flow.
     fn log(&mut self, level: LogLevel, message: &str);
 }

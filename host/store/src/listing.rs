@@ -55,6 +55,10 @@ impl ListingStore for SqlStore {
                 sql.push_str(&format!(" AND id < ${}", args.len()));
             }
         }
+        if let Some(parent) = &filter.parent {
+            args.push(Arg::Text(parent.clone()));
+            sql.push_str(&format!(" AND parent = ${}", args.len()));
+        }
         if let Some(from) = filter.created_from {
             args.push(Arg::Int(from));
             sql.push_str(&format!(" AND created_at >= ${}", args.len()));

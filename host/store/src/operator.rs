@@ -4,7 +4,7 @@
 
 use baton_core::store::async_trait;
 use baton_core::{RequestStatus, Transition};
-use sqlx::Connection;
+use sqlx::{Any, Connection, Transaction};
 
 use crate::{Backend, Db, ListingStore, OperatorStore, SqlStore, StoreError};
 
@@ -20,6 +20,28 @@ impl SqlStore {
             )),
             Err(e) => e,
         }
+    }
+}
+
+impl SqlStore {
+    /// Cancels `id` if its status allows: its new epoch.
+    async fn cancel_one(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+            Transition::Cancel,
+            "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
+                    updated_at = NOW_MS
+              WHERE id = $1 AND status IN (RULE_FROM)
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .db()?;
+        Ok(row.map(|(epoch,)| epoch))
     }
 }
 
@@ -83,24 +105,41 @@ impl OperatorStore for SqlStore {
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
-            Transition::Cancel,
-            "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
-                    updated_at = NOW_MS
-              WHERE id = $1 AND status IN (RULE_FROM)
-              RETURNING epoch",
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some((epoch,)) = row else {
+        let Some(epoch) = self.cancel_one(&mut tx, id).await? else {
             drop(tx);
             return Err(self.refusal(id, Transition::Cancel).await);
         };
         let detail = format!("by {actor}");
         self.transition_event(&mut tx, Transition::Cancel, id, by, epoch, Some(&detail))
             .await?;
+        // Its unfinished descendants go with it, in the same commit.
+        let mut parents = vec![id.to_owned()];
+        while let Some(parent) = parents.pop() {
+            let children: Vec<(String,)> = sqlx::query_as(&self.transition_sql(
+                Transition::Cancel,
+                "SELECT id FROM requests WHERE parent = $1 AND status IN (RULE_FROM)",
+            ))
+            .bind(&parent)
+            .fetch_all(&mut *tx)
+            .await
+            .db()?;
+            for (child,) in children {
+                if let Some(epoch) = self.cancel_one(&mut tx, &child).await? {
+                    let detail = format!("by {actor}, with its parent {parent}");
+                    self.transition_event(
+                        &mut tx,
+                        Transition::Cancel,
+                        &child,
+                        by,
+                        epoch,
+                        Some(&detail),
+                    )
+                    .await?;
+                    parents.push(child);
+                }
+            }
+        }
+        self.wake_parent(&mut tx, id).await?;
         tx.commit().await.db()?;
         Ok(())
     }

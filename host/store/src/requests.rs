@@ -9,7 +9,7 @@ use baton_core::store::async_trait;
 
 use crate::{
     Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow, RequestStore,
-    ServerStore, SqlStore, StoreError, StoredPayload, database_error,
+    CHILD_WAIT_PREFIX, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
@@ -19,7 +19,7 @@ pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoc
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
-    output_hash, output_size, output_inline, error, error_details, waiting_for, created_at, updated_at";
+    output_hash, output_size, output_inline, error, error_details, waiting_for, parent, created_at, updated_at";
 
 pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     let output_hash: Option<String> = row.get("output_hash");
@@ -49,6 +49,7 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
         error: row.get("error"),
         error_details: row.get("error_details"),
         waiting_for: row.get("waiting_for"),
+        parent: row.get("parent"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -97,9 +98,10 @@ impl SqlStore {
         let number: Option<(i64,)> = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
-                input_hash, input_size, input_inline, created_at, updated_at, idempotency_key)
+                input_hash, input_size, input_inline, created_at, updated_at, idempotency_key,
+                parent)
              SELECT $1, $2, $3, $10, $4, $11, $11, 0, 0, $5, $6,
-                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS, $13
+                     CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS, $13, $14
               WHERE EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $4 AND s.incarnation = $12 AND s.status = 'running')
              ON CONFLICT (flow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -118,6 +120,7 @@ impl SqlStore {
         .bind(epoch)
         .bind(new.incarnation)
         .bind(new.idempotency_key.as_deref())
+        .bind(new.parent.as_deref())
         .fetch_optional(&mut **tx)
         .await
         .db()?;
@@ -165,6 +168,29 @@ impl SqlStore {
     }
 
     /// The history event `transition`'s rule writes, if any.
+    /// Wakes the parent of `child`, which has just ended, as an event
+    /// wakes a request: due at once if it waits for this child, and
+    /// `wake_pending` for an attempt that may have looked before the end
+    /// (on PostgreSQL the child's row is locked first, then the parent's).
+    pub(crate) async fn wake_parent(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        child: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql(
+            "UPDATE requests SET wake_pending = 1,
+                    next_attempt_at = CASE WHEN waiting_for = $2 AND next_attempt_at > NOW_MS
+                                           THEN NOW_MS ELSE next_attempt_at END
+              WHERE id = (SELECT parent FROM requests WHERE id = $1)",
+        ))
+        .bind(child)
+        .bind(format!("{CHILD_WAIT_PREFIX}{child}"))
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        Ok(())
+    }
+
     pub(crate) async fn transition_event(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -402,6 +428,13 @@ impl RequestStore for SqlStore {
             Outcome::Sleeping {
                 wake_at_ms,
                 event: Some(event),
+            } if event.starts_with(CHILD_WAIT_PREFIX) => Some(format!(
+                "waits for its child request {}; the slot is free meanwhile",
+                &event[CHILD_WAIT_PREFIX.len()..]
+            )),
+            Outcome::Sleeping {
+                wake_at_ms,
+                event: Some(event),
             } => Some(format!(
                 "waits for the event {event:?} until {wake_at_ms} ms; the slot is free meanwhile"
             )),
@@ -415,6 +448,9 @@ impl RequestStore for SqlStore {
             detail.as_deref(),
         )
         .await?;
+        if matches!(outcome, Outcome::Succeeded(_) | Outcome::Error { .. }) {
+            self.wake_parent(&mut tx, &fence.request).await?;
+        }
         tx.commit().await.db()?;
         Ok(())
     }

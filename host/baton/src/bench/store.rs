@@ -83,6 +83,7 @@ async fn commits(
                     other_server_retry: true,
                     resume: true,
                     idempotency_key: None,
+                    parent: None,
                 },
                 true,
             )

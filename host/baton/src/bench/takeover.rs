@@ -56,6 +56,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
                         other_server_retry: i % 2 == 0,
                         resume: true,
                         idempotency_key: None,
+                        parent: None,
                     },
                     true,
                 )

@@ -7,11 +7,14 @@
 //!
 //! - [`client`]: the typed HTTP client, the token it uses, tables.
 //! - [`requests`], [`flows`], [`servers`], [`accounts`]: the commands.
+//! - [`scaffold`]: `baton new`, which writes a flow crate and needs no
+//!   server.
 
 pub mod accounts;
 pub mod client;
 pub mod flows;
 pub mod requests;
+pub mod scaffold;
 pub mod servers;
 
 use client::Client;

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
+use baton_core::RequestStatus;
 use baton_core::store::{
-    CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, Store, StoreError,
+    CHILD_WAIT_PREFIX, CheckpointRecord, CheckpointWrite, Fence, JournalGeneration, NewRequest,
+    Store, StoreError,
 };
 use baton_runtime::{CheckpointStart, HostAbort, Journal, LogLevel};
 use tokio::sync::watch;
@@ -94,6 +96,20 @@ const SLEEP: &str = "baton:sleep";
 const WAIT: &str = "baton:wait:";
 const EVENT: &str = "baton:event:";
 const TIMEOUT: &str = "baton:timeout:";
+/// A child flow started: `baton:start:FLOW` journals the child's id; its
+/// outcome is journaled as `baton:child:ID` ([`CHILD_WAIT_PREFIX`]).
+const START: &str = "baton:start:";
+/// A parent waiting for a child looks again this often even without the
+/// child's wake (which a child's end gives in the same commit).
+const CHILD_RECHECK_MS: u64 = 3_600_000;
+
+/// How a child request ended, as its parent's journal records it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChildOutcome {
+    Output(serde_json::Value),
+    Error(String),
+}
 
 /// The [`Journal`] of one attempt.
 pub struct AttemptJournal {
@@ -264,6 +280,63 @@ impl AttemptJournal {
                     self.check().await?;
                 }
             }
+        }
+    }
+
+    /// Stops the attempt over a store error: postponed when the store is
+    /// away, a storage error otherwise.
+    fn store_failed(&mut self, what: String, e: StoreError) -> HostAbort {
+        let message = format!("{what}: {e}");
+        self.stop(if e.is_outage() {
+            Abort::Postponed(message)
+        } else {
+            Abort::Storage(message)
+        })
+    }
+
+    /// Creates the child request of `flow` started at `position`, or finds
+    /// the one an earlier attempt created there before its record was
+    /// committed (the key is this position's, in this generation).
+    async fn create_child(
+        &mut self,
+        position: u32,
+        flow: &str,
+        input: Vec<u8>,
+    ) -> Result<Result<String, String>, HostAbort> {
+        let version = match self.store.active_version(flow).await {
+            Ok(Some(version)) => version,
+            Ok(None) => return Ok(Err(format!("there is no flow named {flow:?}"))),
+            Err(e) => return Err(self.store_failed(format!("starting the flow {flow:?}"), e)),
+        };
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&input) {
+            return Ok(Err(format!("the input of the flow {flow:?} is not JSON: {e}")));
+        }
+        let input = match self.store.put_payload(input) {
+            Ok(input) => input,
+            Err(e) => return Err(self.store_failed(format!("starting the flow {flow:?}"), e)),
+        };
+        let mut child = NewRequest::of_version(
+            &version,
+            self.store.new_request_id(),
+            (&self.fence.owner, self.incarnation),
+            input,
+        );
+        child.idempotency_key = Some(format!("{CHILD_WAIT_PREFIX}{}", self.key(position)));
+        child.parent = Some(self.fence.request.clone());
+        match self.store.create_request(&child, false).await {
+            Ok(_) => Ok(Ok(child.id)),
+            Err(StoreError::KeyTaken {
+                request,
+                same_input: true,
+                ..
+            }) => Ok(Ok(request)),
+            Err(StoreError::KeyTaken { request, .. }) => {
+                Err(self.stop(Abort::Nondeterminism(format!(
+                    "the child flow {flow:?} started at checkpoint position {position} was \
+                     started before (request {request}) with another input"
+                ))))
+            }
+            Err(e) => Err(self.store_failed(format!("starting the flow {flow:?}"), e)),
         }
     }
 
@@ -501,6 +574,99 @@ impl Journal for AttemptJournal {
                 }
             }
         }
+    }
+
+    async fn start_flow(
+        &mut self,
+        flow: String,
+        input: Vec<u8>,
+    ) -> Result<Result<String, String>, HostAbort> {
+        let name = format!("{START}{flow}");
+        let start = self.begin_checkpoint(name.clone()).await?;
+        if let Some(recorded) = start.recorded {
+            return serde_json::from_slice(&recorded).map(Ok).map_err(|e| {
+                self.stop(Abort::Storage(format!(
+                    "journaled {name} at {}: {e}",
+                    start.position
+                )))
+            });
+        }
+        let child = match self.create_child(start.position, &flow, input).await? {
+            Ok(child) => child,
+            Err(why) => return Ok(Err(why)),
+        };
+        let payload = serde_json::to_vec(&child).expect("a string serializes");
+        self.commit(start.position, name, payload).await?;
+        tracing::info!(request = %self.fence.request, %child, %flow, "started a child flow");
+        Ok(Ok(child))
+    }
+
+    async fn wait_child(&mut self, id: String) -> Result<Result<Vec<u8>, String>, HostAbort> {
+        let name = format!("{CHILD_WAIT_PREFIX}{id}");
+        let start = self.begin_checkpoint(name.clone()).await?;
+        let outcome = match start.recorded {
+            Some(recorded) => serde_json::from_slice(&recorded).map_err(|e| {
+                self.stop(Abort::Storage(format!(
+                    "journaled {name} at {}: {e}",
+                    start.position
+                )))
+            })?,
+            None => {
+                let child = match self.store.request(&id).await {
+                    Ok(child) => child,
+                    Err(e) => return Err(self.store_failed(format!("reading the child {id}"), e)),
+                };
+                // A flow reads only its own children's outcomes.
+                let Some(child) =
+                    child.filter(|c| c.parent.as_deref() == Some(&*self.fence.request))
+                else {
+                    return Ok(Err(format!("request {id} is not a child of this request")));
+                };
+                let outcome = match child.status {
+                    RequestStatus::Succeeded => {
+                        let stored = child.output.expect("a succeeded request has an output");
+                        let output = match self.store.read_payload(stored).await {
+                            Ok(output) => output,
+                            Err(e) => {
+                                return Err(
+                                    self.store_failed(format!("reading the output of {id}"), e)
+                                );
+                            }
+                        };
+                        let output = serde_json::from_slice(&output).map_err(|e| {
+                            self.stop(Abort::Storage(format!("the output of {id}: {e}")))
+                        })?;
+                        ChildOutcome::Output(output)
+                    }
+                    RequestStatus::Error => ChildOutcome::Error(format!(
+                        "the child request {id} ({}) ended in error: {}",
+                        child.flow,
+                        child.error.unwrap_or_default()
+                    )),
+                    RequestStatus::Cancelled => ChildOutcome::Error(format!(
+                        "the child request {id} ({}) was cancelled",
+                        child.flow
+                    )),
+                    _ => {
+                        self.check().await?;
+                        let recheck = self.database_now().await?.saturating_add(CHILD_RECHECK_MS);
+                        return Err(self.stop(Abort::Sleeping {
+                            wake_at_ms: recheck,
+                            event: Some(name),
+                        }));
+                    }
+                };
+                let payload = serde_json::to_vec(&outcome).expect("an outcome serializes");
+                self.commit(start.position, name, payload).await?;
+                outcome
+            }
+        };
+        Ok(match outcome {
+            ChildOutcome::Output(output) => {
+                Ok(serde_json::to_vec(&output).expect("JSON serializes"))
+            }
+            ChildOutcome::Error(why) => Err(why),
+        })
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

@@ -41,7 +41,7 @@ pub use journal::{
     PayloadStore, StoredPayload,
 };
 pub use requests::{
-    Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome, RequestFilter, RequestRow,
+    CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome, RequestFilter, RequestRow,
     RequestStore,
 };
 pub use schedules::{ScheduleRow, ScheduleStore};

@@ -6,6 +6,11 @@ use async_trait::async_trait;
 use super::{Fence, JournalGeneration, StoreError, StoredPayload, VersionRow};
 use crate::{EventKind, RequestStatus, Transition};
 
+/// What `waiting_for` holds while a parent waits for its child `ID`:
+/// `baton:child:ID`, which is also the name of the journal record of the
+/// child's outcome.
+pub const CHILD_WAIT_PREFIX: &str = "baton:child:";
+
 /// A request to create.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
@@ -28,6 +33,8 @@ pub struct NewRequest {
     /// The caller's key: a second request of the same flow with the same
     /// key is not created ([`StoreError::KeyTaken`] names the first).
     pub idempotency_key: Option<String>,
+    /// The request whose flow started this one, for a child flow.
+    pub parent: Option<String>,
 }
 
 impl NewRequest {
@@ -50,6 +57,7 @@ impl NewRequest {
             other_server_retry: version.properties.other_server_retry,
             resume: version.properties.begin_checkpoint,
             idempotency_key: None,
+            parent: None,
         }
     }
 }
@@ -172,6 +180,8 @@ pub struct RequestRow {
     pub error_details: Option<String>,
     /// The event the flow waits for, while it waits.
     pub waiting_for: Option<String>,
+    /// The request whose flow started this one, for a child flow.
+    pub parent: Option<String>,
     /// Created.
     pub created_at: i64,
     /// Last changed.
@@ -208,6 +218,8 @@ pub struct RequestFilter {
     pub after: Option<String>,
     /// Only IDs starting with this.
     pub id_prefix: Option<String>,
+    /// Only children of this request.
+    pub parent: Option<String>,
     /// Only created at or after this time (ms).
     pub created_from: Option<i64>,
     /// Only created before this time (ms).

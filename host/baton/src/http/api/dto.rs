@@ -63,6 +63,8 @@ pub struct RequestSummary {
     pub updated_at: i64,
     /// The last error.
     pub error: Option<String>,
+    /// The request whose flow started this one (a child flow).
+    pub parent: Option<String>,
 }
 
 impl From<&RequestRow> for RequestSummary {
@@ -78,9 +80,13 @@ impl From<&RequestRow> for RequestSummary {
             created_at: request.created_at,
             updated_at: request.updated_at,
             error: request.error.clone(),
+            parent: request.parent.clone(),
         }
     }
 }
+
+/// How many children a request's detail shows.
+pub const CHILDREN_SHOWN: i64 = 100;
 
 /// `GET /api/requests/{id}`: a request with one page of its checkpoints
 /// and history.
@@ -105,6 +111,9 @@ pub struct RequestDetail {
     pub waiting_for: Option<String>,
     /// The values the flow published (`ctx.set_status`), by key.
     pub status_values: std::collections::BTreeMap<String, Value>,
+    /// The requests its flow started (`ctx.start_flow`), newest first: the
+    /// first [`CHILDREN_SHOWN`]; `GET /api/requests?parent=ID` lists all.
+    pub children: Vec<RequestSummary>,
     /// Checkpoints, in order.
     pub checkpoints: Vec<CheckpointView>,
     /// `checkpoints_after` of the next page, if there is one.

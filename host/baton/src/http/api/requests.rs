@@ -18,6 +18,7 @@ use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SubmitError};
 
 use super::dto::{
+    CHILDREN_SHOWN,
     CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary, Started, Waited,
 };
 use super::{ApiError, ApiResult};
@@ -144,6 +145,7 @@ pub(super) struct ListQuery {
     server: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
+    parent: Option<String>,
 }
 
 /// The filter a query string asks for.
@@ -159,6 +161,7 @@ fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
         flow: query.flow.filter(|s| !s.is_empty()),
         server: query.server.filter(|s| !s.is_empty()),
         after: query.after.filter(|s| !s.is_empty()),
+        parent: query.parent.filter(|s| !s.is_empty()),
         limit: query.limit.unwrap_or(50),
         ..Default::default()
     })
@@ -204,6 +207,17 @@ pub(super) async fn show_request(
                 let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
                 (key, value)
             })
+            .collect(),
+        children: state
+            .store
+            .list_requests(&RequestFilter {
+                parent: Some(id.clone()),
+                limit: CHILDREN_SHOWN,
+                ..Default::default()
+            })
+            .await?
+            .iter()
+            .map(RequestSummary::from)
             .collect(),
         checkpoints: page.checkpoints.iter().map(CheckpointView::from).collect(),
         checkpoints_next: page.checkpoints_next,

@@ -85,6 +85,7 @@ async fn filtered(
             .as_deref()
             .and_then(day_start)
             .map(|t| t + 86_400_000),
+        parent: None,
         limit: PAGE_SIZE + 1,
     };
     let mut rows = state.store.list_requests(&filter).await?;
