@@ -416,6 +416,145 @@ async fn a_server_deploys_what_it_is_started_with() {
     assert_eq!(body["output"]["greeting"], "Hello, Ada!", "{body}");
 }
 
+/// A parent starts its children once, waits for them without holding a
+/// slot, and ends with what they returned; the children are ordinary
+/// requests naming their parent, each waiting for an event an operator
+/// sends, and the detail of each side names the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_waits_for_the_children_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("approval")).await;
+    server.deploy(wasm("review")).await;
+    let parent = server
+        .start_request(
+            "approval",
+            json!({ "subject": "laptop", "reviewers": ["ada", "bob"] }),
+        )
+        .await;
+    let waiting = server
+        .wait_request(&parent, LONG, |r| {
+            r["children"].as_array().is_some_and(|c| c.len() == 2)
+                && r["waiting_for"].as_str().is_some()
+        })
+        .await;
+    let children = reviews_of(&server, &waiting).await;
+    assert_eq!(
+        waiting["waiting_for"],
+        format!("baton:child:{}", children["ada"]),
+        "{waiting:#}"
+    );
+    assert_eq!(
+        checkpoint_names(&waiting),
+        ["baton:start:review", "baton:start:review"]
+    );
+    for child in children.values() {
+        let review = server.request(child).await;
+        assert_eq!(review["parent"], parent.as_str(), "{review:#}");
+        let (status, body) = server
+            .post(
+                &format!("/api/requests/{child}/events/decision"),
+                r#"{"approved": true}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let done = server.wait_final(&parent, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["output"],
+        json!({ "subject": "laptop", "approved_by": ["ada", "bob"] })
+    );
+    // Each child was created once, whatever the parent's replays.
+    let (_, listed) = server
+        .get(&format!("/api/requests?parent={parent}"))
+        .await;
+    let mut listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = children.values().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// The children listed in a waiting parent's detail, by the reviewer each
+/// waits for (once each has started waiting for its decision).
+async fn reviews_of(
+    server: &Server,
+    parent: &Value,
+) -> std::collections::BTreeMap<String, String> {
+    let mut reviews = std::collections::BTreeMap::new();
+    for child in parent["children"].as_array().unwrap() {
+        let id = child["id"].as_str().unwrap();
+        let review = server
+            .wait_request(id, LONG, |r| r["waiting_for"] == "decision")
+            .await;
+        let reviewer = review["status_values"]["reviewer"].as_str().unwrap();
+        reviews.insert(reviewer.to_owned(), id.to_owned());
+    }
+    reviews
+}
+
+/// Cancelling a parent cancels its unfinished children in the same commit;
+/// a child cancelled on its own ends its parent's wait with an error that
+/// names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_cancels_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("approval")).await;
+    server.deploy(wasm("review")).await;
+    let children_of = async |parent: &str| {
+        let waiting = server
+            .wait_request(parent, LONG, |r| {
+                r["children"].as_array().is_some_and(|c| c.len() == 2)
+                    && r["waiting_for"].as_str().is_some()
+            })
+            .await;
+        reviews_of(&server, &waiting).await
+    };
+
+    let input = json!({ "subject": "desk", "reviewers": ["ada", "bob"] });
+    let parent = server.start_request("approval", input.clone()).await;
+    let children = children_of(&parent).await;
+    let (status, body) = server
+        .post(&format!("/api/requests/{parent}/cancel"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for child in children.values() {
+        let child = server.request(child).await;
+        assert_eq!(child["status"], "cancelled", "{child:#}");
+        let last = child["events"].as_array().unwrap().last().unwrap().clone();
+        assert!(
+            last["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("with its parent {parent}")),
+            "{last:#}"
+        );
+    }
+
+    let parent = server.start_request("approval", input).await;
+    let children = children_of(&parent).await;
+    // The parent waits for the first reviewer's child.
+    let (status, body) = server
+        .post(&format!("/api/requests/{}/cancel", children["ada"]), "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = server.wait_final(&parent, LONG).await;
+    assert_eq!(done["status"], "error", "{done:#}");
+    assert_eq!(
+        done["error"],
+        format!("the child request {} (review) was cancelled", children["ada"])
+    );
+    assert_eq!(done["error_details"]["child"], children["ada"].as_str());
+    assert_eq!(server.request(&children["bob"]).await["status"], "running");
+}
+
 /// `baton new` writes a flow crate into a flows workspace whose test passes
 /// natively as written, and which deploys and runs on the input `{}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

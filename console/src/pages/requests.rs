@@ -225,6 +225,12 @@ pub struct RequestDetail {
     pub error_details: Option<String>,
     /// The event the flow waits for, while it waits.
     pub waiting_for: Option<String>,
+    /// The child request the flow waits for, while it waits.
+    pub waiting_for_child: Option<String>,
+    /// The request whose flow started this one.
+    pub parent: Option<String>,
+    /// The requests its flow started, newest first (the first hundred).
+    pub children: Vec<RequestView>,
     /// Whether the request can still take events (it has not finished).
     pub takes_events: bool,
 }
@@ -307,6 +313,9 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
         html! {
             table {
                 tr { th { "Flow" } td { (request.flow) } }
+                @if let Some(parent) = &detail.parent {
+                    tr { th { "Parent" } td { a href={"/status/requests/" (parent)} { code { (parent) } } } }
+                }
                 tr { th { "Version" } td { code { (detail.version) } } }
                 tr { th { "Status" } td class=(request.status) { (request.label) } }
                 tr { th { "Server" } td { (request.owner) } }
@@ -321,6 +330,9 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 form.inline method="post" action={"/status/requests/" (request.id) "/cancel"} { (csrf_field(page)) button { "Cancel" } }
             }
             @if let Some(event) = &detail.waiting_for { p.waiting { "Waiting for the event " code { (event) } "." } }
+            @if let Some(child) = &detail.waiting_for_child {
+                p.waiting { "Waiting for its child request " a href={"/status/requests/" (child)} { code { (child) } } " to end." }
+            }
             @if detail.takes_events {
                 details open[detail.waiting_for.is_some()] {
                     summary { "Send an event" }
@@ -329,6 +341,21 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                         label { "Name " input type="text" name="name" required maxlength="100" value=[detail.waiting_for.as_deref()]; }
                         label { "Event (JSON) " textarea name="data" rows="3" { "null" } }
                         button { "Send" }
+                    }
+                }
+            }
+            @if !detail.children.is_empty() {
+                h3 { "Children" }
+                p { "Requests its flow started; cancelling this request cancels those not finished." }
+                table.children {
+                    thead { tr { th { "Request" } th { "Flow" } th { "Status" } th { "Created" } } }
+                    @for child in &detail.children {
+                        tr {
+                            td { a href={"/status/requests/" (child.id)} { code { (child.id) } } }
+                            td { (child.flow) }
+                            td class=(child.status) { (child.label) }
+                            td { (time(child.created_at)) }
+                        }
                     }
                 }
             }

@@ -26,8 +26,11 @@ pub enum SubmitError {
         /// Deployed flows with a name close to it, closest first.
         closest: Vec<String>,
     },
-    /// The idempotency key is empty, too long or not printable ASCII.
-    #[error("an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters")]
+    /// The idempotency key is empty, too long, not printable ASCII, or
+    /// Baton's own (a child flow's start).
+    #[error(
+        "an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters, not starting with \"baton:\""
+    )]
     InvalidKey,
     /// The store failed.
     #[error(transparent)]
@@ -105,6 +108,7 @@ impl Requests {
             key.is_empty()
                 || key.len() > MAX_KEY_LEN
                 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                || key.starts_with("baton:")
         }) {
             return Err(SubmitError::InvalidKey);
         }

@@ -12,10 +12,13 @@ use baton_console::{
     CheckpointView, EventView, Filters, PayloadView, RequestDetail, RequestView, Section,
 };
 use baton_core::RequestStatus;
-use baton_core::store::{RequestFilter, RequestRow, StoreError, StoredPayload};
+use baton_core::store::{
+    CHILD_WAIT_PREFIX, RequestFilter, RequestRow, StoreError, StoredPayload,
+};
 
 use super::servers::server_names;
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
+use crate::http::api::dto::CHILDREN_SHOWN;
 use crate::http::auth::Account;
 use crate::http::state::AppState;
 use crate::requests::DetailQuery;
@@ -355,7 +358,27 @@ pub(super) async fn request_detail(
             None => None,
         },
         error: request.error.clone(),
-        waiting_for: request.waiting_for.clone(),
+        waiting_for: request
+            .waiting_for
+            .clone()
+            .filter(|w| !w.starts_with(CHILD_WAIT_PREFIX)),
+        waiting_for_child: request
+            .waiting_for
+            .as_deref()
+            .and_then(|w| w.strip_prefix(CHILD_WAIT_PREFIX))
+            .map(str::to_owned),
+        parent: request.parent.clone(),
+        children: state
+            .store
+            .list_requests(&RequestFilter {
+                parent: Some(id.clone()),
+                limit: CHILDREN_SHOWN,
+                ..Default::default()
+            })
+            .await?
+            .iter()
+            .map(|child| request_view(child, &names))
+            .collect(),
         takes_events: !request.status.is_final(),
         error_details: request.error_details.as_deref().map(|details| {
             serde_json::from_str::<serde_json::Value>(details)
