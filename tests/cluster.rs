@@ -83,6 +83,73 @@ async fn an_event_reaches_a_waiting_request_whose_server_died() {
     assert_ne!(done["owner"], owner.as_str());
 }
 
+/// A parent and its children on a server that dies: another server takes
+/// them all over, the children get their decisions there, and the parent,
+/// woken by its children's ends, finishes with no child created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_and_its_children_survive_their_servers_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::postgres(dir.path());
+    let mut servers = cluster(dir.path(), &setup, 2).await;
+    servers[0].deploy(wasm("approval")).await;
+    servers[0].deploy(wasm("review")).await;
+
+    let parent = servers[0]
+        .start_request(
+            "approval",
+            json!({ "subject": "laptop", "reviewers": ["ada", "bob"] }),
+        )
+        .await;
+    let waiting = servers[1]
+        .wait_request(&parent, LONG, |r| {
+            r["children"].as_array().is_some_and(|c| c.len() == 2)
+                && r["waiting_for"].as_str().is_some()
+        })
+        .await;
+    let children: Vec<String> = waiting["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    for child in &children {
+        servers[1]
+            .wait_request(child, LONG, |r| r["waiting_for"] == "decision")
+            .await;
+    }
+    let owner = servers[0].id();
+    servers[0].kill();
+    for child in &children {
+        servers[1]
+            .wait_request(child, LONG, |r| r["owner"] != owner.as_str())
+            .await;
+        let (status, body) = servers[1]
+            .post(
+                &format!("/api/requests/{child}/events/decision"),
+                r#"{"approved": true}"#,
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    }
+    let done = servers[1].wait_final(&parent, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["output"]["approved_by"], json!(["ada", "bob"]));
+    assert_ne!(done["owner"], owner.as_str());
+    let (_, listed) = servers[1]
+        .get(&format!("/api/requests?parent={parent}"))
+        .await;
+    let mut listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut started: Vec<&str> = children.iter().map(String::as_str).collect();
+    started.sort();
+    assert_eq!(listed, started);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owner_moves_the_request_to_another_server() {
     let dir = tempfile::tempdir().unwrap();

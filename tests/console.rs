@@ -97,6 +97,10 @@ async fn console_at(public_url: Option<&str>) -> Console {
 impl Console {
     /// A request that ended with `outcome`.
     async fn request(&self, id: &str, outcome: Outcome) {
+        self.child_request(id, None, outcome).await;
+    }
+
+    async fn child_request(&self, id: &str, parent: Option<&str>, outcome: Outcome) {
         let store = &self.state.store;
         let new = NewRequest {
             id: id.into(),
@@ -110,7 +114,7 @@ impl Console {
             other_server_retry: true,
             resume: true,
             idempotency_key: None,
-            parent: None,
+            parent: parent.map(str::to_owned),
         };
         let claim = store.create_request(&new, true).await.unwrap().unwrap();
         store.finish(&claim.fence, &outcome).await.unwrap();
@@ -210,6 +214,80 @@ async fn every_page_renders_with_strict_security_headers() {
     assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
     let (status, _, _) = console.get("/status/requests/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A parent's page names the child it waits for (not as an event to
+/// send) and lists its children; a child's page links to its parent.
+#[tokio::test]
+async fn a_parent_and_its_child_link_to_each_other() {
+    let console = console().await;
+    let far = console.state.store.now_ms().await.unwrap() + 3_600_000;
+    console
+        .request(
+            "p",
+            Outcome::Sleeping {
+                wake_at_ms: far,
+                event: Some("baton:child:c".into()),
+            },
+        )
+        .await;
+    console
+        .child_request(
+            "c",
+            Some("p"),
+            Outcome::Sleeping {
+                wake_at_ms: far,
+                event: Some("decision".into()),
+            },
+        )
+        .await;
+    let (status, _, page) = console.get("/status/requests/p").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(
+            r#"Waiting for its child request <a href="/status/requests/c"><code>c</code></a>"#
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("Waiting for the event"), "{page}");
+    assert!(!page.contains(r#"value="baton:child:c""#), "{page}");
+    let children = page
+        .split(r#"<table class="children">"#)
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        children.contains(r#"<a href="/status/requests/c"><code>c</code></a>"#),
+        "{page}"
+    );
+
+    let fence = console.state.store.request("c").await.unwrap().unwrap();
+    console
+        .state
+        .store
+        .set_status(
+            &baton_store::Fence {
+                request: "c".into(),
+                owner: fence.owner.unwrap(),
+                epoch: fence.epoch,
+            },
+            "reviewer",
+            r#""<ada>""#,
+        )
+        .await
+        .unwrap();
+    let (status, _, page) = console.get("/status/requests/c").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(
+            r#"<td><code>reviewer</code></td><td><code>&quot;&lt;ada&gt;&quot;</code></td>"#
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<th>Parent</th><td><a href="/status/requests/p"><code>p</code></a>"#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"<table class="children">"#), "{page}");
 }
 
 /// A waiting request's page says which event it waits for and has a form

@@ -466,9 +466,7 @@ async fn a_parent_waits_for_the_children_it_started() {
         json!({ "subject": "laptop", "approved_by": ["ada", "bob"] })
     );
     // Each child was created once, whatever the parent's replays.
-    let (_, listed) = server
-        .get(&format!("/api/requests?parent={parent}"))
-        .await;
+    let (_, listed) = server.get(&format!("/api/requests?parent={parent}")).await;
     let mut listed: Vec<&str> = listed
         .as_array()
         .unwrap()
@@ -483,10 +481,7 @@ async fn a_parent_waits_for_the_children_it_started() {
 
 /// The children listed in a waiting parent's detail, by the reviewer each
 /// waits for (once each has started waiting for its decision).
-async fn reviews_of(
-    server: &Server,
-    parent: &Value,
-) -> std::collections::BTreeMap<String, String> {
+async fn reviews_of(server: &Server, parent: &Value) -> std::collections::BTreeMap<String, String> {
     let mut reviews = std::collections::BTreeMap::new();
     for child in parent["children"].as_array().unwrap() {
         let id = child["id"].as_str().unwrap();
@@ -549,7 +544,10 @@ async fn cancelling_a_parent_cancels_its_children() {
     assert_eq!(done["status"], "error", "{done:#}");
     assert_eq!(
         done["error"],
-        format!("the child request {} (review) was cancelled", children["ada"])
+        format!(
+            "the child request {} (review) was cancelled",
+            children["ada"]
+        )
     );
     assert_eq!(done["error_details"]["child"], children["ada"].as_str());
     assert_eq!(server.request(&children["bob"]).await["status"], "running");
@@ -569,7 +567,10 @@ async fn a_new_flow_is_tested_deployed_and_run_as_written() {
             r#"members = ["hello", "order", "batch-import", "approval", "review"]"#,
             r#"members = ["hello"]"#,
         )
-        .replace("../guest-sdk", &root.join("guest-sdk").display().to_string());
+        .replace(
+            "../guest-sdk",
+            &root.join("guest-sdk").display().to_string(),
+        );
     std::fs::write(flows.join("Cargo.toml"), manifest).unwrap();
     std::fs::copy(root.join("flows/Cargo.lock"), flows.join("Cargo.lock")).unwrap();
     copy_source(&root.join("flows/hello"), &flows.join("hello"));

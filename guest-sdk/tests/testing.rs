@@ -226,3 +226,55 @@ fn a_stub_sees_each_call_and_its_step() {
     assert_eq!(seen.get(), 2);
     assert_eq!(run.status["charge"], json!("ch_9"));
 }
+
+#[test]
+fn a_child_flow_can_run_under_a_harness_of_its_own() {
+    fn double(ctx: &mut Ctx, n: u64) -> Result<u64, FlowError> {
+        ctx.checkpoint("double", |_| Ok(n * 2))
+    }
+    fn parent(ctx: &mut Ctx, n: u64) -> Result<u64, FlowError> {
+        let first = ctx.start_flow("double", &n)?;
+        let second = ctx.start_flow("double", &(n + 1))?;
+        Ok(first.wait::<u64>(ctx)? + second.wait::<u64>(ctx)?)
+    }
+    let run = Harness::new()
+        .child("double", |input| {
+            let n = input.as_u64().ok_or("not a number")?;
+            let run = Harness::new().run(double, &n);
+            run.output
+                .map(|doubled| json!(doubled))
+                .map_err(|e| e.to_string())
+        })
+        .crash_at_every_checkpoint(parent, &5);
+    assert_eq!(run.output, Ok(22));
+
+    let unknown = Harness::new().run(parent, &5);
+    let error = unknown.output.unwrap_err();
+    assert!(
+        !error.is_fatal() && error.message().contains(r#"no flow named "double""#),
+        "{error}"
+    );
+}
+
+fn tolerant(ctx: &mut Ctx, _: ()) -> Result<String, FlowError> {
+    // The failure is not journaled: going on after it moves what follows.
+    let _ = ctx.checkpoint("flaky", |_| Err::<(), _>(FlowError::new("down")));
+    ctx.checkpoint("next", |step| Ok(step.key().to_owned()))
+}
+
+/// As on a server, a step that failed leaves its position to the next one.
+#[test]
+fn a_failed_step_takes_no_position() {
+    let run = Harness::new().run(tolerant, &());
+    assert_eq!(run.output, Ok("test-request-0".to_owned()));
+    assert_eq!(run.checkpoints.len(), 1);
+}
+
+/// A flow that goes on after a failed step replays differently from how it
+/// ran (the failed step runs again where the next one was recorded): the
+/// crash check says so.
+#[test]
+#[should_panic(expected = "nondeterminism")]
+fn the_crash_check_refuses_a_flow_that_goes_on_after_a_failed_step() {
+    Harness::new().crash_at_every_checkpoint(tolerant, &());
+}

@@ -229,6 +229,8 @@ pub struct RequestDetail {
     pub waiting_for_child: Option<String>,
     /// The request whose flow started this one.
     pub parent: Option<String>,
+    /// The values the flow published (`ctx.set_status`), by key, as JSON.
+    pub status_values: Vec<(String, String)>,
     /// The requests its flow started, newest first (the first hundred).
     pub children: Vec<RequestView>,
     /// Whether the request can still take events (it has not finished).
@@ -342,6 +344,13 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                         label { "Event (JSON) " textarea name="data" rows="3" { "null" } }
                         button { "Send" }
                     }
+                }
+            }
+            @if !detail.status_values.is_empty() {
+                h3 { "Status values" }
+                table.status-values {
+                    thead { tr { th { "Key" } th { "Value" } } }
+                    @for (key, value) in &detail.status_values { tr { td { code { (key) } } td { code { (value) } } } }
                 }
             }
             @if !detail.children.is_empty() {

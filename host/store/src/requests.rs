@@ -8,8 +8,8 @@ use sqlx::{Any, Connection, Row, Transaction};
 use baton_core::store::async_trait;
 
 use crate::{
-    Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow, RequestStore,
-    CHILD_WAIT_PREFIX, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
+    CHILD_WAIT_PREFIX, Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow,
+    RequestStore, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:

@@ -20,11 +20,61 @@ pub struct NewArgs {
 
 /// Words a flow's function cannot be named, and crate names cargo refuses.
 const RESERVED: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe",
-    "use", "where", "while", "abstract", "become", "box", "do", "final", "macro", "override",
-    "priv", "try", "typeof", "unsized", "virtual", "yield", "alloc", "core", "std", "test",
+    "as",
+    "async",
+    "await",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "try",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "alloc",
+    "core",
+    "std",
+    "test",
     "proc-macro",
 ];
 
@@ -282,7 +332,10 @@ mod tests {
         let without = FLOWS.replace("members = [\"hello\",\n  \"order\"]\n", "");
         let added = with_member(&without, "a").unwrap();
         let parsed: toml::Table = added.parse().unwrap();
-        assert_eq!(parsed["workspace"]["members"], toml::Value::Array(vec!["a".into()]));
+        assert_eq!(
+            parsed["workspace"]["members"],
+            toml::Value::Array(vec!["a".into()])
+        );
     }
 
     #[test]
@@ -298,7 +351,9 @@ mod tests {
         for good in ["a", "invoice-sync", "step2"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "Invoice", "2fa", "a--b", "a-", "a_b", "match", "test", "a b"] {
+        for bad in [
+            "", "Invoice", "2fa", "a--b", "a-", "a_b", "match", "test", "a b",
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -309,7 +309,9 @@ impl AttemptJournal {
             Err(e) => return Err(self.store_failed(format!("starting the flow {flow:?}"), e)),
         };
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&input) {
-            return Ok(Err(format!("the input of the flow {flow:?} is not JSON: {e}")));
+            return Ok(Err(format!(
+                "the input of the flow {flow:?} is not JSON: {e}"
+            )));
         }
         let input = match self.store.put_payload(input) {
             Ok(input) => input,

@@ -244,6 +244,7 @@ mod tests {
                     other_server_retry: true,
                     resume: true,
                     idempotency_key: None,
+                    parent: None,
                 },
                 true,
             )

@@ -41,8 +41,8 @@ pub use journal::{
     PayloadStore, StoredPayload,
 };
 pub use requests::{
-    CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome, RequestFilter, RequestRow,
-    RequestStore,
+    CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome,
+    RequestFilter, RequestRow, RequestStore,
 };
 pub use schedules::{ScheduleRow, ScheduleStore};
 pub use servers::{ServerRow, ServerStatus, ServerStore, Takeover};

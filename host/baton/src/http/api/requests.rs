@@ -18,8 +18,8 @@ use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SubmitError};
 
 use super::dto::{
-    CHILDREN_SHOWN,
-    CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary, Started, Waited,
+    CHILDREN_SHOWN, CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary,
+    Started, Waited,
 };
 use super::{ApiError, ApiResult};
 

@@ -12,9 +12,7 @@ use baton_console::{
     CheckpointView, EventView, Filters, PayloadView, RequestDetail, RequestView, Section,
 };
 use baton_core::RequestStatus;
-use baton_core::store::{
-    CHILD_WAIT_PREFIX, RequestFilter, RequestRow, StoreError, StoredPayload,
-};
+use baton_core::store::{CHILD_WAIT_PREFIX, RequestFilter, RequestRow, StoreError, StoredPayload};
 
 use super::servers::server_names;
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
@@ -368,6 +366,7 @@ pub(super) async fn request_detail(
             .and_then(|w| w.strip_prefix(CHILD_WAIT_PREFIX))
             .map(str::to_owned),
         parent: request.parent.clone(),
+        status_values: state.store.status_values(&id).await?,
         children: state
             .store
             .list_requests(&RequestFilter {
