@@ -318,7 +318,17 @@ async fn an_operator_sends_the_awaited_event_from_the_request_page() {
     );
     assert!(page.contains(r#"value="approval""#), "{page}");
     let token = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
-    let form = format!("csrf={token}&name=approval&data=%7B%22ok%22%3Atrue%7D");
+    // The form carries a key of its own, new on every render.
+    let key = page
+        .split(r#"name="key" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("console:"), "{key}");
+    let (_, _, again) = console.get("/status/requests/w").await;
+    assert!(!again.contains(&key), "a second render has another key");
+    let form = format!("csrf={token}&key={key}&name=approval&data=%7B%22ok%22%3Atrue%7D");
 
     for (site, refused) in [
         ("viewer", StatusCode::FORBIDDEN),
@@ -349,16 +359,28 @@ async fn an_operator_sends_the_awaited_event_from_the_request_page() {
         None
     );
 
-    let (status, headers, _) = console
-        .post_form(
-            "/status/requests/w/events",
-            &form,
-            Some(&token),
-            "same-origin",
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(headers[header::LOCATION], "/status/requests/w");
+    // Submitted twice (a double click), the form keeps one event.
+    for _ in 0..2 {
+        let (status, headers, _) = console
+            .post_form(
+                "/status/requests/w/events",
+                &form,
+                Some(&token),
+                "same-origin",
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/status/requests/w");
+    }
+    assert_eq!(
+        console
+            .state
+            .store
+            .inbox_event("w", "approval", 1)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(
         console
             .state

@@ -119,18 +119,37 @@ async fn events_are_kept_delivered_in_order_once_and_waits_time_out() {
         json!({ "taken": 1 }),
         "{waiting:#}"
     );
-    let (status, body) = send(&id, "item", r#"{"n": 2}"#).await;
+    // With a key, a send retried (its answer lost) keeps one event; the
+    // key with another event is refused.
+    let path = format!("/api/requests/{id}/events/item");
+    let (status, body) = server.post_keyed(&path, r#"{"n": 2}"#, "second").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["send", &id, "item", "--data", r#"{"n": 3}"#])
-        .args(["--server", &server.base, "--token", &server.token])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(body["kept"], true, "{body}");
+    let (status, body) = server.post_keyed(&path, r#"{"n": 2}"#, "second").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["kept"], false, "{body}");
+    let (status, body) = server.post_keyed(&path, r#"{"n": 9}"#, "second").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    for _ in 0..2 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "send",
+                &id,
+                "item",
+                "--data",
+                r#"{"n": 3}"#,
+                "--key",
+                "third",
+            ])
+            .args(["--server", &server.base, "--token", &server.token])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 
     let done = server.wait_final(&id, LONG).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");

@@ -36,6 +36,22 @@ impl Db {
 
     /// A request whose flow declares `begin_checkpoint` as given by `resume`.
     async fn request_with(&self, id: &str, owner: &str, movable: bool, resume: bool) {
+        self.create(id, owner, movable, resume, None).await;
+    }
+
+    /// A child request of `parent`.
+    async fn child(&self, id: &str, owner: &str, parent: &str) {
+        self.create(id, owner, true, true, Some(parent)).await;
+    }
+
+    async fn create(
+        &self,
+        id: &str,
+        owner: &str,
+        movable: bool,
+        resume: bool,
+        parent: Option<&str>,
+    ) {
         let input = self.store.put_payload(b"{}".to_vec()).unwrap();
         self.store
             .create_request(
@@ -49,7 +65,7 @@ impl Db {
                     other_server_retry: movable,
                     resume,
                     idempotency_key: None,
-                    parent: None,
+                    parent: parent.map(str::to_owned),
                 },
                 false,
             )
@@ -338,11 +354,11 @@ async fn an_event_sent_during_an_attempt_is_not_lost(db: Db) {
     db.request("r", "a", true).await;
     let claim = db.claim("r", "a").await.unwrap().unwrap();
     store
-        .send_event("r", "go", "{\"n\":1}", "op")
+        .send_event("r", "go", "{\"n\":1}", None, "op")
         .await
         .unwrap();
     store
-        .send_event("r", "go", "{\"n\":2}", "op")
+        .send_event("r", "go", "{\"n\":2}", None, "op")
         .await
         .unwrap();
     let far = store.now_ms().await.unwrap() + 3_600_000;
@@ -371,22 +387,101 @@ async fn an_event_sent_during_an_attempt_is_not_lost(db: Db) {
         event: Some("other".into()),
     };
     store.finish(&claim.fence, &other).await.unwrap();
-    store.send_event("r", "go", "3", "op").await.unwrap();
+    store.send_event("r", "go", "3", None, "op").await.unwrap();
     let request = store.request("r").await.unwrap().unwrap();
     assert_eq!(request.next_attempt_at, Some(far));
-    store.send_event("r", "other", "4", "op").await.unwrap();
+    store
+        .send_event("r", "other", "4", None, "op")
+        .await
+        .unwrap();
     let request = store.request("r").await.unwrap().unwrap();
     assert!(request.next_attempt_at.unwrap() < far);
 
     store.cancel("r", "a", "op").await.unwrap();
     assert!(matches!(
-        store.send_event("r", "go", "5", "op").await,
+        store.send_event("r", "go", "5", None, "op").await,
         Err(StoreError::Refused(_))
     ));
     assert!(matches!(
-        store.send_event("nope", "go", "5", "op").await,
+        store.send_event("nope", "go", "5", None, "op").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A send repeated with its idempotency key keeps one event; the key with
+/// another payload is refused; another request may use the same key.
+async fn an_event_key_keeps_one_event(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    db.request("s", "a", true).await;
+    let send = |id, payload, key| store.send_event(id, "go", payload, Some(key), "op");
+    assert!(send("r", "1", "k").await.unwrap());
+    assert!(!send("r", "1", "k").await.unwrap());
+    assert!(matches!(
+        send("r", "2", "k").await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(send("s", "1", "k").await.unwrap());
+    assert!(send("r", "3", "k2").await.unwrap());
+    let inbox = [
+        store.inbox_event("r", "go", 0).await.unwrap(),
+        store.inbox_event("r", "go", 1).await.unwrap(),
+        store.inbox_event("r", "go", 2).await.unwrap(),
+    ];
+    assert_eq!(inbox, [Some("1".into()), Some("3".into()), None]);
+}
+
+/// A cancel takes the request's unfinished descendants with it, and leaves
+/// a finished child and other requests as they were; a child's end makes
+/// its waiting parent due at once.
+async fn a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("p", "a", true).await;
+    db.child("c1", "a", "p").await;
+    db.child("c2", "a", "p").await;
+    db.child("g", "a", "c1").await;
+    db.request("other", "a", true).await;
+
+    let far = store.now_ms().await.unwrap() + 3_600_000;
+    let parent = db.claim("p", "a").await.unwrap().unwrap();
+    let waiting = Outcome::Sleeping {
+        wake_at_ms: far,
+        event: Some("baton:child:c2".into()),
+    };
+    store.finish(&parent.fence, &waiting).await.unwrap();
+    let child = db.claim("c2", "a").await.unwrap().unwrap();
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    store
+        .finish(&child.fence, &Outcome::Succeeded(output))
+        .await
+        .unwrap();
+    let woken = store.request("p").await.unwrap().unwrap();
+    assert!(woken.next_attempt_at.unwrap() < far, "due at once");
+
+    store.cancel("p", "a", "op").await.unwrap();
+    for (id, status) in [
+        ("p", RequestStatus::Cancelled),
+        ("c1", RequestStatus::Cancelled),
+        ("g", RequestStatus::Cancelled),
+        ("c2", RequestStatus::Succeeded),
+        ("other", RequestStatus::Queued),
+    ] {
+        let request = store.request(id).await.unwrap().unwrap();
+        assert_eq!(request.status, status, "{id}");
+    }
+    let listed = store
+        .list_requests(&RequestFilter {
+            parent: Some("p".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut children: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    children.sort();
+    assert_eq!(children, ["c1", "c2"]);
 }
 
 async fn an_outcome_reads_back_as_written(db: Db) {
@@ -1056,6 +1151,8 @@ on_both_backends!(
     a_stale_epoch_cannot_commit_or_finish,
     a_status_value_is_written_only_under_its_fence,
     an_event_sent_during_an_attempt_is_not_lost,
+    an_event_key_keeps_one_event,
+    a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

@@ -235,6 +235,8 @@ pub struct RequestDetail {
     pub children: Vec<RequestView>,
     /// Whether the request can still take events (it has not finished).
     pub takes_events: bool,
+    /// The idempotency key of the event form, new on every render.
+    pub event_key: String,
 }
 
 const PALETTE: [&str; 6] = [
@@ -340,6 +342,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                     summary { "Send an event" }
                     form method="post" action={"/status/requests/" (request.id) "/events"} {
                         (csrf_field(page))
+                        input type="hidden" name="key" value=(detail.event_key);
                         label { "Name " input type="text" name="name" required maxlength="100" value=[detail.waiting_for.as_deref()]; }
                         label { "Event (JSON) " textarea name="data" rows="3" { "null" } }
                         button { "Send" }

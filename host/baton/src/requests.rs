@@ -52,9 +52,23 @@ pub enum SendError {
     /// The payload is larger than an inbox keeps.
     #[error("an event is at most {MAX_EVENT_BYTES} bytes")]
     TooLarge,
+    /// The idempotency key is not one a start would take either.
+    #[error(
+        "an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters, not starting with \"baton:\""
+    )]
+    InvalidKey,
     /// The store refused or failed (no such request, a finished one).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An idempotency key a caller may choose: printable ASCII, not Baton's
+/// own (child flows' starts use `baton:`).
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && !key.starts_with("baton:")
 }
 
 /// Longest event name.
@@ -104,12 +118,7 @@ impl Requests {
         input: &[u8],
         key: Option<&str>,
     ) -> Result<Submitted, SubmitError> {
-        if key.is_some_and(|key| {
-            key.is_empty()
-                || key.len() > MAX_KEY_LEN
-                || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-                || key.starts_with("baton:")
-        }) {
+        if key.is_some_and(|key| !valid_key(key)) {
             return Err(SubmitError::InvalidKey);
         }
         let input = if input.iter().all(u8::is_ascii_whitespace) {
@@ -167,23 +176,27 @@ impl Requests {
         id: &str,
         name: &str,
         payload: &[u8],
+        key: Option<&str>,
         actor: &str,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         if name.is_empty()
             || name.chars().count() > MAX_EVENT_NAME
             || name.chars().any(char::is_control)
         {
             return Err(SendError::InvalidName);
         }
+        if key.is_some_and(|key| !valid_key(key)) {
+            return Err(SendError::InvalidKey);
+        }
         if payload.len() > MAX_EVENT_BYTES {
             return Err(SendError::TooLarge);
         }
         let json: serde_json::Value =
             serde_json::from_slice(payload).map_err(SendError::InvalidPayload)?;
-        self.store
-            .send_event(id, name, &json.to_string(), actor)
-            .await?;
-        Ok(())
+        Ok(self
+            .store
+            .send_event(id, name, &json.to_string(), key, actor)
+            .await?)
     }
 
     /// Cancels request `id` on behalf of `account`: its epoch moves on, so

@@ -52,8 +52,9 @@ impl OperatorStore for SqlStore {
         id: &str,
         name: &str,
         payload: &str,
+        key: Option<&str>,
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
         // The row first, locked on PostgreSQL: a finish of a waiting attempt
@@ -76,17 +77,41 @@ impl OperatorStore for SqlStore {
                 "request {id} has finished ({status}): it waits for no event"
             )));
         }
-        sqlx::query(&self.sql(
-            "INSERT INTO events_inbox (request_id, name, payload, sent_at, sent_by)
-             VALUES ($1, $2, $3, NOW_MS, $4)",
+        let kept = sqlx::query(&self.sql(
+            "INSERT INTO events_inbox (request_id, name, payload, sent_at, sent_by, idempotency_key)
+             VALUES ($1, $2, $3, NOW_MS, $4, $5)
+             ON CONFLICT (request_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+             DO NOTHING",
         ))
         .bind(id)
         .bind(name)
         .bind(payload)
         .bind(actor)
+        .bind(key)
         .execute(&mut *tx)
         .await
-        .db()?;
+        .db()?
+        .rows_affected()
+            == 1;
+        if !kept {
+            // The key's event is there: this is a repeat of its send, or
+            // a mistake if it says something else.
+            let (first_name, first_payload): (String, String) = sqlx::query_as(
+                "SELECT name, payload FROM events_inbox WHERE request_id = $1 AND idempotency_key = $2",
+            )
+            .bind(id)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+            if (first_name.as_str(), first_payload.as_str()) != (name, payload) {
+                return Err(StoreError::Refused(format!(
+                    "the idempotency key {:?} was used for another event to request {id}",
+                    key.unwrap_or_default()
+                )));
+            }
+            return Ok(false);
+        }
         sqlx::query(&self.sql(
             "UPDATE requests SET wake_pending = 1,
                     next_attempt_at = CASE WHEN waiting_for = $2 AND next_attempt_at > NOW_MS
@@ -99,7 +124,7 @@ impl OperatorStore for SqlStore {
         .await
         .db()?;
         tx.commit().await.db()?;
-        Ok(())
+        Ok(true)
     }
 
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {

@@ -191,6 +191,9 @@ pub struct SendArgs {
     /// The event's JSON, or @FILE.
     #[arg(long, default_value = "null")]
     pub data: String,
+    /// Idempotency key: a send retried with the same key keeps one event.
+    #[arg(long)]
+    pub key: Option<String>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -201,6 +204,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         id,
         name,
         data,
+        key,
         server,
     } = args;
     let data = match data.strip_prefix('@') {
@@ -212,8 +216,16 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     url.path_segments_mut()
         .expect("an http URL has a path")
         .extend([id.as_str(), "events", name.as_str()]);
-    let sent: EventSent = server.client().post(url.path(), data).await?;
-    println!("sent {} to {}", sent.name, sent.id);
+    let client = server.client();
+    let sent: EventSent = match key {
+        Some(key) => client.post_keyed(url.path(), data, &key).await?,
+        None => client.post(url.path(), data).await?,
+    };
+    if sent.kept {
+        println!("sent {} to {}", sent.name, sent.id);
+    } else {
+        println!("{} was sent to {} before with this key", sent.name, sent.id);
+    }
     Ok(())
 }
 

@@ -43,7 +43,9 @@ impl HttpStatus for SubmitError {
 impl HttpStatus for SendError {
     fn http_status(&self) -> StatusCode {
         match self {
-            SendError::InvalidName | SendError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
+            SendError::InvalidName | SendError::InvalidPayload(_) | SendError::InvalidKey => {
+                StatusCode::BAD_REQUEST
+            }
             SendError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SendError::Store(e) => e.http_status(),
         }

@@ -289,13 +289,19 @@ pub trait OperatorStore: Send + Sync {
     /// if it waits (it is due at once; an attempt running now is due again
     /// as soon as it leaves). [`StoreError::NotFound`] for no such request,
     /// [`StoreError::Refused`] for a finished one.
+    ///
+    /// With a `key`, at most one event is kept per request and key: a send
+    /// again with the same key, name and payload keeps nothing new and
+    /// returns `false`; with another name or payload it is
+    /// [`StoreError::Refused`].
     async fn send_event(
         &self,
         id: &str,
         name: &str,
         payload: &str,
+        key: Option<&str>,
         actor: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Cancels a request that has not finished, from server `by` on behalf of
     /// `actor` (recorded); its epoch moves on, so an attempt still running

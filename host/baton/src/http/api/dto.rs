@@ -176,6 +176,9 @@ pub struct EventSent {
     pub id: String,
     /// The event's name.
     pub name: String,
+    /// Whether this send kept it: `false` when its idempotency key had
+    /// kept it before.
+    pub kept: bool,
 }
 
 /// A flow with its active version.

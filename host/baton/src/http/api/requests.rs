@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::http::auth::Account;
 use crate::http::state::AppState;
-use crate::requests::{DetailQuery, SubmitError};
+use crate::requests::{DetailQuery, SendError, SubmitError};
 
 use super::dto::{
     CHILDREN_SHOWN, CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary,
@@ -31,7 +31,7 @@ pub(super) struct StartQuery {
     timeout: Option<f64>,
 }
 
-/// The header naming a start's idempotency key.
+/// The header naming the idempotency key of a start or of an event.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(super) async fn start_request(
@@ -258,11 +258,26 @@ pub(super) async fn send_event(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    state
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::from(SendError::InvalidKey))?,
+        ),
+    };
+    let kept = state
         .requests
-        .send_event(&id, &name, &body, &account.name)
+        .send_event(&id, &name, &body, key, &account.name)
         .await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(EventSent { id, name })))
+    // A send its key had already kept answers 200: nothing new was kept.
+    let status = if kept {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(EventSent { id, name, kept })))
 }

@@ -246,9 +246,12 @@ pub(super) async fn send_event(
     check_csrf(&state, &headers, &form)?;
     let name = form_field(&form, "name").unwrap_or_default().trim();
     let data = form_field(&form, "data").unwrap_or("null");
+    // The form's own key: submitted twice (a double click, a resend after
+    // a lost answer), it keeps one event.
+    let key = form_field(&form, "key").filter(|k| !k.is_empty());
     state
         .requests
-        .send_event(&id, name, data.as_bytes(), &account.name)
+        .send_event(&id, name, data.as_bytes(), key, &account.name)
         .await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
@@ -379,6 +382,7 @@ pub(super) async fn request_detail(
             .map(|child| request_view(child, &names))
             .collect(),
         takes_events: !request.status.is_final(),
+        event_key: format!("console:{}", crate::http::credentials::secret()),
         error_details: request.error_details.as_deref().map(|details| {
             serde_json::from_str::<serde_json::Value>(details)
                 .and_then(|json| serde_json::to_string_pretty(&json))
