@@ -351,7 +351,7 @@ async fn an_idempotency_key_starts_a_request_once() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
     // Retries that race: one request, every answer names it.
-    let racers: Vec<_> = (0..8)
+    let racers: Vec<_> = (0..16)
         .map(|_| {
             let (url, token) = (format!("{}{start}", server.base), server.token.clone());
             tokio::spawn(async move {
@@ -570,6 +570,85 @@ async fn cancelling_a_parent_cancels_its_children() {
     );
     assert_eq!(done["error_details"]["child"], children["ada"].as_str());
     assert_eq!(server.request(&children["bob"]).await["status"], "running");
+}
+
+/// `baton replay` downloads a request's bundle and replays its journal
+/// here: its own build reproduces it, another build that returns something
+/// else is named as diverging (from a file or a deployed version), and a
+/// journal the flow leaves is named at the position where it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_replays_here_and_another_build_is_named_where_it_diverges() {
+    use baton::engine::replay::{Recorded, Verdict, replay};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    let id = server
+        .start_request("steps", json!({ "steps": 3, "sleep_ms": 10 }))
+        .await;
+    let done = server.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let baton = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .args(["--server", &server.base, "--token", &server.token])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = baton(&["replay", &id]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("reproduces") && out.contains("4 checkpoints replayed, the same output"),
+        "{out}"
+    );
+
+    let v2 = support::guests().join("steps_v2.wasm");
+    let (ok, _, err) = baton(&["replay", &id, "--wasm", &v2.display().to_string()]);
+    assert!(!ok);
+    assert!(err.contains("diverges") && err.contains("1000005"), "{err}");
+    let hash = server.deploy(wasm("steps_v2")).await;
+    let (ok, _, err) = baton(&["replay", &id, "--version", &hash]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("against version {hash}")) && err.contains("1000005"),
+        "{err}"
+    );
+
+    // The journal's path, left: named at its position.
+    let hello = wasm("hello");
+    let input = br#"{"name":"Ada"}"#;
+    let greet = |name: &str| Recorded {
+        name: name.into(),
+        value: br#""Hello, Ada!""#.to_vec(),
+    };
+    assert_eq!(
+        replay(hello.clone(), input, "r", 0, vec![greet("welcome")]).await,
+        Verdict::Diverged {
+            position: 0,
+            recorded: "welcome".into(),
+            asked: "greet".into()
+        }
+    );
+    assert_eq!(
+        replay(hello.clone(), input, "r", 0, vec![]).await,
+        Verdict::ReachedEnd {
+            replayed: 0,
+            next: "greet".into()
+        }
+    );
+    assert_eq!(
+        replay(hello, input, "r", 0, vec![greet("greet")]).await,
+        Verdict::Finished {
+            result: Ok(br#"{"greeting":"Hello, Ada!"}"#.to_vec())
+        }
+    );
 }
 
 /// `baton new` writes a flow crate into a flows workspace whose test passes

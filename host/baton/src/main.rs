@@ -104,6 +104,9 @@ enum Command {
     Reexecute(baton::cli::requests::ReexecuteArgs),
     /// Cancel a request that has not finished.
     Cancel(baton::cli::requests::CancelArgs),
+    /// Replay a request's journal here against its flow (or another build)
+    /// and say where it diverges, if it does.
+    Replay(baton::cli::requests::ReplayArgs),
     /// Send an event to a request: its flow's `wait_event` for that name
     /// gets it (events sent before the wait are kept, in order).
     Send(baton::cli::requests::SendArgs),
@@ -224,6 +227,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Reexecute(args) => baton::cli::requests::reexecute(args).await,
         Command::Cancel(args) => baton::cli::requests::cancel(args).await,
         Command::Send(args) => baton::cli::requests::send(args).await,
+        Command::Replay(args) => baton::cli::requests::replay(args).await,
         Command::Rename(args) => baton::cli::servers::rename(args).await,
         Command::Schedule(args) => baton::cli::flows::schedule(args).await,
         Command::Sync(args) => baton::cli::flows::sync(args).await,

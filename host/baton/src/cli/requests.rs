@@ -5,7 +5,9 @@ use baton_core::RequestStatus;
 
 use crate::cli::ServerArg;
 use crate::cli::client::{Client, print_table};
-use crate::http::api::dto::{EventSent, RequestChanged, RequestDetail, RequestSummary, Started};
+use crate::http::api::dto::{
+    EventSent, RequestBundle, RequestChanged, RequestDetail, RequestSummary, Started,
+};
 
 /// The arguments of `baton run`.
 #[derive(clap::Args)]
@@ -251,4 +253,121 @@ pub async fn wait_for(client: &Client, id: &str) -> anyhow::Result<()> {
             _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
         }
     }
+}
+
+/// The arguments of `baton replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Request ID.
+    pub id: String,
+    /// Replay against this deployed version of the flow instead of the
+    /// request's own.
+    #[arg(long, conflicts_with = "wasm")]
+    pub version: Option<String>,
+    /// Replay against this component file (another build of the flow).
+    #[arg(long)]
+    pub wasm: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton replay`: replays a request's journal here, with no database and
+/// no network, and says whether the flow takes the journal's path.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+
+    use crate::engine::replay::{Recorded, Verdict, replay};
+
+    let ReplayArgs {
+        id,
+        version,
+        wasm,
+        server,
+    } = args;
+    let path = match &version {
+        Some(version) => format!("/api/requests/{id}/bundle?version={version}"),
+        None => format!("/api/requests/{id}/bundle"),
+    };
+    let bundle: RequestBundle = server.client().get(&path).await?;
+    let component = match &wasm {
+        Some(file) => std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+        None => base64::engine::general_purpose::STANDARD
+            .decode(&bundle.component)
+            .context("the bundle's component is not base64")?,
+    };
+    let build = match (&wasm, &version) {
+        (Some(file), _) => file.display().to_string(),
+        (None, Some(version)) => format!("version {version}"),
+        (None, None) => format!("its own version {}", bundle.version),
+    };
+    let records: Vec<Recorded> = bundle
+        .journal
+        .iter()
+        .map(|r| Recorded {
+            name: r.name.clone(),
+            value: serde_json::to_vec(&r.value).expect("JSON serializes"),
+        })
+        .collect();
+    let count = records.len();
+    let input = serde_json::to_vec(&bundle.input).expect("JSON serializes");
+    let verdict = replay(component, &input, &bundle.id, bundle.generation, records).await;
+    let status = bundle.status;
+    match verdict {
+        Verdict::Diverged {
+            position,
+            recorded,
+            asked,
+        } => bail!(
+            "request {id} diverges against {build} at checkpoint {position}: \
+             the journal records {recorded:?}, the flow asks for {asked}",
+            asked = if asked.starts_with("to ") {
+                asked
+            } else {
+                format!("{asked:?}")
+            }
+        ),
+        Verdict::Failed(why) => bail!("request {id} cannot be replayed against {build}: {why}"),
+        Verdict::ReachedEnd { next, .. } if status.is_final() => bail!(
+            "request {id} diverges against {build}: it ended ({status}) after {count} \
+             checkpoints, the flow asks for {next:?} after them"
+        ),
+        Verdict::ReachedEnd { next, .. } => {
+            println!(
+                "request {id} reproduces against {build}: {count} checkpoints replayed; \
+                 it is {status} there, and the flow asks for {next:?} next"
+            );
+        }
+        Verdict::Finished { result: Ok(output) } => {
+            let output: serde_json::Value =
+                serde_json::from_slice(&output).context("the replayed output is not JSON")?;
+            if status != RequestStatus::Succeeded || output != bundle.output {
+                bail!(
+                    "request {id} diverges against {build}: after its {count} checkpoints the \
+                     flow returns {output}, the request is {status} with {}",
+                    match status {
+                        RequestStatus::Succeeded => bundle.output.to_string(),
+                        _ => format!("{:?}", bundle.error.unwrap_or_default()),
+                    }
+                );
+            }
+            println!(
+                "request {id} reproduces against {build}: {count} checkpoints replayed, \
+                 the same output"
+            );
+        }
+        Verdict::Finished { result: Err(error) } => {
+            let recorded = bundle.error.unwrap_or_default();
+            if status != RequestStatus::Error || !recorded.contains(&error) {
+                bail!(
+                    "request {id} diverges against {build}: after its {count} checkpoints the \
+                     flow fails ({error}), the request is {status}"
+                );
+            }
+            println!(
+                "request {id} reproduces against {build}: {count} checkpoints replayed, \
+                 the same error ({error})"
+            );
+        }
+    }
+    Ok(())
 }

@@ -88,17 +88,17 @@ fn local_now_ms() -> u64 {
 
 /// Reserved checkpoint names for journaled values; flows cannot collide with
 /// them because user checkpoint names never start with `baton:`.
-const NOW: &str = "baton:now";
-const RANDOM: &str = "baton:random";
-const SLEEP: &str = "baton:sleep";
+pub(crate) const NOW: &str = "baton:now";
+pub(crate) const RANDOM: &str = "baton:random";
+pub(crate) const SLEEP: &str = "baton:sleep";
 /// A wait for an event: `baton:wait:NAME` journals its deadline, then
 /// `baton:event:NAME` the event it took or `baton:timeout:NAME` none.
-const WAIT: &str = "baton:wait:";
-const EVENT: &str = "baton:event:";
-const TIMEOUT: &str = "baton:timeout:";
+pub(crate) const WAIT: &str = "baton:wait:";
+pub(crate) const EVENT: &str = "baton:event:";
+pub(crate) const TIMEOUT: &str = "baton:timeout:";
 /// A child flow started: `baton:start:FLOW` journals the child's id; its
 /// outcome is journaled as `baton:child:ID` ([`CHILD_WAIT_PREFIX`]).
-const START: &str = "baton:start:";
+pub(crate) const START: &str = "baton:start:";
 /// A parent waiting for a child looks again this often even without the
 /// child's wake (which a child's end gives in the same commit).
 const CHILD_RECHECK_MS: u64 = 3_600_000;
@@ -106,9 +106,19 @@ const CHILD_RECHECK_MS: u64 = 3_600_000;
 /// How a child request ended, as its parent's journal records it.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum ChildOutcome {
+pub(crate) enum ChildOutcome {
     Output(serde_json::Value),
     Error(String),
+}
+
+/// A step's idempotency key: the request, the generation when it is not
+/// the first, and the position.
+pub(crate) fn step_key(request: &str, generation: i64, position: u32) -> String {
+    if generation == 0 {
+        format!("{request}-{position}")
+    } else {
+        format!("{request}-{generation}.{position}")
+    }
 }
 
 /// The [`Journal`] of one attempt.
@@ -185,14 +195,7 @@ impl AttemptJournal {
     }
 
     fn key(&self, position: u32) -> String {
-        if self.generation.number == 0 {
-            format!("{}-{position}", self.fence.request)
-        } else {
-            format!(
-                "{}-{}.{position}",
-                self.fence.request, self.generation.number
-            )
-        }
+        step_key(&self.fence.request, self.generation.number, position)
     }
 
     /// The lease says no other server can have taken this request over: the

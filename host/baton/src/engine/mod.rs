@@ -7,9 +7,12 @@
 //! - [`checkpoint`]: an attempt's journal (replay, journaled clock, randomness and sleep).
 //! - [`committer`]: fenced checkpoint commits grouped into one transaction.
 //! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
+//! - [`replay`]: a request's journal replayed against a component, with no
+//!   database (`baton replay`).
 
 pub mod checkpoint;
 pub mod cluster;
 pub mod committer;
 pub mod executor;
+pub mod replay;
 pub mod schedule;

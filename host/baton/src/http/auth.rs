@@ -146,6 +146,9 @@ pub fn route_role(path: &str) -> Option<Role> {
     } else if path == "/api/password" || path == "/account/password" || path == "/api/tokens/revoke"
     {
         Some(Role::Viewer)
+    } else if path.starts_with("/api/requests/") && path.ends_with("/bundle") {
+        // The checkpoints' values, which the pages never show.
+        Some(Role::Operator)
     } else {
         None
     }
@@ -215,6 +218,11 @@ mod tests {
         assert_eq!(required(&Method::GET, "/healthz", false), None);
         assert_eq!(required(&Method::GET, "/metrics", false), None);
         assert_eq!(required(&Method::GET, "/metrics", true), Some(Role::Viewer));
+        // A bundle holds the checkpoints' values, which viewers never see.
+        assert_eq!(
+            required(&Method::GET, "/api/requests/r/bundle", false),
+            Some(Role::Operator)
+        );
         assert_eq!(required(&Method::POST, "/login", false), None);
         assert_eq!(
             required(&Method::GET, "/status/requests", false),

@@ -124,6 +124,45 @@ pub struct RequestDetail {
     pub events_next: Option<i64>,
 }
 
+/// `GET /api/requests/{id}/bundle`: what replaying a request takes, with
+/// no database: the component, the input and the current journal
+/// generation with its values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestBundle {
+    /// Request ID.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// The version the component is (the request's own unless asked for
+    /// another).
+    pub version: String,
+    /// Status.
+    pub status: RequestStatus,
+    /// The journal generation replayed.
+    pub generation: i64,
+    /// The component's bytes, base64.
+    pub component: String,
+    /// The input.
+    pub input: Value,
+    /// The generation's records, in order.
+    pub journal: Vec<BundleRecord>,
+    /// The output, once succeeded.
+    pub output: Value,
+    /// The last error.
+    pub error: Option<String>,
+}
+
+/// One record of a bundle's journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleRecord {
+    /// Position in its generation.
+    pub seq: i64,
+    /// Name.
+    pub name: String,
+    /// The committed value.
+    pub value: Value,
+}
+
 /// A committed checkpoint, without its value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointView {

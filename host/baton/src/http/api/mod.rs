@@ -30,7 +30,7 @@ use flows::{
     delete_schedule, deploy_flow, list_flows, list_schedules, put_schedule, repository,
     update_flows,
 };
-use requests::{cancel, list_requests, reexecute, send_event, show_request, start_request};
+use requests::{bundle, cancel, list_requests, reexecute, send_event, show_request, start_request};
 use servers::{list_servers, metrics, rename_server};
 
 pub use requests::IDEMPOTENCY_KEY;
@@ -111,6 +111,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/requests/{id}", get(show_request))
         .route("/api/requests/{id}/reexecute", post(reexecute))
         .route("/api/requests/{id}/cancel", post(cancel))
+        .route("/api/requests/{id}/bundle", get(bundle))
         .route("/api/requests/{id}/events/{name}", post(send_event))
         .route("/api/schedules", post(put_schedule).get(list_schedules))
         .route(

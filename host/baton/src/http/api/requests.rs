@@ -18,8 +18,8 @@ use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SendError, SubmitError};
 
 use super::dto::{
-    CHILDREN_SHOWN, CheckpointView, EventSent, RequestChanged, RequestDetail, RequestSummary,
-    Started, Waited,
+    BundleRecord, CHILDREN_SHOWN, CheckpointView, EventSent, RequestBundle, RequestChanged,
+    RequestDetail, RequestSummary, Started, Waited,
 };
 use super::{ApiError, ApiResult};
 
@@ -136,6 +136,68 @@ async fn output(store: &dyn Store, request: &RequestRow) -> Value {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or(Value::Null)
+}
+
+#[derive(Deserialize)]
+pub(super) struct BundleQuery {
+    version: Option<String>,
+}
+
+/// A request's bundle: its component (or the version asked for, of the
+/// same flow), input and current journal generation with the values.
+pub(super) async fn bundle(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<BundleQuery>,
+) -> ApiResult<axum::Json<RequestBundle>> {
+    use base64::Engine as _;
+    let store = &*state.store;
+    let request = store
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("there is no request {id}")))?;
+    let hash = query.version.unwrap_or_else(|| request.version.clone());
+    let version = store
+        .version(&hash)
+        .await?
+        .filter(|v| v.flow == request.flow)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("the flow {} has no version {hash}", request.flow),
+            )
+        })?;
+    let component = store.blob(&version.hash, version.size as u64)?;
+    let input = store.read_payload(request.input.clone()).await?;
+    let mut journal = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.checkpoints(&id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.journal_key);
+        for record in page {
+            if record.generation == request.generation {
+                let value = store.read_payload(record.payload).await?;
+                journal.push(BundleRecord {
+                    seq: record.seq,
+                    name: record.name,
+                    value: serde_json::from_slice(&value).unwrap_or(Value::Null),
+                });
+            }
+        }
+    }
+    Ok(axum::Json(RequestBundle {
+        output: output(store, &request).await,
+        id,
+        flow: request.flow,
+        version: version.hash,
+        status: request.status,
+        generation: request.generation,
+        component: base64::engine::general_purpose::STANDARD.encode(component),
+        input: serde_json::from_slice(&input).unwrap_or(Value::Null),
+        journal,
+        error: request.error,
+    }))
 }
 
 #[derive(Deserialize)]
