@@ -578,7 +578,7 @@ async fn cancelling_a_parent_cancels_its_children() {
 /// journal the flow leaves is named at the position where it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_replays_here_and_another_build_is_named_where_it_diverges() {
-    use baton::engine::replay::{Recorded, Verdict, replay};
+    use baton::engine::replay::{Asked, Recorded, Verdict, replay};
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
@@ -633,7 +633,7 @@ async fn a_request_replays_here_and_another_build_is_named_where_it_diverges() {
         Verdict::Diverged {
             position: 0,
             recorded: "welcome".into(),
-            asked: "greet".into()
+            asked: Asked::Checkpoint("greet".into())
         }
     );
     assert_eq!(
@@ -648,6 +648,77 @@ async fn a_request_replays_here_and_another_build_is_named_where_it_diverges() {
         Verdict::Finished {
             result: Ok(br#"{"greeting":"Hello, Ada!"}"#.to_vec())
         }
+    );
+}
+
+/// `baton deploy --check N` replays the flow's journals against the new
+/// version before activating it: a build that leaves them is refused,
+/// naming each request and checkpoint, and the active version stays; one
+/// that keeps them is activated; `--force` activates with the list as
+/// warnings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_would_leave_journals_is_refused_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    let original = server.deploy(wasm("steps")).await;
+    let finished = server.start_request("steps", json!({ "steps": 2 })).await;
+    server.wait_final(&finished, LONG).await;
+    // Unfinished: asleep for an hour after its first step.
+    let asleep = server
+        .start_request("steps", json!({ "steps": 2, "sleep_ms": 3_600_000 }))
+        .await;
+    server
+        .wait_request(&asleep, LONG, |r| checkpoint_names(r).len() == 2)
+        .await;
+    let deploy = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("deploy")
+            .args(args)
+            .args(["--server", &server.base, "--token", &server.token])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let file = |stem: &str| {
+        support::guests()
+            .join(format!("{stem}.wasm"))
+            .display()
+            .to_string()
+    };
+    let active = async || {
+        let (_, flows) = server.get("/api/flows").await;
+        flows[0]["version"].as_str().unwrap().to_owned()
+    };
+
+    let (ok, _, err) = deploy(&["--check", "10", &file("steps_renamed")]);
+    assert!(!ok, "{err}");
+    for id in [&finished, &asleep] {
+        assert!(
+            err.contains(&format!(
+                r#"request {id} at checkpoint 0: the journal records "step-0", the new version asks for "square-0""#
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(active().await, original);
+
+    let (ok, out, err) = deploy(&["--check", "10", &file("steps_v2")]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("steps "), "{out}");
+    assert_ne!(active().await, original);
+
+    let (ok, _, err) = deploy(&["--check", "10", "--force", &file("steps_renamed")]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "activated although it leaves a journal: request {asleep}"
+        )),
+        "{err}"
     );
 }
 

@@ -203,7 +203,7 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         for (file, bytes) in deploy::component_bytes(&path, &deploy::Builder::Admin).await? {
             let deployed = state
                 .versions
-                .deploy(bytes)
+                .deploy(bytes, None)
                 .await
                 .with_context(|| format!("deploying {}", file.display()))?;
             println!("{} {}", deployed.name, deployed.version);

@@ -132,7 +132,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the bench flow built nothing")?;
-    let deployed = deploy::deploy(&*store, executor.runtime(), bytes, &Default::default()).await?;
+    let deployed = deploy::deploy(
+        &*store,
+        executor.runtime(),
+        bytes,
+        &Default::default(),
+        None,
+    )
+    .await?;
     let input = br#"{"records": 10, "batch": 1, "delay_ms": 0}"#.to_vec();
     println!(
         "baton bench: {} on {} ({} requests, concurrency {}, 10 checkpoints each)",

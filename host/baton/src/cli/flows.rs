@@ -17,20 +17,38 @@ pub struct DeployArgs {
     /// Flow crate folders, workspaces or .wasm files.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Before activating, replay the journals of every unfinished request
+    /// of the flow and of its N newest finished ones against the new
+    /// version; refuse it when any would diverge.
+    #[arg(long, value_name = "N")]
+    pub check: Option<usize>,
+    /// With --check: activate even when some would diverge (listed as
+    /// warnings).
+    #[arg(long, requires = "check")]
+    pub force: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
 
 /// `baton deploy`.
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let DeployArgs { paths, server } = args;
+    let DeployArgs {
+        paths,
+        check,
+        force,
+        server,
+    } = args;
     let client = server.client();
+    let route = match check {
+        Some(last) => format!("/api/flows?check={last}&force={force}"),
+        None => "/api/flows".to_owned(),
+    };
     for path in paths {
         for (file, bytes) in
             crate::vcs::deploy::component_bytes(&path, &crate::vcs::deploy::Builder::Admin).await?
         {
             let deployed: Deployed = client
-                .post("/api/flows", bytes)
+                .post(&route, bytes)
                 .await
                 .with_context(|| format!("deploying {}", file.display()))?;
             println!("{} {}", deployed.name, deployed.version);

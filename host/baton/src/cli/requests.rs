@@ -319,12 +319,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             asked,
         } => bail!(
             "request {id} diverges against {build} at checkpoint {position}: \
-             the journal records {recorded:?}, the flow asks for {asked}",
-            asked = if asked.starts_with("to ") {
-                asked
-            } else {
-                format!("{asked:?}")
-            }
+             the journal records {recorded:?}, the flow asks for {asked}"
         ),
         Verdict::Failed(why) => bail!("request {id} cannot be replayed against {build}: {why}"),
         Verdict::ReachedEnd { next, .. } if status.is_final() => bail!(

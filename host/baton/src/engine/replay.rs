@@ -3,15 +3,18 @@
 //! The flow takes the journal's path or says where it leaves it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use baton_runtime::{
-    AttemptError, CheckpointStart, Egress, HostAbort, Journal, LogLevel, Runtime, RuntimeConfig,
+    AttemptError, CheckpointStart, Egress, FlowComponent, HostAbort, Journal, LogLevel, Runtime,
+    RuntimeConfig,
 };
 
 use crate::engine::checkpoint::{
     ChildOutcome, EVENT, NOW, RANDOM, SLEEP, START, TIMEOUT, WAIT, step_key,
 };
-use baton_core::store::CHILD_WAIT_PREFIX;
+use baton_core::store::{CHILD_WAIT_PREFIX, RequestFilter, RequestRow, Store, StoreError};
 
 /// One record of the journal replayed.
 #[derive(Debug, Clone)]
@@ -39,17 +42,38 @@ pub enum Verdict {
         next: String,
     },
     /// At `position` the journal records `recorded`; the flow asks for
-    /// `asked`.
+    /// something else.
     Diverged {
         /// The position.
         position: u32,
         /// The journal's record there.
         recorded: String,
-        /// The flow's checkpoint there.
-        asked: String,
+        /// What the flow does there instead.
+        asked: Asked,
     },
     /// The flow trapped, or the component cannot run.
     Failed(String),
+}
+
+/// What a flow does where it leaves a journal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Asked {
+    /// It asks for another checkpoint (or journaled value) there.
+    Checkpoint(String),
+    /// It returns, with records left.
+    Finish,
+    /// It fails, with records left.
+    Fail(String),
+}
+
+impl std::fmt::Display for Asked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Asked::Checkpoint(name) => write!(f, "{name:?}"),
+            Asked::Finish => write!(f, "to finish"),
+            Asked::Fail(why) => write!(f, "to end in error ({why})"),
+        }
+    }
 }
 
 /// Where the replay stopped the flow.
@@ -205,9 +229,111 @@ impl Journal for ReplayJournal {
     fn log(&mut self, _: LogLevel, _: &str) {}
 }
 
+/// A component ready to replay journals: a runtime of its own that may
+/// call nothing, compiled once for many replays.
+pub struct Replayer {
+    runtime: Runtime<ReplayJournal>,
+    flow: Arc<FlowComponent<ReplayJournal>>,
+    cache_dir: PathBuf,
+}
+
+impl Replayer {
+    /// Compiles `component` for replays.
+    pub async fn new(component: Vec<u8>) -> Result<Self, String> {
+        // Compiled code is kept nowhere: a folder of this replayer's own.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let cache_dir = std::env::temp_dir().join(format!(
+            "baton-replay-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let runtime = Runtime::<ReplayJournal>::new(RuntimeConfig {
+            cache_dir: cache_dir.clone(),
+            max_instances: 1,
+            ..RuntimeConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let hash = blake3::hash(&component).to_hex().to_string();
+        let flow = runtime
+            .load(&hash, || Ok(component))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            runtime,
+            flow,
+            cache_dir,
+        })
+    }
+
+    /// Replays `records` (one journal generation of request `request`) on
+    /// `input`.
+    pub async fn replay(
+        &self,
+        input: &[u8],
+        request: &str,
+        generation: i64,
+        records: Vec<Recorded>,
+    ) -> Verdict {
+        let journal = ReplayJournal {
+            request: request.to_owned(),
+            generation,
+            records,
+            next: 0,
+            stop: None,
+        };
+        let attempt = self
+            .runtime
+            .run(&self.flow, journal, input, Egress::default())
+            .await;
+        let journal = attempt.journal;
+        match (journal.stop, attempt.result) {
+            (Some(Stop::End { position, next }), _) => Verdict::ReachedEnd {
+                replayed: position,
+                next,
+            },
+            (
+                Some(Stop::Diverged {
+                    position,
+                    recorded,
+                    asked,
+                }),
+                _,
+            ) => Verdict::Diverged {
+                position,
+                recorded,
+                asked: Asked::Checkpoint(asked),
+            },
+            (Some(Stop::Invalid(why)), _) => Verdict::Failed(why),
+            (None, result) if (journal.next as usize) < journal.records.len() => {
+                let position = journal.next;
+                let recorded = journal.records[position as usize].name.clone();
+                let asked = match result {
+                    Ok(_) => Asked::Finish,
+                    Err(e) => Asked::Fail(e.to_string()),
+                };
+                Verdict::Diverged {
+                    position,
+                    recorded,
+                    asked,
+                }
+            }
+            (None, Ok(output)) => Verdict::Finished { result: Ok(output) },
+            (None, Err(AttemptError::Flow(failure))) => Verdict::Finished {
+                result: Err(failure.message),
+            },
+            (None, Err(e)) => Verdict::Failed(e.to_string()),
+        }
+    }
+}
+
+impl Drop for Replayer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.cache_dir);
+    }
+}
+
 /// Replays `records` (one journal generation of request `request`)
-/// against `component` on `input`, in a runtime of its own that may call
-/// nothing.
+/// against `component` on `input`.
 pub async fn replay(
     component: Vec<u8>,
     input: &[u8],
@@ -215,70 +341,99 @@ pub async fn replay(
     generation: i64,
     records: Vec<Recorded>,
 ) -> Verdict {
-    // Compiled code is kept nowhere: a folder of this replay's own.
-    let cache_dir: PathBuf =
-        std::env::temp_dir().join(format!("baton-replay-{}", std::process::id()));
-    let runtime = match Runtime::<ReplayJournal>::new(RuntimeConfig {
-        cache_dir: cache_dir.clone(),
-        max_instances: 1,
-        ..RuntimeConfig::default()
-    }) {
-        Ok(runtime) => runtime,
-        Err(e) => return Verdict::Failed(e.to_string()),
+    match Replayer::new(component).await {
+        Ok(replayer) => replayer.replay(input, request, generation, records).await,
+        Err(why) => Verdict::Failed(why),
+    }
+}
+
+/// The records of `request`'s current journal generation, with their values.
+pub async fn recorded(
+    store: &dyn Store,
+    request: &RequestRow,
+) -> Result<Vec<Recorded>, StoreError> {
+    let mut records = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.checkpoints(&request.id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.journal_key);
+        for record in page {
+            if record.generation == request.generation {
+                records.push(Recorded {
+                    name: record.name,
+                    value: store.read_payload(record.payload).await?,
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// How many of a flow's requests the deploy gate looks at, at most,
+/// newest first.
+pub const GATE_SCAN_MAX: usize = 10_000;
+
+/// The deploy gate: replays the journals of every unfinished request of
+/// `flow` (up to [`GATE_SCAN_MAX`] looked at) and of its `last` finished
+/// ones against `component`, and says, one sentence per request, where the
+/// component leaves a journal's path or fails on it. A request the new
+/// build takes further than its journal (it had not finished, or the build
+/// asks for more) does not diverge.
+pub async fn gate(
+    store: &dyn Store,
+    flow: &str,
+    component: Vec<u8>,
+    last: usize,
+) -> Result<Vec<String>, StoreError> {
+    let replayer = match Replayer::new(component).await {
+        Ok(replayer) => replayer,
+        Err(why) => return Ok(vec![format!("the component cannot replay: {why}")]),
     };
-    let hash = blake3::hash(&component).to_hex().to_string();
-    let loaded = runtime.load(&hash, || Ok(component)).await;
-    let verdict = match loaded {
-        Err(e) => Verdict::Failed(e.to_string()),
-        Ok(flow) => {
-            let journal = ReplayJournal {
-                request: request.to_owned(),
-                generation,
-                records,
-                next: 0,
-                stop: None,
-            };
-            let attempt = runtime.run(&flow, journal, input, Egress::default()).await;
-            let journal = attempt.journal;
-            match (journal.stop, attempt.result) {
-                (Some(Stop::End { position, next }), _) => Verdict::ReachedEnd {
-                    replayed: position,
-                    next,
-                },
-                (
-                    Some(Stop::Diverged {
-                        position,
-                        recorded,
-                        asked,
-                    }),
-                    _,
-                ) => Verdict::Diverged {
+    let mut divergences = Vec::new();
+    let (mut finished, mut scanned) = (0, 0);
+    let mut filter = RequestFilter {
+        flow: Some(flow.to_owned()),
+        limit: 500,
+        ..Default::default()
+    };
+    loop {
+        let page = store.list_requests(&filter).await?;
+        let Some(last_row) = page.last() else { break };
+        filter.after = Some(last_row.id.clone());
+        for request in page {
+            scanned += 1;
+            if request.status.is_final() {
+                if finished >= last {
+                    continue;
+                }
+                finished += 1;
+            }
+            let records = recorded(store, &request).await?;
+            let input = store.read_payload(request.input.clone()).await?;
+            let verdict = replayer
+                .replay(&input, &request.id, request.generation, records)
+                .await;
+            match verdict {
+                Verdict::Diverged {
                     position,
                     recorded,
                     asked,
-                },
-                (Some(Stop::Invalid(why)), _) => Verdict::Failed(why),
-                (None, result) if (journal.next as usize) < journal.records.len() => {
-                    let position = journal.next;
-                    let recorded = journal.records[position as usize].name.clone();
-                    let asked = match result {
-                        Ok(_) => "to finish".to_owned(),
-                        Err(e) => format!("to end in error ({e})"),
-                    };
-                    Verdict::Diverged {
-                        position,
-                        recorded,
-                        asked,
-                    }
-                }
-                (None, Ok(output)) => Verdict::Finished { result: Ok(output) },
-                (None, Err(AttemptError::Flow(failure))) => Verdict::Finished {
-                    result: Err(failure.message),
-                },
-                (None, Err(e)) => Verdict::Failed(e.to_string()),
+                } => divergences.push(format!(
+                    "request {} at checkpoint {position}: the journal records {recorded:?}, \
+                     the new version asks for {asked}",
+                    request.id
+                )),
+                Verdict::Failed(why) => divergences.push(format!(
+                    "request {}: the new version fails: {why}",
+                    request.id
+                )),
+                Verdict::Finished { .. } | Verdict::ReachedEnd { .. } => {}
+            }
+            if scanned >= GATE_SCAN_MAX {
+                return Ok(divergences);
             }
         }
-    };
-    let _ = std::fs::remove_dir_all(&cache_dir);
-    verdict
+    }
+    Ok(divergences)
 }

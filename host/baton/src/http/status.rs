@@ -56,6 +56,7 @@ impl HttpStatus for DeployError {
     fn http_status(&self) -> StatusCode {
         match self {
             DeployError::Invalid(_) => StatusCode::BAD_REQUEST,
+            DeployError::Diverges(_) => StatusCode::CONFLICT,
             DeployError::Store(e) => e.http_status(),
         }
     }

@@ -39,6 +39,25 @@ pub enum DeployError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The replay check found requests whose journals the component would
+    /// not replay.
+    #[error(
+        "not activated: this version leaves the journal of {} request(s): {}; deploy with --force to activate it anyway",
+        .0.len(),
+        .0.join("; ")
+    )]
+    Diverges(Vec<String>),
+}
+
+/// The replay check a deploy asks for: the journals of every unfinished
+/// request of the flow and of its `last` finished ones, replayed against
+/// the new version before it is activated.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayCheck {
+    /// How many finished requests to replay, newest first.
+    pub last: usize,
+    /// Activate even when some would diverge (they are listed as warnings).
+    pub force: bool,
 }
 
 /// Stores a component and makes it its flow's active version. The blob is
@@ -49,10 +68,19 @@ pub async fn deploy(
     runtime: &Runtime<AttemptJournal>,
     bytes: Vec<u8>,
     connections: &BTreeMap<String, String>,
+    check: Option<ReplayCheck>,
 ) -> Result<Deployed, DeployError> {
     let size = bytes.len() as i64;
     let blob = bytes.clone();
     let (hash, properties) = runtime.inspect(bytes).await?;
+    let mut diverging = Vec::new();
+    if let Some(check) = check {
+        diverging =
+            crate::engine::replay::gate(store, &properties.name, blob.clone(), check.last).await?;
+        if !diverging.is_empty() && !check.force {
+            return Err(DeployError::Diverges(diverging));
+        }
+    }
     store.put_blob(&blob)?;
     let previous = store
         .deploy(&VersionRow {
@@ -64,7 +92,13 @@ pub async fn deploy(
         })
         .await?;
     tracing::info!(flow = %properties.name, version = %hash, "deployed");
-    let warnings = crate::resources::warnings(&properties, connections, &store.schedules().await?);
+    let mut warnings =
+        crate::resources::warnings(&properties, connections, &store.schedules().await?);
+    warnings.extend(
+        diverging
+            .into_iter()
+            .map(|d| format!("activated although it leaves a journal: {d}")),
+    );
     for warning in &warnings {
         tracing::warn!(flow = %properties.name, "{warning}");
     }

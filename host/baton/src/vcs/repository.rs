@@ -298,7 +298,8 @@ pub async fn update(
             Err(e) => report.error = Some(format!("{e:#}")),
             Ok(components) => {
                 for (_, bytes) in components {
-                    match crate::vcs::deploy::deploy(store, runtime, bytes, connections).await {
+                    match crate::vcs::deploy::deploy(store, runtime, bytes, connections, None).await
+                    {
                         Ok(deployed) => {
                             report.old = deployed.previous.clone();
                             report.new = Some(deployed.version);

@@ -8,7 +8,7 @@ use baton_core::store::Store;
 
 use crate::config::ServerConfig;
 use crate::engine::executor::Executor;
-use crate::vcs::deploy::{self, DeployError, Deployed};
+use crate::vcs::deploy::{self, DeployError, Deployed, ReplayCheck};
 use crate::vcs::repository::{self, RepoState, SyncError, UpdateReport};
 
 /// Flow versions as this server handles them.
@@ -30,13 +30,19 @@ impl Versions {
         }
     }
 
-    /// Checks, stores and activates the component `bytes`.
-    pub async fn deploy(&self, bytes: Vec<u8>) -> Result<Deployed, DeployError> {
+    /// Checks, stores and activates the component `bytes`, after replaying
+    /// the flow's journals against it when `check` asks.
+    pub async fn deploy(
+        &self,
+        bytes: Vec<u8>,
+        check: Option<ReplayCheck>,
+    ) -> Result<Deployed, DeployError> {
         deploy::deploy(
             &*self.store,
             self.executor.runtime(),
             bytes,
             &self.config.connections,
+            check,
         )
         .await
     }

@@ -2,22 +2,38 @@
 //! Update.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use baton_core::store::ScheduleRow;
 use serde_json::Value;
 
 use crate::http::state::AppState;
+use crate::vcs::deploy::ReplayCheck;
 
 use super::dto::{Deleted, FlowView, NewSchedule};
 use super::{ApiError, ApiResult};
 
+#[derive(serde::Deserialize)]
+pub(super) struct DeployQuery {
+    /// Replay the journals of every unfinished request of the flow and of
+    /// this many finished ones against the version before activating it.
+    check: Option<usize>,
+    /// Activate even when some would diverge.
+    #[serde(default)]
+    force: bool,
+}
+
 pub(super) async fn deploy_flow(
     State(state): State<AppState>,
+    Query(query): Query<DeployQuery>,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let deployed = state.versions.deploy(body.to_vec()).await?;
+    let check = query.check.map(|last| ReplayCheck {
+        last,
+        force: query.force,
+    });
+    let deployed = state.versions.deploy(body.to_vec(), check).await?;
     Ok((StatusCode::CREATED, axum::Json(deployed)))
 }
 

@@ -169,23 +169,16 @@ pub(super) async fn bundle(
         })?;
     let component = store.blob(&version.hash, version.size as u64)?;
     let input = store.read_payload(request.input.clone()).await?;
-    let mut journal = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.checkpoints(&id, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.journal_key);
-        for record in page {
-            if record.generation == request.generation {
-                let value = store.read_payload(record.payload).await?;
-                journal.push(BundleRecord {
-                    seq: record.seq,
-                    name: record.name,
-                    value: serde_json::from_slice(&value).unwrap_or(Value::Null),
-                });
-            }
-        }
-    }
+    let journal = crate::engine::replay::recorded(store, &request)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(seq, record)| BundleRecord {
+            seq: seq as i64,
+            name: record.name,
+            value: serde_json::from_slice(&record.value).unwrap_or(Value::Null),
+        })
+        .collect();
     Ok(axum::Json(RequestBundle {
         output: output(store, &request).await,
         id,
