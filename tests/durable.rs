@@ -722,6 +722,74 @@ async fn a_deploy_that_would_leave_journals_is_refused_naming_them() {
     );
 }
 
+/// The Status List's filter exports every request it matches, streamed a
+/// keyset page at a time, as CSV and as JSON Lines (API and CLI): each
+/// request once, across page boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_matching_request_is_exported_once_as_csv_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("hello")).await;
+    server.deploy(wasm("steps")).await;
+    let mut started = std::collections::BTreeSet::new();
+    for i in 0..1_201 {
+        started.insert(
+            server
+                .start_request("hello", json!({ "name": format!("n{i}") }))
+                .await,
+        );
+    }
+    let other = server.start_request("steps", json!({ "steps": 1 })).await;
+
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/requests.csv?flow=hello", server.base))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv = response.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "id,flow,version,status,owner,attempts,last_checkpoint,parent,created_at,updated_at,error"
+        )
+    );
+    let mut exported = std::collections::BTreeSet::new();
+    for line in lines {
+        let id = line.split(',').next().unwrap().to_owned();
+        assert!(exported.insert(id), "exported twice: {line}");
+    }
+    assert_eq!(exported, started);
+    assert!(!csv.contains(&other));
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["requests", "--jsonl", "--flow", "hello"])
+        .args(["--server", &server.base, "--token", &server.token])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut exported = std::collections::BTreeSet::new();
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["flow"], "hello");
+        assert!(
+            exported.insert(row["id"].as_str().unwrap().to_owned()),
+            "{line}"
+        );
+    }
+    assert_eq!(exported, started);
+}
+
 /// `baton new` writes a flow crate into a flows workspace whose test passes
 /// natively as written, and which deploys and runs on the input `{}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

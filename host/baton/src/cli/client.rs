@@ -116,6 +116,36 @@ impl Client {
         })
     }
 
+    /// GET a route and copy its body to `out` as it comes (an export of
+    /// millions of rows is never held whole).
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let mut response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach the Baton server at {}", self.base))?;
+        if !response.status().is_success() {
+            // The error's own answer, read as `call` reads it.
+            return self
+                .call::<serde_json::Value>(self.http.get(format!("{}{path}", self.base)))
+                .await
+                .map(drop);
+        }
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("reading {}{path} (the export was cut short)", self.base))?
+        {
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
     /// GET a JSON route.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(self.http.get(format!("{}{path}", self.base)))

@@ -86,6 +86,12 @@ pub struct RequestsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Export every matching request as CSV, streamed (no --limit).
+    #[arg(long, conflicts_with_all = ["json", "jsonl"])]
+    pub csv: bool,
+    /// Export every matching request as JSON Lines, streamed (no --limit).
+    #[arg(long, conflicts_with = "json")]
+    pub jsonl: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -97,15 +103,31 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
         flow,
         limit,
         json,
+        csv,
+        jsonl,
         server,
     } = args;
-    let mut path = format!("/api/requests?limit={limit}");
-    if let Some(status) = status {
-        path.push_str(&format!("&status={status}"));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(status) = &status {
+        query.append_pair("status", status);
     }
-    if let Some(flow) = flow {
-        path.push_str(&format!("&flow={flow}"));
+    if let Some(flow) = &flow {
+        query.append_pair("flow", flow);
     }
+    if csv || jsonl {
+        let route = if csv {
+            "requests.csv"
+        } else {
+            "requests.jsonl"
+        };
+        let path = format!("/api/{route}?{}", query.finish());
+        return server
+            .client()
+            .download(&path, &mut std::io::stdout().lock())
+            .await;
+    }
+    query.append_pair("limit", &limit.to_string());
+    let path = format!("/api/requests?{}", query.finish());
     let rows: Vec<RequestSummary> = server.client().get(&path).await?;
     print_table(
         &rows,

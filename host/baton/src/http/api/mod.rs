@@ -30,7 +30,10 @@ use flows::{
     delete_schedule, deploy_flow, list_flows, list_schedules, put_schedule, repository,
     update_flows,
 };
-use requests::{bundle, cancel, list_requests, reexecute, send_event, show_request, start_request};
+use requests::{
+    bundle, cancel, export_csv, export_json_lines, list_requests, reexecute, send_event,
+    show_request, start_request,
+};
 use servers::{list_servers, metrics, rename_server};
 
 pub use requests::IDEMPOTENCY_KEY;
@@ -108,6 +111,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/flows", post(deploy_flow).get(list_flows))
         .route("/api/flows/{name}/requests", post(start_request))
         .route("/api/requests", get(list_requests))
+        .route("/api/requests.csv", get(export_csv))
+        .route("/api/requests.jsonl", get(export_json_lines))
         .route("/api/requests/{id}", get(show_request))
         .route("/api/requests/{id}/reexecute", post(reexecute))
         .route("/api/requests/{id}/cancel", post(cancel))
