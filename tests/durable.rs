@@ -588,20 +588,7 @@ async fn a_request_replays_here_and_another_build_is_named_where_it_diverges() {
         .await;
     let done = server.wait_final(&id, LONG).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
-    let baton = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(args)
-            .args(["--server", &server.base, "--token", &server.token])
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-
+    let baton = |args: &[&str]| server.cli(args);
     let (ok, out, err) = baton(&["replay", &id]);
     assert!(ok, "{err}");
     assert!(
@@ -670,20 +657,7 @@ async fn a_deploy_that_would_leave_journals_is_refused_naming_them() {
     server
         .wait_request(&asleep, LONG, |r| checkpoint_names(r).len() == 2)
         .await;
-    let deploy = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .arg("deploy")
-            .args(args)
-            .args(["--server", &server.base, "--token", &server.token])
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let deploy = |args: &[&str]| server.cli(&[&["deploy"], args].concat());
     let file = |stem: &str| {
         support::guests()
             .join(format!("{stem}.wasm"))
@@ -768,18 +742,10 @@ async fn every_matching_request_is_exported_once_as_csv_and_json_lines() {
     assert_eq!(exported, started);
     assert!(!csv.contains(&other));
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["requests", "--jsonl", "--flow", "hello"])
-        .args(["--server", &server.base, "--token", &server.token])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, out, err) = server.cli(&["requests", "--jsonl", "--flow", "hello"]);
+    assert!(ok, "{err}");
     let mut exported = std::collections::BTreeSet::new();
-    for line in String::from_utf8(output.stdout).unwrap().lines() {
+    for line in out.lines() {
         let row: Value = serde_json::from_str(line).unwrap();
         assert_eq!(row["flow"], "hello");
         assert!(

@@ -292,6 +292,22 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Runs the `baton` command against this server with its token:
+    /// whether it succeeded, its stdout and its stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .args(["--server", &self.base, "--token", &self.token])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
         let url = format!("{}{path}", self.base);
         self.call(self.http.post(url).body(body)).await

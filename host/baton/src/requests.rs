@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use baton_core::store::{NewRequest, Store, StoreError};
+use baton_core::store::{NewRequest, RequestFilter, RequestRow, Store, StoreError};
 use tokio::sync::broadcast;
 
 use crate::engine::checkpoint::Abort;
@@ -224,6 +224,21 @@ impl Requests {
     pub fn finished(&self) -> broadcast::Receiver<String> {
         self.executor.finished()
     }
+}
+
+/// How many children a request's detail shows.
+pub const CHILDREN_SHOWN: i64 = 100;
+
+/// The first [`CHILDREN_SHOWN`] requests `id`'s flow started, newest
+/// first, for its detail (API and console).
+pub async fn children(store: &dyn Store, id: &str) -> Result<Vec<RequestRow>, StoreError> {
+    store
+        .list_requests(&RequestFilter {
+            parent: Some(id.to_owned()),
+            limit: CHILDREN_SHOWN,
+            ..Default::default()
+        })
+        .await
 }
 
 /// Which page of a request's checkpoints and events to show.

@@ -85,9 +85,6 @@ impl From<&RequestRow> for RequestSummary {
     }
 }
 
-/// How many children a request's detail shows.
-pub const CHILDREN_SHOWN: i64 = 100;
-
 /// `GET /api/requests/{id}`: a request with one page of its checkpoints
 /// and history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,7 +109,7 @@ pub struct RequestDetail {
     /// The values the flow published (`ctx.set_status`), by key.
     pub status_values: std::collections::BTreeMap<String, Value>,
     /// The requests its flow started (`ctx.start_flow`), newest first: the
-    /// first [`CHILDREN_SHOWN`]; `GET /api/requests?parent=ID` lists all.
+    /// first hundred; `GET /api/requests?parent=ID` lists all.
     pub children: Vec<RequestSummary>,
     /// Checkpoints, in order.
     pub checkpoints: Vec<CheckpointView>,

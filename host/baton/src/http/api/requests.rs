@@ -18,8 +18,8 @@ use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SendError, SubmitError};
 
 use super::dto::{
-    BundleRecord, CHILDREN_SHOWN, CheckpointView, EventSent, RequestBundle, RequestChanged,
-    RequestDetail, RequestSummary, Started, Waited,
+    BundleRecord, CheckpointView, EventSent, RequestBundle, RequestChanged, RequestDetail,
+    RequestSummary, Started, Waited,
 };
 use super::{ApiError, ApiResult};
 
@@ -379,13 +379,7 @@ pub(super) async fn show_request(
                 (key, value)
             })
             .collect(),
-        children: state
-            .store
-            .list_requests(&RequestFilter {
-                parent: Some(id.clone()),
-                limit: CHILDREN_SHOWN,
-                ..Default::default()
-            })
+        children: crate::requests::children(&*state.store, &id)
             .await?
             .iter()
             .map(RequestSummary::from)

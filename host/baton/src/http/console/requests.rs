@@ -16,7 +16,6 @@ use baton_core::store::{CHILD_WAIT_PREFIX, RequestFilter, RequestRow, StoreError
 
 use super::servers::server_names;
 use super::{PageError, PageResult, check_csrf, form_field, frame, html};
-use crate::http::api::dto::CHILDREN_SHOWN;
 use crate::http::auth::Account;
 use crate::http::state::AppState;
 use crate::requests::DetailQuery;
@@ -370,13 +369,7 @@ pub(super) async fn request_detail(
             .map(str::to_owned),
         parent: request.parent.clone(),
         status_values: state.store.status_values(&id).await?,
-        children: state
-            .store
-            .list_requests(&RequestFilter {
-                parent: Some(id.clone()),
-                limit: CHILDREN_SHOWN,
-                ..Default::default()
-            })
+        children: crate::requests::children(&*state.store, &id)
             .await?
             .iter()
             .map(|child| request_view(child, &names))
