@@ -40,3 +40,16 @@ sync server="http://127.0.0.1:8080":
 # Commit the flow changes in the flows repository (default: ./flows) for authors.
 commit-flows message repo="flows":
     git -C {{repo}} add -A . && git -C {{repo}} commit -m "{{message}}"
+
+# Install the server (as root): the binary in PREFIX/bin, the commented
+# config in /etc/baton (kept if there), the systemd unit, and a `baton` user.
+install prefix="/usr/local":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release
+    install -Dm755 target/release/baton {{prefix}}/bin/baton
+    [ -e /etc/baton/baton.toml ] || install -Dm644 deploy/baton.toml /etc/baton/baton.toml
+    sed "s|/usr/local/bin/baton|{{prefix}}/bin/baton|" deploy/baton.service > /etc/systemd/system/baton.service
+    id -u baton >/dev/null 2>&1 || useradd --system --home-dir /var/lib/baton --shell /usr/sbin/nologin baton
+    if command -v systemctl >/dev/null; then systemctl daemon-reload; fi
+    echo "installed; start it with: systemctl enable --now baton"

@@ -231,6 +231,53 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
+    /// The config an operator deploys with documents every key with its
+    /// true default: with each `# key = value` line uncommented, it parses
+    /// (unknown keys are refused) and resolves to what no file gives.
+    #[test]
+    fn the_example_config_shows_the_defaults() {
+        let text = include_str!("../../../deploy/baton.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                line.split_once(" = ")
+                    .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let keys = uncommented.lines().count();
+        let file: FileConfig = toml::from_str(&uncommented).expect("the example parses");
+        assert_eq!(
+            format!("{:?}", ServerConfig::resolve(file, FileConfig::default())),
+            format!(
+                "{:?}",
+                ServerConfig::resolve(FileConfig::default(), FileConfig::default())
+            )
+        );
+        assert!(keys >= 18, "{uncommented}");
+        // Every key the file may hold is there, as a default or an example:
+        // serde names them all when refusing an unknown one.
+        let refusal = toml::from_str::<FileConfig>("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        let fields: Vec<&str> = refusal
+            .split("expected one of")
+            .nth(1)
+            .expect("serde lists the fields")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert!(fields.len() > 20, "{refusal}");
+        for field in fields {
+            assert!(
+                text.contains(&format!("{field} = ")) || text.contains(&format!("[{field}]")),
+                "deploy/baton.toml does not document {field}"
+            );
+        }
+    }
+
     #[test]
     fn flags_beat_the_file_and_defaults_fill_the_rest() {
         let file = FileConfig {
