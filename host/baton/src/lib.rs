@@ -11,6 +11,7 @@
 //! - [`vcs`]: building and deploying flow versions, the flows repository.
 //! - [`http`]: the JSON API, the console, accounts, sessions and tokens.
 //! - [`server`]: `baton up`, putting the above together.
+//! - [`doctor`]: `baton doctor`, what a server needs before it starts.
 //! - [`cli`]: the commands that talk to a running server, and their client.
 //! - [`resources`]: which resources a flow uses are local to one server.
 //! - `bench` (feature `bench`, on by default): `baton bench`.
@@ -20,6 +21,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod http;
 pub mod metrics;

@@ -86,6 +86,26 @@ enum Command {
     },
     /// Create a flow crate (with its test) in a flows workspace.
     New(baton::cli::scaffold::NewArgs),
+    /// Check what a server needs before it starts (database reachable and
+    /// migrated, clock, folders writable, port free, toolchain), one line
+    /// each; exits non-zero when one fails.
+    Doctor {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data folder.
+        #[arg(long, env = "BATON_DATA")]
+        data: Option<PathBuf>,
+        /// Address of the console and API.
+        #[arg(long, env = "BATON_LISTEN")]
+        listen: Option<String>,
+        /// Checkpoint connection.
+        #[arg(long, env = "BATON_DATABASE_URL")]
+        database: Option<String>,
+        /// Checkpoint storage path.
+        #[arg(long, env = "BATON_STORAGE_PATH")]
+        storage: Option<PathBuf>,
+    },
     /// Build (a crate folder) or take (a .wasm file) components and deploy them.
     Deploy(baton::cli::flows::DeployArgs),
     /// Start a request of a flow.
@@ -217,6 +237,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
         Command::New(args) => baton::cli::scaffold::new_flow(args),
+        Command::Doctor {
+            config,
+            data,
+            listen,
+            database,
+            storage,
+        } => {
+            let file = match &config {
+                Some(path) => FileConfig::read(path)?,
+                None => FileConfig::default(),
+            };
+            let flags = FileConfig {
+                data,
+                listen,
+                database,
+                storage,
+                ..FileConfig::default()
+            };
+            let findings = baton::doctor::examine(&ServerConfig::resolve(file, flags)).await;
+            let mut failed = 0;
+            for finding in &findings {
+                let verdict = match finding.verdict {
+                    baton::doctor::Verdict::Ok => "ok",
+                    baton::doctor::Verdict::Warn => "warn",
+                    baton::doctor::Verdict::Fail => {
+                        failed += 1;
+                        "FAIL"
+                    }
+                };
+                println!("{verdict:<5}{:<10}{}", finding.check, finding.message);
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} check(s) failed");
+            }
+            Ok(())
+        }
         Command::Deploy(args) => baton::cli::flows::deploy(args).await,
         Command::Run(args) => baton::cli::requests::run(args).await,
         Command::Wait(args) => baton::cli::requests::wait(args).await,

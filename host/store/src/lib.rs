@@ -195,7 +195,68 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 /// database commit is cheaper than a blob's two fsyncs plus the commit.
 pub const INLINE_MAX: usize = 16 * 1024;
 
+/// What a checkpoint database is, seen without changing it (`baton
+/// doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseState {
+    /// The migrations it has applied (none while it does not exist: `baton
+    /// up` creates it).
+    pub applied: Option<i64>,
+    /// The migrations this build knows.
+    pub known: i64,
+    /// Its clock, ms since the epoch, when it exists.
+    pub now_ms: Option<i64>,
+}
+
 impl SqlStore {
+    /// Looks at the checkpoint database `url` without creating, migrating
+    /// or writing anything.
+    pub async fn inspect(url: &str) -> Result<DatabaseState, StoreError> {
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url);
+        let known = match backend {
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres").iter().count(),
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").iter().count(),
+        } as i64;
+        let absent = DatabaseState {
+            applied: None,
+            known,
+            now_ms: None,
+        };
+        let url = match backend {
+            Backend::Postgres if !sqlx::Any::database_exists(url).await.db()? => return Ok(absent),
+            Backend::Postgres => url.to_owned(),
+            Backend::Sqlite => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let path = path.split('?').next().unwrap_or_default();
+                if !Path::new(path).exists() {
+                    return Ok(absent);
+                }
+                format!("sqlite://{path}?mode=ro")
+            }
+        };
+        let mut connection = sqlx::AnyConnection::connect(&url).await.db()?;
+        let applied: Option<(i64,)> =
+            sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_optional(&mut connection)
+                .await
+                .ok()
+                .flatten();
+        let (now_ms,): (i64,) = sqlx::query_as(&format!("SELECT {}", backend.now_ms()))
+            .fetch_one(&mut connection)
+            .await
+            .db()?;
+        connection.close().await.db()?;
+        Ok(DatabaseState {
+            applied: Some(applied.map_or(0, |(n,)| n)),
+            known,
+            now_ms: Some(now_ms),
+        })
+    }
+
     /// [`SqlStore::open`] with the default lease (5 s).
     pub async fn connect(url: &str, storage: &Path) -> Result<Self, StoreError> {
         Self::open(url, storage, DEFAULT_LEASE).await
