@@ -2,7 +2,8 @@
 //! `chromium-driver`, installed by `.ci/run`): log in, watch a killed server
 //! turn red on the Server List, find an errored request on the Status List,
 //! re-execute it and see it succeed; then create and delete an account on
-//! Settings › Accounts. Screenshots go to `tests/artifacts/`.
+//! Settings › Accounts. Screenshots go to `tests/artifacts/`. And every
+//! console page passes axe-core.
 
 mod support;
 
@@ -327,4 +328,102 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
             .is_err()
     );
     client.close().await.unwrap();
+}
+
+/// axe-core (vendored in `tests/vendor`, never served) run on every console
+/// page, logged in as an admin, with a request of each kind the pages show:
+/// no violation of its WCAG 2.x A/AA rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_page_passes_axe() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("approval")).await;
+    server.deploy(wasm("review")).await;
+    server.deploy(wasm("hello")).await;
+    let parent = server
+        .start_request("approval", json!({ "subject": "a", "reviewers": ["ada"] }))
+        .await;
+    let child = server
+        .wait_request(&parent, LONG, |r| {
+            r["children"].as_array().is_some_and(|c| c.len() == 1)
+        })
+        .await["children"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .wait_request(&child, LONG, |r| r["waiting_for"] == "decision")
+        .await;
+    let done = server
+        .start_request("hello", json!({ "name": "Ada" }))
+        .await;
+    server.wait_final(&done, LONG).await;
+
+    let driver = Driver::start();
+    let client = browser(&driver, &dir.path().join("chromium")).await;
+    client
+        .goto(&format!("{}/login", server.base))
+        .await
+        .unwrap();
+    let axe = std::fs::read_to_string(support::root().join("tests/vendor/axe.min.js")).unwrap();
+    let mut violations = Vec::new();
+    let mut check = async |page: &str| {
+        client
+            .goto(&format!("{}{page}", server.base))
+            .await
+            .unwrap();
+        client.execute(&axe, vec![]).await.unwrap();
+        let found = client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] })
+                    .then(r => done(r.violations.map(v => v.id + ' ' + v.impact + ': ' +
+                        v.nodes.map(n => n.target.join(' ')).join(', '))))
+                    .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        for violation in found.as_array().unwrap() {
+            violations.push(format!("{page}: {}", violation.as_str().unwrap()));
+        }
+    };
+    check("/login").await;
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&client, "main").await;
+    for page in [
+        "/status/servers".to_owned(),
+        "/status/requests".to_owned(),
+        format!("/status/requests/{parent}"),
+        format!("/status/requests/{child}"),
+        format!("/status/requests/{done}"),
+        "/status/version-control".to_owned(),
+        "/flows".to_owned(),
+        "/settings/flow".to_owned(),
+        "/settings/accounts".to_owned(),
+        "/account/password".to_owned(),
+    ] {
+        check(&page).await;
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
 }

@@ -82,6 +82,7 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                 script src="/assets/htmx.min.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header {
                     strong { "Baton" }
                     nav {
@@ -113,7 +114,7 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                         }
                     }
                 }
-                main {
+                main id="main" tabindex="-1" {
                     h1 { (page.title) }
                     (body)
                 }

@@ -44,7 +44,7 @@ pub fn accounts_page(
         html! {
             @if let Some(flash) = flash { p.flash { (flash) } }
             table.accounts {
-                thead { tr { th { "Name" } th { "Role" } th { "Status" } th { "API tokens" } th { "Sessions" } th { "Created" } th { "Password" } th {} } }
+                thead { tr { th { "Name" } th { "Role" } th { "Status" } th { "API tokens" } th { "Sessions" } th { "Created" } th { "Password" } th { span.visually-hidden { "Actions" } } } }
                 tbody {
                     @for account in accounts {
                         tr.account data-name=(account.name) data-role=(account.role) data-disabled=(account.disabled) data-tokens=(account.tokens) {

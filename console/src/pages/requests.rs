@@ -115,7 +115,7 @@ pub fn requests_page(
             form method="post" action="/status/requests/actions" {
                 (csrf_field(page))
                 table {
-                    thead { tr { th {} th { "ID" } th { "Flow" } th { "Status" } th { "Server" } th { "Attempts" } th { "Last checkpoint" } th { "Created" } th { "Updated" } } }
+                    thead { tr { th { span.visually-hidden { "Select" } } th { "ID" } th { "Flow" } th { "Status" } th { "Server" } th { "Attempts" } th { "Last checkpoint" } th { "Created" } th { "Updated" } } }
                     tbody #requests hx-get=(live) hx-trigger="every 3s" hx-swap="innerHTML" {
                         (request_rows(rows))
                     }
@@ -139,7 +139,7 @@ pub fn request_rows(rows: &[RequestView]) -> Markup {
     html! {
         @for row in rows {
             tr.request data-id=(row.id) data-status=(row.status) {
-                td { input type="checkbox" name="id" value=(row.id) id={"select-" (row.id)} hx-preserve; }
+                td { input type="checkbox" name="id" value=(row.id) id={"select-" (row.id)} aria-label={"Select request " (row.id)} hx-preserve; }
                 td { a href={"/status/requests/" (row.id)} { code { (row.id) } } }
                 td { (row.flow) }
                 td class=(row.status) { (row.label) }
@@ -303,7 +303,7 @@ pub fn timeline(detail: &RequestDetail) -> Markup {
 
 fn payload(title: &str, view: &PayloadView) -> Markup {
     html! {
-        h3 { (title) }
+        h2 { (title) }
         pre { (view.preview) }
         @if view.truncated { p { "Truncated. " a href=(view.download) { "Download the whole " (title.to_lowercase()) } } }
     }
@@ -350,14 +350,14 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 }
             }
             @if !detail.status_values.is_empty() {
-                h3 { "Status values" }
+                h2 { "Status values" }
                 table.status-values {
                     thead { tr { th { "Key" } th { "Value" } } }
                     @for (key, value) in &detail.status_values { tr { td { code { (key) } } td { code { (value) } } } }
                 }
             }
             @if !detail.children.is_empty() {
-                h3 { "Children" }
+                h2 { "Children" }
                 p { "Requests its flow started; cancelling this request cancels those not finished." }
                 table.children {
                     thead { tr { th { "Request" } th { "Flow" } th { "Status" } th { "Created" } } }
@@ -371,9 +371,9 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                     }
                 }
             }
-            @if let Some(error) = &detail.error { h3 { "Error" } pre.error { (error) } }
-            @if let Some(details) = &detail.error_details { h3 { "Error details" } pre.error { (details) } }
-            h3 { "Checkpoints" }
+            @if let Some(error) = &detail.error { h2 { "Error" } pre.error { (error) } }
+            @if let Some(details) = &detail.error_details { h2 { "Error details" } pre.error { (details) } }
+            h2 { "Checkpoints" }
             (timeline(detail))
             table {
                 thead { tr { th { "#" } th { "Name" } th { "Server" } th { "Epoch" } th { "At" } th { "Size" } } }
@@ -382,7 +382,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 }
             }
             @if let Some(more) = &detail.checkpoints_more { p { a href=(more) { "More checkpoints" } } }
-            h3 { "Attempts and owners" }
+            h2 { "Attempts and owners" }
             table {
                 thead { tr { th { "At" } th { "Event" } th { "By" } th { "Epoch" } th { "Detail" } } }
                 @for e in &detail.events {

@@ -39,7 +39,7 @@ pub fn servers_page(page: &Page, servers: &[ServerView]) -> Markup {
         page,
         html! {
             table {
-                thead { tr { th {} th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } th { "Flow-set" } th { "Flows HEAD" } } }
+                thead { tr { th { span.visually-hidden { "This server" } } th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } th { "Flow-set" } th { "Flows HEAD" } } }
                 tbody #servers hx-get="/status/servers/rows" hx-trigger="every 2s" hx-swap="innerHTML" {
                     (server_rows(servers))
                 }
@@ -53,7 +53,7 @@ pub fn server_rows(servers: &[ServerView]) -> Markup {
     html! {
         @for server in servers {
             tr.server.drift[server.drift] data-status=(server.status) {
-                td { @if server.current { span title="the server you are logged into" { "★" } } }
+                td { @if server.current { span title="the server you are logged into" aria-label="the server you are logged into" { "★" } } }
                 td.name title=(server.renamed) { (server.name) @if !server.renamed.is_empty() { br; small { (server.renamed) } } }
                 td { code { (server.id) } }
                 td class=(server.status) { span class={"dot " (server.status)} {} (server.status) }
