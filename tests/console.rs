@@ -807,6 +807,26 @@ async fn the_status_list_filters_and_pages() {
     assert_eq!(second.matches("class=\"request\"").count(), 10);
     let (status, _, _) = console.get("/status/requests?status=bogus").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The filter's export: every matching request, not a page of them.
+    let (_, _, filtered) = console.get("/status/requests?status=error").await;
+    assert!(
+        filtered.contains(r#"href="/status/requests.csv?status=error""#),
+        "{filtered}"
+    );
+    let (status, headers, csv) = console.get("/status/requests.csv?status=error").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    let mut ids: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (0..60).step_by(2).map(|i| format!("req-{i:02}")).collect();
+    assert_eq!(ids, expected);
+    let (_, _, lines) = console.get("/status/requests.jsonl?id=req-1").await;
+    assert_eq!(lines.lines().count(), 10);
 }
 
 /// A CSRF token the tests put in both the cookie and the form.

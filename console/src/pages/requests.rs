@@ -129,6 +129,12 @@ pub fn requests_page(
             @if let Some(older) = older {
                 p { a href={"/status/requests?" (filters.query()) "&after=" (encode(older))} { "Older →" } }
             }
+            p {
+                "Export every request these filters match: "
+                a href={"/status/requests.csv?" (filters.query())} download { "CSV" }
+                " · "
+                a href={"/status/requests.jsonl?" (filters.query())} download { "JSON Lines" }
+            }
         },
     )
 }

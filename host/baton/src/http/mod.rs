@@ -3,13 +3,15 @@
 //! in `requests`, `accounts` and the store.
 //!
 //! Module edges go one way: `api`, `console` and `accounts` use `auth`,
-//! `credentials`, `state` and `status`; none of them uses this module or each other's
+//! `credentials`, `export`, `state` and `status`; none of them uses this module or each other's
 //! handlers (`tests/architecture.rs` checks it).
 //!
 //! - [`state`]: [`AppState`], what every handler can reach.
 //! - [`status`]: [`HttpStatus`](status::HttpStatus), typed errors to statuses.
 //! - [`auth`]: sessions, tokens, the role each route needs.
 //! - [`credentials`]: secrets, passwords, the login throttle, bootstrap.
+//! - [`export`]: the requests a filter matches, streamed as CSV or JSON
+//!   Lines, for the API and the Status List.
 //! - [`accounts`]: the credential life cycle, shared by API and console.
 //! - [`api`]: the JSON API, `/healthz`, `/metrics`.
 //! - [`console`]: the HTML pages, CSRF and security headers.
@@ -21,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod console;
 pub mod credentials;
+pub mod export;
 pub mod state;
 pub mod status;
 

@@ -64,6 +64,8 @@ pub fn routes() -> Router<AppState> {
         .route("/status/servers", get(servers))
         .route("/status/servers/rows", get(server_rows))
         .route("/status/requests", get(requests))
+        .route("/status/requests.csv", get(requests::export_csv))
+        .route("/status/requests.jsonl", get(requests::export_json_lines))
         .route("/status/requests/rows", get(request_rows))
         .route("/status/requests/actions", post(bulk_action))
         .route("/status/requests/{id}", get(request_detail))

@@ -61,11 +61,8 @@ fn day_start(date: &str) -> Option<i64> {
     Some((era * 146_097 + doe - 719_468) * 86_400_000)
 }
 
-/// The page of rows the filters select, and the cursor of the next page.
-async fn filtered(
-    state: &AppState,
-    filters: &Filters,
-) -> Result<(Vec<RequestRow>, Option<String>), PageError> {
+/// The store's filter for the Status List's filters, one page long.
+fn request_filter(filters: &Filters) -> Result<RequestFilter, PageError> {
     let status =
         match filters.status.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Some(RequestStatus::parse(s).ok_or_else(|| {
@@ -73,7 +70,7 @@ async fn filtered(
             })?),
             None => None,
         };
-    let filter = RequestFilter {
+    Ok(RequestFilter {
         status,
         flow: filters.flow.clone().filter(|s| !s.is_empty()),
         server: filters.server.clone().filter(|s| !s.is_empty()),
@@ -87,13 +84,46 @@ async fn filtered(
             .map(|t| t + 86_400_000),
         parent: None,
         limit: PAGE_SIZE + 1,
-    };
-    let mut rows = state.store.list_requests(&filter).await?;
+    })
+}
+
+/// The page of rows the filters select, and the cursor of the next page.
+async fn filtered(
+    state: &AppState,
+    filters: &Filters,
+) -> Result<(Vec<RequestRow>, Option<String>), PageError> {
+    let mut rows = state.store.list_requests(&request_filter(filters)?).await?;
     let older = (rows.len() as i64 > PAGE_SIZE).then(|| {
         rows.truncate(PAGE_SIZE as usize);
         rows.last().map(|r| r.id.clone())
     });
     Ok((rows, older.flatten()))
+}
+
+/// Every request the Status List's filters match, as CSV.
+pub(super) async fn export_csv(
+    State(state): State<AppState>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let filter = request_filter(&filters)?;
+    Ok(crate::http::export::response(
+        state.store.clone(),
+        filter,
+        crate::http::export::Export::Csv,
+    ))
+}
+
+/// Every request the Status List's filters match, as JSON Lines.
+pub(super) async fn export_json_lines(
+    State(state): State<AppState>,
+    Query(filters): Query<Filters>,
+) -> PageResult {
+    let filter = request_filter(&filters)?;
+    Ok(crate::http::export::response(
+        state.store.clone(),
+        filter,
+        crate::http::export::Export::JsonLines,
+    ))
 }
 
 pub(super) async fn requests(
