@@ -513,6 +513,35 @@ async fn reviews_of(server: &Server, parent: &Value) -> std::collections::BTreeM
     reviews
 }
 
+/// A flow starts only the flows it declared (`flow:NAME` resources); the
+/// refusal says what to declare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_starts_only_the_flows_it_declared() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    for flow in ["starter", "hello", "review"] {
+        server.deploy(wasm(flow)).await;
+    }
+    let allowed = server.start_request("starter", json!("hello")).await;
+    let done = server.wait_final(&allowed, LONG).await;
+    assert_eq!(
+        done["output"],
+        json!({ "greeting": "Hello, child!" }),
+        "{done:#}"
+    );
+
+    let refused = server.start_request("starter", json!("review")).await;
+    let done = server.wait_final(&refused, LONG).await;
+    assert_eq!(done["status"], "error", "{done:#}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.contains(r#"may not start the flow "review""#)
+            && error.contains(r#"resources = ["flow:review"]"#),
+        "{error}"
+    );
+    assert_eq!(done["children"], json!([]), "no child was created");
+}
+
 /// Cancelling a parent cancels its unfinished children in the same commit;
 /// a child cancelled on its own ends its parent's wait with an error that
 /// names it.

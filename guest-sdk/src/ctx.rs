@@ -206,8 +206,10 @@ impl Ctx {
     /// over) that names this one as its parent, and is cancelled with it.
     /// The start is journaled, so a replay gets the same child, and the
     /// child is created once even when the server dies during the start.
-    /// An unknown flow is a retryable error: the flow may be deployed
-    /// before the retry.
+    /// The flow declares the flows it starts as resources
+    /// (`#[flow(resources = ["flow:approval"])]`); starting another is
+    /// refused. An unknown flow is a retryable error: the flow may be
+    /// deployed before the retry.
     ///
     /// ```no_run
     /// # use baton_guest::prelude::*;

@@ -104,6 +104,7 @@ pub mod testing;
 /// | `retry_interval` | delay before the first retry: `"250ms"`, `"10s"`, `"2m"`, `"1h"` | `"10s"` |
 /// | `backoff` | factor applied to the delay after each failure, at least `1.0` | `1.0` (constant) |
 /// | `max_retry_interval` | upper bound of the delay when backing off | none |
+/// | `resources` | what the flow reaches besides Baton: `"https://api.example.com"` (HTTP origins it calls), `"folder:/data"`, `"connection:db"`, `"flow:review"` (flows it starts as children) | none |
 ///
 /// ```
 /// use baton_guest::prelude::*;

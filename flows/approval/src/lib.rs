@@ -4,7 +4,12 @@
 
 use baton_guest::prelude::*;
 
-#[flow(other_server_retry = true, max_retries = 3, retry_interval = "10s")]
+#[flow(
+    other_server_retry = true,
+    max_retries = 3,
+    retry_interval = "10s",
+    resources = ["flow:review"]
+)]
 fn approval(ctx: &mut Ctx, input: Input) -> Result<Approved, FlowError> {
     let mut reviews = Vec::new();
     for reviewer in &input.reviewers {

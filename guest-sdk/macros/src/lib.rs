@@ -238,19 +238,19 @@ fn resources_value(value: &Expr, key: &str) -> syn::Result<Vec<String>> {
         return Err(syn::Error::new(
             value.span(),
             format!(
-                "#[flow]: `{key}` expects a list of strings, e.g. [\"http://api.example.com\", \"folder:/data\"]"
+                "#[flow]: `{key}` expects a list of strings, e.g. [\"http://api.example.com\", \"folder:/data\", \"flow:review\"]"
             ),
         ));
     };
     let mut resources = Vec::new();
     for element in &array.elems {
         let resource = str_value(element, key)?;
-        let known = ["http://", "https://", "folder:/", "connection:"];
+        let known = ["http://", "https://", "folder:/", "connection:", "flow:"];
         if !known.iter().any(|prefix| resource.starts_with(prefix)) {
             return Err(syn::Error::new(
                 element.span(),
                 format!(
-                    "#[flow]: resource {resource:?} must start with http://, https://, folder:/ or connection:"
+                    "#[flow]: resource {resource:?} must start with http://, https://, folder:/, connection: or flow:"
                 ),
             ));
         }

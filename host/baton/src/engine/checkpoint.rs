@@ -128,6 +128,8 @@ pub struct AttemptJournal {
     metrics: Arc<Metrics>,
     fence: Fence,
     flow: String,
+    /// The flows this one declared it starts (`flow:NAME` resources).
+    children: Vec<String>,
     generation: JournalGeneration,
     records: Vec<CheckpointRecord>,
     next: u32,
@@ -153,6 +155,7 @@ impl AttemptJournal {
         metrics: Arc<Metrics>,
         fence: Fence,
         flow: String,
+        children: Vec<String>,
         generation: JournalGeneration,
         records: Vec<CheckpointRecord>,
         lease: watch::Receiver<Lease>,
@@ -165,6 +168,7 @@ impl AttemptJournal {
             metrics,
             fence,
             flow,
+            children,
             generation,
             records,
             next: 0,
@@ -306,6 +310,14 @@ impl AttemptJournal {
         flow: &str,
         input: Vec<u8>,
     ) -> Result<Result<String, String>, HostAbort> {
+        // A flow reaches only what it declared, other flows included.
+        if !self.children.iter().any(|declared| declared == flow) {
+            return Ok(Err(format!(
+                "flow {} may not start the flow {flow:?}: declare it, \
+                 #[flow(resources = [\"flow:{flow}\"])]",
+                self.flow
+            )));
+        }
         let version = match self.store.active_version(flow).await {
             Ok(Some(version)) => version,
             Ok(None) => return Ok(Err(format!("there is no flow named {flow:?}"))),

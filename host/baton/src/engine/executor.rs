@@ -285,6 +285,12 @@ impl Executor {
             self.metrics.clone(),
             claim.fence.clone(),
             claim.flow.clone(),
+            properties
+                .resources
+                .iter()
+                .filter_map(|r| r.strip_prefix("flow:"))
+                .map(str::to_owned)
+                .collect(),
             claim.journal,
             records,
             self.cluster.lease(),
