@@ -424,6 +424,14 @@ async fn an_event_key_keeps_one_event(db: Db) {
     ));
     assert!(send("s", "1", "k").await.unwrap());
     assert!(send("r", "3", "k2").await.unwrap());
+    // Once the request has finished, a retry of a kept send is still
+    // answered as kept before; a new event is refused.
+    store.cancel("r", "a", "op").await.unwrap();
+    assert!(!send("r", "1", "k").await.unwrap());
+    assert!(matches!(
+        send("r", "4", "k3").await,
+        Err(StoreError::Refused(_))
+    ));
     let inbox = [
         store.inbox_event("r", "go", 0).await.unwrap(),
         store.inbox_event("r", "go", 1).await.unwrap(),

@@ -23,6 +23,24 @@ impl SqlStore {
     }
 }
 
+/// A send repeated with `key`: nothing new when it says what the first
+/// said, refused when it says something else.
+fn same_event(
+    id: &str,
+    key: &str,
+    (first_name, first_payload): &(String, String),
+    name: &str,
+    payload: &str,
+) -> Result<bool, StoreError> {
+    if (first_name.as_str(), first_payload.as_str()) == (name, payload) {
+        Ok(false)
+    } else {
+        Err(StoreError::Refused(format!(
+            "the idempotency key {key:?} was used for another event to request {id}"
+        )))
+    }
+}
+
 impl SqlStore {
     /// Cancels `id` if its status allows: its new epoch.
     async fn cancel_one(
@@ -72,6 +90,21 @@ impl OperatorStore for SqlStore {
         let Some((status,)) = status else {
             return Err(StoreError::NotFound(format!("request {id}")));
         };
+        // A send its key kept before is answered as that one was, even once
+        // the request has finished: it is a retry, not a new event.
+        if let Some(key) = key {
+            let kept: Option<(String, String)> = sqlx::query_as(
+                "SELECT name, payload FROM events_inbox WHERE request_id = $1 AND idempotency_key = $2",
+            )
+            .bind(id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+            if let Some(first) = kept {
+                return same_event(id, key, &first, name, payload);
+            }
+        }
         if RequestStatus::parse(&status).is_none_or(RequestStatus::is_final) {
             return Err(StoreError::Refused(format!(
                 "request {id} has finished ({status}): it waits for no event"
@@ -94,9 +127,8 @@ impl OperatorStore for SqlStore {
         .rows_affected()
             == 1;
         if !kept {
-            // The key's event is there: this is a repeat of its send, or
-            // a mistake if it says something else.
-            let (first_name, first_payload): (String, String) = sqlx::query_as(
+            // Another send with this key committed meanwhile.
+            let first: (String, String) = sqlx::query_as(
                 "SELECT name, payload FROM events_inbox WHERE request_id = $1 AND idempotency_key = $2",
             )
             .bind(id)
@@ -104,13 +136,7 @@ impl OperatorStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .db()?;
-            if (first_name.as_str(), first_payload.as_str()) != (name, payload) {
-                return Err(StoreError::Refused(format!(
-                    "the idempotency key {:?} was used for another event to request {id}",
-                    key.unwrap_or_default()
-                )));
-            }
-            return Ok(false);
+            return same_event(id, key.unwrap_or_default(), &first, name, payload);
         }
         sqlx::query(&self.sql(
             "UPDATE requests SET wake_pending = 1,
