@@ -128,6 +128,31 @@ async fn wait_for_text(client: &Client, css: &str, needle: &str) -> String {
     }
 }
 
+/// Fills in and sends the login form the client is on, as `admin`.
+async fn log_in_as_admin(client: &Client) {
+    client
+        .find(Locator::Css("input[name=username]"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form[action='/login'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,27 +183,7 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
             .ends_with("/login"),
         "the console asks for a login"
     );
-    client
-        .find(Locator::Css("input[name=username]"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in_as_admin(&client).await;
     wait_for(
         &client,
         "tr.server[data-status=running] + tr.server[data-status=running]",
@@ -389,27 +394,7 @@ async fn every_console_page_passes_axe() {
         }
     };
     check("/login").await;
-    client
-        .find(Locator::Css("input[name=username]"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("input[name=password]"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in_as_admin(&client).await;
     wait_for(&client, "main").await;
     for page in [
         "/status/servers".to_owned(),

@@ -19,25 +19,51 @@ struct Cli {
     command: Command,
 }
 
+/// Where a server's settings, data, database and storage are, and where
+/// it listens: what `baton up` and `baton doctor` both read.
+#[derive(clap::Args)]
+struct Placement {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (server ID, lock, compiled components, SQLite file).
+    #[arg(long, env = "BATON_DATA")]
+    data: Option<PathBuf>,
+    /// Address of the console and API.
+    #[arg(long, env = "BATON_LISTEN")]
+    listen: Option<String>,
+    /// Checkpoint connection: sqlite://FILE or postgres://…
+    #[arg(long, env = "BATON_DATABASE_URL")]
+    database: Option<String>,
+    /// Checkpoint storage path (shared by the cluster).
+    #[arg(long, env = "BATON_STORAGE_PATH")]
+    storage: Option<PathBuf>,
+}
+
+impl Placement {
+    /// The file's settings, and the flags' (these four, the rest open).
+    fn read(self) -> anyhow::Result<(FileConfig, FileConfig)> {
+        let file = match &self.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let flags = FileConfig {
+            data: self.data,
+            listen: self.listen,
+            database: self.database,
+            storage: self.storage,
+            ..FileConfig::default()
+        };
+        Ok((file, flags))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a server.
     Up {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data folder (server ID, lock, compiled components, SQLite file).
-        #[arg(long, env = "BATON_DATA")]
-        data: Option<PathBuf>,
-        /// Address of the console and API.
-        #[arg(long, env = "BATON_LISTEN")]
-        listen: Option<String>,
-        /// Checkpoint connection: sqlite://FILE or postgres://…
-        #[arg(long, env = "BATON_DATABASE_URL")]
-        database: Option<String>,
-        /// Checkpoint storage path (shared by the cluster).
-        #[arg(long, env = "BATON_STORAGE_PATH")]
-        storage: Option<PathBuf>,
+        #[command(flatten)]
+        placement: Placement,
         /// Server name (defaults to the recorded name, or the ID).
         #[arg(long)]
         name: Option<String>,
@@ -90,21 +116,8 @@ enum Command {
     /// migrated, clock, folders writable, port free, toolchain), one line
     /// each; exits non-zero when one fails.
     Doctor {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data folder.
-        #[arg(long, env = "BATON_DATA")]
-        data: Option<PathBuf>,
-        /// Address of the console and API.
-        #[arg(long, env = "BATON_LISTEN")]
-        listen: Option<String>,
-        /// Checkpoint connection.
-        #[arg(long, env = "BATON_DATABASE_URL")]
-        database: Option<String>,
-        /// Checkpoint storage path.
-        #[arg(long, env = "BATON_STORAGE_PATH")]
-        storage: Option<PathBuf>,
+        #[command(flatten)]
+        placement: Placement,
     },
     /// Build (a crate folder) or take (a .wasm file) components and deploy them.
     Deploy(baton::cli::flows::DeployArgs),
@@ -187,11 +200,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up {
-            config,
-            data,
-            listen,
-            database,
-            storage,
+            placement,
             name,
             heartbeat_ms,
             lease_ms,
@@ -206,15 +215,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             flows_build_dir,
             deploy,
         } => {
-            let file = match config {
-                Some(path) => FileConfig::read(&path)?,
-                None => FileConfig::default(),
-            };
+            let (file, placed) = placement.read()?;
             let flags = FileConfig {
-                data,
-                listen,
-                database,
-                storage,
                 name,
                 heartbeat_ms,
                 lease_ms,
@@ -233,28 +235,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 trusted_proxies: None,
                 session_ttl_s,
                 token_ttl_s,
+                ..placed
             };
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
         Command::New(args) => baton::cli::scaffold::new_flow(args),
-        Command::Doctor {
-            config,
-            data,
-            listen,
-            database,
-            storage,
-        } => {
-            let file = match &config {
-                Some(path) => FileConfig::read(path)?,
-                None => FileConfig::default(),
-            };
-            let flags = FileConfig {
-                data,
-                listen,
-                database,
-                storage,
-                ..FileConfig::default()
-            };
+        Command::Doctor { placement } => {
+            let (file, flags) = placement.read()?;
             let findings = baton::doctor::examine(&ServerConfig::resolve(file, flags)).await;
             let mut failed = 0;
             for finding in &findings {
