@@ -69,6 +69,30 @@ async fn postgres_restarting_under_load_loses_nothing_and_kills_no_server() {
     }
 }
 
+/// A read right after PostgreSQL restarted, before anything else touched
+/// the database, is answered: the store's idle connections all died with
+/// the restart, and none of them is handed to a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_after_a_postgres_restart_meets_no_dead_connection() {
+    use baton_store::{ServerStore, SqlStore};
+    let postgres = PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::connect(&postgres.url("baton"), dir.path())
+        .await
+        .unwrap();
+    // Several reads at once leave several idle connections in the pool.
+    let warm = (0..6).map(|_| store.servers());
+    for listed in futures_util::future::join_all(warm).await {
+        listed.unwrap();
+    }
+    postgres.restart_immediate();
+    for read in 0..12 {
+        if let Err(e) = store.servers().await {
+            panic!("read {read} after the restart: {e}");
+        }
+    }
+}
+
 /// Two servers reach PostgreSQL through a proxy that loses answers (the
 /// statement applied, the reply gone, the connection cut) and delays the
 /// rest: claims, checkpoint commits, outcomes and heartbeats all meet it.

@@ -95,6 +95,9 @@ pub(crate) fn database_error(e: sqlx::Error) -> StoreError {
     })
 }
 
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PING_WHEN_IDLE: Duration = Duration::from_millis(50);
+
 /// Which database the checkpoint connection names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -327,9 +330,20 @@ impl SqlStore {
                 Backend::Sqlite => 5,
                 Backend::Postgres => 9,
             })
-            // A ping before every use is a round trip per query; a broken
-            // connection fails its query instead, and callers retry.
+            // A ping before every use is a round trip per query. Only a
+            // connection idle for a while is pinged (and dropped when dead):
+            // a database restart cuts every idle connection and takes longer
+            // than that, so the first query after one does not fail on a
+            // dead connection, while a busy server pays nothing.
             .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if backend == Backend::Postgres && meta.idle_for >= PING_WHEN_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 let session = session.clone();
