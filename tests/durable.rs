@@ -601,6 +601,104 @@ async fn cancelling_a_parent_cancels_its_children() {
     assert_eq!(server.request(&children["bob"]).await["status"], "running");
 }
 
+/// A request held from another server stops before its next step (that
+/// server's heartbeat tells its attempt), runs no more while held, and
+/// resumed it runs on from where it stopped: each step ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_stops_at_its_next_step_and_resumed_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    let runner = Server::start(dir.path(), "runner", &setup).await;
+    let operator = Server::start(dir.path(), "operator", &setup).await;
+    runner.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(300);
+
+    const STEPS: u64 = 12;
+    let id = runner
+        .start_request("steps", json!({ "steps": STEPS, "url": sidecar.url }))
+        .await;
+    runner
+        .wait_request(&id, LONG, |r| support::checkpoints(r).len() >= 2)
+        .await;
+    let (ok, out, err) = operator.cli(&["hold", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("{id} held: it runs no more until resumed")
+    );
+    let (ok, out, _) = operator.cli(&["hold", &id]);
+    assert!(ok);
+    assert_eq!(out.trim(), format!("{id} was held already"));
+
+    let stopped = operator
+        .wait_request(&id, LONG, |r| r["status"] == "waiting_retry")
+        .await;
+    assert_eq!(stopped["held"], true, "{stopped:#}");
+    let kinds: Vec<(&str, &str)> = stopped["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["detail"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("held", "by admin")), "{kinds:?}");
+    assert!(
+        kinds.contains(&("released", "held: its attempt stopped before its next step")),
+        "{kinds:?}"
+    );
+    let (_, listed) = operator.get("/api/requests?held=true").await;
+    let listed: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [id.as_str()]);
+
+    // Due at once, but held: no server claims it.
+    let done_before = support::checkpoints(&stopped).len();
+    assert!(done_before < STEPS as usize, "{stopped:#}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = operator.request(&id).await;
+    assert_eq!(
+        (still["status"].as_str(), support::checkpoints(&still).len()),
+        (Some("waiting_retry"), done_before),
+        "{still:#}"
+    );
+
+    let (ok, out, err) = operator.cli(&["resume", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("{id} resumed"));
+    let done = runner.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["held"], false, "{done:#}");
+    let expected: u64 = (0..STEPS).map(|i| i * i).sum();
+    assert_eq!(done["output"]["sum"], expected);
+    let seqs: Vec<i64> = support::checkpoints(&done).iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (0..STEPS as i64).collect::<Vec<_>>(), "{done:#}");
+    for key in done["output"]["keys"].as_array().unwrap() {
+        assert_eq!(
+            sidecar.keys()[key.as_str().unwrap()],
+            1,
+            "step {key} ran twice"
+        );
+    }
+    let (_, listed) = operator.get("/api/requests?held=true").await;
+    assert_eq!(listed, json!([]));
+
+    let (status, body) = operator.post(&format!("/api/requests/{id}/hold"), "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("request {id} cannot be held: it has finished (succeeded)")
+    );
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a
@@ -760,7 +858,7 @@ async fn every_matching_request_is_exported_once_as_csv_and_json_lines() {
     assert_eq!(
         lines.next(),
         Some(
-            "id,flow,version,status,owner,attempts,last_checkpoint,parent,created_at,updated_at,error"
+            "id,flow,version,status,held,owner,attempts,last_checkpoint,parent,created_at,updated_at,error"
         )
     );
     let mut exported = std::collections::BTreeSet::new();

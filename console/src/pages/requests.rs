@@ -20,6 +20,8 @@ pub struct RequestView {
     pub owner: String,
     /// Attempts started.
     pub attempts: i64,
+    /// Held by an operator.
+    pub held: bool,
     /// Last checkpoint name.
     pub last_checkpoint: String,
     /// Created, ms.
@@ -43,6 +45,8 @@ pub struct Filters {
     pub to: Option<String>,
     /// Request ID prefix.
     pub id: Option<String>,
+    /// `yes`: only held requests; `no`: only those not held.
+    pub held: Option<String>,
     /// Keyset cursor: list requests older than this one.
     pub after: Option<String>,
 }
@@ -57,6 +61,7 @@ impl Filters {
             ("from", &self.from),
             ("to", &self.to),
             ("id", &self.id),
+            ("held", &self.held),
         ];
         pairs
             .iter()
@@ -110,6 +115,11 @@ pub fn requests_page(
                 label { "From" input type="date" name="from" value=[filters.from.as_deref()]; }
                 label { "To" input type="date" name="to" value=[filters.to.as_deref()]; }
                 label { "ID starts with" input name="id" value=[filters.id.as_deref()]; }
+                label { "Held" select name="held" {
+                    option value="" { "any" }
+                    option value="yes" selected[filters.held.as_deref() == Some("yes")] { "held" }
+                    option value="no" selected[filters.held.as_deref() == Some("no")] { "not held" }
+                } }
                 button { "Filter" }
             }
             form method="post" action="/status/requests/actions" {
@@ -124,6 +134,10 @@ pub fn requests_page(
                     button name="action" value="reexecute" { "Re-execute selected" }
                     " "
                     button name="action" value="cancel" { "Cancel selected" }
+                    " "
+                    button name="action" value="hold" { "Hold selected" }
+                    " "
+                    button name="action" value="resume" { "Resume selected" }
                 }
             }
             @if let Some(older) = older {
@@ -148,7 +162,7 @@ pub fn request_rows(rows: &[RequestView]) -> Markup {
                 td { input type="checkbox" name="id" value=(row.id) id={"select-" (row.id)} aria-label={"Select request " (row.id)} hx-preserve; }
                 td { a href={"/status/requests/" (row.id)} { code { (row.id) } } }
                 td { (row.flow) }
-                td class=(row.status) { (row.label) }
+                td class=(row.status) { (row.label) @if row.held { " " span.held { "(held)" } } }
                 td { (row.owner) }
                 td { (row.attempts) }
                 td { (row.last_checkpoint) }
@@ -327,7 +341,7 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                     tr { th { "Parent" } td { a href={"/status/requests/" (parent)} { code { (parent) } } } }
                 }
                 tr { th { "Version" } td { code { (detail.version) } } }
-                tr { th { "Status" } td class=(request.status) { (request.label) } }
+                tr { th { "Status" } td class=(request.status) { (request.label) @if request.held { " " span.held { "(held: it does not run until resumed)" } } } }
                 tr { th { "Server" } td { (request.owner) } }
                 tr { th { "Attempts" } td { (request.attempts) } }
                 tr { th { "Epoch" } td { (detail.epoch) } }
@@ -338,6 +352,12 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
                 form.inline method="post" action={"/status/requests/" (request.id) "/reexecute"} { (csrf_field(page)) button { "Re-execute" } }
                 " "
                 form.inline method="post" action={"/status/requests/" (request.id) "/cancel"} { (csrf_field(page)) button { "Cancel" } }
+                " "
+                @if request.held {
+                    form.inline method="post" action={"/status/requests/" (request.id) "/resume"} { (csrf_field(page)) button { "Resume" } }
+                } @else if detail.takes_events {
+                    form.inline method="post" action={"/status/requests/" (request.id) "/hold"} { (csrf_field(page)) button { "Hold" } }
+                }
             }
             @if let Some(event) = &detail.waiting_for { p.waiting { "Waiting for the event " code { (event) } "." } }
             @if let Some(child) = &detail.waiting_for_child {

@@ -137,6 +137,12 @@ enum Command {
     Reexecute(baton::cli::requests::ReexecuteArgs),
     /// Cancel a request that has not finished.
     Cancel(baton::cli::requests::CancelArgs),
+    /// Hold a request: no server runs it (no retry, no run after a
+    /// takeover) until it is resumed; a running attempt stops before its
+    /// next step.
+    Hold(baton::cli::requests::HoldArgs),
+    /// Resume a held request.
+    Resume(baton::cli::requests::HoldArgs),
     /// Replay a request's journal here against its flow (or another build)
     /// and say where it diverges, if it does.
     Replay(baton::cli::requests::ReplayArgs),
@@ -269,6 +275,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Servers(args) => baton::cli::servers::servers(args).await,
         Command::Reexecute(args) => baton::cli::requests::reexecute(args).await,
         Command::Cancel(args) => baton::cli::requests::cancel(args).await,
+        Command::Hold(args) => baton::cli::requests::hold(args, true).await,
+        Command::Resume(args) => baton::cli::requests::hold(args, false).await,
         Command::Send(args) => baton::cli::requests::send(args).await,
         Command::Replay(args) => baton::cli::requests::replay(args).await,
         Command::Rename(args) => baton::cli::servers::rename(args).await,

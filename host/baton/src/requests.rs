@@ -209,6 +209,25 @@ impl Requests {
         Ok(())
     }
 
+    /// Holds request `id` on behalf of `account`: no server runs it until
+    /// it is resumed. Its attempt, if one runs here, stops before its next
+    /// step; one on another server, once that server's next heartbeat sees
+    /// the hold. `false` when it was held already.
+    pub async fn hold(&self, id: &str, account: &str) -> Result<bool, StoreError> {
+        let held = self.store.hold(id, &self.cluster.id, account).await?;
+        self.executor.interrupt(id, &Abort::Held);
+        Ok(held)
+    }
+
+    /// Resumes held request `id` on behalf of `account`: it runs again when
+    /// due. `false` when it was not held.
+    pub async fn resume(&self, id: &str, account: &str) -> Result<bool, StoreError> {
+        let resumed = self.store.resume(id, &self.cluster.id, account).await?;
+        self.executor.lift_hold(id);
+        self.executor.wake();
+        Ok(resumed)
+    }
+
     /// Re-executes request `id` on behalf of `account`: this server owns
     /// it and its next attempt is due now.
     pub async fn reexecute(&self, id: &str, account: &str) -> Result<(), StoreError> {

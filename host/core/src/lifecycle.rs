@@ -127,11 +127,15 @@ pub enum EventKind {
     HandedOver,
     /// The request's server is down and its flow must stay on it.
     OwnerDown,
+    /// An operator held the request: it does not run until resumed.
+    Held,
+    /// An operator resumed a held request.
+    Resumed,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Created,
         Self::Attempt,
         Self::Sleeping,
@@ -145,6 +149,8 @@ impl EventKind {
         Self::TakenOver,
         Self::HandedOver,
         Self::OwnerDown,
+        Self::Held,
+        Self::Resumed,
     ];
 
     /// The kind as stored and in the API.
@@ -163,6 +169,8 @@ impl EventKind {
             Self::TakenOver => "taken_over",
             Self::HandedOver => "handed_over",
             Self::OwnerDown => "owner_down",
+            Self::Held => "held",
+            Self::Resumed => "resumed",
         }
     }
 

@@ -55,6 +55,10 @@ impl ListingStore for SqlStore {
                 sql.push_str(&format!(" AND id < ${}", args.len()));
             }
         }
+        if let Some(held) = filter.held {
+            args.push(Arg::Int(i64::from(held)));
+            sql.push_str(&format!(" AND held = ${}", args.len()));
+        }
         if let Some(parent) = &filter.parent {
             args.push(Arg::Text(parent.clone()));
             sql.push_str(&format!(" AND parent = ${}", args.len()));

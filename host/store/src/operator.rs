@@ -1,9 +1,9 @@
-//! The operator's transitions on a request: cancel and re-execute, and why
-//! one was refused, in the state machine's words; and events sent to a
-//! request's inbox.
+//! The operator's transitions on a request: hold, resume, cancel and
+//! re-execute, and why one was refused, in the state machine's words; and
+//! events sent to a request's inbox.
 
 use baton_core::store::async_trait;
-use baton_core::{RequestStatus, Transition};
+use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::{Any, Connection, Transaction};
 
 use crate::{Backend, Db, ListingStore, OperatorStore, SqlStore, StoreError};
@@ -51,7 +51,7 @@ impl SqlStore {
         let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
             Transition::Cancel,
             "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
-                    updated_at = NOW_MS
+                    held = 0, updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM)
               RETURNING epoch",
         ))
@@ -153,6 +153,76 @@ impl OperatorStore for SqlStore {
         Ok(true)
     }
 
+    async fn hold(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET held = 1, updated_at = NOW_MS
+              WHERE id = $1 AND held = 0 AND status IN ('queued', 'running', 'waiting_retry')
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return match self.request(id).await? {
+                None => Err(StoreError::NotFound(format!("request {id}"))),
+                Some(request) if request.status.is_final() => Err(StoreError::Refused(format!(
+                    "request {id} cannot be held: it has finished ({})",
+                    request.status
+                ))),
+                Some(_) => Ok(false),
+            };
+        };
+        let detail = format!("by {actor}");
+        self.event(
+            &mut tx,
+            id,
+            EventKind::Held,
+            Some(by),
+            Some(epoch),
+            Some(&detail),
+        )
+        .await?;
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
+    async fn resume(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
+            "UPDATE requests SET held = 0, updated_at = NOW_MS
+              WHERE id = $1 AND held = 1
+              RETURNING epoch",
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return match self.request(id).await? {
+                None => Err(StoreError::NotFound(format!("request {id}"))),
+                Some(_) => Ok(false),
+            };
+        };
+        let detail = format!("by {actor}");
+        self.event(
+            &mut tx,
+            id,
+            EventKind::Resumed,
+            Some(by),
+            Some(epoch),
+            Some(&detail),
+        )
+        .await?;
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
@@ -208,7 +278,7 @@ impl OperatorStore for SqlStore {
             Transition::Reexecute,
             "UPDATE requests SET owner = $2, status = RULE_TO, epoch = epoch + 1,
                     failures = 0, postponements = 0, error = NULL, next_attempt_at = NOW_MS,
-                    updated_at = NOW_MS
+                    held = 0, updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM)
                 AND (status = 'error' OR owner IS NULL
                      OR owner IN (SELECT s.id FROM servers s

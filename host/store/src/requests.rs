@@ -9,7 +9,7 @@ use baton_core::store::async_trait;
 
 use crate::{
     CHILD_WAIT_PREFIX, Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow,
-    RequestStore, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
+    RequestStore, RunningAttempt, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
@@ -19,7 +19,7 @@ pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoc
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
-    output_hash, output_size, output_inline, error, error_details, waiting_for, parent, created_at, updated_at";
+    output_hash, output_size, output_inline, error, error_details, waiting_for, parent, held, created_at, updated_at";
 
 pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
     let output_hash: Option<String> = row.get("output_hash");
@@ -50,6 +50,7 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
         error_details: row.get("error_details"),
         waiting_for: row.get("waiting_for"),
         parent: row.get("parent"),
+        held: row.get::<i64, _>("held") != 0,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
@@ -258,7 +259,7 @@ impl RequestStore for SqlStore {
             "SELECT id FROM requests
               WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
                      OR (owner IS NULL AND status = 'waiting_retry'))
-                AND next_attempt_at <= NOW_MS
+                AND next_attempt_at <= NOW_MS AND held = 0
               ORDER BY next_attempt_at LIMIT $2",
         ))
         .bind(me)
@@ -295,7 +296,7 @@ impl RequestStore for SqlStore {
                     updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM) AND (owner = $2 OR owner IS NULL)
                 AND (status <> 'running' OR owner = $2)
-                AND next_attempt_at <= NOW_MS
+                AND next_attempt_at <= NOW_MS AND held = 0
                 AND EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $2 AND s.incarnation = $3 AND s.status = 'running')
               RETURNING flow, version, epoch, attempts, failures, generation,
@@ -359,10 +360,12 @@ impl RequestStore for SqlStore {
         let transition = outcome.transition();
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
+        // A request that ends is no longer held: a hold keeps only what may
+        // still run from running.
         let set = match outcome {
             Outcome::Succeeded(_) => {
                 "output_hash = $4, output_size = $5, output_inline = $6, error = NULL,
-                 error_details = NULL, next_attempt_at = NULL, postponements = 0"
+                 error_details = NULL, next_attempt_at = NULL, postponements = 0, held = 0"
             }
             Outcome::Retry { .. } => {
                 "failures = failures + 1, error = $4, next_attempt_at = NOW_MS + $5,
@@ -370,7 +373,7 @@ impl RequestStore for SqlStore {
             }
             Outcome::Error { .. } => {
                 "failures = failures + 1, error = $4, error_details = $5, next_attempt_at = NULL,
-                 postponements = 0"
+                 postponements = 0, held = 0"
             }
             Outcome::Postponed { .. } => {
                 "error = $4, error_details = NULL, suspended = 1,
@@ -486,15 +489,23 @@ impl RequestStore for SqlStore {
         Ok(())
     }
 
-    async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, epoch FROM requests
+    async fn running_on(&self, me: &str) -> Result<Vec<RunningAttempt>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT id, epoch, held FROM requests
               WHERE owner = $1 AND status = 'running' AND next_attempt_at IS NULL",
         )
         .bind(me)
         .fetch_all(&self.pool)
         .await
-        .db()?)
+        .db()?;
+        Ok(rows
+            .into_iter()
+            .map(|(request, epoch, held)| RunningAttempt {
+                request,
+                epoch,
+                held: held != 0,
+            })
+            .collect())
     }
 }
 

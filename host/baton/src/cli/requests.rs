@@ -6,7 +6,7 @@ use baton_core::RequestStatus;
 use crate::cli::ServerArg;
 use crate::cli::client::{Client, print_table};
 use crate::http::api::dto::{
-    EventSent, RequestBundle, RequestChanged, RequestDetail, RequestSummary, Started,
+    EventSent, HoldChanged, RequestBundle, RequestChanged, RequestDetail, RequestSummary, Started,
 };
 
 /// The arguments of `baton run`.
@@ -80,6 +80,9 @@ pub struct RequestsArgs {
     /// Only this flow.
     #[arg(long)]
     pub flow: Option<String>,
+    /// Only held requests (`--held true`) or only those not held.
+    #[arg(long)]
+    pub held: Option<bool>,
     /// How many.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
@@ -101,6 +104,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
     let RequestsArgs {
         status,
         flow,
+        held,
         limit,
         json,
         csv,
@@ -113,6 +117,9 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
     }
     if let Some(flow) = &flow {
         query.append_pair("flow", flow);
+    }
+    if let Some(held) = held {
+        query.append_pair("held", &held.to_string());
     }
     if csv || jsonl {
         let route = if csv {
@@ -135,6 +142,7 @@ pub async fn requests(args: RequestsArgs) -> anyhow::Result<()> {
             "id",
             "flow",
             "status",
+            "held",
             "owner",
             "attempts",
             "last_checkpoint",
@@ -202,6 +210,32 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         .post(&format!("/api/requests/{id}/cancel"), Vec::new())
         .await?;
     println!("{id} cancelled");
+    Ok(())
+}
+
+/// The arguments of `baton hold` and `baton resume`.
+#[derive(clap::Args)]
+pub struct HoldArgs {
+    /// Request ID.
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton hold` (`hold = true`) and `baton resume`.
+pub async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<()> {
+    let HoldArgs { id, server } = args;
+    let verb = if hold { "hold" } else { "resume" };
+    let answer: HoldChanged = server
+        .client()
+        .post(&format!("/api/requests/{id}/{verb}"), Vec::new())
+        .await?;
+    match (answer.held, answer.changed) {
+        (true, true) => println!("{id} held: it runs no more until resumed"),
+        (true, false) => println!("{id} was held already"),
+        (false, true) => println!("{id} resumed"),
+        (false, false) => println!("{id} was not held"),
+    }
     Ok(())
 }
 

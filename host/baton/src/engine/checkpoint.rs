@@ -24,6 +24,10 @@ use crate::metrics::Metrics;
 pub enum Abort {
     /// The request's epoch moved on (takeover, cancel, re-execute): write nothing.
     Lost,
+    /// An operator held the request: the attempt stops before its next
+    /// step, having committed the last one, and the request waits for a
+    /// resume.
+    Held,
     /// This server is stopping or was found dead: write nothing.
     Stopping,
     /// The flow asked for a checkpoint the journal does not have there.
@@ -50,32 +54,71 @@ pub enum Abort {
 const SUSPEND_SLEEP_MS: u64 = 5_000;
 
 /// Signals an attempt from outside: 0 = go on, else the [`Abort`] to take.
+///
+/// A hold is softer than the others: the step under way finishes (its HTTP
+/// calls and its commit go on) and the attempt stops at the next step's
+/// start; a loss or a stop overrides it, and it never overrides them.
 #[derive(Debug, Default)]
 pub struct Interrupt(watch::Sender<u8>);
 
+const GO_ON: u8 = 0;
+const LOST: u8 = 1;
+const STOPPING: u8 = 2;
+const HELD: u8 = 3;
+
 impl Interrupt {
     /// Asks the attempt to stop: a host call that waits (HTTP, pause,
-    /// sleep) ends at once, any other at its start.
+    /// sleep) ends at once, any other at its start; a hold, at the next
+    /// step's start.
     pub fn raise(&self, abort: &Abort) {
         let code = match abort {
-            Abort::Stopping => 2,
-            _ => 1,
+            Abort::Stopping => STOPPING,
+            Abort::Held => HELD,
+            _ => LOST,
         };
-        self.0.send_replace(code);
+        self.0.send_if_modified(|current| {
+            let raise = *current == GO_ON || (*current == HELD && code != HELD);
+            if raise {
+                *current = code;
+            }
+            raise
+        });
     }
 
+    /// Takes back a hold that was resumed before the attempt reached its
+    /// next step.
+    pub fn lift_hold(&self) {
+        self.0.send_if_modified(|current| {
+            let held = *current == HELD;
+            if held {
+                *current = GO_ON;
+            }
+            held
+        });
+    }
+
+    /// Whether the attempt must stop now (a hold aside).
     fn check(&self) -> Option<Abort> {
         match *self.0.borrow() {
-            0 => None,
-            2 => Some(Abort::Stopping),
+            GO_ON | HELD => None,
+            STOPPING => Some(Abort::Stopping),
             _ => Some(Abort::Lost),
         }
     }
 
-    /// Resolves once the interrupt is raised.
+    /// Whether the request is held.
+    pub fn held(&self) -> bool {
+        *self.0.borrow() == HELD
+    }
+
+    /// Resolves once the attempt must stop now (a hold does not count).
     async fn raised(&self) {
         // The sender lives as long as `self`, so the wait cannot fail.
-        let _ = self.0.subscribe().wait_for(|code| *code != 0).await;
+        let _ = self
+            .0
+            .subscribe()
+            .wait_for(|code| !matches!(*code, GO_ON | HELD))
+            .await;
     }
 }
 
@@ -189,6 +232,7 @@ impl AttemptJournal {
                 self.fence.request, self.fence.epoch
             ),
             Abort::Stopping => "this server is stopping".to_owned(),
+            Abort::Held => format!("request {} is held", self.fence.request),
             Abort::Nondeterminism(message)
             | Abort::Storage(message)
             | Abort::Postponed(message) => message.clone(),
@@ -396,6 +440,11 @@ impl Journal for AttemptJournal {
 
     async fn begin_checkpoint(&mut self, name: String) -> Result<CheckpointStart, HostAbort> {
         self.check().await?;
+        // Every step and every journaled wait begins here: where a hold
+        // stops the attempt, with nothing of a step half done.
+        if self.interrupt.held() {
+            return Err(self.stop(Abort::Held));
+        }
         let position = self.next;
         let key = self.key(position);
         let Some(record) = self.records.get(position as usize) else {

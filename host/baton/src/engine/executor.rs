@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::FlowProperties;
-use baton_core::store::{Claim, Fence, Outcome, Store, StoreError};
+use baton_core::store::{Claim, Fence, Outcome, RunningAttempt, Store, StoreError};
 use baton_runtime::{AttemptError, FlowFailure, Runtime};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
@@ -106,6 +106,14 @@ impl Executor {
         }
     }
 
+    /// Lets the attempt of request `id` executing here, if one is, go on
+    /// past its next step: its hold was resumed before it got there.
+    pub fn lift_hold(&self, id: &str) {
+        if let Some((_, interrupt)) = self.active.lock().expect("active lock").get(id) {
+            interrupt.lift_hold();
+        }
+    }
+
     /// The `(request, epoch)` of every attempt executing here.
     pub fn active(&self) -> Vec<(String, i64)> {
         let active = self.active.lock().expect("active lock");
@@ -117,27 +125,46 @@ impl Executor {
 
     /// Stops the attempts of `checked` (taken from [`Executor::active`]
     /// before the database was asked) that the database no longer records as
-    /// running here at their epoch: cancelled, or moved elsewhere.
-    pub fn fence_lost(&self, checked: &[(String, i64)], running_here: &[(String, i64)]) {
+    /// running here at their epoch: cancelled, or moved elsewhere. Tells
+    /// those it records as held to stop at their next step, and those no
+    /// longer held (resumed meanwhile) to go on.
+    pub fn fence_lost(&self, checked: &[(String, i64)], running_here: &[RunningAttempt]) {
         let active = self.active.lock().expect("active lock");
-        for attempt in checked {
-            if !running_here.contains(attempt)
-                && let Some((epoch, interrupt)) = active.get(&attempt.0)
-                && *epoch == attempt.1
+        for (request, epoch) in checked {
+            if !running_here
+                .iter()
+                .any(|running| running.request == *request && running.epoch == *epoch)
+                && let Some((active_epoch, interrupt)) = active.get(request)
+                && active_epoch == epoch
             {
                 interrupt.raise(&Abort::Lost);
+            }
+        }
+        for running in running_here {
+            if let Some((epoch, interrupt)) = active.get(&running.request)
+                && *epoch == running.epoch
+            {
+                if running.held {
+                    interrupt.raise(&Abort::Held);
+                } else {
+                    interrupt.lift_hold();
+                }
             }
         }
     }
 
     /// Of `running_here` (what the database records as running here),
     /// those with no attempt executing here at that epoch.
-    pub fn without_attempt(&self, running_here: &[(String, i64)]) -> Vec<(String, i64)> {
+    pub fn without_attempt(&self, running_here: &[RunningAttempt]) -> Vec<(String, i64)> {
         let active = self.active.lock().expect("active lock");
         running_here
             .iter()
-            .filter(|(id, epoch)| active.get(id).is_none_or(|(active, _)| active != epoch))
-            .cloned()
+            .filter(|running| {
+                active
+                    .get(&running.request)
+                    .is_none_or(|(active, _)| *active != running.epoch)
+            })
+            .map(|running| (running.request.clone(), running.epoch))
             .collect()
     }
 
@@ -213,7 +240,7 @@ impl Executor {
     ) {
         let fence = claim.fence.clone();
         let postponements = claim.postponements;
-        match self.execute(claim, interrupt).await {
+        match self.execute(claim, interrupt.clone()).await {
             Some(outcome) => {
                 let outcome = match outcome {
                     Outcome::Postponed { reason, .. }
@@ -243,7 +270,14 @@ impl Executor {
             // rather than leave it `running` with no attempt behind it.
             None => match self
                 .store
-                .release(&fence, "its attempt stopped without an outcome")
+                .release(
+                    &fence,
+                    if interrupt.held() {
+                        "held: its attempt stopped before its next step"
+                    } else {
+                        "its attempt stopped without an outcome"
+                    },
+                )
                 .await
             {
                 Ok(()) | Err(StoreError::Fenced { .. }) => {}
@@ -303,6 +337,10 @@ impl Executor {
         match attempt.journal.abort {
             Some(Abort::Lost) | Some(Abort::Stopping) => {
                 tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is no longer this server's to run");
+                return None;
+            }
+            Some(Abort::Held) => {
+                tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is held");
                 return None;
             }
             Some(Abort::Nondeterminism(message)) | Some(Abort::Storage(message)) => {

@@ -237,6 +237,14 @@ mod tests {
             Some(Role::Operator)
         );
         assert_eq!(
+            required(&Method::POST, "/api/requests/x/hold", false),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required(&Method::POST, "/status/requests/x/resume", false),
+            Some(Role::Operator)
+        );
+        assert_eq!(
             required(&Method::POST, "/api/flows", false),
             Some(Role::Admin)
         );

@@ -19,8 +19,7 @@ pub enum Export {
 }
 
 /// The columns of a CSV export, in order.
-const CSV_COLUMNS: &str =
-    "id,flow,version,status,owner,attempts,last_checkpoint,parent,created_at,updated_at,error\n";
+const CSV_COLUMNS: &str = "id,flow,version,status,held,owner,attempts,last_checkpoint,parent,created_at,updated_at,error\n";
 
 impl Export {
     fn row(self, request: &RequestRow) -> String {
@@ -34,11 +33,12 @@ impl Export {
             Export::Csv => {
                 let text = |value: Option<&str>| csv_field(value.unwrap_or_default());
                 format!(
-                    "{},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     text(Some(&summary.id)),
                     text(Some(&summary.flow)),
                     text(Some(&summary.version)),
                     summary.status.as_str(),
+                    summary.held,
                     text(summary.owner.as_deref()),
                     summary.attempts,
                     text(summary.last_checkpoint.as_deref()),

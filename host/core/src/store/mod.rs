@@ -42,7 +42,7 @@ pub use journal::{
 };
 pub use requests::{
     CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome,
-    RequestFilter, RequestRow, RequestStore,
+    RequestFilter, RequestRow, RequestStore, RunningAttempt,
 };
 pub use schedules::{ScheduleRow, ScheduleStore};
 pub use servers::{ServerRow, ServerStatus, ServerStore, Takeover};

@@ -182,6 +182,8 @@ pub struct RequestRow {
     pub waiting_for: Option<String>,
     /// The request whose flow started this one, for a child flow.
     pub parent: Option<String>,
+    /// Held by an operator: it does not run until resumed.
+    pub held: bool,
     /// Created.
     pub created_at: i64,
     /// Last changed.
@@ -205,6 +207,17 @@ pub struct EventRow {
     pub detail: Option<String>,
 }
 
+/// A request a server is recorded as running an attempt of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningAttempt {
+    /// The request.
+    pub request: String,
+    /// Its epoch: the attempt's licence.
+    pub epoch: i64,
+    /// Held by an operator: the attempt stops at its next step.
+    pub held: bool,
+}
+
 /// Filters for listing requests, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
@@ -220,6 +233,8 @@ pub struct RequestFilter {
     pub id_prefix: Option<String>,
     /// Only children of this request.
     pub parent: Option<String>,
+    /// Only held requests (`Some(true)`) or only those not held.
+    pub held: Option<bool>,
     /// Only created at or after this time (ms).
     pub created_from: Option<i64>,
     /// Only created before this time (ms).
@@ -276,10 +291,10 @@ pub trait RequestStore: Send + Sync {
     /// is untouched.
     async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError>;
 
-    /// The `(request, epoch)` pairs `me` is recorded as running an attempt
-    /// of: `running`, owned by `me`, with no due time (a sleeping request
-    /// has one, and no attempt).
-    async fn running_on(&self, me: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The requests `me` is recorded as running an attempt of: `running`,
+    /// owned by `me`, with no due time (a sleeping request has one, and no
+    /// attempt).
+    async fn running_on(&self, me: &str) -> Result<Vec<RunningAttempt>, StoreError>;
 }
 
 #[async_trait]
@@ -302,6 +317,16 @@ pub trait OperatorStore: Send + Sync {
         key: Option<&str>,
         actor: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Holds a request that has not finished, from server `by` on behalf of
+    /// `actor` (recorded): no server claims it until it is resumed, and an
+    /// attempt running now stops at its next step (the heartbeat of its
+    /// server tells it). `false` when it was held already.
+    async fn hold(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError>;
+
+    /// Resumes a held request: it runs again when it is due (at once when
+    /// it was due while held). `false` when it was not held.
+    async fn resume(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError>;
 
     /// Cancels a request that has not finished, from server `by` on behalf of
     /// `actor` (recorded); its epoch moves on, so an attempt still running

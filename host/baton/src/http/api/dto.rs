@@ -65,6 +65,8 @@ pub struct RequestSummary {
     pub error: Option<String>,
     /// The request whose flow started this one (a child flow).
     pub parent: Option<String>,
+    /// Held by an operator: it does not run until resumed.
+    pub held: bool,
 }
 
 impl From<&RequestRow> for RequestSummary {
@@ -81,6 +83,7 @@ impl From<&RequestRow> for RequestSummary {
             updated_at: request.updated_at,
             error: request.error.clone(),
             parent: request.parent.clone(),
+            held: request.held,
         }
     }
 }
@@ -203,6 +206,17 @@ pub struct RequestChanged {
     /// Its owner now (re-execute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+}
+
+/// What hold or resume left a request as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldChanged {
+    /// Request ID.
+    pub id: String,
+    /// Whether it is held now.
+    pub held: bool,
+    /// Whether this call changed it (`false`: it was so already).
+    pub changed: bool,
 }
 
 /// `POST /api/requests/{id}/events/{name}`: the event was kept.

@@ -31,8 +31,8 @@ use flows::{
     update_flows,
 };
 use requests::{
-    bundle, cancel, export_csv, export_json_lines, list_requests, reexecute, send_event,
-    show_request, start_request,
+    bundle, cancel, export_csv, export_json_lines, hold, list_requests, reexecute, resume,
+    send_event, show_request, start_request,
 };
 use servers::{list_servers, metrics, rename_server};
 
@@ -116,6 +116,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/requests/{id}", get(show_request))
         .route("/api/requests/{id}/reexecute", post(reexecute))
         .route("/api/requests/{id}/cancel", post(cancel))
+        .route("/api/requests/{id}/hold", post(hold))
+        .route("/api/requests/{id}/resume", post(resume))
         .route("/api/requests/{id}/bundle", get(bundle))
         .route("/api/requests/{id}/events/{name}", post(send_event))
         .route("/api/schedules", post(put_schedule).get(list_schedules))

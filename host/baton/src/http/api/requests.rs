@@ -19,8 +19,8 @@ use crate::http::state::AppState;
 use crate::requests::{DetailQuery, SendError, SubmitError};
 
 use super::dto::{
-    BundleRecord, CheckpointView, EventSent, RequestBundle, RequestChanged, RequestDetail,
-    RequestSummary, Started, Waited,
+    BundleRecord, CheckpointView, EventSent, HoldChanged, RequestBundle, RequestChanged,
+    RequestDetail, RequestSummary, Started, Waited,
 };
 use super::{ApiError, ApiResult};
 
@@ -202,6 +202,7 @@ pub(super) struct ListQuery {
     limit: Option<i64>,
     after: Option<String>,
     parent: Option<String>,
+    held: Option<bool>,
 }
 
 /// The filter a query string asks for.
@@ -218,6 +219,7 @@ fn filter(query: ListQuery) -> ApiResult<RequestFilter> {
         server: query.server.filter(|s| !s.is_empty()),
         after: query.after.filter(|s| !s.is_empty()),
         parent: query.parent.filter(|s| !s.is_empty()),
+        held: query.held,
         limit: query.limit.unwrap_or(50),
         ..Default::default()
     })
@@ -308,6 +310,35 @@ pub(super) async fn reexecute(
         id,
         status: RequestStatus::WaitingRetry,
         owner: Some(state.cluster.id.clone()),
+    }))
+}
+
+/// Holds a request (operator): `held` says whether this call held it
+/// (`false`: it was held already).
+pub(super) async fn hold(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<HoldChanged>> {
+    let changed = state.requests.hold(&id, &account.name).await?;
+    Ok(axum::Json(HoldChanged {
+        id,
+        held: true,
+        changed,
+    }))
+}
+
+/// Resumes a held request (operator).
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    Extension(account): Extension<Account>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<HoldChanged>> {
+    let changed = state.requests.resume(&id, &account.name).await?;
+    Ok(axum::Json(HoldChanged {
+        id,
+        held: false,
+        changed,
     }))
 }
 

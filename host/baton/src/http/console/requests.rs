@@ -39,6 +39,7 @@ fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> Reques
             .map(|id| names.get(id).cloned().unwrap_or_else(|| id.clone()))
             .unwrap_or_else(|| "(handed over)".into()),
         attempts: request.attempts,
+        held: request.held,
         last_checkpoint: request.last_checkpoint.clone().unwrap_or_default(),
         created_at: request.created_at,
         updated_at: request.updated_at,
@@ -82,6 +83,17 @@ fn request_filter(filters: &Filters) -> Result<RequestFilter, PageError> {
             .as_deref()
             .and_then(day_start)
             .map(|t| t + 86_400_000),
+        held: match filters.held.as_deref().unwrap_or_default() {
+            "" => None,
+            "yes" => Some(true),
+            "no" => Some(false),
+            other => {
+                return Err(PageError(
+                    StatusCode::BAD_REQUEST,
+                    format!("held is yes or no, not {other:?}"),
+                ));
+            }
+        },
         parent: None,
         limit: PAGE_SIZE + 1,
     })
@@ -176,6 +188,8 @@ pub(super) async fn request_rows(
 enum Action {
     Reexecute,
     Cancel,
+    Hold,
+    Resume,
 }
 
 impl Action {
@@ -184,12 +198,14 @@ impl Action {
         match field? {
             "reexecute" => Some(Self::Reexecute),
             "cancel" => Some(Self::Cancel),
+            "hold" => Some(Self::Hold),
+            "resume" => Some(Self::Resume),
             _ => None,
         }
     }
 }
 
-/// Applies re-execute or cancel as this server; answers with the outcome.
+/// Applies an operator's action as this server; answers with the outcome.
 async fn act(
     state: &AppState,
     account: &Account,
@@ -199,6 +215,8 @@ async fn act(
     match action {
         Action::Reexecute => state.requests.reexecute(id, &account.name).await,
         Action::Cancel => state.requests.cancel(id, &account.name).await,
+        Action::Hold => state.requests.hold(id, &account.name).await.map(drop),
+        Action::Resume => state.requests.resume(id, &account.name).await.map(drop),
     }
 }
 
@@ -212,7 +230,7 @@ pub(super) async fn bulk_action(
     let action = Action::parse(form_field(&form, "action")).ok_or_else(|| {
         PageError(
             StatusCode::BAD_REQUEST,
-            "choose re-execute or cancel".into(),
+            "choose re-execute, cancel, hold or resume".into(),
         )
     })?;
     let ids: Vec<&str> = form
@@ -247,8 +265,8 @@ pub(super) async fn bulk_action(
     ))
 }
 
-/// `POST /status/requests/{id}/{action}`: re-execute or cancel one request
-/// from its detail page, then show it again.
+/// `POST /status/requests/{id}/{action}`: re-execute, cancel, hold or
+/// resume one request from its detail page, then show it again.
 pub(super) async fn single_action(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
