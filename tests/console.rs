@@ -393,6 +393,96 @@ async fn an_operator_sends_the_awaited_event_from_the_request_page() {
     );
 }
 
+/// Hold and resume from the request page and from the Status List, whose
+/// Held filter finds what is held; a cross-site form holds nothing.
+#[tokio::test]
+async fn an_operator_holds_and_resumes_from_the_console() {
+    let console = console().await;
+    console
+        .request(
+            "h",
+            Outcome::Retry {
+                error: "later".into(),
+                details: None,
+                delay_ms: 60_000,
+            },
+        )
+        .await;
+    let (_, headers, page) = console.get("/status/requests/h").await;
+    assert!(
+        page.contains(r#"action="/status/requests/h/hold""#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"action="/status/requests/h/resume""#));
+    let token = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
+    let form = format!("csrf={token}");
+    let (status, _, _) = console
+        .post_form("/status/requests/h/hold", &form, Some(&token), "cross-site")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        !console
+            .state
+            .store
+            .request("h")
+            .await
+            .unwrap()
+            .unwrap()
+            .held
+    );
+
+    let (status, headers, _) = console
+        .post_form(
+            "/status/requests/h/hold",
+            &form,
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/status/requests/h");
+    let (_, _, page) = console.get("/status/requests/h").await;
+    assert!(
+        page.contains("(held: it does not run until resumed)"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"action="/status/requests/h/resume""#),
+        "{page}"
+    );
+
+    let (_, _, held) = console.get("/status/requests?held=yes").await;
+    assert!(
+        held.contains(r#"data-id="h""#) && held.contains("(held)"),
+        "{held}"
+    );
+    let (_, _, not_held) = console.get("/status/requests?held=no").await;
+    assert!(!not_held.contains(r#"data-id="h""#), "{not_held}");
+    let (status, _, _) = console.get("/status/requests?held=maybe").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, _, body) = console
+        .post_form(
+            "/status/requests/actions",
+            &format!("csrf={token}&action=resume&id=h"),
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("h: done"), "{body}");
+    assert!(
+        !console
+            .state
+            .store
+            .request("h")
+            .await
+            .unwrap()
+            .unwrap()
+            .held
+    );
+}
+
 #[tokio::test]
 async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let console = console().await;

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use baton_core::RequestStatus;
+use baton_core::{EventKind, RequestStatus};
 use baton_store::scratch::ScratchStore;
 use baton_store::{
     AccountRow, CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter,
@@ -490,6 +490,71 @@ async fn a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent(db: D
     let mut children: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
     children.sort();
     assert_eq!(children, ["c1", "c2"]);
+}
+
+/// A held request is neither due nor claimed until resumed; an attempt
+/// under way still commits its step and is told of the hold; an end or a
+/// cancel leaves nothing held.
+async fn a_held_request_is_neither_due_nor_claimed_until_resumed(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    db.request("q", "a", true).await;
+    assert!(store.hold("r", "a", "op").await.unwrap());
+    assert!(!store.hold("r", "a", "op").await.unwrap(), "held already");
+    assert_eq!(store.due_requests("a", 10).await.unwrap(), ["q"]);
+    assert!(db.claim("r", "a").await.unwrap().is_none());
+    assert!(store.request("r").await.unwrap().unwrap().held);
+
+    assert!(store.resume("r", "a", "op").await.unwrap());
+    assert!(!store.resume("r", "a", "op").await.unwrap(), "not held");
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
+    let running = |held| {
+        vec![baton_store::RunningAttempt {
+            request: "r".into(),
+            epoch: claim.fence.epoch,
+            held,
+        }]
+    };
+    assert_eq!(store.running_on("a").await.unwrap(), running(false));
+    assert!(store.hold("r", "a", "op").await.unwrap());
+    assert_eq!(store.running_on("a").await.unwrap(), running(true));
+    db.commit(&claim, 0).await.unwrap();
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    store
+        .finish(&claim.fence, &Outcome::Succeeded(output))
+        .await
+        .unwrap();
+    assert!(!store.request("r").await.unwrap().unwrap().held);
+    match store.hold("r", "a", "op").await {
+        Err(StoreError::Refused(why)) => {
+            assert_eq!(why, "request r cannot be held: it has finished (succeeded)")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.hold("nope", "a", "op").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    assert!(store.hold("q", "a", "op").await.unwrap());
+    store.cancel("q", "a", "op").await.unwrap();
+    assert!(!store.request("q").await.unwrap().unwrap().held);
+    let kinds: Vec<EventKind> = store
+        .events("r", None, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    let operator: Vec<EventKind> = kinds
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::Held | EventKind::Resumed))
+        .collect();
+    assert_eq!(
+        operator,
+        [EventKind::Held, EventKind::Resumed, EventKind::Held]
+    );
 }
 
 async fn an_outcome_reads_back_as_written(db: Db) {
@@ -1161,6 +1226,7 @@ on_both_backends!(
     an_event_sent_during_an_attempt_is_not_lost,
     an_event_key_keeps_one_event,
     a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent,
+    a_held_request_is_neither_due_nor_claimed_until_resumed,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

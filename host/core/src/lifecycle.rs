@@ -22,6 +22,10 @@
 //!                          │                      │         re-execute
 //!                          └──── cancel ──────────┴───▶ cancelled
 //! ```
+//!
+//! A hold is not a status: `held` is a flag beside it that keeps every
+//! claim away (no retry, no wake-up, no run after a takeover) until a
+//! resume; the statuses and transitions above go on as they are.
 
 use std::fmt;
 
