@@ -483,6 +483,86 @@ async fn an_operator_holds_and_resumes_from_the_console() {
     );
 }
 
+/// Each checkpoint of the current generation offers a re-execute and a
+/// fork from itself; the re-execute starts a generation from there.
+#[tokio::test]
+async fn a_checkpoint_row_reexecutes_from_itself() {
+    use baton_store::CheckpointWrite;
+    let console = console().await;
+    let store = &console.state.store;
+    let new = NewRequest {
+        id: "e".into(),
+        flow: "f".into(),
+        version: "v1".into(),
+        owner: console.state.cluster.id.clone(),
+        incarnation: console.state.cluster.incarnation(),
+        input: store.put_payload(b"{}".to_vec()).unwrap(),
+        other_server_retry: true,
+        resume: true,
+        idempotency_key: None,
+        parent: None,
+    };
+    let claim = store.create_request(&new, true).await.unwrap().unwrap();
+    for seq in 0..2 {
+        let write = CheckpointWrite {
+            fence: claim.fence.clone(),
+            journal: claim.journal,
+            seq,
+            name: format!("step-{seq}"),
+            payload: store.put_payload(b"1".to_vec()).unwrap(),
+        };
+        store
+            .commit_checkpoints(&[write])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+    }
+    store
+        .finish(&claim.fence, &Outcome::error("boom"))
+        .await
+        .unwrap();
+
+    let (_, headers, page) = console.get("/status/requests/e").await;
+    for action in ["reexecute", "fork"] {
+        assert_eq!(
+            page.matches(&format!(r#"action="/status/requests/e/{action}""#))
+                .count(),
+            // The page's own Re-execute button besides one per checkpoint.
+            if action == "reexecute" { 3 } else { 2 },
+            "{action}: {page}"
+        );
+    }
+    assert!(
+        page.contains(r#"aria-label="Fork a new request from checkpoint 1""#),
+        "{page}"
+    );
+    let token = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
+    let (status, _, _) = console
+        .post_form(
+            "/status/requests/e/fork",
+            &format!("csrf={token}&from=x"),
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, headers, _) = console
+        .post_form(
+            "/status/requests/e/reexecute",
+            &format!("csrf={token}&from=1"),
+            Some(&token),
+            "same-origin",
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/status/requests/e");
+    let request = store.request("e").await.unwrap().unwrap();
+    assert_eq!(request.generation, 1);
+    let (_, _, page) = console.get("/status/requests/e").await;
+    assert!(page.contains("by admin, from checkpoint 1"), "{page}");
+}
+
 #[tokio::test]
 async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let console = console().await;

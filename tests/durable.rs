@@ -699,6 +699,130 @@ async fn a_held_request_stops_at_its_next_step_and_resumed_runs_on() {
     );
 }
 
+/// Re-executed from checkpoint 2, a request in error keeps its first two
+/// steps (not run again) and runs on from step 2 in a new generation;
+/// forked from checkpoint 4, a finished request stays as it was and a new
+/// request replays the first four and runs the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reexecutes_from_a_checkpoint_or_forks_into_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    // Every attempt (one and two retries) fails at step 3.
+    sidecar.fail("/step/3", 3);
+    const STEPS: i64 = 6;
+    let expected: i64 = (0..STEPS).map(|i| i * i).sum();
+    let id = server
+        .start_request("steps", json!({ "steps": STEPS, "url": sidecar.url }))
+        .await;
+    let failed = server.wait_final(&id, LONG).await;
+    assert_eq!(failed["status"], "error", "{failed:#}");
+
+    let (ok, out, err) = server.cli(&["reexecute", &id, "--from", "2"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("{id} re-executed from checkpoint 2 on ")),
+        "{out}"
+    );
+    let done = server.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["output"]["sum"], expected);
+    let checkpoints = support::checkpoints(&done);
+    let first: Vec<_> = checkpoints.iter().filter(|c| c.generation == 0).collect();
+    let second: Vec<_> = checkpoints.iter().filter(|c| c.generation == 1).collect();
+    assert_eq!(
+        first.len(),
+        3,
+        "steps 0 to 2 were committed before the error"
+    );
+    assert_eq!(
+        second.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (0..STEPS).collect::<Vec<_>>()
+    );
+    for seq in 0..2 {
+        assert_eq!(
+            (&second[seq].name, second[seq].at),
+            (&first[seq].name, first[seq].at),
+            "checkpoint {seq} is the first generation's, copied"
+        );
+    }
+    assert_ne!(second[2].at, first[2].at, "step 2 ran again");
+    let keys = sidecar.keys();
+    for (key, times) in [
+        (format!("{id}-0"), 1),
+        (format!("{id}-1"), 1),
+        (format!("{id}-1.2"), 1),
+        (format!("{id}-1.5"), 1),
+    ] {
+        assert_eq!(keys.get(&key), Some(&times), "{key}: {keys:?}");
+    }
+    let events = done["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "reexecuted" && e["detail"] == "by admin, from checkpoint 2"),
+        "{events:?}"
+    );
+
+    let (status, body) = server
+        .post(&format!("/api/requests/{id}/reexecute?from=2"), "")
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = server
+        .post(
+            &format!("/api/requests/{id}/reexecute?from=99&fork=true"),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["error"],
+        format!(
+            "request {id} has 6 checkpoints in its current journal generation: \
+             choose a checkpoint from 0 to 6"
+        )
+    );
+
+    let (ok, out, err) = server.cli(&["reexecute", &id, "--from", "4", "--fork"]);
+    assert!(ok, "{err}");
+    let fork = out.trim().to_owned();
+    assert!(
+        err.contains(&format!("forked from {id} at checkpoint 4")),
+        "{err}"
+    );
+    let forked = server.wait_final(&fork, LONG).await;
+    assert_eq!(forked["status"], "succeeded", "{forked:#}");
+    assert_eq!(forked["output"]["sum"], expected);
+    let keys = sidecar.keys();
+    for seq in 0..STEPS {
+        let calls = keys.get(&format!("{fork}-{seq}")).copied();
+        let live = seq >= 4;
+        assert_eq!(calls, live.then_some(1), "step {seq} of the fork: {keys:?}");
+    }
+    assert!(
+        forked["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "forked"
+                && e["detail"] == format!("from {id} at checkpoint 4 by admin")),
+        "{forked:#}"
+    );
+    let source = server.request(&id).await;
+    assert_eq!(source["status"], "succeeded");
+    assert_eq!(support::checkpoints(&source).len(), checkpoints.len());
+    assert!(
+        source["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "forked"
+                && e["detail"] == format!("into {fork} from checkpoint 4 by admin")),
+        "{source:#}"
+    );
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a

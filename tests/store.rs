@@ -557,6 +557,84 @@ async fn a_held_request_is_neither_due_nor_claimed_until_resumed(db: Db) {
     );
 }
 
+/// A re-execute from checkpoint k starts a generation with copies of the
+/// first k checkpoints, which the next claim replays (even for a flow that
+/// does not resume); a fork copies them into a new request and leaves the
+/// source as it was; a k past the generation's end is refused.
+async fn a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request_with("r", "a", true, false).await;
+    let claim = db.claim("r", "a").await.unwrap().unwrap();
+    for seq in 0..3 {
+        db.commit(&claim, seq).await.unwrap();
+    }
+    store
+        .finish(&claim.fence, &Outcome::error("boom"))
+        .await
+        .unwrap();
+    let names = |records: &[baton_store::CheckpointRecord]| {
+        records
+            .iter()
+            .map(|r| (r.generation, r.seq, r.name.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    match store.reexecute("r", "a", 60_000, Some(4), "ops").await {
+        Err(StoreError::Refused(why)) => assert_eq!(
+            why,
+            "request r has 3 checkpoints in its current journal generation: \
+             choose a checkpoint from 0 to 3"
+        ),
+        other => panic!("{other:?}"),
+    }
+    store
+        .reexecute("r", "a", 60_000, Some(2), "ops")
+        .await
+        .unwrap();
+    let again = db.claim("r", "a").await.unwrap().unwrap();
+    assert_eq!(again.journal.number, 1);
+    let replayed = store.journal(&again.journal).await.unwrap();
+    assert_eq!(
+        names(&replayed),
+        [(1, 0, "step-0".to_owned()), (1, 1, "step-1".to_owned())]
+    );
+    db.commit(&again, 2).await.unwrap();
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    store
+        .finish(&again.fence, &Outcome::Succeeded(output))
+        .await
+        .unwrap();
+
+    let new = NewRequest {
+        id: "f1".into(),
+        flow: "f".into(),
+        version: "v1".into(),
+        owner: "a".into(),
+        incarnation: db.incarnation("a").await,
+        input: store.request("r").await.unwrap().unwrap().input,
+        other_server_retry: true,
+        resume: false,
+        idempotency_key: None,
+        parent: None,
+    };
+    store.fork(&new, "r", 1, "ops").await.unwrap();
+    let forked = store.request("f1").await.unwrap().unwrap();
+    assert_eq!(forked.status, RequestStatus::Queued);
+    let claim = db.claim("f1", "a").await.unwrap().unwrap();
+    assert_eq!(claim.journal.number, 0);
+    assert_eq!(
+        names(&store.journal(&claim.journal).await.unwrap()),
+        [(0, 0, "step-0".to_owned())]
+    );
+    let source = store.checkpoints("r", None, 50).await.unwrap();
+    assert_eq!(source.len(), 6, "3 + 3, untouched by the fork");
+    assert!(matches!(
+        store.fork(&new, "nope", 0, "ops").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -726,7 +804,7 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     db.request("r", "a", true).await;
     let claim = db.claim("r", "a").await.unwrap().unwrap();
 
-    let refused = store.reexecute("r", "b", 60_000, "ops").await;
+    let refused = store.reexecute("r", "b", 60_000, None, "ops").await;
     assert!(
         matches!(&refused, Err(StoreError::Refused(why)) if why.contains("it is running")),
         "{refused:?}"
@@ -736,7 +814,10 @@ async fn cancel_and_reexecute_follow_the_rules(db: Db) {
         .finish(&claim.fence, &Outcome::error("boom"))
         .await
         .unwrap();
-    store.reexecute("r", "b", 60_000, "ops").await.unwrap();
+    store
+        .reexecute("r", "b", 60_000, None, "ops")
+        .await
+        .unwrap();
     let request = store.request("r").await.unwrap().unwrap();
     assert_eq!(
         (request.status, request.owner.as_deref(), request.failures),
@@ -936,7 +1017,7 @@ async fn operator_transitions_follow_the_state_machine(db: Db) {
         };
         let done = match transition {
             Transition::Cancel => store.cancel(&id, "b", "ops").await,
-            _ => store.reexecute(&id, "b", lease_ms, "ops").await,
+            _ => store.reexecute(&id, "b", lease_ms, None, "ops").await,
         };
         let after = store.request(&id).await.unwrap().unwrap();
         match state.apply(transition, &actor) {
@@ -1227,6 +1308,7 @@ on_both_backends!(
     an_event_key_keeps_one_event,
     a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent,
     a_held_request_is_neither_due_nor_claimed_until_resumed,
+    a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

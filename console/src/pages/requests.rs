@@ -227,6 +227,12 @@ pub struct RequestDetail {
     pub version: String,
     /// Epoch.
     pub epoch: i64,
+    /// The current journal generation, whose checkpoints an operator can
+    /// re-execute or fork from.
+    pub generation: i64,
+    /// Whether the request may be re-executed in place (in error, or
+    /// waiting for a retry).
+    pub reexecutable: bool,
     /// One page of checkpoints, all generations.
     pub checkpoints: Vec<CheckpointView>,
     /// Where the next page of checkpoints is, if there are more.
@@ -402,9 +408,26 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
             h2 { "Checkpoints" }
             (timeline(detail))
             table {
-                thead { tr { th { "#" } th { "Name" } th { "Server" } th { "Epoch" } th { "At" } th { "Size" } } }
+                thead { tr { th { "#" } th { "Name" } th { "Server" } th { "Epoch" } th { "At" } th { "Size" } th { "Run again from here" } } }
                 @for c in &detail.checkpoints {
-                    tr { td { (c.generation) "." (c.seq) } td { (c.name) } td { (c.server) } td { (c.epoch) } td { (time(c.at)) } td { (c.size) " B" } }
+                    tr {
+                        td { (c.generation) "." (c.seq) } td { (c.name) } td { (c.server) } td { (c.epoch) } td { (time(c.at)) } td { (c.size) " B" }
+                        td {
+                            @if c.generation == detail.generation {
+                                @if detail.reexecutable {
+                                    form.inline method="post" action={"/status/requests/" (request.id) "/reexecute"} {
+                                        (csrf_field(page)) input type="hidden" name="from" value=(c.seq);
+                                        button aria-label={"Re-execute from checkpoint " (c.seq)} { "Re-execute" }
+                                    }
+                                    " "
+                                }
+                                form.inline method="post" action={"/status/requests/" (request.id) "/fork"} {
+                                    (csrf_field(page)) input type="hidden" name="from" value=(c.seq);
+                                    button aria-label={"Fork a new request from checkpoint " (c.seq)} { "Fork" }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             @if let Some(more) = &detail.checkpoints_more { p { a href=(more) { "More checkpoints" } } }

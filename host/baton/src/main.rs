@@ -133,7 +133,9 @@ enum Command {
     Flows(baton::cli::flows::FlowsArgs),
     /// List the servers of the cluster.
     Servers(baton::cli::servers::ServersArgs),
-    /// Re-execute a request in error, or waiting for a server that is down.
+    /// Re-execute a request in error, or waiting for a server that is down
+    /// (--from K: from a checkpoint); or fork any request into a new one
+    /// from a checkpoint (--from K --fork).
     Reexecute(baton::cli::requests::ReexecuteArgs),
     /// Cancel a request that has not finished.
     Cancel(baton::cli::requests::CancelArgs),

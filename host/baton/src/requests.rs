@@ -229,14 +229,47 @@ impl Requests {
     }
 
     /// Re-executes request `id` on behalf of `account`: this server owns
-    /// it and its next attempt is due now.
-    pub async fn reexecute(&self, id: &str, account: &str) -> Result<(), StoreError> {
+    /// it and its next attempt is due now. With `from = Some(k)`, it runs
+    /// in a new journal generation that keeps checkpoints `0..k` and runs
+    /// from `k` live.
+    pub async fn reexecute(
+        &self,
+        id: &str,
+        account: &str,
+        from: Option<i64>,
+    ) -> Result<(), StoreError> {
         let lease_ms = self.cluster.timing().lease.as_millis() as i64;
         self.store
-            .reexecute(id, &self.cluster.id, lease_ms, account)
+            .reexecute(id, &self.cluster.id, lease_ms, from, account)
             .await?;
         self.executor.wake();
         Ok(())
+    }
+
+    /// Forks request `id` into a new request on behalf of `account`: the
+    /// same version and input, a journal that starts with checkpoints
+    /// `0..from` of `id`'s current generation, owned here and due now.
+    /// `id` stays as it was. Answers the new request's ID.
+    pub async fn fork(&self, id: &str, account: &str, from: i64) -> Result<String, StoreError> {
+        let source = self
+            .store
+            .request(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("request {id}")))?;
+        let version = self
+            .store
+            .version(&source.version)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("version {}", source.version)))?;
+        let new = NewRequest::of_version(
+            &version,
+            self.store.new_request_id(),
+            (&self.cluster.id, self.cluster.incarnation()),
+            source.input,
+        );
+        self.store.fork(&new, id, from, account).await?;
+        self.executor.wake();
+        Ok(new.id)
     }
 
     /// The IDs of requests whose attempt ends on this server, as they end.

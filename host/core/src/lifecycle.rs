@@ -135,11 +135,13 @@ pub enum EventKind {
     Held,
     /// An operator resumed a held request.
     Resumed,
+    /// An operator forked a new request from this one's journal.
+    Forked,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Created,
         Self::Attempt,
         Self::Sleeping,
@@ -155,6 +157,7 @@ impl EventKind {
         Self::OwnerDown,
         Self::Held,
         Self::Resumed,
+        Self::Forked,
     ];
 
     /// The kind as stored and in the API.
@@ -175,6 +178,7 @@ impl EventKind {
             Self::OwnerDown => "owner_down",
             Self::Held => "held",
             Self::Resumed => "resumed",
+            Self::Forked => "forked",
         }
     }
 

@@ -6,7 +6,10 @@ use baton_core::store::async_trait;
 use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::{Any, Connection, Transaction};
 
-use crate::{Backend, Db, ListingStore, OperatorStore, SqlStore, StoreError};
+use crate::{
+    Backend, Db, JOURNAL_CAPACITY, JournalGeneration, ListingStore, NewRequest, OperatorStore,
+    SqlStore, StoreError,
+};
 
 impl SqlStore {
     /// Explains why an operator's transition did not apply, in the state
@@ -41,7 +44,103 @@ fn same_event(
     }
 }
 
+/// Where a request's journal stands, for a copy of its first checkpoints.
+struct JournalState {
+    /// The request's number: its journal's keys start at this times
+    /// [`JOURNAL_CAPACITY`].
+    number: i64,
+    /// The current generation.
+    generation: i64,
+    /// The current generation's first ordinal.
+    base: i64,
+    /// How many checkpoints the current generation holds.
+    committed: i64,
+    /// The ordinal after the journal's last checkpoint.
+    end: i64,
+}
+
+impl JournalState {
+    /// Refuses a copy of the first `from` checkpoints into a journal whose
+    /// next generation would start at `end`, when there are not that many.
+    fn check_prefix(&self, id: &str, from: i64) -> Result<(), StoreError> {
+        if !(0..=self.committed).contains(&from) {
+            return Err(StoreError::Refused(format!(
+                "request {id} has {} checkpoints in its current journal generation: \
+                 choose a checkpoint from 0 to {}",
+                self.committed, self.committed
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl SqlStore {
+    async fn journal_state(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+    ) -> Result<Option<JournalState>, StoreError> {
+        let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(&self.sql(
+            "SELECT r.num, r.generation, r.journal_base,
+                    (SELECT COUNT(*) FROM checkpoints c
+                      WHERE c.journal_key >= r.num * JOURNAL_CAPACITY + r.journal_base
+                        AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY),
+                    COALESCE((SELECT MAX(c.journal_key) + 1 - r.num * JOURNAL_CAPACITY
+                                FROM checkpoints c
+                               WHERE c.journal_key >= r.num * JOURNAL_CAPACITY
+                                 AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY), 0)
+               FROM requests r WHERE r.id = $1",
+        ))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .db()?;
+        Ok(
+            row.map(|(number, generation, base, committed, end)| JournalState {
+                number,
+                generation,
+                base,
+                committed,
+                end,
+            }),
+        )
+    }
+
+    /// Copies the first `from` checkpoints of `source`'s current generation
+    /// to the start of the generation `target` keys (their values, names,
+    /// servers and times as they were: the blobs are shared by hash).
+    async fn copy_prefix(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        source: &JournalState,
+        from: i64,
+        target: &JournalGeneration,
+    ) -> Result<(), StoreError> {
+        let Some(first) = target
+            .journal_key(0)
+            .filter(|_| target.journal_key(from).is_some())
+        else {
+            return Err(StoreError::Refused(format!(
+                "the journal of request number {} is full",
+                target.request
+            )));
+        };
+        sqlx::query(
+            "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+             SELECT $1 + c.seq, $2, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline
+               FROM checkpoints c
+              WHERE c.journal_key >= $3 AND c.journal_key < $4",
+        )
+        .bind(first)
+        .bind(target.number)
+        .bind(source.number * JOURNAL_CAPACITY + source.base)
+        .bind(source.number * JOURNAL_CAPACITY + source.base + from)
+        .execute(&mut **tx)
+        .await
+        .db()?;
+        Ok(())
+    }
+
     /// Cancels `id` if its status allows: its new epoch.
     async fn cancel_one(
         &self,
@@ -223,6 +322,64 @@ impl OperatorStore for SqlStore {
         Ok(true)
     }
 
+    async fn fork(
+        &self,
+        new: &NewRequest,
+        source: &str,
+        from: i64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let journal = self
+            .journal_state(&mut tx, source)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("request {source}")))?;
+        journal.check_prefix(source, from)?;
+        self.insert_request(&mut tx, new, false).await?;
+        let (number,): (i64,) = sqlx::query_as("SELECT num FROM requests WHERE id = $1")
+            .bind(&new.id)
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+        let target = JournalGeneration {
+            request: number,
+            number: 0,
+            base: 0,
+        };
+        self.copy_prefix(&mut tx, &journal, from, &target).await?;
+        // It replays what was copied, even for a flow that does not resume.
+        sqlx::query("UPDATE requests SET suspended = 1 WHERE id = $1")
+            .bind(&new.id)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        let (into, of) = (
+            format!("into {} from checkpoint {from} by {actor}", new.id),
+            format!("from {source} at checkpoint {from} by {actor}"),
+        );
+        self.event(
+            &mut tx,
+            source,
+            EventKind::Forked,
+            Some(&new.owner),
+            None,
+            Some(&into),
+        )
+        .await?;
+        self.event(
+            &mut tx,
+            &new.id,
+            EventKind::Forked,
+            Some(&new.owner),
+            Some(0),
+            Some(&of),
+        )
+        .await?;
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
@@ -270,6 +427,7 @@ impl OperatorStore for SqlStore {
         id: &str,
         me: &str,
         lease_ms: i64,
+        from: Option<i64>,
         actor: &str,
     ) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
@@ -295,7 +453,33 @@ impl OperatorStore for SqlStore {
             drop(tx);
             return Err(self.refusal(id, Transition::Reexecute).await);
         };
-        let detail = format!("by {actor}");
+        let mut detail = format!("by {actor}");
+        if let Some(from) = from {
+            // A new generation that starts with the first `from` checkpoints
+            // of the current one; `suspended` keeps the claim from starting
+            // yet another (as for a flow that does not resume).
+            let journal = self
+                .journal_state(&mut tx, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("request {id}")))?;
+            journal.check_prefix(id, from)?;
+            let target = JournalGeneration {
+                request: journal.number,
+                number: journal.generation + 1,
+                base: journal.end,
+            };
+            self.copy_prefix(&mut tx, &journal, from, &target).await?;
+            sqlx::query(
+                "UPDATE requests SET generation = $2, journal_base = $3, suspended = 1 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(target.number)
+            .bind(target.base)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            detail.push_str(&format!(", from checkpoint {from}"));
+        }
         self.transition_event(&mut tx, Transition::Reexecute, id, me, epoch, Some(&detail))
             .await?;
         tx.commit().await.db()?;

@@ -175,21 +175,43 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
 pub struct ReexecuteArgs {
     /// Request ID.
     pub id: String,
+    /// Keep checkpoints 0..K of its current journal generation and run
+    /// from checkpoint K live (a new generation).
+    #[arg(long, value_name = "K")]
+    pub from: Option<i64>,
+    /// Run it as a new request (same version and input, the checkpoints
+    /// before --from copied); the request itself stays as it was.
+    #[arg(long, requires = "from")]
+    pub fork: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
 
 /// `baton reexecute`.
 pub async fn reexecute(args: ReexecuteArgs) -> anyhow::Result<()> {
-    let ReexecuteArgs { id, server } = args;
-    let answer: RequestChanged = server
-        .client()
-        .post(&format!("/api/requests/{id}/reexecute"), Vec::new())
-        .await?;
-    println!(
-        "{id} re-executed on {}",
-        answer.owner.as_deref().unwrap_or("?")
-    );
+    let ReexecuteArgs {
+        id,
+        from,
+        fork,
+        server,
+    } = args;
+    let mut path = format!("/api/requests/{id}/reexecute");
+    if let Some(from) = from {
+        path.push_str(&format!("?from={from}"));
+    }
+    if fork {
+        path.push_str("&fork=true");
+    }
+    let answer: RequestChanged = server.client().post(&path, Vec::new()).await?;
+    let owner = answer.owner.as_deref().unwrap_or("?");
+    match (from, &answer.forked_from) {
+        (Some(from), Some(_)) => {
+            println!("{}", answer.id);
+            eprintln!("forked from {id} at checkpoint {from}, on {owner}");
+        }
+        (Some(from), None) => println!("{id} re-executed from checkpoint {from} on {owner}"),
+        (None, _) => println!("{id} re-executed on {owner}"),
+    }
     Ok(())
 }
 

@@ -328,6 +328,19 @@ pub trait OperatorStore: Send + Sync {
     /// it was due while held). `false` when it was not held.
     async fn resume(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError>;
 
+    /// Creates `new` as a fork of request `source`: its journal starts with
+    /// copies of `source`'s current generation's checkpoints `0..from`, so
+    /// it replays them and runs on from `from`; `source` is left as it was.
+    /// Both histories record it, with `actor`. Refused when `source` has
+    /// fewer than `from` checkpoints there.
+    async fn fork(
+        &self,
+        new: &NewRequest,
+        source: &str,
+        from: i64,
+        actor: &str,
+    ) -> Result<(), StoreError>;
+
     /// Cancels a request that has not finished, from server `by` on behalf of
     /// `actor` (recorded); its epoch moves on, so an attempt still running
     /// anywhere is fenced.
@@ -338,11 +351,17 @@ pub trait OperatorStore: Send + Sync {
     /// `waiting_retry` whose owner is down (not running, or its heartbeat is
     /// older than the lease). `me` becomes the owner, the retry budget starts
     /// over and the attempt is due now.
+    ///
+    /// With `from = Some(k)` the request runs in a new journal generation
+    /// that starts with copies of the current generation's checkpoints
+    /// `0..k` and runs from `k` live (a reset); refused when the current
+    /// generation has fewer than `k`.
     async fn reexecute(
         &self,
         id: &str,
         me: &str,
         lease_ms: i64,
+        from: Option<i64>,
         actor: &str,
     ) -> Result<(), StoreError>;
 }

@@ -196,7 +196,7 @@ impl From<&CheckpointRecord> for CheckpointView {
     }
 }
 
-/// What re-execute or cancel left a request as.
+/// What re-execute, a fork or cancel left a request as.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestChanged {
     /// Request ID.
@@ -206,6 +206,9 @@ pub struct RequestChanged {
     /// Its owner now (re-execute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// For a fork, the request it was forked from (`id` is the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
 }
 
 /// What hold or resume left a request as.

@@ -300,17 +300,51 @@ pub(super) async fn show_request(
     }))
 }
 
+/// `?from=K` re-executes from checkpoint K; with `&fork=true` into a new
+/// request.
+#[derive(Deserialize)]
+pub(super) struct ReexecuteQuery {
+    from: Option<i64>,
+    #[serde(default)]
+    fork: bool,
+}
+
+/// Re-executes a request (operator), from a checkpoint with `from`, or
+/// forks it into a new request (`201`, the new request's ID).
 pub(super) async fn reexecute(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<RequestChanged>> {
-    state.requests.reexecute(&id, &account.name).await?;
+    Query(query): Query<ReexecuteQuery>,
+) -> ApiResult<Response> {
+    let owner = Some(state.cluster.id.clone());
+    if query.fork {
+        let from = query.from.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a fork starts from a checkpoint: add from=K",
+            )
+        })?;
+        let new = state.requests.fork(&id, &account.name, from).await?;
+        let changed = RequestChanged {
+            id: new,
+            status: RequestStatus::Queued,
+            owner,
+            forked_from: Some(id),
+        };
+        return Ok((StatusCode::CREATED, axum::Json(changed)).into_response());
+    }
+    state
+        .requests
+        .reexecute(&id, &account.name, query.from)
+        .await?;
     Ok(axum::Json(RequestChanged {
         id,
         status: RequestStatus::WaitingRetry,
-        owner: Some(state.cluster.id.clone()),
-    }))
+        owner,
+        forked_from: None,
+    })
+    .into_response())
 }
 
 /// Holds a request (operator): `held` says whether this call held it
@@ -352,6 +386,7 @@ pub(super) async fn cancel(
         id,
         status: RequestStatus::Cancelled,
         owner: None,
+        forked_from: None,
     }))
 }
 

@@ -211,9 +211,10 @@ async fn act(
     account: &Account,
     id: &str,
     action: Action,
+    from: Option<i64>,
 ) -> Result<(), StoreError> {
     match action {
-        Action::Reexecute => state.requests.reexecute(id, &account.name).await,
+        Action::Reexecute => state.requests.reexecute(id, &account.name, from).await,
         Action::Cancel => state.requests.cancel(id, &account.name).await,
         Action::Hold => state.requests.hold(id, &account.name).await.map(drop),
         Action::Resume => state.requests.resume(id, &account.name).await.map(drop),
@@ -246,7 +247,7 @@ pub(super) async fn bulk_action(
     }
     let mut lines = Vec::new();
     for id in ids {
-        match act(&state, &account, id, action).await {
+        match act(&state, &account, id, action, None).await {
             Ok(()) => lines.push(format!("{id}: done")),
             Err(e) => lines.push(format!("{id}: {e}")),
         }
@@ -265,8 +266,10 @@ pub(super) async fn bulk_action(
     ))
 }
 
-/// `POST /status/requests/{id}/{action}`: re-execute, cancel, hold or
-/// resume one request from its detail page, then show it again.
+/// `POST /status/requests/{id}/{action}`: re-execute (from a checkpoint
+/// with the field `from`), cancel, hold or resume one request from its
+/// detail page, then show it again; or `fork` it from checkpoint `from`
+/// into a new request, then show that one.
 pub(super) async fn single_action(
     State(state): State<AppState>,
     Extension(account): Extension<Account>,
@@ -274,10 +277,29 @@ pub(super) async fn single_action(
     Path((id, action)): Path<(String, String)>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let from = match form_field(&form, "from") {
+        None => None,
+        Some(from) => Some(from.parse::<i64>().map_err(|_| {
+            PageError(
+                StatusCode::BAD_REQUEST,
+                format!("from is a checkpoint's number, not {from:?}"),
+            )
+        })?),
+    };
+    if action == "fork" {
+        let from = from.ok_or_else(|| {
+            PageError(
+                StatusCode::BAD_REQUEST,
+                "a fork starts from a checkpoint: choose one".into(),
+            )
+        })?;
+        let new = state.requests.fork(&id, &account.name, from).await?;
+        return Ok(Redirect::to(&format!("/status/requests/{new}")).into_response());
+    }
     let action = Action::parse(Some(&action))
         .ok_or_else(|| PageError(StatusCode::NOT_FOUND, "no such action".into()))?;
-    check_csrf(&state, &headers, &form)?;
-    act(&state, &account, &id, action).await?;
+    act(&state, &account, &id, action, from).await?;
     Ok(Redirect::to(&format!("/status/requests/{id}")).into_response())
 }
 
@@ -389,6 +411,11 @@ pub(super) async fn request_detail(
         request: request_view(&request, &names),
         version: request.version.clone(),
         epoch: request.epoch,
+        generation: request.generation,
+        reexecutable: matches!(
+            request.status,
+            RequestStatus::Error | RequestStatus::WaitingRetry
+        ),
         checkpoints,
         checkpoints_more,
         events,
