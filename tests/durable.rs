@@ -823,6 +823,61 @@ async fn a_request_reexecutes_from_a_checkpoint_or_forks_into_a_new_one() {
     );
 }
 
+/// `baton purge` deletes the finished requests it selects, by age, status
+/// and flow, and nothing else; a dry run only counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_requests_are_purged_by_age_and_a_dry_run_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    let mut finished = Vec::new();
+    for _ in 0..3 {
+        let id = server.start_request("steps", json!({ "steps": 2 })).await;
+        assert_eq!(server.wait_final(&id, LONG).await["status"], "succeeded");
+        finished.push(id);
+    }
+    let sleeper = server
+        .start_request("steps", json!({ "steps": 2, "sleep_ms": 600_000 }))
+        .await;
+    server
+        .wait_request(&sleeper, LONG, |r| r["last_checkpoint"] == "baton:sleep")
+        .await;
+    let purge = |args: &[&str]| {
+        let (ok, out, err) = server.cli(&[&["purge"], args].concat());
+        assert!(ok, "{err}");
+        out.trim().to_owned()
+    };
+
+    assert_eq!(
+        purge(&["--older-than", "1h"]),
+        "deleted 0 requests and 0 blobs no row names"
+    );
+    assert_eq!(
+        purge(&["--older-than", "0ms", "--status", "error"]),
+        "deleted 0 requests and 0 blobs no row names"
+    );
+    assert_eq!(
+        purge(&["--older-than", "0ms", "--dry-run"]),
+        "would delete 3 requests and 0 blobs no row names"
+    );
+    for id in &finished {
+        server.request(id).await;
+    }
+    assert_eq!(
+        purge(&["--older-than", "0ms", "--flow", "steps"]),
+        "deleted 3 requests and 0 blobs no row names"
+    );
+    for id in &finished {
+        let (status, _) = server.get(&format!("/api/requests/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+    }
+    assert_eq!(server.request(&sleeper).await["status"], "running");
+
+    let (ok, _, err) = server.cli(&["purge", "--older-than", "soon"]);
+    assert!(!ok);
+    assert!(err.contains("is not a length of time"), "{err}");
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a

@@ -635,6 +635,104 @@ async fn a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints(db:
     ));
 }
 
+/// A purge deletes a finished request with its journal, history and inbox,
+/// keeps unfinished requests and a finished child whose parent still runs,
+/// and a later request that SQLite gives the purged one's number again
+/// finds an empty journal. The blob sweep takes only blobs no row names;
+/// one server at a time takes the purge turn.
+async fn a_purge_deletes_finished_requests_with_every_row_that_names_them(db: Db) {
+    use baton_store::{PurgeFilter, RetentionStore};
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("kept", "a", true).await;
+    db.request("parent", "a", true).await;
+    db.child("child", "a", "parent").await;
+    db.request("done", "a", true).await;
+    store
+        .send_event("done", "go", "1", None, "op")
+        .await
+        .unwrap();
+    let claim = db.claim("done", "a").await.unwrap().unwrap();
+    for seq in 0..2 {
+        db.commit(&claim, seq).await.unwrap();
+    }
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    store
+        .finish(&claim.fence, &Outcome::Succeeded(output))
+        .await
+        .unwrap();
+    let child = db.claim("child", "a").await.unwrap().unwrap();
+    store
+        .finish(&child.fence, &Outcome::error("no"))
+        .await
+        .unwrap();
+    db.claim("parent", "a").await.unwrap().unwrap();
+
+    // A blob a running request names, and one nothing names.
+    let kept = db.claim("kept", "a").await.unwrap().unwrap();
+    let named = store
+        .put_payload(vec![2; baton_store::INLINE_MAX + 1])
+        .unwrap();
+    store
+        .commit_checkpoints(&[CheckpointWrite {
+            fence: kept.fence.clone(),
+            journal: kept.journal,
+            seq: 0,
+            name: "big".into(),
+            payload: named.clone(),
+        }])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let orphan = store
+        .put_payload(vec![3; baton_store::INLINE_MAX + 1])
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let all = PurgeFilter::default();
+    assert_eq!(store.count_purgeable(&all).await.unwrap(), 1);
+    assert_eq!(store.purge_requests(&all, 500).await.unwrap(), 1);
+    assert!(store.request("done").await.unwrap().is_none());
+    assert!(store.events("done", None, 50).await.unwrap().is_empty());
+    assert_eq!(store.inbox_event("done", "go", 0).await.unwrap(), None);
+    for id in ["kept", "parent", "child"] {
+        assert!(store.request(id).await.unwrap().is_some(), "{id} is kept");
+    }
+
+    // The newest request purged: SQLite numbers the next one the same.
+    db.request("last", "a", true).await;
+    let last = db.claim("last", "a").await.unwrap().unwrap();
+    db.commit(&last, 0).await.unwrap();
+    store
+        .finish(&last.fence, &Outcome::error("x"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.purge_requests(&all, 500).await.unwrap(), 1);
+    db.request("next", "a", true).await;
+    let next = db.claim("next", "a").await.unwrap().unwrap();
+    if store.backend() == baton_store::Backend::Sqlite {
+        assert_eq!(
+            next.journal.request, last.journal.request,
+            "the number came back"
+        );
+    }
+    assert!(store.journal(&next.journal).await.unwrap().is_empty());
+
+    assert_eq!(store.sweep_blobs(0, true).await.unwrap(), 1);
+    assert_eq!(store.sweep_blobs(0, false).await.unwrap(), 1);
+    assert!(matches!(
+        store.load_payload(&orphan),
+        Err(StoreError::MissingBlob { .. })
+    ));
+    store.load_payload(&named).unwrap();
+    assert_eq!(store.sweep_blobs(0, false).await.unwrap(), 0);
+
+    assert!(store.take_purge_turn(60_000).await.unwrap());
+    assert!(!store.take_purge_turn(60_000).await.unwrap());
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1309,6 +1407,7 @@ on_both_backends!(
     a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent,
     a_held_request_is_neither_due_nor_claimed_until_resumed,
     a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints,
+    a_purge_deletes_finished_requests_with_every_row_that_names_them,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

@@ -62,6 +62,55 @@ pub struct FileConfig {
     /// How long an API token issued through the API lasts, seconds; 0:
     /// until revoked.
     pub token_ttl_s: Option<u64>,
+    /// How long a finished request is kept before the cluster's purge
+    /// deletes it (`"30d"`, `"12h"`); default: kept for ever.
+    pub retention: Option<Age>,
+    /// Per flow, a retention that overrides `retention`.
+    #[serde(default)]
+    pub flow_retention: std::collections::BTreeMap<String, Age>,
+}
+
+/// A length of time written as a number and a unit: `500ms`, `45s`,
+/// `90m`, `12h`, `30d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct Age(pub Duration);
+
+impl std::str::FromStr for Age {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let unit_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => 0,
+        };
+        match number.parse::<u64>() {
+            Ok(number) if unit_ms > 0 => number
+                .checked_mul(unit_ms)
+                .map(|ms| Self(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("{text:?} is too long")),
+            _ => Err(format!(
+                "{text:?} is not a length of time: write a number and a unit, as 500ms, 45s, 90m, 12h or 30d"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for Age {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
 }
 
 impl FileConfig {
@@ -122,6 +171,17 @@ pub struct ServerConfig {
     pub session_ttl_ms: i64,
     /// How long an issued API token lasts, ms; `None`: until revoked.
     pub token_ttl_ms: Option<i64>,
+    /// How long a finished request is kept; `None`: for ever.
+    pub retention: Option<Duration>,
+    /// Per flow, a retention that overrides `retention`.
+    pub flow_retention: std::collections::BTreeMap<String, Duration>,
+}
+
+impl ServerConfig {
+    /// How long a finished request of `flow` is kept; `None`: for ever.
+    pub fn retention_of(&self, flow: &str) -> Option<Duration> {
+        self.flow_retention.get(flow).copied().or(self.retention)
+    }
 }
 
 /// What "never expires" stands for where an expiry time is required: a
@@ -187,6 +247,12 @@ impl ServerConfig {
             .unwrap_or(NEVER_MS),
             token_ttl_ms: ttl_ms(flags.token_ttl_s.or(file.token_ttl_s).unwrap_or(0)),
             connections: file.connections,
+            retention: flags.retention.or(file.retention).map(|age| age.0),
+            flow_retention: file
+                .flow_retention
+                .into_iter()
+                .map(|(flow, age)| (flow, age.0))
+                .collect(),
             flows_repo: flags.flows_repo.or(file.flows_repo),
             build_flows: flags.build_flows.or(file.build_flows).unwrap_or(true),
             flows_build_dir: flags
@@ -276,6 +342,29 @@ mod tests {
                 "deploy/baton.toml does not document {field}"
             );
         }
+    }
+
+    #[test]
+    fn retention_reads_ages_and_a_flow_overrides_the_default() {
+        let file: FileConfig =
+            toml::from_str("retention = \"30d\"\n[flow_retention]\norder = \"12h\"\n").unwrap();
+        let config = ServerConfig::resolve(file, FileConfig::default());
+        assert_eq!(
+            config.retention_of("order"),
+            Some(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(
+            config.retention_of("hello"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        let kept = ServerConfig::resolve(FileConfig::default(), FileConfig::default());
+        assert_eq!(kept.retention_of("hello"), None);
+        let refused = toml::from_str::<FileConfig>("retention = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("is not a length of time"), "{refused}");
+        assert_eq!("250ms".parse::<Age>(), Ok(Age(Duration::from_millis(250))));
+        assert!("10".parse::<Age>().is_err() && "d".parse::<Age>().is_err());
     }
 
     #[test]

@@ -145,6 +145,9 @@ enum Command {
     Hold(baton::cli::requests::HoldArgs),
     /// Resume a held request.
     Resume(baton::cli::requests::HoldArgs),
+    /// Delete finished requests older than an age (with their journals,
+    /// histories and inboxes), then the blobs no row names any more.
+    Purge(baton::cli::requests::PurgeArgs),
     /// Replay a request's journal here against its flow (or another build)
     /// and say where it diverges, if it does.
     Replay(baton::cli::requests::ReplayArgs),
@@ -279,6 +282,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cancel(args) => baton::cli::requests::cancel(args).await,
         Command::Hold(args) => baton::cli::requests::hold(args, true).await,
         Command::Resume(args) => baton::cli::requests::hold(args, false).await,
+        Command::Purge(args) => baton::cli::requests::purge(args).await,
         Command::Send(args) => baton::cli::requests::send(args).await,
         Command::Replay(args) => baton::cli::requests::replay(args).await,
         Command::Rename(args) => baton::cli::servers::rename(args).await,

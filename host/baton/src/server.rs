@@ -98,7 +98,7 @@ impl Node {
         let stop = Arc::new(Notify::new());
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
         let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(report(
                 store.clone(),
                 executor.clone(),
@@ -113,6 +113,10 @@ impl Node {
             tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
         ];
         let config = Arc::new(config);
+        background.push(tokio::spawn(crate::engine::retention::run(
+            store.clone(),
+            config.clone(),
+        )));
         let state = AppState {
             requests: crate::requests::Requests::new(
                 store.clone(),

@@ -36,6 +36,7 @@ mod listing;
 mod operator;
 mod payload;
 mod requests;
+mod retention;
 mod schedules;
 #[cfg(feature = "scratch")]
 pub mod scratch;

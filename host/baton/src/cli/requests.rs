@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use baton_core::RequestStatus;
+use baton_core::store::Purged;
 
 use crate::cli::ServerArg;
 use crate::cli::client::{Client, print_table};
@@ -258,6 +259,57 @@ pub async fn hold(args: HoldArgs, hold: bool) -> anyhow::Result<()> {
         (false, true) => println!("{id} resumed"),
         (false, false) => println!("{id} was not held"),
     }
+    Ok(())
+}
+
+/// The arguments of `baton purge`.
+#[derive(clap::Args)]
+pub struct PurgeArgs {
+    /// Only requests that finished at least this long ago (`7d`, `12h`).
+    #[arg(long, value_name = "AGE")]
+    pub older_than: crate::config::Age,
+    /// Only this final status (succeeded, error or cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this flow's requests.
+    #[arg(long)]
+    pub flow: Option<String>,
+    /// Count what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub server: ServerArg,
+}
+
+/// `baton purge`.
+pub async fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    let PurgeArgs {
+        older_than,
+        status,
+        flow,
+        dry_run,
+        server,
+    } = args;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("older_than", &format!("{}ms", older_than.0.as_millis()));
+    if let Some(status) = &status {
+        query.append_pair("status", status);
+    }
+    if let Some(flow) = &flow {
+        query.append_pair("flow", flow);
+    }
+    if dry_run {
+        query.append_pair("dry_run", "true");
+    }
+    let purged: Purged = server
+        .client()
+        .post(&format!("/api/purge?{}", query.finish()), Vec::new())
+        .await?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{verb} {} requests and {} blobs no row names",
+        purged.requests, purged.blobs
+    );
     Ok(())
 }
 

@@ -9,10 +9,13 @@
 //! - [`schedule`]: cron-style schedules fired once per tick across the cluster.
 //! - [`replay`]: a request's journal replayed against a component, with no
 //!   database (`baton replay`).
+//! - [`retention`]: the cluster's purge of finished requests and the blob
+//!   sweep.
 
 pub mod checkpoint;
 pub mod cluster;
 pub mod committer;
 pub mod executor;
 pub mod replay;
+pub mod retention;
 pub mod schedule;

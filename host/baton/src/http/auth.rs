@@ -56,6 +56,7 @@ fn required(method: &Method, path: &str, protect_metrics: bool) -> Option<Role> 
     }
     let admin = (path == "/api/flows")
         || path.starts_with("/api/schedules")
+        || path == "/api/purge"
         || path.starts_with("/api/version-control")
         || path == "/status/version-control/update"
         || (path.starts_with("/api/servers/") && path.ends_with("/name"))
@@ -246,6 +247,10 @@ mod tests {
         );
         assert_eq!(
             required(&Method::POST, "/api/flows", false),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/purge", false),
             Some(Role::Admin)
         );
         assert_eq!(

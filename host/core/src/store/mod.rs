@@ -22,11 +22,14 @@
 //! - `flows`: [`FlowStore`], versions and each flow's active version.
 //! - `accounts`: [`AccountStore`], accounts, sessions, tokens.
 //! - `schedules`: [`ScheduleStore`], schedules fired once per tick.
+//! - `retention`: [`RetentionStore`], purging finished requests and
+//!   sweeping blobs no row names.
 
 mod accounts;
 mod flows;
 mod journal;
 mod requests;
+mod retention;
 mod schedules;
 mod servers;
 
@@ -44,6 +47,7 @@ pub use requests::{
     CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome,
     RequestFilter, RequestRow, RequestStore, RunningAttempt,
 };
+pub use retention::{PurgeFilter, Purged, RetentionStore};
 pub use schedules::{ScheduleRow, ScheduleStore};
 pub use servers::{ServerRow, ServerStatus, ServerStore, Takeover};
 
@@ -59,6 +63,7 @@ pub trait Store:
     + ServerStore
     + AccountStore
     + ScheduleStore
+    + RetentionStore
     + 'static
 {
 }
@@ -73,6 +78,7 @@ impl<T> Store for T where
         + ServerStore
         + AccountStore
         + ScheduleStore
+        + RetentionStore
         + 'static
 {
 }

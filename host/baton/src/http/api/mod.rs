@@ -31,7 +31,7 @@ use flows::{
     update_flows,
 };
 use requests::{
-    bundle, cancel, export_csv, export_json_lines, hold, list_requests, reexecute, resume,
+    bundle, cancel, export_csv, export_json_lines, hold, list_requests, purge, reexecute, resume,
     send_event, show_request, start_request,
 };
 use servers::{list_servers, metrics, rename_server};
@@ -119,6 +119,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/requests/{id}/hold", post(hold))
         .route("/api/requests/{id}/resume", post(resume))
         .route("/api/requests/{id}/bundle", get(bundle))
+        .route("/api/purge", post(purge))
         .route("/api/requests/{id}/events/{name}", post(send_event))
         .route("/api/schedules", post(put_schedule).get(list_schedules))
         .route(
