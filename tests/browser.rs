@@ -402,6 +402,7 @@ async fn every_console_page_passes_axe() {
         format!("/status/requests/{parent}"),
         format!("/status/requests/{child}"),
         format!("/status/requests/{done}"),
+        "/status/statistics".to_owned(),
         "/status/version-control".to_owned(),
         "/flows".to_owned(),
         "/settings/flow".to_owned(),

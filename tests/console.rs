@@ -178,6 +178,7 @@ async fn every_page_renders_with_strict_security_headers() {
         ("/status/servers", "Server List"),
         ("/status/requests", "Status List"),
         ("/status/requests/r1", "Request r1"),
+        ("/status/statistics", "Checkpoints"),
         ("/status/version-control", "Version Control"),
         ("/settings/flow", "Settings"),
         ("/settings/accounts", "New account"),

@@ -878,6 +878,69 @@ async fn finished_requests_are_purged_by_age_and_a_dry_run_deletes_nothing() {
     assert!(err.contains("is not a length of time"), "{err}");
 }
 
+/// The statistics count what the server did (its checkpoints within the
+/// ten seconds it writes them in), over the API and as the console's
+/// charts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_requests_and_checkpoints_and_chart_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.fail("/step/1", 3);
+    let failed = server
+        .start_request("steps", json!({ "steps": 2, "url": sidecar.url }))
+        .await;
+    assert_eq!(server.wait_final(&failed, LONG).await["status"], "error");
+    for _ in 0..3 {
+        let id = server.start_request("steps", json!({ "steps": 4 })).await;
+        assert_eq!(server.wait_final(&id, LONG).await["status"], "succeeded");
+    }
+    // 1 checkpoint of the failed one (its step 0, replayed after) and 4
+    // of each other.
+    let stats = support::eventually(LONG, "the checkpoints to be counted", async || {
+        let (status, stats) = server.get("/api/statistics?flow=steps").await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        (stats["flows"][0]["checkpoints"] == 13).then_some(stats)
+    })
+    .await;
+    let steps = &stats["flows"][0];
+    assert_eq!(steps["name"], "steps");
+    assert_eq!(
+        [
+            &steps["started"],
+            &steps["succeeded"],
+            &steps["failed"],
+            &steps["retries"]
+        ],
+        [4, 3, 1, 2]
+    );
+    assert!(steps["p99_ms"].as_i64().unwrap() <= 60_000, "{steps}");
+    let started: f64 = stats["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["started_per_min"].as_f64().unwrap())
+        .sum();
+    assert_eq!(started, 4.0);
+    let (status, _) = server.get("/api/statistics?from=10&to=5").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, page) = server.page("/status/statistics?window=1h&flow=steps").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page.matches("<polyline").count(), 3, "{page}");
+    assert!(
+        page.contains("<title>Requests started and finished</title>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>steps</td><td>4</td><td>3</td><td>1</td>"),
+        "{page}"
+    );
+    let (status, _) = server.page("/status/statistics?window=2y").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a

@@ -733,6 +733,90 @@ async fn a_purge_deletes_finished_requests_with_every_row_that_names_them(db: Db
     assert!(!store.take_purge_turn(60_000).await.unwrap());
 }
 
+/// The transactions that create, finish, cancel and take over requests
+/// count them in their minute, per flow and server; a server's checkpoint
+/// counts add to the same minute.
+async fn the_minutes_count_what_the_transactions_did(db: Db) {
+    use baton_store::{MinuteCounts, StatisticsStore, duration_bucket};
+    let store = &db.store;
+    store.join("dead", None, "d:1").await.unwrap();
+    store.join("a", None, "a:1").await.unwrap();
+    let from = store.now_ms().await.unwrap() / 60_000 * 60_000;
+    for id in ["ok", "fails", "retried", "cancelled"] {
+        db.request(id, "a", true).await;
+    }
+    db.request("moved", "dead", true).await;
+    let ok = db.claim("ok", "a").await.unwrap().unwrap();
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    store
+        .finish(&ok.fence, &Outcome::Succeeded(output))
+        .await
+        .unwrap();
+    let fails = db.claim("fails", "a").await.unwrap().unwrap();
+    store
+        .finish(&fails.fence, &Outcome::error("no"))
+        .await
+        .unwrap();
+    let retried = db.claim("retried", "a").await.unwrap().unwrap();
+    let retry = Outcome::Retry {
+        error: "later".into(),
+        details: None,
+        delay_ms: 60_000,
+    };
+    store.finish(&retried.fence, &retry).await.unwrap();
+    store.cancel("cancelled", "a", "op").await.unwrap();
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    store
+        .take_over("dead", "b", b, LEASE_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .add_checkpoints("a", &[("f".to_owned(), 7)])
+        .await
+        .unwrap();
+
+    let to = store.now_ms().await.unwrap() + 60_000;
+    let mut per_server = std::collections::BTreeMap::new();
+    for row in store.minutes(from, to, Some("f")).await.unwrap() {
+        assert_eq!(row.flow, "f");
+        per_server
+            .entry(row.server)
+            .or_insert_with(MinuteCounts::default)
+            .add(&row.counts);
+    }
+    let a = &per_server["a"];
+    assert_eq!(
+        (
+            a.started,
+            a.succeeded,
+            a.failed,
+            a.cancelled,
+            a.retries,
+            a.checkpoints
+        ),
+        (4, 1, 1, 1, 1, 7)
+    );
+    // Both ended within seconds of their creation.
+    assert_eq!(a.durations.iter().sum::<i64>(), 2);
+    assert_eq!(
+        a.durations[..=duration_bucket(10_000)].iter().sum::<i64>(),
+        2
+    );
+    assert_eq!(
+        (per_server["dead"].started, per_server["b"].takeovers),
+        (1, 1)
+    );
+    assert!(store.minutes(from, to, Some("g")).await.unwrap().is_empty());
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(
+        unfinished,
+        [("f".to_owned(), "waiting_retry".to_owned(), 2)],
+        "the retried one and the one taken over"
+    );
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1408,6 +1492,7 @@ on_both_backends!(
     a_held_request_is_neither_due_nor_claimed_until_resumed,
     a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints,
     a_purge_deletes_finished_requests_with_every_row_that_names_them,
+    the_minutes_count_what_the_transactions_did,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

@@ -35,6 +35,8 @@ pub enum Section {
     Servers,
     /// Status › Flow › Status List (and request detail).
     Requests,
+    /// Status › Statistics.
+    Statistics,
     /// Status › Version Control.
     VersionControl,
     /// Settings › Services › Flow.
@@ -90,6 +92,7 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                             span { "Status" }
                             (link(page, Section::Servers, "/status/servers", "Server List"))
                             (link(page, Section::Requests, "/status/requests", "Status List"))
+                            (link(page, Section::Statistics, "/status/statistics", "Statistics"))
                             (link(page, Section::VersionControl, "/status/version-control", "Version Control"))
                         }
                         div.group {

@@ -292,6 +292,19 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A console page's status and HTML, read with the admin token.
+    pub async fn page(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.text().await.unwrap())
+    }
+
     /// Runs the `baton` command against this server with its token:
     /// whether it succeeded, its stdout and its stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {

@@ -8,11 +8,13 @@ mod accounts;
 mod flows;
 mod requests;
 mod servers;
+mod statistics;
 
 pub use accounts::*;
 pub use flows::*;
 pub use requests::*;
 pub use servers::*;
+pub use statistics::*;
 
 fn encode(value: &str) -> String {
     value

@@ -7,7 +7,9 @@
 //! - [`config`]: settings from file, environment and flags.
 //! - [`engine`]: cluster membership, the retry process, an attempt's
 //!   checkpoint journal, schedules.
-//! - [`requests`]: submit, cancel, re-execute, whoever asks.
+//! - [`requests`]: submit, cancel, re-execute, hold, fork, whoever asks.
+//! - [`statistics`]: the statistics report and this server's checkpoint
+//!   counts.
 //! - [`vcs`]: building and deploying flow versions, the flows repository.
 //! - [`http`]: the JSON API, the console, accounts, sessions and tokens.
 //! - [`server`]: `baton up`, putting the above together.
@@ -28,4 +30,5 @@ pub mod metrics;
 pub mod requests;
 pub mod resources;
 pub mod server;
+pub mod statistics;
 pub mod vcs;

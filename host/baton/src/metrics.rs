@@ -16,6 +16,8 @@ pub struct Metrics {
     takeovers: AtomicU64,
     postponements: AtomicU64,
     samples: Mutex<Samples>,
+    /// Checkpoints per flow since the statistics last took them.
+    checkpoints_by_flow: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Latency samples in microseconds.
@@ -54,14 +56,40 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_checkpoint(&self, latency: Duration, gap: Option<Duration>) {
+    pub(crate) fn record_checkpoint(&self, flow: &str, latency: Duration, gap: Option<Duration>) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let mut by_flow = self.checkpoints_by_flow.lock().expect("metrics lock");
+        match by_flow.get_mut(flow) {
+            Some(count) => *count += 1,
+            None => {
+                by_flow.insert(flow.to_owned(), 1);
+            }
+        }
+        drop(by_flow);
         let mut samples = self.samples.lock().expect("metrics lock");
         if samples.checkpoint_us.len() < MAX_SAMPLES {
             samples.checkpoint_us.push(latency.as_micros() as u64);
             samples
                 .checkpoint_gap_us
                 .extend(gap.map(|gap| gap.as_micros() as u64));
+        }
+    }
+
+    /// The checkpoints per flow since the last call, for the statistics.
+    pub(crate) fn take_checkpoints_by_flow(&self) -> Vec<(String, i64)> {
+        self.checkpoints_by_flow
+            .lock()
+            .expect("metrics lock")
+            .drain()
+            .collect()
+    }
+
+    /// Gives back checkpoints [`Metrics::take_checkpoints_by_flow`] took
+    /// that could not be written.
+    pub(crate) fn restore_checkpoints_by_flow(&self, counts: Vec<(String, i64)>) {
+        let mut by_flow = self.checkpoints_by_flow.lock().expect("metrics lock");
+        for (flow, count) in counts {
+            *by_flow.entry(flow).or_default() += count;
         }
     }
 

@@ -113,6 +113,11 @@ impl Node {
             tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
         ];
         let config = Arc::new(config);
+        background.push(tokio::spawn(crate::statistics::write_checkpoints(
+            store.clone(),
+            metrics.clone(),
+            cluster.id.clone(),
+        )));
         background.push(tokio::spawn(crate::engine::retention::run(
             store.clone(),
             config.clone(),

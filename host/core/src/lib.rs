@@ -9,12 +9,14 @@
 //! - `lifecycle`: [`RequestStatus`], [`EventKind`] and the state machine,
 //!   [`Transition`] with its [`Rule`]s.
 //! - `role`: [`Role`].
+//! - [`statistics`]: the statistics report folded from per-minute counts.
 //! - [`store`]: the store port, its traits by aggregate and its rows.
 
 mod flow;
 mod ids;
 mod lifecycle;
 mod role;
+pub mod statistics;
 pub mod store;
 
 pub use flow::{FlowProperties, MAX_RETRY_DELAY_MS, PropertiesError};

@@ -41,6 +41,7 @@ mod schedules;
 #[cfg(feature = "scratch")]
 pub mod scratch;
 mod servers;
+mod statistics;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;

@@ -7,8 +7,8 @@ use baton_core::{EventKind, RequestStatus, Transition};
 use sqlx::{Any, Connection, Transaction};
 
 use crate::{
-    Backend, Db, JOURNAL_CAPACITY, JournalGeneration, ListingStore, NewRequest, OperatorStore,
-    SqlStore, StoreError,
+    Backend, Db, JOURNAL_CAPACITY, JournalGeneration, ListingStore, MinuteCounts, NewRequest,
+    OperatorStore, SqlStore, StoreError,
 };
 
 impl SqlStore {
@@ -141,24 +141,33 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Cancels `id` if its status allows: its new epoch.
+    /// Cancels `id` from server `by` if its status allows: its new epoch.
     async fn cancel_one(
         &self,
         tx: &mut Transaction<'_, Any>,
         id: &str,
+        by: &str,
     ) -> Result<Option<i64>, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(&self.transition_sql(
+        let row: Option<(i64, String)> = sqlx::query_as(&self.transition_sql(
             Transition::Cancel,
             "UPDATE requests SET status = RULE_TO, epoch = epoch + 1, next_attempt_at = NULL,
                     held = 0, updated_at = NOW_MS
               WHERE id = $1 AND status IN (RULE_FROM)
-              RETURNING epoch",
+              RETURNING epoch, flow",
         ))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await
         .db()?;
-        Ok(row.map(|(epoch,)| epoch))
+        let Some((epoch, flow)) = row else {
+            return Ok(None);
+        };
+        let cancelled = MinuteCounts {
+            cancelled: 1,
+            ..Default::default()
+        };
+        self.add_minute(tx, &flow, by, &cancelled).await?;
+        Ok(Some(epoch))
     }
 }
 
@@ -383,7 +392,7 @@ impl OperatorStore for SqlStore {
     async fn cancel(&self, id: &str, by: &str, actor: &str) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
-        let Some(epoch) = self.cancel_one(&mut tx, id).await? else {
+        let Some(epoch) = self.cancel_one(&mut tx, id, by).await? else {
             drop(tx);
             return Err(self.refusal(id, Transition::Cancel).await);
         };
@@ -402,7 +411,7 @@ impl OperatorStore for SqlStore {
             .await
             .db()?;
             for (child,) in children {
-                if let Some(epoch) = self.cancel_one(&mut tx, &child).await? {
+                if let Some(epoch) = self.cancel_one(&mut tx, &child, by).await? {
                     let detail = format!("by {actor}, with its parent {parent}");
                     self.transition_event(
                         &mut tx,

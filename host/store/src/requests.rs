@@ -8,8 +8,9 @@ use sqlx::{Any, Connection, Row, Transaction};
 use baton_core::store::async_trait;
 
 use crate::{
-    CHILD_WAIT_PREFIX, Claim, Db, Fence, JournalGeneration, NewRequest, Outcome, RequestRow,
-    RequestStore, RunningAttempt, ServerStore, SqlStore, StoreError, StoredPayload, database_error,
+    CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, Fence, JournalGeneration, MinuteCounts,
+    NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt, ServerStore, SqlStore,
+    StoreError, StoredPayload, database_error, duration_bucket,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
@@ -137,6 +138,11 @@ impl SqlStore {
             None,
         )
         .await?;
+        let started = MinuteCounts {
+            started: 1,
+            ..Default::default()
+        };
+        self.add_minute(tx, &new.flow, &new.owner, &started).await?;
         if let Some(kind) = Transition::SubmitAndClaim.rule().event.filter(|_| claim) {
             self.event(
                 tx,
@@ -391,7 +397,8 @@ impl RequestStore for SqlStore {
             &format!(
                 "UPDATE requests SET status = RULE_TO, {set}, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status IN (RULE_FROM)
-                    AND next_attempt_at IS NULL"
+                    AND next_attempt_at IS NULL
+                  RETURNING flow, NOW_MS - created_at AS took"
             ),
         );
         let query = sqlx::query(&sql)
@@ -412,8 +419,24 @@ impl RequestStore for SqlStore {
             Outcome::Sleeping { wake_at_ms, event } => query.bind(*wake_at_ms).bind(event),
             Outcome::Error { error, details } => query.bind(error).bind(details),
         };
-        if query.execute(&mut *tx).await.db()?.rows_affected() == 0 {
+        let Some(row) = query.fetch_optional(&mut *tx).await.db()? else {
             return Err(fence.lost());
+        };
+        let (flow, took): (String, i64) = (row.get("flow"), row.get("took"));
+        let mut counts = MinuteCounts::default();
+        match outcome {
+            Outcome::Succeeded(_) => counts.succeeded = 1,
+            Outcome::Error { .. } => counts.failed = 1,
+            Outcome::Retry { .. } => counts.retries = 1,
+            Outcome::Postponed { .. } | Outcome::Sleeping { .. } => {}
+        }
+        if counts.succeeded + counts.failed > 0 {
+            counts.durations = vec![0; DURATION_BUCKETS];
+            counts.durations[duration_bucket(took)] = 1;
+        }
+        if counts != MinuteCounts::default() {
+            self.add_minute(&mut tx, &flow, &fence.owner, &counts)
+                .await?;
         }
         let detail = match outcome {
             Outcome::Succeeded(_) => None,

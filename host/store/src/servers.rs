@@ -8,7 +8,9 @@ use sqlx::{Connection, Row};
 
 use baton_core::store::async_trait;
 
-use crate::{Db, ServerRow, ServerStatus, ServerStore, SqlStore, StoreError, Takeover};
+use crate::{
+    Db, MinuteCounts, ServerRow, ServerStatus, ServerStore, SqlStore, StoreError, Takeover,
+};
 
 fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
     ServerRow {
@@ -44,19 +46,36 @@ impl SqlStore {
         to: Option<&str>,
         detail: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let moved: Vec<(String, i64)> = sqlx::query_as(&self.transition_sql(
+        let moved: Vec<(String, i64, String)> = sqlx::query_as(&self.transition_sql(
             transition,
             "UPDATE requests SET owner = $2, epoch = epoch + 1, status = RULE_TO,
                     next_attempt_at = CASE WHEN status = 'waiting_retry' OR (status = 'running' AND next_attempt_at IS NOT NULL)
                                            THEN next_attempt_at ELSE NOW_MS END,
                     updated_at = NOW_MS
               WHERE owner = $1 AND status IN (RULE_FROM) AND other_server_retry = 1
-              RETURNING id, epoch",
+              RETURNING id, epoch, flow",
         ))
         .bind(from)
         .bind(to)
         .fetch_all(&mut **tx)
         .await.db()?;
+        if let (Transition::TakeOver, Some(taker)) = (transition, to) {
+            let mut per_flow: std::collections::BTreeMap<&str, i64> = Default::default();
+            for (_, _, flow) in &moved {
+                *per_flow.entry(flow).or_default() += 1;
+            }
+            for (flow, takeovers) in per_flow {
+                let counts = MinuteCounts {
+                    takeovers,
+                    ..Default::default()
+                };
+                self.add_minute(tx, flow, taker, &counts).await?;
+            }
+        }
+        let moved: Vec<(String, i64)> = moved
+            .into_iter()
+            .map(|(id, epoch, _)| (id, epoch))
+            .collect();
         self.event_batch(tx, &moved, transition, to.unwrap_or(from), detail)
             .await?;
         Ok(moved.into_iter().map(|(id, _)| id).collect())

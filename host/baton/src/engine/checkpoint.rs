@@ -309,6 +309,7 @@ impl AttemptJournal {
         }
         let committed = Instant::now();
         self.metrics.record_checkpoint(
+            &self.flow,
             committed - started,
             self.last_committed.map(|last| started - last),
         );

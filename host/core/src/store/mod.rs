@@ -24,6 +24,7 @@
 //! - `schedules`: [`ScheduleStore`], schedules fired once per tick.
 //! - `retention`: [`RetentionStore`], purging finished requests and
 //!   sweeping blobs no row names.
+//! - `statistics`: [`StatisticsStore`], counts per minute, flow and server.
 
 mod accounts;
 mod flows;
@@ -32,6 +33,7 @@ mod requests;
 mod retention;
 mod schedules;
 mod servers;
+mod statistics;
 
 use std::time::Duration;
 
@@ -50,6 +52,9 @@ pub use requests::{
 pub use retention::{PurgeFilter, Purged, RetentionStore};
 pub use schedules::{ScheduleRow, ScheduleStore};
 pub use servers::{ServerRow, ServerStatus, ServerStore, Takeover};
+pub use statistics::{
+    DURATION_BOUNDS_MS, DURATION_BUCKETS, MinuteCounts, MinuteRow, StatisticsStore, duration_bucket,
+};
 
 /// The whole store: every aggregate's trait. Implemented for every type
 /// that implements them all.
@@ -64,6 +69,7 @@ pub trait Store:
     + AccountStore
     + ScheduleStore
     + RetentionStore
+    + StatisticsStore
     + 'static
 {
 }
@@ -79,6 +85,7 @@ impl<T> Store for T where
         + AccountStore
         + ScheduleStore
         + RetentionStore
+        + StatisticsStore
         + 'static
 {
 }

@@ -21,6 +21,7 @@ pub mod dto;
 mod flows;
 mod requests;
 mod servers;
+mod statistics;
 
 use accounts::{
     change_password, create_account, delete_account, disable_account, enable_account, issue_token,
@@ -120,6 +121,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/requests/{id}/resume", post(resume))
         .route("/api/requests/{id}/bundle", get(bundle))
         .route("/api/purge", post(purge))
+        .route("/api/statistics", get(statistics::statistics))
         .route("/api/requests/{id}/events/{name}", post(send_event))
         .route("/api/schedules", post(put_schedule).get(list_schedules))
         .route(

@@ -32,6 +32,7 @@ mod flows;
 mod requests;
 mod servers;
 mod session;
+mod statistics;
 
 use accounts::{
     account_action, accounts, change_password, confirm_account_action, create_account,
@@ -73,6 +74,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status/requests/{id}/output", get(download_output))
         .route("/status/requests/{id}/events", post(send_event))
         .route("/status/requests/{id}/{action}", post(single_action))
+        .route("/status/statistics", get(statistics::statistics))
         .route("/status/version-control", get(version_control))
         .route("/status/version-control/update", post(update_flows))
         .route("/flows", get(flows))

@@ -1,0 +1,164 @@
+//! Statistics per minute, flow and server: added to inside the
+//! transactions that change requests, read by window.
+
+use baton_core::store::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Connection, Row, Transaction};
+
+use crate::{
+    Backend, DURATION_BUCKETS, Db, MinuteCounts, MinuteRow, SqlStore, StatisticsStore, StoreError,
+};
+
+/// Rows one minute of one flow on one server is spread over on
+/// PostgreSQL, where concurrent finishes would otherwise queue on one row
+/// lock until each commits; SQLite has one writer anyway.
+const POSTGRES_SHARDS: u64 = 4;
+
+const COUNTERS: [&str; 7] = [
+    "started",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "retries",
+    "takeovers",
+    "checkpoints",
+];
+
+fn duration_columns() -> impl Iterator<Item = String> {
+    (0..DURATION_BUCKETS).map(|i| format!("d{i}"))
+}
+
+impl SqlStore {
+    /// Adds `counts` to the current minute (database clock) of `flow` on
+    /// `server`, inside the transaction that made them happen.
+    pub(crate) async fn add_minute(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        flow: &str,
+        server: &str,
+        counts: &MinuteCounts,
+    ) -> Result<(), StoreError> {
+        let columns: Vec<String> = COUNTERS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(duration_columns())
+            .collect();
+        let values: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
+        let sums: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = request_minutes.{c} + excluded.{c}"))
+            .collect();
+        let sql = self.sql(&format!(
+            "INSERT INTO request_minutes (minute, flow, server_id, shard, {})
+             VALUES ((NOW_MS / 60000) * 60000, $1, $2, $3, {})
+             ON CONFLICT (minute, flow, server_id, shard) DO UPDATE SET {}",
+            columns.join(", "),
+            values.join(", "),
+            sums.join(", ")
+        ));
+        let shard = match self.backend {
+            Backend::Sqlite => 0,
+            Backend::Postgres => fastrand::u64(..POSTGRES_SHARDS),
+        };
+        let mut query = sqlx::query(&sql).bind(flow).bind(server).bind(shard as i64);
+        for counter in [
+            counts.started,
+            counts.succeeded,
+            counts.failed,
+            counts.cancelled,
+            counts.retries,
+            counts.takeovers,
+            counts.checkpoints,
+        ] {
+            query = query.bind(counter);
+        }
+        for bucket in 0..DURATION_BUCKETS {
+            query = query.bind(counts.durations.get(bucket).copied().unwrap_or(0));
+        }
+        query.execute(&mut **tx).await.db()?;
+        Ok(())
+    }
+}
+
+fn minute_row(row: &AnyRow) -> MinuteRow {
+    let counter = |name: &str| row.get::<i64, _>(name);
+    MinuteRow {
+        minute: row.get("minute"),
+        flow: row.get("flow"),
+        server: row.get("server_id"),
+        counts: MinuteCounts {
+            started: counter("started"),
+            succeeded: counter("succeeded"),
+            failed: counter("failed"),
+            cancelled: counter("cancelled"),
+            retries: counter("retries"),
+            takeovers: counter("takeovers"),
+            checkpoints: counter("checkpoints"),
+            durations: duration_columns().map(|c| counter(&c)).collect(),
+        },
+    }
+}
+
+#[async_trait]
+impl StatisticsStore for SqlStore {
+    async fn minutes(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        flow: Option<&str>,
+    ) -> Result<Vec<MinuteRow>, StoreError> {
+        let sums: Vec<String> = COUNTERS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(duration_columns())
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+            .collect();
+        let sql = format!(
+            "SELECT minute, flow, server_id, {}
+               FROM request_minutes
+              WHERE minute >= $1 AND minute < $2 {}
+              GROUP BY minute, flow, server_id
+              ORDER BY minute, flow, server_id",
+            sums.join(", "),
+            if flow.is_some() { "AND flow = $3" } else { "" }
+        );
+        let mut query = sqlx::query(&sql).bind(from_ms).bind(to_ms);
+        if let Some(flow) = flow {
+            query = query.bind(flow);
+        }
+        let rows = query.fetch_all(&self.pool).await.db()?;
+        Ok(rows.iter().map(minute_row).collect())
+    }
+
+    async fn add_checkpoints(
+        &self,
+        server: &str,
+        per_flow: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        if per_flow.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        for (flow, checkpoints) in per_flow {
+            let counts = MinuteCounts {
+                checkpoints: *checkpoints,
+                ..Default::default()
+            };
+            self.add_minute(&mut tx, flow, server, &counts).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT flow, status, COUNT(*) FROM requests
+              WHERE status IN ('queued', 'running', 'waiting_retry')
+              GROUP BY flow, status ORDER BY flow, status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .db()?)
+    }
+}
