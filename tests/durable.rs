@@ -939,6 +939,19 @@ async fn statistics_count_requests_and_checkpoints_and_chart_them() {
     );
     let (status, _) = server.page("/status/statistics?window=2y").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (ok, out, err) = server.cli(&["statistics", "--window", "1h", "--flow", "steps"]);
+    assert!(ok, "{err}");
+    let row = out
+        .lines()
+        .find(|line| line.starts_with("steps "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..8],
+        ["steps", "4", "3", "1", "0", "2", "0", "13"],
+        "{out}"
+    );
 }
 
 /// `baton replay` downloads a request's bundle and replays its journal

@@ -152,16 +152,7 @@ pub fn statistics_page(page: &Page, view: &StatisticsView) -> Markup {
             ]))
             (totals("Per flow", "Flow", &report.flows))
             (totals("Per server", "Server", &report.servers))
-            table.statistics {
-                caption { "Unfinished now" }
-                thead { tr { th { "Flow" } th { "Status" } th { "Requests" } } }
-                tbody {
-                    @for row in &report.unfinished {
-                        tr { td { (row.flow) } td { (row.status) } td { (row.count) } }
-                    }
-                    @if report.unfinished.is_empty() { tr { td colspan="3" { "None." } } }
-                }
-            }
+            p { "What is unfinished now is on the " a href="/status/requests" { "Status List" } ", by status." }
         },
     )
 }

@@ -145,6 +145,9 @@ enum Command {
     Hold(baton::cli::requests::HoldArgs),
     /// Resume a held request.
     Resume(baton::cli::requests::HoldArgs),
+    /// Requests started, ended, retried and taken over, checkpoints and
+    /// duration percentiles, per flow and per server, over a window.
+    Statistics(baton::cli::statistics::StatisticsArgs),
     /// Delete finished requests older than an age (with their journals,
     /// histories and inboxes), then the blobs no row names any more.
     Purge(baton::cli::requests::PurgeArgs),
@@ -283,6 +286,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Hold(args) => baton::cli::requests::hold(args, true).await,
         Command::Resume(args) => baton::cli::requests::hold(args, false).await,
         Command::Purge(args) => baton::cli::requests::purge(args).await,
+        Command::Statistics(args) => baton::cli::statistics::statistics(args).await,
         Command::Send(args) => baton::cli::requests::send(args).await,
         Command::Replay(args) => baton::cli::requests::replay(args).await,
         Command::Rename(args) => baton::cli::servers::rename(args).await,

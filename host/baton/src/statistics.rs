@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::statistics::{Report, Unfinished};
+use baton_core::statistics::Report;
 use baton_core::store::{Store, StoreError};
 
 use crate::metrics::Metrics;
@@ -56,19 +56,9 @@ pub async fn report(
     window: Window,
     flow: Option<&str>,
 ) -> Result<Report, StoreError> {
-    let rows = store.minutes(window.from, window.to, flow).await?;
-    let unfinished = store
-        .unfinished()
-        .await?
-        .into_iter()
-        .filter(|(name, _, _)| flow.is_none_or(|flow| flow == name))
-        .map(|(flow, status, count)| Unfinished {
-            flow,
-            status,
-            count,
-        })
-        .collect();
-    Ok(Report::of(&rows, window.from, window.to, unfinished))
+    let step = Report::step_ms(window.from, window.to);
+    let rows = store.minutes(window.from, window.to, step, flow).await?;
+    Ok(Report::of(&rows, window.from, window.to))
 }
 
 /// Every [`CHECKPOINTS_EVERY`]: adds the checkpoints this server committed

@@ -24,8 +24,6 @@ pub struct Report {
     pub flows: Vec<Summary>,
     /// Totals per server, by server ID.
     pub servers: Vec<Summary>,
-    /// Unfinished requests now, by flow and status.
-    pub unfinished: Vec<Unfinished>,
 }
 
 /// One step of the series.
@@ -88,17 +86,6 @@ impl Summary {
     }
 }
 
-/// Unfinished requests of one flow in one status.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Unfinished {
-    /// Flow name.
-    pub flow: String,
-    /// Status.
-    pub status: String,
-    /// How many.
-    pub count: i64,
-}
-
 impl Report {
     /// The step a window `[from, to)` is shown in: whole minutes, at most
     /// [`MAX_POINTS`] of them.
@@ -107,8 +94,9 @@ impl Report {
         ((minutes + MAX_POINTS - 1) / MAX_POINTS).max(1) * 60_000
     }
 
-    /// Folds the minutes of `[from, to)` (`from` a minute's start).
-    pub fn of(rows: &[MinuteRow], from: i64, to: i64, unfinished: Vec<Unfinished>) -> Self {
+    /// Folds the rows of `[from, to)` (`from` a minute's start), each a
+    /// minute or a step's sum starting at its `minute`.
+    pub fn of(rows: &[MinuteRow], from: i64, to: i64) -> Self {
         let step_ms = Self::step_ms(from, to);
         let steps = ((to - from).max(0) + step_ms - 1) / step_ms;
         let mut series = vec![MinuteCounts::default(); steps as usize];
@@ -145,7 +133,6 @@ impl Report {
                 .iter()
                 .map(|(name, counts)| Summary::of((*name).to_owned(), counts))
                 .collect(),
-            unfinished,
         }
     }
 }
@@ -179,7 +166,7 @@ mod tests {
             minute(60_000, "b", "s2", 4, 3_000),
             minute(180_000, "a", "s2", 6, 40),
         ];
-        let report = Report::of(&rows, 0, 240_000, Vec::new());
+        let report = Report::of(&rows, 0, 240_000);
         assert_eq!(report.step_ms, 60_000);
         let started: Vec<f64> = report.points.iter().map(|p| p.started_per_min).collect();
         assert_eq!(started, [2.0, 4.0, 0.0, 6.0]);

@@ -105,6 +105,7 @@ impl StatisticsStore for SqlStore {
         &self,
         from_ms: i64,
         to_ms: i64,
+        step_ms: i64,
         flow: Option<&str>,
     ) -> Result<Vec<MinuteRow>, StoreError> {
         let sums: Vec<String> = COUNTERS
@@ -113,16 +114,20 @@ impl StatisticsStore for SqlStore {
             .chain(duration_columns())
             .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
             .collect();
+        // Summed per step here: a week is 120 steps, not 10,080 minutes.
         let sql = format!(
-            "SELECT minute, flow, server_id, {}
+            "SELECT $1 + ((minute - $1) / $3) * $3 AS minute, flow, server_id, {}
                FROM request_minutes
               WHERE minute >= $1 AND minute < $2 {}
-              GROUP BY minute, flow, server_id
-              ORDER BY minute, flow, server_id",
+              GROUP BY ((minute - $1) / $3), flow, server_id
+              ORDER BY 1, flow, server_id",
             sums.join(", "),
-            if flow.is_some() { "AND flow = $3" } else { "" }
+            if flow.is_some() { "AND flow = $4" } else { "" }
         );
-        let mut query = sqlx::query(&sql).bind(from_ms).bind(to_ms);
+        let mut query = sqlx::query(&sql)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(step_ms.max(60_000));
         if let Some(flow) = flow {
             query = query.bind(flow);
         }
@@ -149,16 +154,5 @@ impl StatisticsStore for SqlStore {
         }
         tx.commit().await.db()?;
         Ok(())
-    }
-
-    async fn unfinished(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT flow, status, COUNT(*) FROM requests
-              WHERE status IN ('queued', 'running', 'waiting_retry')
-              GROUP BY flow, status ORDER BY flow, status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .db()?)
     }
 }

@@ -1,5 +1,6 @@
-//! `baton bench console`: server time of the Status List and Server List
-//! with a million requests in the database.
+//! `baton bench console`: server time of the Status List, the Server List
+//! and the statistics with a million requests and a week of statistics in
+//! the database.
 
 use std::time::Instant;
 
@@ -69,8 +70,29 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         ),
     };
     sqlx::query(&seed).execute(sql.pool()).await?;
+    // A week of statistics: every minute, five flows on three servers.
+    let now = store.now_ms().await? / 60_000 * 60_000;
+    let minutes = format!(
+        "SELECT {now} - (i / 15) * 60000, 'flow-' || (i % 5), 's' || (1 + i % 3), 0,
+                20, 18, 1, 1, 2, 0, 200, 5, 10"
+    );
+    let week = 7 * 24 * 60 * 15;
+    let seed_minutes = match sql.backend() {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {week})
+             INSERT OR IGNORE INTO request_minutes (minute, flow, server_id, shard, started, succeeded,
+                 failed, cancelled, retries, takeovers, checkpoints, d3, d5)
+             {minutes} FROM n"
+        ),
+        Backend::Postgres => format!(
+            "INSERT INTO request_minutes (minute, flow, server_id, shard, started, succeeded,
+                 failed, cancelled, retries, takeovers, checkpoints, d3, d5)
+             {minutes} FROM generate_series(0, {week} - 1) AS g(i) ON CONFLICT DO NOTHING"
+        ),
+    };
+    sqlx::query(&seed_minutes).execute(sql.pool()).await?;
     println!(
-        "baton bench console: seeded {} requests in {:.1} s",
+        "baton bench console: seeded {} requests and a week of statistics in {:.1} s",
         args.rows,
         started.elapsed().as_secs_f64()
     );
@@ -112,6 +134,15 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         (
             "Status List rows (live refresh)",
             "/status/requests/rows".to_owned(),
+        ),
+        ("Statistics, last hour", "/status/statistics".to_owned()),
+        (
+            "Statistics, last 7 days",
+            "/status/statistics?window=7d".to_owned(),
+        ),
+        (
+            "Statistics, 7 days, one flow",
+            "/status/statistics?window=7d&flow=flow-3".to_owned(),
         ),
     ];
     for (label, path) in pages {

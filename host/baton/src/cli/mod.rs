@@ -16,6 +16,7 @@ pub mod flows;
 pub mod requests;
 pub mod scaffold;
 pub mod servers;
+pub mod statistics;
 
 use client::Client;
 

@@ -99,11 +99,14 @@ pub struct MinuteRow {
 
 #[async_trait]
 pub trait StatisticsStore: Send + Sync {
-    /// The minutes in `[from_ms, to_ms)`, oldest first, of `flow` or of all.
+    /// The minutes in `[from_ms, to_ms)` of `flow` or of all, summed per
+    /// step of `step_ms` (whole minutes) from `from_ms`: each row's
+    /// `minute` is its step's start. Oldest first.
     async fn minutes(
         &self,
         from_ms: i64,
         to_ms: i64,
+        step_ms: i64,
         flow: Option<&str>,
     ) -> Result<Vec<MinuteRow>, StoreError>;
 
@@ -114,9 +117,6 @@ pub trait StatisticsStore: Send + Sync {
         server: &str,
         per_flow: &[(String, i64)],
     ) -> Result<(), StoreError>;
-
-    /// The unfinished requests now, by flow and status.
-    async fn unfinished(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
 }
 
 #[cfg(test)]
