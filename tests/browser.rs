@@ -189,13 +189,20 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
         "tr.server[data-status=running] + tr.server[data-status=running]",
     )
     .await;
+    let shown = Instant::now();
     let rows = client.find_all(Locator::Css("tr.server")).await.unwrap();
     assert_eq!(rows.len(), 2);
     screenshot(&client, "servers-both-running").await;
 
-    // Kill one: the live Server List turns its row red without a reload.
+    // Kill one: the live Server List turns its row red without a reload,
+    // pushed: its fallback poll comes only 30 s after the page loaded.
     second.kill();
     let dead = wait_for(&client, "tr.server[data-status=terminated]").await;
+    assert!(
+        shown.elapsed() < Duration::from_secs(25),
+        "the change came with the fallback poll, not pushed: {:?}",
+        shown.elapsed()
+    );
     assert_eq!(
         dead.find(Locator::Css("td.name"))
             .await

@@ -24,6 +24,11 @@ pub mod assets {
     pub const HTMX: &[u8] = include_bytes!("../assets/htmx.min.js");
     /// htmx's licence.
     pub const HTMX_LICENSE: &[u8] = include_bytes!("../assets/htmx.LICENSE");
+    /// htmx's Server-Sent Events extension 2.2.4 from the `htmx-ext-sse`
+    /// npm package, `dist/sse.min.js`.
+    pub const HTMX_SSE: &[u8] = include_bytes!("../assets/htmx-sse.min.js");
+    /// The extension's licence (0BSD).
+    pub const HTMX_SSE_LICENSE: &[u8] = include_bytes!("../assets/htmx-sse.LICENSE");
     /// The console's stylesheet.
     pub const CSS: &[u8] = include_bytes!("../assets/console.css");
 }
@@ -82,6 +87,7 @@ pub fn layout(page: &Page, body: Markup) -> Markup {
                 title { (page.title) " · Baton" }
                 link rel="stylesheet" href="/assets/console.css";
                 script src="/assets/htmx.min.js" defer {}
+                script src="/assets/htmx-sse.min.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }

@@ -85,6 +85,15 @@ pub fn requests_page(
     older: Option<&str>,
     flash: Option<&str>,
 ) -> Markup {
+    let pushed = format!(
+        "/status/requests/live?{}{}",
+        filters.query(),
+        filters
+            .after
+            .as_deref()
+            .map(|a| format!("&after={}", encode(a)))
+            .unwrap_or_default()
+    );
     let live = format!(
         "/status/requests/rows?{}{}",
         filters.query(),
@@ -126,7 +135,7 @@ pub fn requests_page(
                 (csrf_field(page))
                 table {
                     thead { tr { th { span.visually-hidden { "Select" } } th { "ID" } th { "Flow" } th { "Status" } th { "Server" } th { "Attempts" } th { "Last checkpoint" } th { "Created" } th { "Updated" } } }
-                    tbody #requests hx-get=(live) hx-trigger="every 3s" hx-swap="innerHTML" {
+                    tbody #requests hx-ext="sse" sse-connect=(pushed) sse-swap="requests" hx-get=(live) hx-trigger="every 30s" hx-swap="innerHTML" {
                         (request_rows(rows))
                     }
                 }

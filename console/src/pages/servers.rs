@@ -40,7 +40,7 @@ pub fn servers_page(page: &Page, servers: &[ServerView]) -> Markup {
         html! {
             table {
                 thead { tr { th { span.visually-hidden { "This server" } } th { "Name" } th { "ID" } th { "Status" } th { "Address" } th { "Heartbeat" } th { "Requests" } th { "Flow-set" } th { "Flows HEAD" } } }
-                tbody #servers hx-get="/status/servers/rows" hx-trigger="every 2s" hx-swap="innerHTML" {
+                tbody #servers hx-ext="sse" sse-connect="/status/servers/live" sse-swap="servers" hx-get="/status/servers/rows" hx-trigger="every 30s" hx-swap="innerHTML" {
                     (server_rows(servers))
                 }
             }

@@ -93,6 +93,11 @@ impl Metrics {
         }
     }
 
+    /// Checkpoints committed by this process so far.
+    pub(crate) fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn record_commit(&self, group: usize, latency: Duration) {
         self.commit_groups.fetch_add(1, Ordering::Relaxed);
         let mut samples = self.samples.lock().expect("metrics lock");

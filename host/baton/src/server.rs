@@ -122,7 +122,10 @@ impl Node {
             store.clone(),
             config.clone(),
         )));
+        let (live, watcher) = crate::http::live::LiveFeed::start(store.clone(), metrics.clone());
+        background.push(watcher);
         let state = AppState {
+            live,
             requests: crate::requests::Requests::new(
                 store.clone(),
                 executor.clone(),
@@ -225,7 +228,14 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        // Open live pages would hold the graceful shutdown for ever.
+        let live = state.live.clone();
+        async move {
+            shutdown_signal().await;
+            live.close();
+        }
+    })
     .await?;
     tracing::info!("stopping: no new work, handing requests over");
     node.stop(true).await

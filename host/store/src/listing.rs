@@ -105,6 +105,14 @@ impl ListingStore for SqlStore {
         Ok(rows.iter().map(request_row).collect())
     }
 
+    async fn last_event(&self) -> Result<i64, StoreError> {
+        let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM request_events")
+            .fetch_one(&self.pool)
+            .await
+            .db()?;
+        Ok(last)
+    }
+
     async fn status_values(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT key, value FROM request_status_values WHERE request_id = $1 ORDER BY key",

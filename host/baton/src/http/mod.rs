@@ -24,6 +24,7 @@ pub mod auth;
 pub mod console;
 pub mod credentials;
 pub mod export;
+pub mod live;
 pub mod state;
 pub mod status;
 

@@ -8,6 +8,7 @@ use crate::config::ServerConfig;
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
 use crate::http::credentials::LoginGuard;
+use crate::http::live::LiveFeed;
 use crate::metrics::Metrics;
 use crate::requests::Requests;
 use crate::vcs::versions::Versions;
@@ -31,4 +32,6 @@ pub struct AppState {
     pub requests: Requests,
     /// Deploy, repository state, Update.
     pub versions: Versions,
+    /// The cluster's changes, for the console's live pages.
+    pub live: LiveFeed,
 }

@@ -385,4 +385,8 @@ pub trait ListingStore: Send + Sync {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError>;
+
+    /// The number of the newest history entry of any request (0: none):
+    /// it moves on with every change of any request's status.
+    async fn last_event(&self) -> Result<i64, StoreError>;
 }

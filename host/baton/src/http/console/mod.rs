@@ -59,15 +59,25 @@ pub fn routes() -> Router<AppState> {
             get(|| async { asset("text/plain", baton_console::assets::HTMX_LICENSE) }),
         )
         .route(
+            "/assets/htmx-sse.min.js",
+            get(|| async { asset("text/javascript", baton_console::assets::HTMX_SSE) }),
+        )
+        .route(
+            "/assets/htmx-sse.LICENSE",
+            get(|| async { asset("text/plain", baton_console::assets::HTMX_SSE_LICENSE) }),
+        )
+        .route(
             "/assets/console.css",
             get(|| async { asset("text/css", baton_console::assets::CSS) }),
         )
         .route("/status/servers", get(servers))
         .route("/status/servers/rows", get(server_rows))
+        .route("/status/servers/live", get(servers::live_servers))
         .route("/status/requests", get(requests))
         .route("/status/requests.csv", get(requests::export_csv))
         .route("/status/requests.jsonl", get(requests::export_json_lines))
         .route("/status/requests/rows", get(request_rows))
+        .route("/status/requests/live", get(requests::live_requests))
         .route("/status/requests/actions", post(bulk_action))
         .route("/status/requests/{id}", get(request_detail))
         .route("/status/requests/{id}/input", get(download_input))

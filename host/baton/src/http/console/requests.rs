@@ -183,6 +183,25 @@ pub(super) async fn request_rows(
     Ok(Html(baton_console::request_rows(&views).into_string()).into_response())
 }
 
+/// `GET /status/requests/live?…`: the Status List's rows for these
+/// filters, pushed as the cluster changes.
+pub(super) async fn live_requests(
+    State(state): State<AppState>,
+    Query(filters): Query<Filters>,
+) -> axum::response::Response {
+    let feed = state.live.clone();
+    crate::http::live::stream(&feed, "requests", move || {
+        let (state, filters) = (state.clone(), filters.clone());
+        async move {
+            let names = server_names(&state).await.ok()?;
+            let (rows, _) = filtered(&state, &filters).await.ok()?;
+            let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+            Some(baton_console::request_rows(&views).into_string())
+        }
+    })
+    .into_response()
+}
+
 /// What an operator does to a request from the console.
 #[derive(Debug, Clone, Copy)]
 enum Action {

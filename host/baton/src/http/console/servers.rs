@@ -75,6 +75,20 @@ pub(super) async fn server_rows(State(state): State<AppState>) -> PageResult {
     )
 }
 
+/// `GET /status/servers/live`: the Server List's rows, pushed as the
+/// cluster changes.
+pub(super) async fn live_servers(State(state): State<AppState>) -> axum::response::Response {
+    let feed = state.live.clone();
+    crate::http::live::stream(&feed, "servers", move || {
+        let state = state.clone();
+        async move {
+            let views = server_views(&state).await.ok()?;
+            Some(baton_console::server_rows(&views).into_string())
+        }
+    })
+    .into_response()
+}
+
 pub(super) async fn server_names(state: &AppState) -> Result<HashMap<String, String>, StoreError> {
     Ok(state.store.server_names().await?.into_iter().collect())
 }
