@@ -273,6 +273,18 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     );
     screenshot(&client, "request-detail").await;
 
+    // A request's page follows it without a reload (it has no poll): a
+    // sleeper shown running is shown succeeded once it wakes and ends.
+    let sleeper = first
+        .start_request("steps", json!({ "steps": 2, "sleep_ms": 4000 }))
+        .await;
+    client
+        .goto(&format!("{}/status/requests/{sleeper}", first.base))
+        .await
+        .unwrap();
+    wait_for(&client, "tbody#summary td.running").await;
+    wait_for(&client, "tbody#summary td.succeeded").await;
+
     // Settings › Accounts: the admin creates an operator, then deletes it
     // after ticking the confirmation.
     client

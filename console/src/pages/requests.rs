@@ -344,6 +344,29 @@ fn payload(title: &str, view: &PayloadView) -> Markup {
     }
 }
 
+/// The request detail's summary rows (the live fragment).
+pub fn request_summary(
+    request: &RequestView,
+    version: &str,
+    epoch: i64,
+    parent: Option<&str>,
+) -> Markup {
+    html! {
+        tr { th { "Flow" } td { (request.flow) } }
+        @if let Some(parent) = parent {
+            tr { th { "Parent" } td { a href={"/status/requests/" (parent)} { code { (parent) } } } }
+        }
+        tr { th { "Version" } td { code { (version) } } }
+        tr { th { "Status" } td class=(request.status) { (request.label) @if request.held { " " span.held { "(held: it does not run until resumed)" } } } }
+        tr { th { "Server" } td { (request.owner) } }
+        tr { th { "Attempts" } td { (request.attempts) } }
+        tr { th { "Last checkpoint" } td { (request.last_checkpoint) } }
+        tr { th { "Epoch" } td { (epoch) } }
+        tr { th { "Created" } td { (time(request.created_at)) } }
+        tr { th { "Updated" } td { (time(request.updated_at)) } }
+    }
+}
+
 /// The request detail page.
 pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
     let request = &detail.request;
@@ -351,17 +374,9 @@ pub fn request_page(page: &Page, detail: &RequestDetail) -> Markup {
         page,
         html! {
             table {
-                tr { th { "Flow" } td { (request.flow) } }
-                @if let Some(parent) = &detail.parent {
-                    tr { th { "Parent" } td { a href={"/status/requests/" (parent)} { code { (parent) } } } }
+                tbody #summary hx-ext="sse" sse-connect={"/status/requests/" (request.id) "/live"} sse-swap="summary" hx-swap="innerHTML" {
+                    (request_summary(request, &detail.version, detail.epoch, detail.parent.as_deref()))
                 }
-                tr { th { "Version" } td { code { (detail.version) } } }
-                tr { th { "Status" } td class=(request.status) { (request.label) @if request.held { " " span.held { "(held: it does not run until resumed)" } } } }
-                tr { th { "Server" } td { (request.owner) } }
-                tr { th { "Attempts" } td { (request.attempts) } }
-                tr { th { "Epoch" } td { (detail.epoch) } }
-                tr { th { "Created" } td { (time(request.created_at)) } }
-                tr { th { "Updated" } td { (time(request.updated_at)) } }
             }
             p {
                 form.inline method="post" action={"/status/requests/" (request.id) "/reexecute"} { (csrf_field(page)) button { "Re-execute" } }

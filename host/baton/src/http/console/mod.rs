@@ -83,6 +83,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status/requests/{id}/input", get(download_input))
         .route("/status/requests/{id}/output", get(download_output))
         .route("/status/requests/{id}/events", post(send_event))
+        .route("/status/requests/{id}/live", get(requests::live_request))
         .route("/status/requests/{id}/{action}", post(single_action))
         .route("/status/statistics", get(statistics::statistics))
         .route("/status/version-control", get(version_control))

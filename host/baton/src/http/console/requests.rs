@@ -202,6 +202,31 @@ pub(super) async fn live_requests(
     .into_response()
 }
 
+/// `GET /status/requests/{id}/live`: the detail page's summary, pushed as
+/// the cluster changes.
+pub(super) async fn live_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> axum::response::Response {
+    let feed = state.live.clone();
+    crate::http::live::stream(&feed, "summary", move || {
+        let (state, id) = (state.clone(), id.clone());
+        async move {
+            let request = state.store.request(&id).await.ok()??;
+            let names = server_names(&state).await.ok()?;
+            let view = request_view(&request, &names);
+            let summary = baton_console::request_summary(
+                &view,
+                &request.version,
+                request.epoch,
+                request.parent.as_deref(),
+            );
+            Some(summary.into_string())
+        }
+    })
+    .into_response()
+}
+
 /// What an operator does to a request from the console.
 #[derive(Debug, Clone, Copy)]
 enum Action {
