@@ -1949,6 +1949,74 @@ async fn update_without_builds_deploys_committed_components_and_never_runs_cargo
     );
 }
 
+/// Update replays a changed flow's journals against its new version: one
+/// that would diverge keeps the flow on its old version and is named;
+/// `baton sync --force` deploys it all the same, with the divergence as a
+/// warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_keeps_a_flow_whose_journals_would_diverge_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (author, checkout) = flows_repository(dir.path());
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec![
+        "--flows-repo".into(),
+        checkout.display().to_string(),
+        "--build-flows".into(),
+        "false".into(),
+    ];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    let publish = |guest: &str, message: &str| {
+        std::fs::create_dir_all(author.join("dist")).unwrap();
+        std::fs::write(author.join("dist/steps.wasm"), support::wasm(guest)).unwrap();
+        git(&author, &["add", "."]);
+        git(&author, &["commit", "-q", "-m", message]);
+        git(&author, &["push", "-q", "origin", "main"]);
+    };
+    let active = async || {
+        let (_, flows) = server.get("/api/flows").await;
+        flows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "steps")
+            .map(|f| f["version"].as_str().unwrap().to_owned())
+    };
+
+    publish("steps", "steps");
+    let (ok, _, err) = server.cli(&["sync"]);
+    assert!(ok, "{err}");
+    let original = active().await.unwrap();
+    let finished = server.start_request("steps", json!({ "steps": 2 })).await;
+    server.wait_final(&finished, LONG).await;
+
+    publish("steps_renamed", "rename the checkpoints");
+    let (ok, out, _) = server.cli(&["sync"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            r#"request {finished} at checkpoint 0: the journal records "step-0", the new version asks for "square-0""#
+        )),
+        "{out}"
+    );
+    assert_eq!(active().await.unwrap(), original);
+
+    // A version the journal agrees with goes through.
+    publish("steps_v2", "a compatible change");
+    let (ok, _, err) = server.cli(&["sync"]);
+    assert!(ok, "{err}");
+    let compatible = active().await.unwrap();
+    assert_ne!(compatible, original);
+
+    publish("steps_renamed", "rename them again");
+    let (ok, _, err) = server.cli(&["sync", "--force"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!("request {finished} at checkpoint 0")),
+        "{err}"
+    );
+    assert_ne!(active().await.unwrap(), compatible);
+}
+
 /// Closes every connection to the test database and refuses new ones, or
 /// lets them in again: the database is away, as in a restart or a network cut.
 async fn set_database_away(url: &str, away: bool) {

@@ -112,7 +112,8 @@ pub fn version_control_page(
                     form method="post" action="/status/version-control/update" {
                         (csrf_field(page))
                         button { "Update" }
-                        " fetches, fast-forwards only, then builds and deploys the flows that changed."
+                        " fetches, fast-forwards only, then builds the flows that changed and replays their unfinished and last 20 finished requests against each new version: a flow whose journals would diverge stays on its old version. "
+                        label { input type="checkbox" name="force" value="on"; " Deploy even if a journal would diverge" }
                     }
                 }
                 Err(error) => { p.notice { (error) } }

@@ -153,17 +153,23 @@ pub async fn schedules(args: SchedulesArgs) -> anyhow::Result<()> {
 /// The arguments of `baton sync`.
 #[derive(clap::Args)]
 pub struct SyncArgs {
+    /// Deploy a flow's new version even when some of its journals would
+    /// diverge from it (they are listed as warnings).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub server: ServerArg,
 }
 
 /// `baton sync`.
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    let SyncArgs { server } = args;
-    let report: UpdateReport = server
-        .client()
-        .post("/api/version-control/update", Vec::new())
-        .await?;
+    let SyncArgs { force, server } = args;
+    let path = if force {
+        "/api/version-control/update?force=true"
+    } else {
+        "/api/version-control/update"
+    };
+    let report: UpdateReport = server.client().post(path, Vec::new()).await?;
     println!(
         "{} → {}",
         report.from.as_deref().unwrap_or("-"),

@@ -240,6 +240,7 @@ pub async fn update(
     store: &dyn Store,
     runtime: &Runtime<AttemptJournal>,
     connections: &std::collections::BTreeMap<String, String>,
+    check: crate::vcs::deploy::ReplayCheck,
 ) -> Result<UpdateReport, SyncError> {
     let path = path.ok_or(SyncError::NotConfigured)?.to_owned();
     let build_flows = build.is_some();
@@ -298,12 +299,20 @@ pub async fn update(
             Err(e) => report.error = Some(format!("{e:#}")),
             Ok(components) => {
                 for (_, bytes) in components {
-                    match crate::vcs::deploy::deploy(store, runtime, bytes, connections, None).await
+                    match crate::vcs::deploy::deploy(
+                        store,
+                        runtime,
+                        bytes,
+                        connections,
+                        Some(check),
+                    )
+                    .await
                     {
                         Ok(deployed) => {
                             report.old = deployed.previous.clone();
                             report.new = Some(deployed.version);
                             report.flow = Some(deployed.name);
+                            report.warnings.extend(deployed.warnings);
                         }
                         Err(e) => report.error = Some(e.to_string()),
                     }

@@ -57,8 +57,11 @@ impl Versions {
     }
 
     /// Fetches, fast-forwards, builds (or takes the prebuilt components)
-    /// and deploys what changed.
-    pub async fn update(&self) -> Result<UpdateReport, SyncError> {
+    /// and deploys what changed. Each changed flow's unfinished requests
+    /// and its last [`UPDATE_CHECK_LAST`] finished ones are replayed
+    /// against its new version first: one that would diverge keeps the
+    /// flow on its old version (named in the report), unless `force`.
+    pub async fn update(&self, force: bool) -> Result<UpdateReport, SyncError> {
         repository::update(
             self.config.flows_repo.as_deref(),
             self.config
@@ -67,7 +70,15 @@ impl Versions {
             &*self.store,
             self.executor.runtime(),
             &self.config.connections,
+            ReplayCheck {
+                last: UPDATE_CHECK_LAST,
+                force,
+            },
         )
         .await
     }
 }
+
+/// How many finished requests of each flow Update replays against the new
+/// version, newest first (all unfinished ones too).
+pub const UPDATE_CHECK_LAST: usize = 20;

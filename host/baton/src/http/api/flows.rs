@@ -107,8 +107,17 @@ pub(super) async fn repository(
     Ok(axum::Json(state.versions.repository().await?))
 }
 
+/// `?force=true` activates a flow's new version even when some of its
+/// journals would diverge from it.
+#[derive(serde::Deserialize)]
+pub(super) struct UpdateQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 pub(super) async fn update_flows(
     State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<UpdateQuery>,
 ) -> ApiResult<axum::Json<crate::vcs::repository::UpdateReport>> {
-    Ok(axum::Json(state.versions.update().await?))
+    Ok(axum::Json(state.versions.update(query.force).await?))
 }

@@ -161,7 +161,12 @@ pub(super) async fn update_flows(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let report = state.versions.update().await.map_err(|e| e.to_string());
+    let force = form_field(&form, "force") == Some("on");
+    let report = state
+        .versions
+        .update(force)
+        .await
+        .map_err(|e| e.to_string());
     version_control_view(&state, &headers, Some(&account), Some(report)).await
 }
 
