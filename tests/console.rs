@@ -564,6 +564,43 @@ async fn a_checkpoint_row_reexecutes_from_itself() {
     assert!(page.contains("by admin, from checkpoint 1"), "{page}");
 }
 
+/// An admin purges finished requests from Settings: counted first (the
+/// form's default), then deleted; a cross-site form deletes nothing.
+#[tokio::test]
+async fn an_admin_purges_finished_requests_from_the_settings() {
+    let console = console().await;
+    console.request("old", Outcome::error("boom")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, headers, page) = console.get("/settings/flow").await;
+    assert!(page.contains(r#"action="/settings/flow/purge""#), "{page}");
+    let token = support::csrf_of(headers[header::SET_COOKIE].to_str().unwrap());
+    let purge = async |form: &str, site: &str| {
+        console
+            .post_form(
+                "/settings/flow/purge",
+                &format!("csrf={token}&{form}"),
+                Some(&token),
+                site,
+            )
+            .await
+    };
+    let (status, _, _) = purge("older_than=0ms", "cross-site").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = purge("older_than=0ms&dry_run=on", "same-origin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Would delete 1 requests and 0 blobs"),
+        "{body}"
+    );
+    assert!(console.state.store.request("old").await.unwrap().is_some());
+    let (status, _, body) = purge("older_than=soon", "same-origin").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = purge("older_than=0ms&status=error", "same-origin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Deleted 1 requests and 0 blobs"), "{body}");
+    assert!(console.state.store.request("old").await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn state_changes_need_a_same_site_form_with_the_csrf_token() {
     let console = console().await;

@@ -154,6 +154,26 @@ pub fn settings_page(page: &Page, settings: &SettingsView) -> Markup {
             h2 { "Checkpoint" }
             p { "These come from the configuration file, the environment or flags; change them there and restart to apply." }
             table { @for (label, value) in &settings.restart_to_apply { tr { th { (label) } td { code { (value) } } } } }
+            @if page.admin {
+                h2 { "Purge" }
+                p { "Deletes finished requests that ended at least this long ago, with their journals, histories and inboxes, then the blobs no row names and nobody wrote for an hour. The configured retention purges once a minute by itself." }
+                form.purge method="post" action="/settings/flow/purge" {
+                    (csrf_field(page))
+                    label { "Older than " input name="older_than" required placeholder="30d" maxlength="20"; }
+                    " "
+                    label { "Status " select name="status" {
+                        option value="" { "any finished" }
+                        option value="succeeded" { "succeeded" }
+                        option value="error" { "error" }
+                        option value="cancelled" { "cancelled" }
+                    } }
+                    " "
+                    label { "Flow " input name="flow" maxlength="100"; }
+                    " "
+                    label { input type="checkbox" name="dry_run" value="on" checked; " Only count" }
+                    " " button { "Purge" }
+                }
+            }
         },
     )
 }

@@ -202,6 +202,13 @@ async fn settings_view(
             ),
             ("Lease".into(), format!("{} ms", config.lease.as_millis())),
             ("Capacity".into(), format!("{} executions", config.capacity)),
+            (
+                "Retention".into(),
+                match config.retention {
+                    Some(age) => format!("{} s", age.as_secs()),
+                    None => "for ever".into(),
+                },
+            ),
         ],
         flash,
     };
@@ -214,6 +221,50 @@ pub(super) async fn settings(
     headers: HeaderMap,
 ) -> PageResult {
     settings_view(&state, &headers, account.as_deref(), None).await
+}
+
+/// Settings › Services › Flow › Purge (admin): deletes (or, by default,
+/// counts) the finished requests the form selects.
+pub(super) async fn purge(
+    State(state): State<AppState>,
+    account: Option<Extension<Account>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> PageResult {
+    check_csrf(&state, &headers, &form)?;
+    let bad = |why: String| PageError(StatusCode::BAD_REQUEST, why);
+    let age: crate::config::Age = form_field(&form, "older_than")
+        .unwrap_or_default()
+        .parse()
+        .map_err(bad)?;
+    let status = match form_field(&form, "status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            baton_core::RequestStatus::parse(s)
+                .filter(|status| status.is_final())
+                .ok_or_else(|| bad(format!("a purge takes finished requests, not {s:?}")))?,
+        ),
+    };
+    let filter = baton_core::store::PurgeFilter {
+        flow: form_field(&form, "flow")
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned),
+        older_than_ms: i64::try_from(age.0.as_millis()).unwrap_or(i64::MAX),
+        status,
+    };
+    let dry = form_field(&form, "dry_run") == Some("on");
+    let purged = crate::engine::retention::purge(&*state.store, &[filter], dry, None).await?;
+    let verb = if dry { "Would delete" } else { "Deleted" };
+    settings_view(
+        &state,
+        &headers,
+        account.as_deref(),
+        Some(format!(
+            "{verb} {} requests and {} blobs no row names.",
+            purged.requests, purged.blobs
+        )),
+    )
+    .await
 }
 
 pub(super) async fn rename(

@@ -92,6 +92,7 @@ pub fn routes() -> Router<AppState> {
         .route("/flows/{name}/run", post(run_flow))
         .route("/settings/flow", get(settings))
         .route("/settings/flow/name", post(rename))
+        .route("/settings/flow/purge", post(flows::purge))
         .route("/settings/accounts", get(accounts).post(create_account))
         .route(
             "/settings/accounts/{name}/{action}",
