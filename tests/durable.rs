@@ -1898,18 +1898,24 @@ async fn repository_builds_do_not_depend_on_where_the_checkout_is() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_without_builds_deploys_committed_components_and_never_runs_cargo() {
-    let dir = tempfile::tempdir().unwrap();
-    let (author, checkout) = flows_repository(dir.path());
-    let mut setup = Setup::sqlite(dir.path());
+/// A server whose Update deploys the `dist/*.wasm` committed in its flows
+/// repository, never building; and the author's clone of that repository.
+async fn prebuilt_flows_server(dir: &std::path::Path) -> (std::path::PathBuf, Server) {
+    let (author, checkout) = flows_repository(dir);
+    let mut setup = Setup::sqlite(dir);
     setup.extra = vec![
         "--flows-repo".into(),
         checkout.display().to_string(),
         "--build-flows".into(),
         "false".into(),
     ];
-    let server = Server::start(dir.path(), "solo", &setup).await;
+    (author, Server::start(dir, "solo", &setup).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_without_builds_deploys_committed_components_and_never_runs_cargo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (author, server) = prebuilt_flows_server(dir.path()).await;
 
     // The author pushes a build script that would leave a marker if it ran,
     // and the component they built themselves.
@@ -1956,15 +1962,7 @@ async fn update_without_builds_deploys_committed_components_and_never_runs_cargo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_keeps_a_flow_whose_journals_would_diverge_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
-    let (author, checkout) = flows_repository(dir.path());
-    let mut setup = Setup::sqlite(dir.path());
-    setup.extra = vec![
-        "--flows-repo".into(),
-        checkout.display().to_string(),
-        "--build-flows".into(),
-        "false".into(),
-    ];
-    let server = Server::start(dir.path(), "solo", &setup).await;
+    let (author, server) = prebuilt_flows_server(dir.path()).await;
     let publish = |guest: &str, message: &str| {
         std::fs::create_dir_all(author.join("dist")).unwrap();
         std::fs::write(author.join("dist/steps.wasm"), support::wasm(guest)).unwrap();

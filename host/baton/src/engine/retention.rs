@@ -23,6 +23,33 @@ pub const BLOB_GRACE: Duration = Duration::from_secs(3600);
 /// and a large backlog is worked off over several.
 const BATCHES_PER_TURN: u32 = 100;
 
+/// The filter an operator's purge asks for: an age (`7d`), a final status
+/// and a flow, each as typed; the refusal says what to type.
+pub fn filter(
+    older_than: &str,
+    status: Option<&str>,
+    flow: Option<&str>,
+) -> Result<PurgeFilter, String> {
+    let age: crate::config::Age = older_than.parse()?;
+    let status = match status.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            baton_core::RequestStatus::parse(s)
+                .filter(|status| status.is_final())
+                .ok_or_else(|| {
+                    format!(
+                        "a purge takes finished requests: status is succeeded, error or cancelled, not {s:?}"
+                    )
+                })?,
+        ),
+    };
+    Ok(PurgeFilter {
+        flow: flow.filter(|f| !f.is_empty()).map(str::to_owned),
+        older_than_ms: i64::try_from(age.0.as_millis()).unwrap_or(i64::MAX),
+        status,
+    })
+}
+
 /// Purges what each filter selects, `BATCH` requests per transaction,
 /// until nothing is left or `max_batches` per filter ran; then sweeps the
 /// blobs no row names. Dry, it only counts.

@@ -9,11 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_core::RequestStatus;
-use baton_core::store::{PurgeFilter, Purged, RequestFilter, RequestRow, Store, StoreError};
+use baton_core::store::{Purged, RequestFilter, RequestRow, Store, StoreError};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Age;
 use crate::engine::retention;
 use crate::http::auth::Account;
 use crate::http::export::{self, Export};
@@ -366,24 +365,12 @@ pub(super) async fn purge(
     State(state): State<AppState>,
     Query(query): Query<PurgeQuery>,
 ) -> ApiResult<axum::Json<Purged>> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
-    let age: Age = query.older_than.parse().map_err(bad)?;
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match RequestStatus::parse(s).filter(|status| status.is_final()) {
-            Some(status) => Some(status),
-            None => {
-                return Err(bad(format!(
-                    "a purge takes finished requests: status is succeeded, error or cancelled, not {s:?}"
-                )));
-            }
-        },
-    };
-    let filter = PurgeFilter {
-        flow: query.flow.filter(|f| !f.is_empty()),
-        older_than_ms: i64::try_from(age.0.as_millis()).unwrap_or(i64::MAX),
-        status,
-    };
+    let filter = retention::filter(
+        &query.older_than,
+        query.status.as_deref(),
+        query.flow.as_deref(),
+    )
+    .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
     let purged = retention::purge(&*state.store, &[filter], query.dry_run, None).await?;
     Ok(axum::Json(purged))
 }

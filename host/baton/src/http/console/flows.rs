@@ -232,26 +232,12 @@ pub(super) async fn purge(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> PageResult {
     check_csrf(&state, &headers, &form)?;
-    let bad = |why: String| PageError(StatusCode::BAD_REQUEST, why);
-    let age: crate::config::Age = form_field(&form, "older_than")
-        .unwrap_or_default()
-        .parse()
-        .map_err(bad)?;
-    let status = match form_field(&form, "status").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(
-            baton_core::RequestStatus::parse(s)
-                .filter(|status| status.is_final())
-                .ok_or_else(|| bad(format!("a purge takes finished requests, not {s:?}")))?,
-        ),
-    };
-    let filter = baton_core::store::PurgeFilter {
-        flow: form_field(&form, "flow")
-            .filter(|f| !f.is_empty())
-            .map(str::to_owned),
-        older_than_ms: i64::try_from(age.0.as_millis()).unwrap_or(i64::MAX),
-        status,
-    };
+    let filter = crate::engine::retention::filter(
+        form_field(&form, "older_than").unwrap_or_default(),
+        form_field(&form, "status"),
+        form_field(&form, "flow"),
+    )
+    .map_err(|why| PageError(StatusCode::BAD_REQUEST, why))?;
     let dry = form_field(&form, "dry_run") == Some("on");
     let purged = crate::engine::retention::purge(&*state.store, &[filter], dry, None).await?;
     let verb = if dry { "Would delete" } else { "Deleted" };
