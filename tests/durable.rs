@@ -954,6 +954,38 @@ async fn statistics_count_requests_and_checkpoints_and_chart_them() {
     );
 }
 
+/// A console page left open holds a live stream; a clean stop (SIGTERM)
+/// ends it instead of waiting for it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_ends_the_open_live_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    let mut live = reqwest::Client::new()
+        .get(format!("{}/status/servers/live", server.base))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let first = live.chunk().await.unwrap().unwrap();
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("event: servers") && first.contains("solo"),
+        "{first}"
+    );
+
+    server.signal(libc::SIGTERM);
+    let exited = tokio::time::timeout(
+        LONG,
+        tokio::task::spawn_blocking(move || server.wait_exit()),
+    )
+    .await
+    .expect("the server stopped while a live page was open")
+    .unwrap();
+    assert!(exited.success(), "{exited:?}");
+    while let Ok(Some(_)) = live.chunk().await {}
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a
