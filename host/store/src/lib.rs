@@ -126,6 +126,20 @@ impl Backend {
             Self::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         }
     }
+
+    /// [`Backend::now_ms`] for a bound an index scan can use. PostgreSQL's
+    /// `clock_timestamp()` is volatile, so compared with it directly a row
+    /// is read and tested one by one; evaluated once in a sub-select it is
+    /// a parameter of the index condition. SQLite's is fixed for the
+    /// statement already (and a sub-select would hide it from the index).
+    fn now_bound(self) -> &'static str {
+        match self {
+            Self::Sqlite => self.now_ms(),
+            Self::Postgres => {
+                "(SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT))"
+            }
+        }
+    }
 }
 
 /// The shared checkpoint store: database plus blob folder.
@@ -404,10 +418,12 @@ impl SqlStore {
         Ok(WriteConnection::Turn(turn))
     }
 
-    /// Replaces `NOW_MS` in a statement with the backend's clock expression.
-    /// Also spells out `JOURNAL_CAPACITY`.
+    /// Replaces `NOW_MS` in a statement with the backend's clock expression
+    /// and `NOW_BOUND` with the same read once, for a range an index scan
+    /// bounds ([`Backend::now_bound`]). Also spells out `JOURNAL_CAPACITY`.
     fn sql(&self, template: &str) -> String {
         template
+            .replace("NOW_BOUND", self.backend.now_bound())
             .replace("NOW_MS", self.backend.now_ms())
             .replace("JOURNAL_CAPACITY", &JOURNAL_CAPACITY.to_string())
     }

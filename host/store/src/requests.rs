@@ -265,7 +265,7 @@ impl RequestStore for SqlStore {
             "SELECT id FROM requests
               WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
                      OR (owner IS NULL AND status = 'waiting_retry'))
-                AND next_attempt_at <= NOW_MS AND held = 0
+                AND next_attempt_at <= NOW_BOUND AND held = 0
               ORDER BY next_attempt_at LIMIT $2",
         ))
         .bind(me)

@@ -13,7 +13,7 @@ use crate::{Backend, Db, PurgeFilter, RetentionStore, SqlStore, StoreError};
 /// in ms; the filter's flow and status follow as `$2`, `$3`.
 fn purgeable(filter: &PurgeFilter) -> String {
     let mut sql = String::from(
-        "status IN ('succeeded', 'error', 'cancelled') AND updated_at < NOW_MS - $1
+        "status IN ('succeeded', 'error', 'cancelled') AND updated_at < NOW_BOUND - $1
          AND (parent IS NULL OR NOT EXISTS (
               SELECT 1 FROM requests p WHERE p.id = requests.parent
                  AND p.status IN ('queued', 'running', 'waiting_retry')))",
