@@ -18,14 +18,14 @@ use baton_store::{
 /// A store of its own (SQLite file or PostgreSQL database) with one flow.
 struct Db {
     store: SqlStore,
-    _scratch: ScratchStore,
+    scratch: ScratchStore,
 }
 
 async fn open(postgres: bool) -> Db {
     let scratch = ScratchStore::open(postgres).await;
     Db {
         store: scratch.store.clone(),
-        _scratch: scratch,
+        scratch,
     }
 }
 
@@ -824,6 +824,42 @@ async fn the_minutes_count_what_the_transactions_did(db: Db) {
     assert_eq!(servers, [(from, "a", 4), (from, "b", 0), (from, "dead", 1)]);
 }
 
+/// The due query's time bound bounds its index scan: requests due later
+/// (here 20,000 sleepers) are not read by a poll. On PostgreSQL the clock
+/// compared per row could not bound it, and every poll read every sleeper.
+async fn the_due_query_skips_sleepers_by_its_index(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    let columns = "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts,
+                       failures, generation, other_server_retry, resume, next_attempt_at,
+                       input_hash, input_size, created_at, updated_at)";
+    let row =
+        "'s' || i, 'f', 'v1', 'running', 'a', 1, 1, 0, 0, 1, 1, 4102444800000 + i, 'h', 2, 0, 0";
+    let seed = match store.backend() {
+        baton_store::Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             {columns} SELECT {row} FROM n"
+        ),
+        baton_store::Backend::Postgres => {
+            format!("{columns} SELECT {row} FROM generate_series(1, 20000) AS g(i)")
+        }
+    };
+    sqlx::query(&seed).execute(store.pool()).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    assert!(store.due_requests("a", 10).await.unwrap().is_empty());
+    let plan = db.scratch.due_plan("a").await.unwrap();
+    let bounded = match store.backend() {
+        baton_store::Backend::Sqlite => plan.contains("next_attempt_at<?"),
+        baton_store::Backend::Postgres => plan
+            .lines()
+            .any(|line| line.contains("Index Cond") && line.contains("next_attempt_at <=")),
+    };
+    assert!(
+        bounded,
+        "the due time does not bound the index scan:\n{plan}"
+    );
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1500,6 +1536,7 @@ on_both_backends!(
     a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints,
     a_purge_deletes_finished_requests_with_every_row_that_names_them,
     the_minutes_count_what_the_transactions_did,
+    the_due_query_skips_sleepers_by_its_index,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

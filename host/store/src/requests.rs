@@ -58,6 +58,19 @@ pub(crate) fn request_row(row: &AnyRow) -> RequestRow {
 }
 
 impl SqlStore {
+    /// The due query: `$1` the server, `$2` the limit. Its time bound is
+    /// one an index scan can use, so requests due later (sleepers, waiters)
+    /// cost a poll nothing.
+    pub(crate) fn due_sql(&self) -> String {
+        self.sql(
+            "SELECT id FROM requests
+              WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
+                     OR (owner IS NULL AND status = 'waiting_retry'))
+                AND next_attempt_at <= NOW_BOUND AND held = 0
+              ORDER BY next_attempt_at LIMIT $2",
+        )
+    }
+
     /// Appends to a request's history inside a transaction.
     pub(crate) async fn event(
         &self,
@@ -261,18 +274,12 @@ impl RequestStore for SqlStore {
     }
 
     async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(&self.sql(
-            "SELECT id FROM requests
-              WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
-                     OR (owner IS NULL AND status = 'waiting_retry'))
-                AND next_attempt_at <= NOW_BOUND AND held = 0
-              ORDER BY next_attempt_at LIMIT $2",
-        ))
-        .bind(me)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .db()?;
+        let rows: Vec<(String,)> = sqlx::query_as(&self.due_sql())
+            .bind(me)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 

@@ -93,6 +93,29 @@ pub struct ScratchStore {
 }
 
 impl ScratchStore {
+    /// The database's plan for the due query of server `me`, as text.
+    pub async fn due_plan(&self, me: &str) -> Result<String, StoreError> {
+        use sqlx::Row;
+        let explain = match self.store.backend() {
+            Backend::Sqlite => "EXPLAIN QUERY PLAN",
+            Backend::Postgres => "EXPLAIN",
+        };
+        let rows = sqlx::query(&format!("{explain} {}", self.store.due_sql()))
+            .bind(me)
+            .bind(128_i64)
+            .fetch_all(self.store.pool())
+            .await
+            .map_err(crate::database_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| match self.store.backend() {
+                Backend::Sqlite => row.get::<String, _>(3),
+                Backend::Postgres => row.get::<String, _>(0),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     /// On PostgreSQL (`BATON_TEST_POSTGRES`) or, if not `postgres`, on a
     /// SQLite file in a temporary folder; panics if it cannot (for tests).
     pub async fn open(postgres: bool) -> Self {
