@@ -58,6 +58,7 @@ async fn console_at(public_url: Option<&str>) -> Console {
         backoff_factor: 1.0,
         max_retry_interval_ms: None,
         resources: vec!["http://127.0.0.1:9000".into()],
+        retention_ms: None,
     };
     store
         .deploy(&VersionRow {

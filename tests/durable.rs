@@ -986,6 +986,28 @@ async fn a_clean_stop_ends_the_open_live_pages() {
     while let Ok(Some(_)) = live.chunk().await {}
 }
 
+/// `#[flow(retention = "7d")]` travels in the component and is read at
+/// deploy; a flow that declares none (as every one built before) has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_declares_its_retention_in_its_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "solo", &Setup::sqlite(dir.path())).await;
+    server.deploy(wasm("sleeper")).await;
+    server.deploy(wasm("steps")).await;
+    let (_, flows) = server.get("/api/flows").await;
+    let retention = |name: &str| {
+        flows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["properties"]["retention_ms"].clone())
+            .unwrap()
+    };
+    assert_eq!(retention("sleeper"), json!(604_800_000), "{flows:#}");
+    assert_eq!(retention("steps"), Value::Null, "{flows:#}");
+}
+
 /// `baton replay` downloads a request's bundle and replays its journal
 /// here: its own build reproduces it, another build that returns something
 /// else is named as diverging (from a file or a deployed version), and a

@@ -105,6 +105,7 @@ pub mod testing;
 /// | `backoff` | factor applied to the delay after each failure, at least `1.0` | `1.0` (constant) |
 /// | `max_retry_interval` | upper bound of the delay when backing off | none |
 /// | `resources` | what the flow reaches besides Baton: `"https://api.example.com"` (HTTP origins it calls), `"folder:/data"`, `"connection:db"`, `"flow:review"` (flows it starts as children) | none |
+/// | `retention` | how long the flow's finished requests are kept before the cluster's purge deletes them: `"12h"`, `"7d"` | the server's `retention` |
 ///
 /// ```
 /// use baton_guest::prelude::*;

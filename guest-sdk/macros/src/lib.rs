@@ -28,6 +28,7 @@ struct Properties {
     backoff: f64,
     max_retry_interval_ms: Option<u64>,
     resources: Vec<String>,
+    retention_ms: Option<u64>,
 }
 
 impl Default for Properties {
@@ -40,12 +41,13 @@ impl Default for Properties {
             backoff: 1.0,
             max_retry_interval_ms: None,
             resources: Vec::new(),
+            retention_ms: None,
         }
     }
 }
 
 const KNOWN: &str = "other_server_retry, begin_checkpoint, max_retries, \
-                     retry_interval, backoff, max_retry_interval, resources";
+                     retry_interval, backoff, max_retry_interval, resources, retention";
 
 fn expand(
     attr: proc_macro2::TokenStream,
@@ -66,7 +68,19 @@ fn expand(
         backoff,
         max_retry_interval_ms,
         resources,
+        retention_ms,
     } = properties;
+    // Not a field of the WIT `properties` record: that would make every
+    // component built before it fail to load. A custom section of the
+    // core module, which the server reads at deploy.
+    let retention = retention_ms.map(|ms| {
+        quote! {
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(link_section = "baton:retention")]
+            #[used]
+            static BATON_RETENTION_MS: [u8; 8] = (#ms as u64).to_le_bytes();
+        }
+    });
     let begin_checkpoint = if begin_checkpoint_use {
         quote!(::baton_guest::__private::BeginCheckpoint::Use)
     } else {
@@ -81,6 +95,8 @@ fn expand(
         #function
 
         const _: () = {
+            #retention
+
             struct BatonFlow;
 
             impl ::baton_guest::__private::Guest for BatonFlow {
@@ -193,6 +209,7 @@ fn parse_properties(attr: proc_macro2::TokenStream) -> syn::Result<Properties> {
             }
             "backoff" => properties.backoff = float_value(value, &key)?,
             "resources" => properties.resources = resources_value(value, &key)?,
+            "retention" => properties.retention_ms = Some(duration_value(value, &key)?),
             _ => {
                 return Err(syn::Error::new(
                     arg.path.span(),
@@ -311,7 +328,7 @@ fn float_value(value: &Expr, key: &str) -> syn::Result<f64> {
 }
 
 fn duration_value(value: &Expr, key: &str) -> syn::Result<u64> {
-    let expected = "a duration such as \"250ms\", \"10s\", \"2m\" or \"1h\"";
+    let expected = "a duration such as \"250ms\", \"10s\", \"2m\", \"1h\" or \"7d\"";
     let text = match literal(value, key, expected)? {
         Lit::Str(s) => s.value(),
         _ => {
@@ -329,7 +346,7 @@ fn duration_value(value: &Expr, key: &str) -> syn::Result<u64> {
     })
 }
 
-/// Milliseconds in `"250ms"`, `"10s"`, `"2m"` or `"1h"`.
+/// Milliseconds in `"250ms"`, `"10s"`, `"2m"`, `"1h"` or `"7d"`.
 fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit())?;
@@ -340,6 +357,7 @@ fn parse_duration_ms(text: &str) -> Option<u64> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return None,
     };
     number.checked_mul(scale)
@@ -353,12 +371,13 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration_ms("250ms"), Some(250));
         assert_eq!(parse_duration_ms("10s"), Some(10_000));
+        assert_eq!(parse_duration_ms("7d"), Some(604_800_000));
         assert_eq!(parse_duration_ms("2m"), Some(120_000));
         assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
         assert_eq!(parse_duration_ms("10"), None);
         assert_eq!(parse_duration_ms("s"), None);
         assert_eq!(parse_duration_ms("1.5s"), None);
-        assert_eq!(parse_duration_ms("3d"), None);
+        assert_eq!(parse_duration_ms("3w"), None);
     }
 
     #[test]

@@ -179,8 +179,14 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// How long a finished request of `flow` is kept; `None`: for ever.
-    pub fn retention_of(&self, flow: &str) -> Option<Duration> {
-        self.flow_retention.get(flow).copied().or(self.retention)
+    /// The operator's `[flow_retention]` entry first, then what the flow
+    /// declares (`#[flow(retention = …)]`), then `retention`.
+    pub fn retention_of(&self, flow: &str, declared: Option<Duration>) -> Option<Duration> {
+        self.flow_retention
+            .get(flow)
+            .copied()
+            .or(declared)
+            .or(self.retention)
     }
 }
 
@@ -349,16 +355,23 @@ mod tests {
         let file: FileConfig =
             toml::from_str("retention = \"30d\"\n[flow_retention]\norder = \"12h\"\n").unwrap();
         let config = ServerConfig::resolve(file, FileConfig::default());
+        let day = Some(Duration::from_secs(86_400));
         assert_eq!(
-            config.retention_of("order"),
+            config.retention_of("order", day),
             Some(Duration::from_secs(12 * 3600))
         );
         assert_eq!(
-            config.retention_of("hello"),
+            config.retention_of("hello", None),
             Some(Duration::from_secs(30 * 86_400))
         );
+        assert_eq!(
+            config.retention_of("hello", day),
+            day,
+            "the flow's beats the default"
+        );
         let kept = ServerConfig::resolve(FileConfig::default(), FileConfig::default());
-        assert_eq!(kept.retention_of("hello"), None);
+        assert_eq!(kept.retention_of("hello", None), None);
+        assert_eq!(kept.retention_of("hello", day), day);
         let refused = toml::from_str::<FileConfig>("retention = \"soon\"")
             .unwrap_err()
             .to_string();

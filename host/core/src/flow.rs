@@ -21,6 +21,10 @@ pub struct FlowProperties {
     /// Resources the flow declares (`http://…`, `folder:/…`, `connection:…`).
     #[serde(default)]
     pub resources: Vec<String>,
+    /// How long its finished requests are kept (`#[flow(retention = …)]`),
+    /// ms; `None`: the server's default.
+    #[serde(default)]
+    pub retention_ms: Option<u64>,
 }
 
 impl Default for FlowProperties {
@@ -36,6 +40,7 @@ impl Default for FlowProperties {
             backoff_factor: 1.0,
             max_retry_interval_ms: None,
             resources: Vec::new(),
+            retention_ms: None,
         }
     }
 }
@@ -104,6 +109,7 @@ mod tests {
             backoff_factor: 2.0,
             max_retry_interval_ms: Some(500),
             resources: Vec::new(),
+            retention_ms: None,
         };
         let delays: Vec<i64> = (1..=5).map(|n| properties.retry_delay_ms(n)).collect();
         assert_eq!(delays, [100, 200, 400, 500, 500]);
@@ -122,6 +128,7 @@ mod tests {
             backoff_factor: 1e300,
             max_retry_interval_ms: None,
             resources: Vec::new(),
+            retention_ms: None,
         };
         for failures in [1, 2, 64, 1000, u32::MAX] {
             assert_eq!(properties.retry_delay_ms(failures), MAX_RETRY_DELAY_MS);

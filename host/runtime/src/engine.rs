@@ -252,8 +252,10 @@ impl<J: Journal> Runtime<J> {
     /// Validates a component and reads the properties it declares.
     pub async fn inspect(&self, bytes: Vec<u8>) -> Result<(String, FlowProperties), AttemptError> {
         let hash = blake3::hash(&bytes).to_hex().to_string();
+        let retention_ms = declared_retention(&bytes)?;
         let component = self.load(&hash, || Ok(bytes)).await?;
-        let properties = self.properties(&component).await?;
+        let mut properties = self.properties(&component).await?;
+        properties.retention_ms = retention_ms;
         if properties.name.is_empty() || properties.name.len() > 128 {
             return Err(AttemptError::Invalid(
                 "the flow's name must be 1 to 128 characters".into(),
@@ -287,6 +289,7 @@ impl<J: Journal> Runtime<J> {
             backoff_factor: declared.backoff_factor,
             max_retry_interval_ms: declared.max_retry_interval_ms,
             resources: declared.resources,
+            retention_ms: None,
         })
     }
 
@@ -379,5 +382,74 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
         let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The custom section `#[flow(retention = …)]` writes into the flow's core
+/// module: the retention in ms, eight bytes little-endian. A section is
+/// used rather than a field of the WIT `properties` record, which would
+/// make every component built before it fail to load.
+pub const RETENTION_SECTION: &str = "baton:retention";
+
+/// The retention a component declares, if it does. A component and a core
+/// module are both an 8-byte header and sections of an id byte and a
+/// LEB128 size; in a component a core module nests as section 1 and a
+/// component as section 4; a custom section (id 0) starts with its name.
+fn declared_retention(bytes: &[u8]) -> Result<Option<u64>, AttemptError> {
+    fn leb(bytes: &[u8], at: &mut usize) -> Option<usize> {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= usize::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+            shift += 7;
+        }
+    }
+    fn find(bytes: &[u8]) -> Option<Option<&[u8]>> {
+        // The layer field: 1 for a component, 0 for a core module, whose
+        // section 1 is its type section.
+        let component = bytes.get(6..8)? == [1, 0];
+        let mut at = 8;
+        while at < bytes.len() {
+            let id = bytes[at];
+            at += 1;
+            let size = leb(bytes, &mut at)?;
+            let section = bytes.get(at..at.checked_add(size)?)?;
+            at += size;
+            match id {
+                0 => {
+                    let mut inner = 0;
+                    let length = leb(section, &mut inner)?;
+                    let name = section.get(inner..inner.checked_add(length)?)?;
+                    if name == RETENTION_SECTION.as_bytes() {
+                        return Some(Some(&section[inner + length..]));
+                    }
+                }
+                // A nested core module or component.
+                1 | 4 if component => {
+                    if let Some(found) = find(section)? {
+                        return Some(Some(found));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(None)
+    }
+    let malformed = || AttemptError::Invalid("the component's sections are malformed".into());
+    match find(bytes).ok_or_else(malformed)? {
+        None => Ok(None),
+        Some(data) => {
+            let ms: [u8; 8] = data.try_into().map_err(|_| {
+                AttemptError::Invalid(format!(
+                    "the {RETENTION_SECTION} section holds {} bytes, not 8",
+                    data.len()
+                ))
+            })?;
+            Ok(Some(u64::from_le_bytes(ms)))
+        }
     }
 }

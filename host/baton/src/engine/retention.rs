@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::store::{PurgeFilter, Purged, Store, StoreError};
+use baton_core::store::{FlowRow, PurgeFilter, Purged, Store, StoreError};
 
 use crate::config::ServerConfig;
 
@@ -81,30 +81,31 @@ pub async fn purge(
     Ok(purged)
 }
 
-/// The filters a server's retention settings give, one per flow that has a
-/// retention.
-async fn due(store: &dyn Store, config: &ServerConfig) -> Result<Vec<PurgeFilter>, StoreError> {
-    Ok(store
-        .flows()
-        .await?
+/// The filters the retention settings and the flows' own (their active
+/// version's) give, one per flow that has a retention.
+fn due(flows: Vec<FlowRow>, config: &ServerConfig) -> Vec<PurgeFilter> {
+    flows
         .into_iter()
         .filter_map(|flow| {
-            let age = config.retention_of(&flow.name)?;
+            let declared = flow
+                .active
+                .properties
+                .retention_ms
+                .map(Duration::from_millis);
+            let age = config.retention_of(&flow.name, declared)?;
             Some(PurgeFilter {
                 flow: Some(flow.name),
-                older_than_ms: age.as_millis() as i64,
+                older_than_ms: i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
                 status: None,
             })
         })
-        .collect())
+        .collect()
 }
 
-/// Every [`PURGE_EVERY`], when a retention is configured: takes the
-/// cluster's purge turn if no other server has it, and purges.
+/// Every [`PURGE_EVERY`]: takes the cluster's purge turn if no other
+/// server has it, and purges what a retention (the server's or a flow's)
+/// lets go.
 pub async fn run(store: Arc<dyn Store>, config: Arc<ServerConfig>) {
-    if config.retention.is_none() && config.flow_retention.is_empty() {
-        return;
-    }
     let mut interval = tokio::time::interval(PURGE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -116,7 +117,7 @@ pub async fn run(store: Arc<dyn Store>, config: Arc<ServerConfig>) {
             {
                 return Ok(None);
             }
-            let filters = due(&*store, &config).await?;
+            let filters = due(store.flows().await?, &config);
             purge(&*store, &filters, false, Some(BATCHES_PER_TURN))
                 .await
                 .map(Some)
@@ -132,5 +133,46 @@ pub async fn run(store: Arc<dyn Store>, config: Arc<ServerConfig>) {
                 tracing::warn!(error = %e, "the retention purge failed; the next turn goes on")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+    use baton_core::store::VersionRow;
+
+    fn flow(name: &str, retention_ms: Option<u64>) -> FlowRow {
+        let properties = baton_core::FlowProperties {
+            retention_ms,
+            ..Default::default()
+        };
+        FlowRow {
+            name: name.into(),
+            active: VersionRow {
+                hash: "v".into(),
+                flow: name.into(),
+                size: 1,
+                properties,
+                deployed_at: 0,
+            },
+            updated_at: 0,
+        }
+    }
+
+    /// A flow's own retention is purged by even with no server retention;
+    /// a flow with neither is kept.
+    #[test]
+    fn a_flow_declares_its_retention() {
+        let config = ServerConfig::resolve(FileConfig::default(), FileConfig::default());
+        let filters = due(
+            vec![flow("kept", None), flow("brief", Some(60_000))],
+            &config,
+        );
+        let filters: Vec<(Option<&str>, i64)> = filters
+            .iter()
+            .map(|f| (f.flow.as_deref(), f.older_than_ms))
+            .collect();
+        assert_eq!(filters, [(Some("brief"), 60_000)]);
     }
 }

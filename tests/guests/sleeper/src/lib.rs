@@ -14,7 +14,7 @@ struct Output {
     random: u64,
 }
 
-#[flow(other_server_retry = true)]
+#[flow(other_server_retry = true, retention = "7d")]
 fn sleeper(ctx: &mut Ctx, input: Input) -> Result<Output, FlowError> {
     // Logged live once: the attempt resumed after the sleep replays it.
     ctx.log(format!("sleeper goes to sleep for {} ms", input.ms));
