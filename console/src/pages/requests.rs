@@ -85,24 +85,19 @@ pub fn requests_page(
     older: Option<&str>,
     flash: Option<&str>,
 ) -> Markup {
-    let pushed = format!(
-        "/status/requests/live?{}{}",
-        filters.query(),
-        filters
-            .after
-            .as_deref()
-            .map(|a| format!("&after={}", encode(a)))
-            .unwrap_or_default()
-    );
-    let live = format!(
-        "/status/requests/rows?{}{}",
-        filters.query(),
-        filters
-            .after
-            .as_deref()
-            .map(|a| format!("&after={}", encode(a)))
-            .unwrap_or_default()
-    );
+    // The rows' own routes, with the page's filters and cursor.
+    let rows_at = |route: &str| {
+        format!(
+            "/status/requests/{route}?{}{}",
+            filters.query(),
+            filters
+                .after
+                .as_deref()
+                .map(|a| format!("&after={}", encode(a)))
+                .unwrap_or_default()
+        )
+    };
+    let (pushed, live) = (rows_at("live"), rows_at("rows"));
     layout(
         page,
         html! {

@@ -141,6 +141,57 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Holds (`held`) or resumes `id` with its history entry: whether this
+    /// changed it. Only a request that has not finished can be held; one
+    /// that is so already is left as it is.
+    async fn set_held(
+        &self,
+        id: &str,
+        held: bool,
+        by: &str,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let sql = if held {
+            "UPDATE requests SET held = 1, updated_at = NOW_MS
+              WHERE id = $1 AND held = 0 AND status IN ('queued', 'running', 'waiting_retry')
+              RETURNING epoch"
+        } else {
+            "UPDATE requests SET held = 0, updated_at = NOW_MS
+              WHERE id = $1 AND held = 1
+              RETURNING epoch"
+        };
+        let row: Option<(i64,)> = sqlx::query_as(&self.sql(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let Some((epoch,)) = row else {
+            drop(tx);
+            return match self.request(id).await? {
+                None => Err(StoreError::NotFound(format!("request {id}"))),
+                Some(request) if held && request.status.is_final() => {
+                    Err(StoreError::Refused(format!(
+                        "request {id} cannot be held: it has finished ({})",
+                        request.status
+                    )))
+                }
+                Some(_) => Ok(false),
+            };
+        };
+        let kind = if held {
+            EventKind::Held
+        } else {
+            EventKind::Resumed
+        };
+        let detail = format!("by {actor}");
+        self.event(&mut tx, id, kind, Some(by), Some(epoch), Some(&detail))
+            .await?;
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
     /// Cancels `id` from server `by` if its status allows: its new epoch.
     async fn cancel_one(
         &self,
@@ -262,73 +313,11 @@ impl OperatorStore for SqlStore {
     }
 
     async fn hold(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await.db()?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET held = 1, updated_at = NOW_MS
-              WHERE id = $1 AND held = 0 AND status IN ('queued', 'running', 'waiting_retry')
-              RETURNING epoch",
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some((epoch,)) = row else {
-            drop(tx);
-            return match self.request(id).await? {
-                None => Err(StoreError::NotFound(format!("request {id}"))),
-                Some(request) if request.status.is_final() => Err(StoreError::Refused(format!(
-                    "request {id} cannot be held: it has finished ({})",
-                    request.status
-                ))),
-                Some(_) => Ok(false),
-            };
-        };
-        let detail = format!("by {actor}");
-        self.event(
-            &mut tx,
-            id,
-            EventKind::Held,
-            Some(by),
-            Some(epoch),
-            Some(&detail),
-        )
-        .await?;
-        tx.commit().await.db()?;
-        Ok(true)
+        self.set_held(id, true, by, actor).await
     }
 
     async fn resume(&self, id: &str, by: &str, actor: &str) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await.db()?;
-        let row: Option<(i64,)> = sqlx::query_as(&self.sql(
-            "UPDATE requests SET held = 0, updated_at = NOW_MS
-              WHERE id = $1 AND held = 1
-              RETURNING epoch",
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some((epoch,)) = row else {
-            drop(tx);
-            return match self.request(id).await? {
-                None => Err(StoreError::NotFound(format!("request {id}"))),
-                Some(_) => Ok(false),
-            };
-        };
-        let detail = format!("by {actor}");
-        self.event(
-            &mut tx,
-            id,
-            EventKind::Resumed,
-            Some(by),
-            Some(epoch),
-            Some(&detail),
-        )
-        .await?;
-        tx.commit().await.db()?;
-        Ok(true)
+        self.set_held(id, false, by, actor).await
     }
 
     async fn fork(

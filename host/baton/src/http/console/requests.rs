@@ -173,14 +173,19 @@ pub(super) async fn requests(
     Ok(html(body, cookie))
 }
 
+/// The Status List's rows for `filters`, as the fragment the page swaps in.
+async fn rows_fragment(state: &AppState, filters: &Filters) -> Result<String, PageError> {
+    let names = server_names(state).await?;
+    let (rows, _) = filtered(state, filters).await?;
+    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
+    Ok(baton_console::request_rows(&views).into_string())
+}
+
 pub(super) async fn request_rows(
     State(state): State<AppState>,
     Query(filters): Query<Filters>,
 ) -> PageResult {
-    let names = server_names(&state).await?;
-    let (rows, _) = filtered(&state, &filters).await?;
-    let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
-    Ok(Html(baton_console::request_rows(&views).into_string()).into_response())
+    Ok(Html(rows_fragment(&state, &filters).await?).into_response())
 }
 
 /// `GET /status/requests/live?…`: the Status List's rows for these
@@ -192,12 +197,7 @@ pub(super) async fn live_requests(
     let feed = state.live.clone();
     crate::http::live::stream(&feed, "requests", move || {
         let (state, filters) = (state.clone(), filters.clone());
-        async move {
-            let names = server_names(&state).await.ok()?;
-            let (rows, _) = filtered(&state, &filters).await.ok()?;
-            let views: Vec<RequestView> = rows.iter().map(|r| request_view(r, &names)).collect();
-            Some(baton_console::request_rows(&views).into_string())
-        }
+        async move { rows_fragment(&state, &filters).await.ok() }
     })
     .into_response()
 }

@@ -68,11 +68,13 @@ pub(super) async fn servers(
     ))
 }
 
+/// The Server List's rows, as the fragment the page swaps in.
+async fn rows_fragment(state: &AppState) -> Result<String, StoreError> {
+    Ok(baton_console::server_rows(&server_views(state).await?).into_string())
+}
+
 pub(super) async fn server_rows(State(state): State<AppState>) -> PageResult {
-    Ok(
-        Html(baton_console::server_rows(&server_views(&state).await?).into_string())
-            .into_response(),
-    )
+    Ok(Html(rows_fragment(&state).await?).into_response())
 }
 
 /// `GET /status/servers/live`: the Server List's rows, pushed as the
@@ -81,10 +83,7 @@ pub(super) async fn live_servers(State(state): State<AppState>) -> axum::respons
     let feed = state.live.clone();
     crate::http::live::stream(&feed, "servers", move || {
         let state = state.clone();
-        async move {
-            let views = server_views(&state).await.ok()?;
-            Some(baton_console::server_rows(&views).into_string())
-        }
+        async move { rows_fragment(&state).await.ok() }
     })
     .into_response()
 }
