@@ -766,6 +766,43 @@ async fn a_schedule_fires_once_per_tick_while_a_server_dies() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
+    let (status, body) = servers[0]
+        .post(
+            "/api/schedules",
+            json!({ "name": "zoned", "flow": "hello", "cron": "0 30 9 * * *", "tz": "Mars/Olympus" })
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown time zone \"Mars/Olympus\""),
+        "{body}"
+    );
+    // A zoned schedule's next tick is 09:30 on Berlin's clock, whatever
+    // Berlin's offset is on that day.
+    let (status, body) = servers[0]
+        .post(
+            "/api/schedules",
+            json!({ "name": "zoned", "flow": "hello", "cron": "0 30 9 * * *", "tz": "Europe/Berlin" })
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tz"], "Europe/Berlin");
+    let next = jiff::Timestamp::from_millisecond(body["next_fire_at"].as_i64().unwrap())
+        .unwrap()
+        .in_tz("Europe/Berlin")
+        .unwrap();
+    assert_eq!(
+        (next.hour(), next.minute(), next.second()),
+        (9, 30, 0),
+        "{next}"
+    );
+    let (status, _) = servers[0].delete("/api/schedules/zoned").await;
+    assert_eq!(status, 200);
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     servers[0].kill();

@@ -1,13 +1,17 @@
 //! What an operator deploys with: the systemd unit is one systemd accepts,
-//! hardened, and `baton doctor` tells what a server needs before it starts.
+//! hardened, `baton doctor` tells what a server needs before it starts, and
+//! `/metrics` is what Prometheus reads.
 //! (The example config's keys and defaults are checked by the `config`
 //! unit tests.)
 
 mod support;
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use support::{Server, Setup};
+use serde_json::json;
+use support::{Server, Setup, Sidecar, wasm};
 
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
@@ -140,5 +144,88 @@ async fn doctor_names_what_is_missing_and_what_is_wrong() {
     assert!(
         storage.starts_with("FAIL ") && storage.contains("mounted"),
         "{storage}"
+    );
+}
+
+/// `/metrics` after a request that failed once and then succeeded: promtool
+/// (Prometheus's own checker) accepts it, and the counters and histograms
+/// say what happened, by flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_count_what_happened_by_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.fail("/step/1", 1);
+    let id = server
+        .start_request("steps", json!({ "steps": 3, "url": sidecar.url }))
+        .await;
+    let done = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+
+    let (status, text) = server.page("/metrics").await;
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package) checks the metrics");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        checked.status.success() && complaints.trim().is_empty(),
+        "{complaints}\n{text}"
+    );
+
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    // Attempt 1 committed step 0 and failed at step 1; attempt 2 replayed
+    // step 0 and committed steps 1 and 2, calling the sidecar three times.
+    assert_eq!(value("baton_attempts_total{flow=\"steps\"}"), 2.0);
+    assert_eq!(value("baton_retries_total{flow=\"steps\"}"), 1.0);
+    assert_eq!(
+        value("baton_requests_finished_total{flow=\"steps\",status=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(value("baton_checkpoints_total{flow=\"steps\"}"), 3.0);
+    assert_eq!(
+        value("baton_checkpoint_commit_seconds_count{flow=\"steps\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("baton_guest_http_duration_seconds_count{flow=\"steps\"}"),
+        4.0
+    );
+    assert_eq!(
+        value("baton_request_duration_seconds_count{flow=\"steps\",status=\"succeeded\"}"),
+        1.0
+    );
+    assert_eq!(value("baton_commit_group_size_count"), 3.0);
+    assert!(value("baton_server_heartbeat_age_seconds{server=\"solo\"}") < 60.0);
+    assert!(value("baton_database_connections{state=\"idle\"}") >= 0.0);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("baton_build_info{version=\"")
+                && line.contains(",wasmtime=\"48.")
+                && line.ends_with("} 1")),
+        "{text}"
     );
 }

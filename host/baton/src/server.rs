@@ -164,9 +164,10 @@ impl Node {
         if hand_over {
             state.executor.interrupt_all(&Abort::Stopping);
             state.executor.drain(Duration::from_secs(5)).await;
-            let handed = state.cluster.stop().await;
+            let handed = state.cluster.stop().await?;
+            state.metrics.record_handovers(handed.len());
             self.heartbeat.abort();
-            tracing::info!(handed_over = handed?.len(), "stopped");
+            tracing::info!(handed_over = handed.len(), "stopped");
         } else {
             self.heartbeat.abort();
         }

@@ -382,8 +382,13 @@ impl<J: Journal> http::Host for State<J> {
     ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
+        let started = std::time::Instant::now();
         let sending = send(&self.http, self.limits.http_body, request);
-        bounded(&mut self.journal, &self.limits, async { Ok(sending.await) }).await
+        let answer = bounded(&mut self.journal, &self.limits, async { Ok(sending.await) }).await;
+        if let Ok(journal) = self.journal() {
+            journal.http_done(started.elapsed());
+        }
+        answer
     }
 }
 

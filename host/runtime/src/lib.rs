@@ -30,6 +30,9 @@ pub use egress::Egress;
 pub use engine::{Attempt, AttemptError, FlowComponent, FlowFailure, Runtime, RuntimeConfig};
 pub use redact::{redact_text, redact_url};
 
+/// The version of wasmtime this runtime is built with.
+pub const WASMTIME_VERSION: &str = env!("BATON_WASMTIME_VERSION");
+
 /// What a checkpoint at the next journal position looks like to the flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointStart {
@@ -118,4 +121,6 @@ pub trait Journal: Send + 'static {
     ) -> impl Future<Output = Result<Result<Vec<u8>, String>, HostAbort>> + Send;
     /// A log line from the flow.
     fn log(&mut self, level: LogLevel, message: &str);
+    /// A live HTTP call of the flow ended (answered or not) after `elapsed`.
+    fn http_done(&mut self, elapsed: std::time::Duration);
 }

@@ -110,7 +110,7 @@ impl SqlStore {
         };
         let status = transition.rule().to.as_str();
         let epoch = i64::from(transition.rule().bumps_epoch);
-        let number: Option<(i64,)> = sqlx::query_as(&self.sql(
+        let number: Option<(i64, i64)> = sqlx::query_as(&self.sql(
             "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts, failures,
                 generation, other_server_retry, resume, next_attempt_at,
                 input_hash, input_size, input_inline, created_at, updated_at, idempotency_key,
@@ -120,7 +120,7 @@ impl SqlStore {
               WHERE EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $4 AND s.incarnation = $12 AND s.status = 'running')
              ON CONFLICT (flow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING num",
+             RETURNING num, created_at",
         ))
         .bind(&new.id)
         .bind(&new.flow)
@@ -139,7 +139,7 @@ impl SqlStore {
         .fetch_optional(&mut **tx)
         .await
         .db()?;
-        let Some((number,)) = number else {
+        let Some((number, created_at)) = number else {
             return Err(self.not_created(tx, new).await);
         };
         self.event(
@@ -178,6 +178,7 @@ impl SqlStore {
             attempts: 1,
             failures: 0,
             postponements: 0,
+            created_at,
             journal: JournalGeneration {
                 request: number,
                 number: 0,
@@ -313,7 +314,8 @@ impl RequestStore for SqlStore {
                 AND EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $2 AND s.incarnation = $3 AND s.status = 'running')
               RETURNING flow, version, epoch, attempts, failures, generation,
-                        input_hash, input_size, input_inline, num, journal_base, postponements",
+                        input_hash, input_size, input_inline, num, journal_base, postponements,
+                        created_at",
         ))
         .bind(id)
         .bind(me)
@@ -344,6 +346,7 @@ impl RequestStore for SqlStore {
             attempts: row.get(3),
             failures: row.get(4),
             postponements: row.get(11),
+            created_at: row.get(12),
             journal: JournalGeneration {
                 request: row.get(9),
                 number: row.get(5),

@@ -12,18 +12,20 @@ type ScheduleColumns = (
     String,
     String,
     String,
+    String,
     Option<String>,
     i64,
     Option<i64>,
 );
 
 fn schedule_row(
-    (name, flow, cron, input, server, next_fire_at, last_fired_at): ScheduleColumns,
+    (name, flow, cron, tz, input, server, next_fire_at, last_fired_at): ScheduleColumns,
 ) -> ScheduleRow {
     ScheduleRow {
         name,
         flow,
         cron,
+        tz,
         input,
         server,
         next_fire_at,
@@ -36,13 +38,14 @@ impl ScheduleStore for SqlStore {
     async fn put_schedule(&self, schedule: &ScheduleRow) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         sqlx::query(&self.sql(
-            "INSERT INTO schedules (name, flow, cron, input, server, next_fire_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, NOW_MS)
-             ON CONFLICT (name) DO UPDATE SET flow = $2, cron = $3, input = $4, server = $5, next_fire_at = $6",
+            "INSERT INTO schedules (name, flow, cron, tz, input, server, next_fire_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NOW_MS)
+             ON CONFLICT (name) DO UPDATE SET flow = $2, cron = $3, tz = $4, input = $5, server = $6, next_fire_at = $7",
         ))
         .bind(&schedule.name)
         .bind(&schedule.flow)
         .bind(&schedule.cron)
+        .bind(&schedule.tz)
         .bind(&schedule.input)
         .bind(schedule.server.as_deref())
         .bind(schedule.next_fire_at)
@@ -66,7 +69,7 @@ impl ScheduleStore for SqlStore {
 
     async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         Ok(sqlx::query_as::<_, ScheduleColumns>(
-            "SELECT name, flow, cron, input, server, next_fire_at, last_fired_at FROM schedules ORDER BY name",
+            "SELECT name, flow, cron, tz, input, server, next_fire_at, last_fired_at FROM schedules ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await.db()?
@@ -77,7 +80,7 @@ impl ScheduleStore for SqlStore {
 
     async fn due_schedules(&self, me: &str) -> Result<Vec<ScheduleRow>, StoreError> {
         Ok(sqlx::query_as::<_, ScheduleColumns>(&self.sql(
-            "SELECT name, flow, cron, input, server, next_fire_at, last_fired_at FROM schedules
+            "SELECT name, flow, cron, tz, input, server, next_fire_at, last_fired_at FROM schedules
               WHERE next_fire_at <= NOW_MS AND (server IS NULL OR server = $1)",
         ))
         .bind(me)

@@ -9,7 +9,8 @@ use sqlx::{Connection, Row};
 use baton_core::store::async_trait;
 
 use crate::{
-    Db, MinuteCounts, ServerRow, ServerStatus, ServerStore, SqlStore, StoreError, Takeover,
+    Connections, Db, MinuteCounts, ServerRow, ServerStatus, ServerStore, SqlStore, StoreError,
+    Takeover,
 };
 
 fn server_row(row: &sqlx::any::AnyRow) -> ServerRow {
@@ -124,6 +125,13 @@ impl ServerStore for SqlStore {
         // and closing waits for every checked-out connection: give it back.
         drop(self.kept_writer.lock().await.take());
         self.pool.close().await;
+    }
+
+    fn connections(&self) -> Connections {
+        Connections {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+        }
     }
 
     async fn now_ms(&self) -> Result<i64, StoreError> {

@@ -87,6 +87,9 @@ pub struct ScheduleArgs {
     pub flow: String,
     /// Cron expression: "sec min hour day month weekday" (or five fields).
     pub cron: String,
+    /// The IANA time zone the expression is read in, e.g. Europe/Berlin.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
     /// Input JSON of every request.
     #[arg(long, default_value = "null")]
     pub input: String,
@@ -103,6 +106,7 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
         name,
         flow,
         cron,
+        tz,
         input,
         local,
         server,
@@ -113,11 +117,15 @@ pub async fn schedule(args: ScheduleArgs) -> anyhow::Result<()> {
         name: name.clone(),
         flow,
         cron,
+        tz: Some(tz),
         input: Some(input),
         local,
     };
     let answer: ScheduleRow = server.client().post_json("/api/schedules", &body).await?;
-    println!("{name} next fires at {}", answer.next_fire_at);
+    println!(
+        "{name} next fires at {} UTC",
+        baton_console::time(answer.next_fire_at)
+    );
     Ok(())
 }
 
@@ -141,6 +149,7 @@ pub async fn schedules(args: SchedulesArgs) -> anyhow::Result<()> {
             "name",
             "flow",
             "cron",
+            "tz",
             "server",
             "next_fire_at",
             "last_fired_at",

@@ -750,4 +750,8 @@ impl Journal for AttemptJournal {
             LogLevel::Error => tracing::error!(%request, %flow, "{message}"),
         }
     }
+
+    fn http_done(&mut self, elapsed: std::time::Duration) {
+        self.metrics.record_http(&self.flow, elapsed);
+    }
 }

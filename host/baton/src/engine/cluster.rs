@@ -295,7 +295,7 @@ impl Cluster {
             )
             .await?;
             if let Some(takeover) = takeover {
-                self.metrics.record_takeover();
+                self.metrics.record_takeover(started.elapsed());
                 tracing::warn!(
                     dead = %takeover.dead,
                     adopted = takeover.requests.len(),

@@ -239,6 +239,7 @@ impl Executor {
         _slot: OwnedSemaphorePermit,
     ) {
         let fence = claim.fence.clone();
+        let (flow, created_at) = (claim.flow.clone(), claim.created_at);
         let postponements = claim.postponements;
         match self.execute(claim, interrupt.clone()).await {
             Some(outcome) => {
@@ -255,14 +256,7 @@ impl Executor {
                     }
                     outcome => outcome,
                 };
-                match &outcome {
-                    Outcome::Succeeded(_) => self.metrics.record_outcome(true),
-                    Outcome::Retry { .. } | Outcome::Error { .. } => {
-                        self.metrics.record_outcome(false)
-                    }
-                    Outcome::Postponed { .. } => self.metrics.record_postponement(),
-                    Outcome::Sleeping { .. } => {}
-                }
+                self.metrics.record_outcome(&flow, &outcome, created_at);
                 self.write_outcome(&fence, &outcome).await;
             }
             // Stopped without an outcome: if the request is still ours at this
@@ -332,8 +326,10 @@ impl Executor {
         );
         tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
         let egress = baton_runtime::Egress::new(&properties.name, &properties.resources);
+        let started = std::time::Instant::now();
         let attempt = self.runtime.run(&component, journal, &input, egress).await;
-        self.metrics.record_attempt(attempt.instantiate);
+        self.metrics
+            .record_attempt(&claim.flow, attempt.instantiate, started.elapsed());
         match attempt.journal.abort {
             Some(Abort::Lost) | Some(Abort::Stopping) => {
                 tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is no longer this server's to run");
@@ -343,7 +339,12 @@ impl Executor {
                 tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is held");
                 return None;
             }
-            Some(Abort::Nondeterminism(message)) | Some(Abort::Storage(message)) => {
+            Some(Abort::Nondeterminism(message)) => {
+                self.metrics.record_nondeterminism(&claim.flow);
+                tracing::error!(%request, "{message}");
+                return Some(Outcome::error(message));
+            }
+            Some(Abort::Storage(message)) => {
                 tracing::error!(%request, "{message}");
                 return Some(Outcome::error(message));
             }

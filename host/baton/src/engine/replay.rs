@@ -227,6 +227,8 @@ impl Journal for ReplayJournal {
     }
 
     fn log(&mut self, _: LogLevel, _: &str) {}
+
+    fn http_done(&mut self, _: std::time::Duration) {}
 }
 
 /// A component ready to replay journals: a runtime of its own that may

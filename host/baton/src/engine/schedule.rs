@@ -16,143 +16,51 @@ use baton_core::store::{NewRequest, ScheduleRow, Store, StoreError};
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
 
-/// A parse error in a cron expression.
+/// A schedule's cron expression or time zone that does not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid cron expression {expr:?}: {reason}")]
-pub struct CronError {
-    expr: String,
-    reason: String,
+pub enum CronError {
+    #[error("invalid cron expression {expr:?}: {reason}")]
+    Expression { expr: String, reason: String },
+    #[error("unknown time zone {tz:?} (an IANA name such as \"Europe/Berlin\", or \"UTC\")")]
+    TimeZone { tz: String },
 }
 
-/// A cron expression: `sec min hour day-of-month month day-of-week`, or the
-/// classic five fields (seconds = 0). Fields take `*`, `N`, `A-B`, `*/S`,
-/// `A-B/S` and comma lists; day-of-week 0 or 7 is Sunday.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A cron expression read in a time zone: `sec min hour day-of-month month
+/// day-of-week`, or the classic five fields (seconds = 0), with croner's
+/// syntax (ranges, steps, lists, names, `L`, `#`). Ticks are wall-clock
+/// times in the zone; across daylight-saving changes croner's rules hold:
+/// a fixed time in a skipped hour fires right after the gap, and a fixed
+/// time in a repeated hour fires once, at its first pass.
+#[derive(Debug, Clone)]
 pub struct Cron {
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    any_day: bool,
-    any_weekday: bool,
-}
-
-fn field(text: &str, min: u32, max: u32) -> Result<u64, String> {
-    let mut bits = 0u64;
-    for part in text.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((range, step)) => (
-                range,
-                step.parse::<u32>()
-                    .map_err(|_| format!("bad step {step:?}"))?,
-            ),
-            None => (part, 1),
-        };
-        if step == 0 {
-            return Err("a step of 0".into());
-        }
-        let (low, high) = match range {
-            "*" => (min, max),
-            _ => match range.split_once('-') {
-                Some((a, b)) => (number(a)?, number(b)?),
-                None if step > 1 => (number(range)?, max),
-                None => (number(range)?, number(range)?),
-            },
-        };
-        if low < min || high > max || low > high {
-            return Err(format!("{part:?} is outside {min}-{max}"));
-        }
-        for value in (low..=high).step_by(step as usize) {
-            bits |= 1 << value;
-        }
-    }
-    Ok(bits)
-}
-
-fn number(text: &str) -> Result<u32, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a number"))
+    pattern: croner::Cron,
+    tz: jiff::tz::TimeZone,
 }
 
 impl Cron {
-    /// Parses an expression.
-    pub fn parse(expr: &str) -> Result<Self, CronError> {
-        let error = |reason: String| CronError {
-            expr: expr.to_owned(),
-            reason,
-        };
-        let fields: Vec<&str> = expr.split_whitespace().collect();
-        let fields = match fields.len() {
-            6 => fields,
-            5 => [&["0"][..], &fields].concat(),
-            n => return Err(error(format!("{n} fields; expected 5 or 6"))),
-        };
-        let mut weekdays = field(fields[5], 0, 7).map_err(error)?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays |= 1;
-        }
-        Ok(Self {
-            seconds: field(fields[0], 0, 59).map_err(error)?,
-            minutes: field(fields[1], 0, 59).map_err(error)?,
-            hours: field(fields[2], 0, 23).map_err(error)?,
-            days: field(fields[3], 1, 31).map_err(error)?,
-            months: field(fields[4], 1, 12).map_err(error)?,
-            weekdays,
-            any_day: fields[3] == "*",
-            any_weekday: fields[5] == "*",
-        })
+    /// Parses `expr` as read in the IANA time zone `tz`.
+    pub fn parse(expr: &str, tz: &str) -> Result<Self, CronError> {
+        let pattern = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expr)
+            .map_err(|e| CronError::Expression {
+                expr: expr.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let tz =
+            jiff::tz::TimeZone::get(tz).map_err(|_| CronError::TimeZone { tz: tz.to_owned() })?;
+        Ok(Self { pattern, tz })
     }
 
-    fn day_matches(&self, day: u32, weekday: u32) -> bool {
-        let by_day = self.days & (1 << day) != 0;
-        let by_weekday = self.weekdays & (1 << weekday) != 0;
-        match (self.any_day, self.any_weekday) {
-            (true, true) => true,
-            (false, true) => by_day,
-            (true, false) => by_weekday,
-            // Classic cron: when both are restricted, either may match.
-            (false, false) => by_day || by_weekday,
-        }
-    }
-
-    /// The first tick strictly after `after_ms` (UTC), within five years.
+    /// The first tick strictly after `after_ms` (ms since the epoch).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let start = after_ms.div_euclid(1000) + 1;
-        let first_minute = start.div_euclid(60);
-        let mut first_second = start.rem_euclid(60);
-        for minute in first_minute..first_minute + 5 * 366 * 24 * 60 {
-            let days = minute.div_euclid(24 * 60);
-            let (_, month, day) = civil(days);
-            let weekday = (days + 4).rem_euclid(7) as u32;
-            let hour = (minute.rem_euclid(24 * 60) / 60) as u32;
-            let min = minute.rem_euclid(60) as u32;
-            if self.months & (1 << month) != 0
-                && self.day_matches(day, weekday)
-                && self.hours & (1 << hour) != 0
-                && self.minutes & (1 << min) != 0
-                && let Some(second) = (first_second..60).find(|s| self.seconds & (1 << s) != 0)
-            {
-                return Some((minute * 60 + second) * 1000);
-            }
-            first_second = 0;
-        }
-        None
+        let after = jiff::Timestamp::from_millisecond(after_ms)
+            .ok()?
+            .to_zoned(self.tz.clone());
+        let next = self.pattern.find_next_occurrence(&after, false).ok()?;
+        Some(next.timestamp().as_millisecond())
     }
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Fires every schedule due for this server, running as `incarnation`;
@@ -173,9 +81,12 @@ async fn fire(
     incarnation: i64,
     schedule: &ScheduleRow,
 ) -> Result<bool, StoreError> {
-    let Ok(cron) = Cron::parse(&schedule.cron) else {
-        tracing::warn!(schedule = %schedule.name, "unparsable cron expression; not firing");
-        return Ok(false);
+    let cron = match Cron::parse(&schedule.cron, &schedule.tz) {
+        Ok(cron) => cron,
+        Err(e) => {
+            tracing::warn!(schedule = %schedule.name, error = %e, "schedule does not parse; not firing");
+            return Ok(false);
+        }
     };
     let now = store.now_ms().await?;
     let tick = schedule.next_fire_at;
@@ -221,40 +132,111 @@ mod tests {
 
     const T: i64 = 1_795_000_000_000; // 2026-11-18 11:06:40 UTC, a Wednesday
 
+    fn utc(expr: &str) -> Cron {
+        Cron::parse(expr, "UTC").unwrap()
+    }
+
+    /// Milliseconds of an RFC 3339 instant.
+    fn at(instant: &str) -> i64 {
+        instant.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
     #[test]
     fn every_second_and_every_minute() {
-        let every_second = Cron::parse("* * * * * *").unwrap();
+        let every_second = utc("* * * * * *");
         assert_eq!(every_second.next_after(T), Some(T + 1000));
         assert_eq!(every_second.next_after(T + 1), Some(T + 1000));
-        let every_minute = Cron::parse("* * * * *").unwrap();
+        let every_minute = utc("* * * * *");
         assert_eq!(every_minute.next_after(T), Some(T + 20_000));
     }
 
     #[test]
     fn steps_ranges_and_weekdays() {
-        let every_five = Cron::parse("*/5 * * * * *").unwrap();
+        let every_five = utc("*/5 * * * * *");
         assert_eq!(every_five.next_after(T), Some(T + 5000));
-        let nine_on_weekdays = Cron::parse("0 9 * * 1-5").unwrap();
-        // Thursday 2026-11-19 09:00:00 UTC.
-        assert_eq!(nine_on_weekdays.next_after(T), Some(1_795_078_800_000));
-        let sundays = Cron::parse("0 0 0 * * 7").unwrap();
-        assert_eq!(sundays.next_after(T), Some(1_795_305_600_000));
+        let nine_on_weekdays = utc("0 9 * * 1-5");
+        assert_eq!(
+            nine_on_weekdays.next_after(T),
+            Some(at("2026-11-19T09:00:00Z"))
+        );
+        let sundays = utc("0 0 0 * * 7");
+        assert_eq!(sundays.next_after(T), Some(at("2026-11-22T00:00:00Z")));
     }
 
     #[test]
-    fn bad_expressions_say_why() {
-        assert!(
-            Cron::parse("* * *")
-                .unwrap_err()
-                .to_string()
-                .contains("3 fields")
+    fn a_zone_moves_the_tick_with_its_offset() {
+        let nine_in_berlin = Cron::parse("0 9 * * *", "Europe/Berlin").unwrap();
+        // Winter (CET, +01:00) and summer (CEST, +02:00).
+        assert_eq!(
+            nine_in_berlin.next_after(T),
+            Some(at("2026-11-19T08:00:00Z"))
         );
-        assert!(
-            Cron::parse("61 * * * * *")
-                .unwrap_err()
-                .to_string()
-                .contains("outside 0-59")
+        assert_eq!(
+            nine_in_berlin.next_after(at("2026-07-01T12:00:00Z")),
+            Some(at("2026-07-02T07:00:00Z"))
         );
-        assert!(Cron::parse("*/0 * * * *").is_err());
+    }
+
+    #[test]
+    fn a_skipped_hour_fires_right_after_the_gap_and_a_repeated_hour_once() {
+        // Berlin skips 02:00-03:00 on 2026-03-29 and repeats 02:00-03:00
+        // on 2026-10-25.
+        let half_past_two = Cron::parse("0 30 2 * * *", "Europe/Berlin").unwrap();
+        let ticks = |from: &str| {
+            let mut ticks = Vec::new();
+            let mut now = at(from);
+            for _ in 0..3 {
+                now = half_past_two.next_after(now).unwrap();
+                ticks.push(now);
+            }
+            ticks
+        };
+        assert_eq!(
+            ticks("2026-03-27T12:00:00Z"),
+            [
+                at("2026-03-28T01:30:00Z"), // 02:30 CET
+                at("2026-03-29T01:00:00Z"), // 03:00 CEST, the first time after the gap
+                at("2026-03-30T00:30:00Z"), // 02:30 CEST
+            ]
+        );
+        assert_eq!(
+            ticks("2026-10-23T12:00:00Z"),
+            [
+                at("2026-10-24T00:30:00Z"), // 02:30 CEST
+                at("2026-10-25T00:30:00Z"), // 02:30 CEST, the first pass only
+                at("2026-10-26T01:30:00Z"), // 02:30 CET
+            ]
+        );
+        // An hourly schedule fires in both passes of the repeated hour.
+        let hourly = Cron::parse("0 0 * * * *", "Europe/Berlin").unwrap();
+        let first = hourly.next_after(at("2026-10-24T23:30:00Z")).unwrap();
+        let second = hourly.next_after(first).unwrap();
+        let third = hourly.next_after(second).unwrap();
+        assert_eq!(
+            [first, second, third],
+            [
+                at("2026-10-25T00:00:00Z"), // 02:00 CEST
+                at("2026-10-25T01:00:00Z"), // 02:00 CET
+                at("2026-10-25T02:00:00Z"), // 03:00 CET
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_say_why() {
+        assert!(matches!(
+            Cron::parse("* * *", "UTC"),
+            Err(CronError::Expression { .. })
+        ));
+        let out_of_range = Cron::parse("61 * * * * *", "UTC").unwrap_err().to_string();
+        assert!(out_of_range.contains("61 * * * * *"), "{out_of_range}");
+        assert!(Cron::parse("*/0 * * * *", "UTC").is_err());
+        let zone = Cron::parse("* * * * *", "Mars/Olympus")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zone.contains("unknown time zone \"Mars/Olympus\""),
+            "{zone}"
+        );
     }
 }

@@ -51,7 +51,7 @@ pub use requests::{
 };
 pub use retention::{PurgeFilter, Purged, RetentionStore};
 pub use schedules::{ScheduleRow, ScheduleStore};
-pub use servers::{ServerRow, ServerStatus, ServerStore, Takeover};
+pub use servers::{Connections, ServerRow, ServerStatus, ServerStore, Takeover};
 pub use statistics::{
     DURATION_BOUNDS_MS, DURATION_BUCKETS, MinuteCounts, MinuteRow, StatisticsStore, duration_bucket,
 };

@@ -77,6 +77,8 @@ pub struct Claim {
     pub failures: i64,
     /// Postponements in a row before this attempt.
     pub postponements: i64,
+    /// When the request was created, ms (its end-to-end time starts here).
+    pub created_at: i64,
     /// Journal generation this attempt replays and extends.
     pub journal: JournalGeneration,
     /// The input.

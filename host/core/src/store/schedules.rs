@@ -13,6 +13,8 @@ pub struct ScheduleRow {
     pub flow: String,
     /// Cron expression (seconds minutes hours day-of-month month day-of-week).
     pub cron: String,
+    /// The IANA time zone the cron expression is read in.
+    pub tz: String,
     /// Input JSON of every request it starts.
     pub input: String,
     /// The only server that fires it (a local schedule), or any server.

@@ -78,11 +78,23 @@ pub struct Takeover {
     pub stranded: Vec<String>,
 }
 
+/// The store's database connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    /// Open connections no one is using.
+    pub idle: u32,
+}
+
 #[async_trait]
 pub trait ServerStore: Send + Sync {
     /// Closes the store once the writes in flight are done: a server's
     /// last act, after it handed its requests over.
     async fn close(&self);
+
+    /// The connection pool's state, for the metrics.
+    fn connections(&self) -> Connections;
 
     /// Now on the store's clock, in milliseconds since the Unix epoch.
     async fn now_ms(&self) -> Result<i64, StoreError>;

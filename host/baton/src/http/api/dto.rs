@@ -270,6 +270,9 @@ pub struct NewSchedule {
     pub flow: String,
     /// Cron expression.
     pub cron: String,
+    /// The IANA time zone the expression is read in (default UTC).
+    #[serde(default)]
+    pub tz: Option<String>,
     /// Input of every request it starts.
     #[serde(default)]
     pub input: Option<Value>,

@@ -51,10 +51,13 @@ pub(super) async fn put_schedule(
     let new: NewSchedule = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("expected {{\"name\", \"flow\", \"cron\", \"input\"?, \"local\"?}}: {e}"),
+            format!(
+                "expected {{\"name\", \"flow\", \"cron\", \"tz\"?, \"input\"?, \"local\"?}}: {e}"
+            ),
         )
     })?;
-    let cron = crate::engine::schedule::Cron::parse(&new.cron)
+    let tz = new.tz.unwrap_or_else(|| "UTC".to_owned());
+    let cron = crate::engine::schedule::Cron::parse(&new.cron, &tz)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     if new.name.is_empty() || new.name.len() > 100 {
         return Err(ApiError::new(
@@ -73,6 +76,7 @@ pub(super) async fn put_schedule(
         name: new.name,
         flow: new.flow,
         cron: new.cron,
+        tz,
         input: new.input.unwrap_or(Value::Null).to_string(),
         server: new.local.then(|| state.cluster.id.clone()),
         next_fire_at: cron.next_after(now).ok_or_else(|| {

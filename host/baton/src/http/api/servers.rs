@@ -6,6 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use baton_core::store::ServerStatus;
+
 use crate::http::auth::Account;
 use crate::http::state::AppState;
 
@@ -51,8 +53,25 @@ pub(super) async fn rename_server(
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut snapshot = crate::metrics::Snapshot {
+        running: state.executor.running(),
+        heartbeats: Vec::new(),
+        connections: Some(state.store.connections()),
+    };
+    // With the database away the scrape still answers, without the
+    // heartbeats.
+    if let Ok(servers) = state.store.servers().await {
+        snapshot.heartbeats = servers
+            .into_iter()
+            .filter(|server| server.status == ServerStatus::Running)
+            .map(|server| {
+                let age = server.heartbeat_age_ms.max(0) as u64;
+                (server.name, std::time::Duration::from_millis(age))
+            })
+            .collect();
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(state.executor.running()),
+        state.metrics.render(&snapshot),
     )
 }

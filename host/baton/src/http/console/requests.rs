@@ -48,18 +48,9 @@ fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> Reques
 
 /// Milliseconds at the start of a `YYYY-MM-DD` day (UTC).
 fn day_start(date: &str) -> Option<i64> {
-    let mut parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+    let day: jiff::civil::Date = date.parse().ok()?;
+    let start = day.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
+    Some(start.timestamp().as_millisecond())
 }
 
 /// The store's filter for the Status List's filters, one page long.
