@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use baton_store::{NewRequest, Outcome, SqlStore};
 use baton_store::{PayloadStore, RequestStore, ServerStore};
 use serde_json::{Value, json};
-use support::{Server, Setup, Sidecar, wasm};
+use support::{Server, Setup, Sidecar, git, wasm};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -1631,26 +1631,6 @@ async fn local_resources_are_warned_about_and_checked_before_running() {
         .await;
     assert_eq!(body["status"], "succeeded", "{body}");
     std::fs::remove_dir_all(folder).unwrap();
-}
-
-/// Runs git in `dir` with a fixed identity.
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=Flow Author",
-            "-c",
-            "user.email=author@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?} in {}", dir.display());
 }
 
 /// A flows repository with the `hello` flow, greeting with `word`.

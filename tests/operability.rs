@@ -1,17 +1,19 @@
 //! What an operator deploys with: the systemd unit is one systemd accepts,
 //! hardened, `baton doctor` tells what a server needs before it starts, and
-//! `/metrics` is what Prometheus reads.
+//! `/metrics` is what Prometheus reads, and the `just` tasks deploy to the
+//! servers the justfile itself starts.
 //! (The example config's keys and defaults are checked by the `config`
 //! unit tests.)
 
 mod support;
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Server, Setup, Sidecar, wasm};
+use support::{Server, Setup, Sidecar, git, wasm};
 
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
@@ -228,4 +230,212 @@ async fn metrics_pass_promtool_and_count_what_happened_by_flow() {
                 && line.ends_with("} 1")),
         "{text}"
     );
+}
+
+/// The bash completion script, loaded into a real bash, completes the
+/// subcommands and a subcommand's flags.
+#[test]
+fn bash_completes_subcommands_and_flags() {
+    let complete = |words: &str| {
+        let script = format!(
+            "source <('{}' completions bash)\n\
+             COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n\
+             COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}\n\
+             _baton baton \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            env!("CARGO_BIN_EXE_baton")
+        );
+        let output = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut words: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        words.sort();
+        words
+    };
+    assert_eq!(complete("baton sched"), ["schedule", "schedules"]);
+    assert!(
+        complete("baton schedule --t").contains(&"--tz".to_owned()),
+        "{:?}",
+        complete("baton schedule --")
+    );
+    for shell in ["zsh", "fish"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && script.contains("schedules"),
+            "{script}"
+        );
+    }
+}
+
+/// What an operator does with the justfile, as documented: `just cluster 2`
+/// (here with a flows repository whose Update deploys committed
+/// components), `just deploy` of a component to the second server (it read
+/// the wrong server's admin token before), `just sync` of a pushed change,
+/// then the cluster stops with its recipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let justfile = support::root().join("justfile");
+    let just = |args: &[&str]| {
+        let mut command = Command::new("just");
+        command
+            .arg("--justfile")
+            .arg(&justfile)
+            .arg("--working-directory")
+            .arg(work)
+            .args(args)
+            .env("BATON_BIN", env!("CARGO_BIN_EXE_baton"))
+            .env_remove("BATON_DATA")
+            .env_remove("BATON_TOKEN")
+            .env("RUST_BACKTRACE", "0");
+        command
+    };
+    let run = |args: &[&str]| {
+        let output = just(args)
+            .output()
+            .expect("just (`pip install rust-just`) runs the recipes");
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "just {args:?}:\n{out}\n{err}");
+        out
+    };
+    let list = run(&["--list"]);
+    for recipe in ["cluster", "deploy", "sync", "commit-flows", "install"] {
+        assert!(list.contains(&format!("\n    {recipe} ")), "{list}");
+    }
+
+    // A flows repository: the author's clone, the shared remote, and the
+    // servers' checkout.
+    let (author, remote, checkout) = (
+        work.join("author"),
+        work.join("remote.git"),
+        work.join("checkout"),
+    );
+    std::fs::create_dir_all(author.join("dist")).unwrap();
+    std::fs::write(author.join("README.md"), "flows\n").unwrap();
+    git(&author, &["init", "-q"]);
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "-q", "-m", "empty flows"]);
+    git(
+        work,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            author.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+    );
+    git(
+        &author,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    git(
+        work,
+        &[
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("hello.wasm"), wasm("hello")).unwrap();
+
+    let database = support::postgres_database();
+    let mut cluster = just(&[
+        "cluster",
+        "2",
+        &database.url,
+        "hello.wasm",
+        "--flows-repo",
+        checkout.to_str().unwrap(),
+        "--build-flows",
+        "false",
+    ]);
+    let mut cluster = cluster
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let token = |i: u32| std::fs::read_to_string(work.join(format!("cluster/s{i}/admin.token")));
+    let flows_on = |port: u16| {
+        let (http, token) = (http.clone(), token(1));
+        async move {
+            let response = http
+                .get(format!("http://127.0.0.1:{port}/api/flows"))
+                .bearer_auth(token.ok()?.trim())
+                .send()
+                .await
+                .ok()?;
+            let flows: serde_json::Value = response.json().await.ok()?;
+            let mut names: Vec<String> = flows
+                .as_array()?
+                .iter()
+                .map(|f| f["name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            Some(names)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(flows_on(8081).await == Some(vec!["hello".into()])
+        && flows_on(8082).await.is_some()
+        && token(2).is_ok())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster did not come up with hello deployed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    std::fs::write(work.join("steps.wasm"), wasm("steps")).unwrap();
+    let deployed = run(&["deploy", "steps.wasm", "http://127.0.0.1:8082"]);
+    assert!(deployed.contains("steps"), "{deployed}");
+    assert_eq!(
+        flows_on(8081).await,
+        Some(vec!["hello".into(), "steps".into()])
+    );
+
+    std::fs::write(author.join("dist/waiter.wasm"), wasm("waiter")).unwrap();
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "-q", "-m", "the waiter flow"]);
+    git(&author, &["push", "-q", "origin", "HEAD:main"]);
+    let synced = run(&["sync", "http://127.0.0.1:8081"]);
+    assert!(synced.contains("waiter"), "{synced}");
+    assert_eq!(
+        flows_on(8082).await,
+        Some(vec!["hello".into(), "steps".into(), "waiter".into()])
+    );
+
+    // The recipe's trap stops its servers when just is stopped.
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on the process group of a child this test spawned.
+    unsafe {
+        libc::kill(-(cluster.id() as i32), libc::SIGTERM);
+    }
+    cluster.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect("127.0.0.1:8081").is_ok()
+        || std::net::TcpStream::connect("127.0.0.1:8082").is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster's servers outlived its recipe"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

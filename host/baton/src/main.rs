@@ -180,6 +180,12 @@ enum Command {
     Token(baton::cli::accounts::TokenArgs),
     /// List schedules.
     Schedules(baton::cli::flows::SchedulesArgs),
+    /// Print the shell completion script: `source <(baton completions bash)`,
+    /// or write it where your shell loads completions from.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Benchmarks: checkpointed requests against raw commits.
     #[cfg(feature = "bench")]
     Bench(baton::bench::BenchArgs),
@@ -254,6 +260,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             baton::server::up(ServerConfig::resolve(file, flags), deploy).await
         }
         Command::New(args) => baton::cli::scaffold::new_flow(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Doctor { placement } => {
             let (file, flags) = placement.read()?;
             let findings = baton::doctor::examine(&ServerConfig::resolve(file, flags)).await;
