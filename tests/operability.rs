@@ -1,6 +1,7 @@
 //! What an operator deploys with: the systemd unit is one systemd accepts,
 //! hardened, `baton doctor` tells what a server needs before it starts, and
-//! `/metrics` is what Prometheus reads, and the `just` tasks deploy to the
+//! `/metrics` is what Prometheus reads, a request's trace reaches an OTLP
+//! collector, and the `just` tasks deploy to the
 //! servers the justfile itself starts.
 //! (The example config's keys and defaults are checked by the `config`
 //! unit tests.)
@@ -13,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Server, Setup, Sidecar, git, wasm};
+use support::{OtlpReceiver, Server, Setup, Sidecar, git, wasm};
 
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
@@ -438,4 +439,141 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The value of a span's attribute `key`.
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    let value = span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+        .unwrap_or(&serde_json::Value::Null);
+    if value.is_null() {
+        return value;
+    }
+    value
+        .get("stringValue")
+        .or_else(|| value.get("intValue"))
+        .or_else(|| value.get("boolValue"))
+        .unwrap()
+}
+
+/// A request whose step 1 fails once, traced to an OTLP collector: one
+/// trace holds submit, the retry's claim, two attempts with their live
+/// checkpoints, each HTTP call under its checkpoint, the outcomes and the
+/// request's root span; and each call the flow made carried the
+/// `traceparent` of its own span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_exports_its_span_tree_and_its_calls_carry_traceparent() {
+    let collector = OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::sqlite(dir.path());
+    setup.extra = vec!["--otlp-endpoint".into(), collector.url.clone()];
+    let server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.fail("/step/1", 1);
+    let id = server
+        .start_request("steps", json!({ "steps": 3, "url": sidecar.url }))
+        .await;
+    let done = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+
+    // The root span comes with the outcome, at the next export (1 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (trace, spans) = loop {
+        let root = collector.request_root(&id);
+        if let Some(root) = root {
+            let trace = root["traceId"].as_str().unwrap().to_owned();
+            let spans = collector.spans_of(&trace);
+            // submit, claim, 2 attempts, 2 outcomes, 4 checkpoints, 4 calls, the root.
+            if spans.len() >= 15 {
+                break (trace, spans);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trace did not arrive: {:#?}",
+            collector.request_root(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(spans.len(), 15, "{spans:#?}");
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        spans.iter().filter(|s| s["name"] == name).collect()
+    };
+    let id_of = |span: &serde_json::Value| span["spanId"].as_str().unwrap().to_owned();
+    let parent_of = |span: &serde_json::Value| span["parentSpanId"].as_str().map(str::to_owned);
+
+    let root = named("request");
+    assert_eq!(root.len(), 1);
+    let root = root[0];
+    assert_eq!(parent_of(root), None);
+    assert_eq!(attribute(root, "baton.request.id"), id.as_str());
+    assert_eq!(attribute(root, "baton.flow"), "steps");
+    assert_eq!(root["status"]["code"], 1);
+    assert_eq!(
+        root["resource"]["attributes"][0]["value"]["stringValue"],
+        "baton"
+    );
+    for name in ["submit", "claim"] {
+        let spans = named(name);
+        assert_eq!(spans.len(), 1, "{name}: {spans:#?}");
+        assert_eq!(parent_of(spans[0]), Some(id_of(root)), "{name}");
+    }
+    assert_eq!(attribute(named("submit")[0], "baton.claimed"), true);
+
+    let mut attempts = named("attempt");
+    attempts.sort_by_key(|a| attribute(a, "baton.attempt").as_str().unwrap().to_owned());
+    assert_eq!(attempts.len(), 2);
+    let mut calls_expected = Vec::new();
+    for (attempt, (outcome, steps)) in attempts.iter().zip([
+        ("retry", ["step-0", "step-1"]),
+        ("succeeded", ["step-1", "step-2"]),
+    ]) {
+        assert_eq!(parent_of(attempt), Some(id_of(root)));
+        assert_eq!(attribute(attempt, "baton.request.id"), id.as_str());
+        assert_eq!(attribute(attempt, "baton.flow"), "steps");
+        assert!(attribute(attempt, "baton.server").is_string());
+        assert!(attribute(attempt, "baton.epoch").is_string(), "{attempt:#}");
+        assert_eq!(attribute(attempt, "baton.outcome"), outcome);
+        let children = |name: &str| -> Vec<&serde_json::Value> {
+            spans
+                .iter()
+                .filter(|s| s["name"] == name && parent_of(s) == Some(id_of(attempt)))
+                .collect()
+        };
+        let outcomes = children("outcome");
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(attribute(outcomes[0], "baton.outcome"), outcome);
+        let mut checkpoints = children("checkpoint");
+        checkpoints.sort_by_key(|c| {
+            attribute(c, "baton.checkpoint.position")
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        let names: Vec<&str> = checkpoints
+            .iter()
+            .map(|c| attribute(c, "baton.checkpoint.name").as_str().unwrap())
+            .collect();
+        assert_eq!(names, steps);
+        for checkpoint in checkpoints {
+            let calls: Vec<_> = named("http")
+                .into_iter()
+                .filter(|h| parent_of(h) == Some(id_of(checkpoint)))
+                .collect();
+            assert_eq!(calls.len(), 1, "{checkpoint:#}");
+            assert_eq!(calls[0]["kind"], 3);
+            calls_expected.push(format!("00-{trace}-{}-01", id_of(calls[0])));
+        }
+    }
+    let received: Vec<String> = sidecar
+        .traceparents()
+        .into_iter()
+        .map(|header| header.expect("every call carries a traceparent"))
+        .collect();
+    assert_eq!(received, calls_expected);
 }

@@ -478,6 +478,8 @@ struct SidecarState {
     fail_first: std::collections::HashSet<String>,
     delay_ms: u64,
     answers: HashMap<String, Vec<(u16, String)>>,
+    /// The `traceparent` header of each call, in arrival order.
+    traceparents: Vec<Option<String>>,
 }
 
 impl Sidecar {
@@ -520,6 +522,11 @@ impl Sidecar {
     }
 
     /// Calls seen per idempotency key.
+    /// The `traceparent` header of each call so far, in arrival order.
+    pub fn traceparents(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().traceparents.clone()
+    }
+
     pub fn keys(&self) -> HashMap<String, u32> {
         self.state
             .lock()
@@ -585,6 +592,11 @@ async fn sidecar_call(
             *calls += 1;
             *calls
         };
+        let traceparent = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        state.traceparents.push(traceparent);
         let mut first_with_key = false;
         if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
             let now = std::time::SystemTime::now()
@@ -612,6 +624,80 @@ async fn sidecar_call(
     }
     *state.lock().unwrap().answered.entry(path).or_default() += 1;
     (StatusCode::from_u16(answer.0).unwrap(), answer.1)
+}
+
+/// An OTLP/HTTP trace collector (JSON encoding): keeps every span posted
+/// to `<url>/v1/traces`.
+pub struct OtlpReceiver {
+    pub url: String,
+    spans: Arc<Mutex<Vec<Value>>>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> OtlpReceiver {
+        let spans: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let kept = kept.clone();
+                async move {
+                    if headers.get("content-type").and_then(|v| v.to_str().ok())
+                        != Some("application/json")
+                    {
+                        return StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                    }
+                    let Ok(export) = serde_json::from_str::<Value>(&body) else {
+                        return StatusCode::BAD_REQUEST;
+                    };
+                    let mut kept = kept.lock().unwrap();
+                    for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                        for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                            for span in scope["spans"].as_array().into_iter().flatten() {
+                                let mut span = span.clone();
+                                span["resource"] = resource["resource"].clone();
+                                kept.push(span);
+                            }
+                        }
+                    }
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        OtlpReceiver { url, spans }
+    }
+
+    /// The root span of request `id`, once received.
+    pub fn request_root(&self, id: &str) -> Option<Value> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|span| {
+                span["name"] == "request"
+                    && span["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|a| a["key"] == "baton.request.id" && a["value"]["stringValue"] == id)
+            })
+            .cloned()
+    }
+
+    /// The spans received so far of the trace `trace` (hex), each with its
+    /// resource under `"resource"`.
+    pub fn spans_of(&self, trace: &str) -> Vec<Value> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|span| span["traceId"] == trace)
+            .cloned()
+            .collect()
+    }
 }
 
 /// A PostgreSQL cluster of this test's own, for tests that restart or stop

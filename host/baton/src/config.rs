@@ -54,6 +54,9 @@ pub struct FileConfig {
     /// The URL people open the console at; `https://…` makes its cookies
     /// `Secure` with the `__Host-` prefix.
     pub public_url: Option<String>,
+    /// The OTLP/HTTP collector that receives the requests' traces (e.g.
+    /// `http://127.0.0.1:4318`); default: none, nothing is recorded.
+    pub otlp_endpoint: Option<String>,
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the
     /// client (default: none; the peer is the client).
     pub trusted_proxies: Option<Vec<std::net::IpAddr>>,
@@ -165,6 +168,8 @@ pub struct ServerConfig {
     pub max_postponements: u32,
     /// The URL people open the console at.
     pub public_url: Option<String>,
+    /// Where traces are exported; `None`: they are not recorded.
+    pub otlp_endpoint: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a console session lasts, ms.
@@ -240,6 +245,7 @@ impl ServerConfig {
                 .unwrap_or(16)
                 << 20,
             public_url: flags.public_url.or(file.public_url),
+            otlp_endpoint: flags.otlp_endpoint.or(file.otlp_endpoint),
             trusted_proxies: flags
                 .trusted_proxies
                 .or(file.trusted_proxies)

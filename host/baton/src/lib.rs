@@ -31,4 +31,5 @@ pub mod requests;
 pub mod resources;
 pub mod server;
 pub mod statistics;
+pub mod trace;
 pub mod vcs;

@@ -106,6 +106,10 @@ enum Command {
         /// `<data>/flows-build`).
         #[arg(long)]
         flows_build_dir: Option<PathBuf>,
+        /// The OTLP/HTTP collector to export the requests' traces to, e.g.
+        /// http://127.0.0.1:4318 (default: none, nothing is recorded).
+        #[arg(long, env = "BATON_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
         /// Flow crates, workspaces or .wasm files to build and deploy at start.
         #[arg(long, num_args = 1..)]
         deploy: Vec<PathBuf>,
@@ -233,6 +237,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             flows_repo,
             build_flows,
             flows_build_dir,
+            otlp_endpoint,
             deploy,
         } => {
             let (file, placed) = placement.read()?;
@@ -252,6 +257,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_postponements: None,
                 http_body_limit_mib: None,
                 public_url: None,
+                otlp_endpoint,
                 trusted_proxies: None,
                 session_ttl_s,
                 token_ttl_s,

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::engine::checkpoint::Abort;
 use crate::engine::cluster::Cluster;
 use crate::engine::executor::Executor;
+use crate::trace::SpanContext;
 
 /// Why a request was not submitted.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +145,20 @@ impl Requests {
         );
         request.idempotency_key = key.map(str::to_owned);
         let slot = self.executor.try_slot();
-        let claim = match self.store.create_request(&request, slot.is_some()).await {
+        let mut span = self
+            .executor
+            .tracer()
+            .start("submit", SpanContext::of_request(&request.id));
+        span.set("baton.request.id", request.id.as_str());
+        span.set("baton.flow", flow);
+        span.set("baton.server", self.cluster.id.as_str());
+        let created = self.store.create_request(&request, slot.is_some()).await;
+        match &created {
+            Ok(claim) => span.set("baton.claimed", claim.is_some()),
+            Err(e) => span.fail(e.to_string()),
+        }
+        span.end();
+        let claim = match created {
             Ok(claim) => claim,
             Err(StoreError::KeyTaken {
                 request,

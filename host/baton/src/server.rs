@@ -16,6 +16,7 @@ use crate::engine::cluster::{Cluster, DataFolder, Timing};
 use crate::engine::executor::Executor;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::trace::Tracer;
 use crate::vcs::deploy;
 
 /// What `baton up` prints on stdout, before its address, once it listens:
@@ -55,6 +56,14 @@ impl Node {
         address: String,
     ) -> anyhow::Result<Node> {
         let metrics = Arc::new(Metrics::default());
+        let tracer = match &config.otlp_endpoint {
+            Some(endpoint) => {
+                let name = config.name.as_deref().unwrap_or(&id);
+                tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
+                Tracer::exporting(endpoint, &id, name)
+            }
+            None => Tracer::default(),
+        };
         let timing = Timing {
             heartbeat: config.heartbeat,
             lease: config.lease,
@@ -67,6 +76,7 @@ impl Node {
                 address,
                 timing,
                 metrics.clone(),
+                tracer.clone(),
                 &config.data,
             )
             .await?,
@@ -91,6 +101,7 @@ impl Node {
             runtime,
             cluster.clone(),
             metrics.clone(),
+            tracer,
             config.capacity,
             config.connections.clone(),
             config.max_postponements,
@@ -171,6 +182,7 @@ impl Node {
         } else {
             self.heartbeat.abort();
         }
+        state.cluster.tracer.flush().await;
         state.store.close().await;
         Ok(())
     }

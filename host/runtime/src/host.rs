@@ -382,6 +382,19 @@ impl<J: Journal> http::Host for State<J> {
     ) -> wasmtime::Result<Result<http::Response, String>> {
         // A live side effect: only while this server still owns the request.
         self.journal()?.guard().await.map_err(trap)?;
+        let mut request = request;
+        // The called service joins the request's trace, unless the flow
+        // set its own context.
+        if let Some(traceparent) = self.journal()?.traceparent()
+            && !request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+        {
+            request
+                .headers
+                .push(("traceparent".to_owned(), traceparent));
+        }
         let started = std::time::Instant::now();
         let sending = send(&self.http, self.limits.http_body, request);
         let answer = bounded(&mut self.journal, &self.limits, async { Ok(sending.await) }).await;

@@ -121,6 +121,9 @@ pub trait Journal: Send + 'static {
     ) -> impl Future<Output = Result<Result<Vec<u8>, String>, HostAbort>> + Send;
     /// A log line from the flow.
     fn log(&mut self, level: LogLevel, message: &str);
+    /// The W3C `traceparent` header of the flow's HTTP call about to be
+    /// sent, when the attempt is traced.
+    fn traceparent(&mut self) -> Option<String>;
     /// A live HTTP call of the flow ended (answered or not) after `elapsed`.
     fn http_done(&mut self, elapsed: std::time::Duration);
 }

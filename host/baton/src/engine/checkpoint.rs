@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::engine::cluster::Lease;
 use crate::engine::committer::{CommitError, Committer};
 use crate::metrics::Metrics;
+use crate::trace::{Kind, OpenSpan, SpanContext, Tracer};
 
 /// Why an attempt stopped before the flow returned. Recorded by the journal
 /// so the executor knows whether (and what) to write afterwards.
@@ -187,6 +188,13 @@ pub struct AttemptJournal {
     interrupt: Arc<Interrupt>,
     /// Why the attempt was stopped by a host call, if it was.
     pub abort: Option<Abort>,
+    /// The tracer, and the attempt's span that this journal's spans are
+    /// children of.
+    trace: (Tracer, SpanContext),
+    /// The span of the live checkpoint, from its begin to its commit.
+    step: Option<OpenSpan>,
+    /// The span of the flow's HTTP call in flight.
+    http: Option<OpenSpan>,
 }
 
 impl AttemptJournal {
@@ -203,6 +211,7 @@ impl AttemptJournal {
         records: Vec<CheckpointRecord>,
         lease: watch::Receiver<Lease>,
         interrupt: Arc<Interrupt>,
+        trace: (Tracer, SpanContext),
     ) -> Self {
         let incarnation = lease.borrow().incarnation;
         Self {
@@ -222,7 +231,19 @@ impl AttemptJournal {
             incarnation,
             interrupt,
             abort: None,
+            trace,
+            step: None,
+            http: None,
         }
+    }
+
+    /// Opens the span of checkpoint `name` at `position`.
+    fn step_span(&self, position: u32, name: &str) -> OpenSpan {
+        let (tracer, attempt) = &self.trace;
+        let mut span = tracer.start("checkpoint", *attempt);
+        span.set("baton.checkpoint.name", name);
+        span.set("baton.checkpoint.position", i64::from(position));
+        span
     }
 
     fn stop(&mut self, abort: Abort) -> HostAbort {
@@ -285,6 +306,10 @@ impl AttemptJournal {
                 }));
             }
         };
+        let mut span = self
+            .step
+            .take()
+            .unwrap_or_else(|| self.step_span(position, &name));
         let write = CheckpointWrite {
             fence: self.fence.clone(),
             journal: self.generation,
@@ -298,8 +323,14 @@ impl AttemptJournal {
         loop {
             match self.committer.commit(write.clone()).await {
                 Ok(()) => break,
-                Err(CommitError::Fenced) => return Err(self.stop(Abort::Lost)),
-                Err(CommitError::Refused(why)) => return Err(self.stop(Abort::Storage(why))),
+                Err(CommitError::Fenced) => {
+                    span.fail("fenced: the request moved on");
+                    return Err(self.stop(Abort::Lost));
+                }
+                Err(CommitError::Refused(why)) => {
+                    span.fail(why.clone());
+                    return Err(self.stop(Abort::Storage(why)));
+                }
                 Err(CommitError::Unavailable(e)) => {
                     tracing::warn!(request = %self.fence.request, error = %e, "checkpoint commit failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -449,6 +480,7 @@ impl Journal for AttemptJournal {
         let position = self.next;
         let key = self.key(position);
         let Some(record) = self.records.get(position as usize) else {
+            self.step = Some(self.step_span(position, &name));
             self.live = Some((position, name));
             return Ok(CheckpointStart {
                 position,
@@ -751,7 +783,20 @@ impl Journal for AttemptJournal {
         }
     }
 
+    fn traceparent(&mut self) -> Option<String> {
+        let (tracer, attempt) = &self.trace;
+        let parent = self.step.as_ref().map_or(*attempt, OpenSpan::context);
+        let mut span = tracer.start("http", parent);
+        span.kind(Kind::Client);
+        let header = span.traceparent();
+        self.http = Some(span);
+        header
+    }
+
     fn http_done(&mut self, elapsed: std::time::Duration) {
         self.metrics.record_http(&self.flow, elapsed);
+        if let Some(span) = self.http.take() {
+            span.end();
+        }
     }
 }

@@ -17,6 +17,7 @@ use baton_core::store::{ServerStatus, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::trace::{SpanContext, Tracer};
 
 /// What this server may assume about its own liveness.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +128,8 @@ pub struct Cluster {
     lease: watch::Sender<Lease>,
     healthy_since: std::sync::Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
+    /// Records a takeover in each adopted request's trace.
+    pub tracer: Tracer,
 }
 
 /// What a tick saw, for the executor.
@@ -142,6 +145,7 @@ impl Cluster {
     /// Joins the cluster as a new incarnation of `id`. Refuses when another
     /// live process heartbeats under the same ID: its heartbeat is watched
     /// for two intervals, and one that moves means that process is alive.
+    #[allow(clippy::too_many_arguments)]
     pub async fn join(
         store: Arc<dyn Store>,
         id: String,
@@ -149,6 +153,7 @@ impl Cluster {
         address: String,
         timing: Timing,
         metrics: Arc<Metrics>,
+        tracer: Tracer,
         data_dir: &Path,
     ) -> Result<Self, JoinError> {
         let configured_ms = timing.lease.as_millis() as i64;
@@ -193,6 +198,7 @@ impl Cluster {
             lease,
             healthy_since: std::sync::Mutex::new(Some(Instant::now())),
             metrics,
+            tracer,
         })
     }
 
@@ -288,6 +294,7 @@ impl Cluster {
                 continue;
             }
             let started = Instant::now();
+            let started_wall = std::time::SystemTime::now();
             let takeover = bounded(
                 bound,
                 self.store
@@ -296,6 +303,15 @@ impl Cluster {
             .await?;
             if let Some(takeover) = takeover {
                 self.metrics.record_takeover(started.elapsed());
+                for request in &takeover.requests {
+                    let mut span = self
+                        .tracer
+                        .start("takeover", SpanContext::of_request(request));
+                    span.started_at(started_wall);
+                    span.set("baton.request.id", request.as_str());
+                    span.set("baton.server", self.id.as_str());
+                    span.set("baton.dead_server", takeover.dead.as_str());
+                }
                 tracing::warn!(
                     dead = %takeover.dead,
                     adopted = takeover.requests.len(),

@@ -20,6 +20,7 @@ use crate::engine::checkpoint::{Abort, AttemptJournal, Interrupt};
 use crate::engine::cluster::Cluster;
 use crate::engine::committer::Committer;
 use crate::metrics::Metrics;
+use crate::trace::{SpanContext, Tracer};
 
 /// Runs this server's attempts.
 pub struct Executor {
@@ -28,6 +29,7 @@ pub struct Executor {
     committer: Committer,
     cluster: Arc<Cluster>,
     metrics: Arc<Metrics>,
+    tracer: Tracer,
     slots: Arc<Semaphore>,
     capacity: usize,
     active: Mutex<HashMap<String, (i64, Arc<Interrupt>)>>,
@@ -46,11 +48,13 @@ const POSTPONE_MS: i64 = 1000;
 
 impl Executor {
     /// An executor with at most `capacity` attempts at once.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Runtime<AttemptJournal>,
         cluster: Arc<Cluster>,
         metrics: Arc<Metrics>,
+        tracer: Tracer,
         capacity: usize,
         connections: std::collections::BTreeMap<String, String>,
         max_postponements: u32,
@@ -61,6 +65,7 @@ impl Executor {
             runtime,
             cluster,
             metrics,
+            tracer,
             slots: Arc::new(Semaphore::new(capacity)),
             capacity,
             active: Mutex::new(HashMap::new()),
@@ -206,11 +211,20 @@ impl Executor {
             let Some(slot) = self.try_slot() else {
                 break;
             };
-            if let Some(claim) = self
+            let mut span = self.tracer.start("claim", SpanContext::of_request(&id));
+            span.set("baton.request.id", id.as_str());
+            span.set("baton.server", self.cluster.id.as_str());
+            let claim = self
                 .store
                 .claim(&id, &self.cluster.id, self.cluster.incarnation())
-                .await?
-            {
+                .await;
+            match &claim {
+                Ok(Some(claim)) => span.set("baton.epoch", claim.fence.epoch),
+                Ok(None) => span.set("baton.claimed", false),
+                Err(e) => span.fail(e.to_string()),
+            }
+            span.end();
+            if let Some(claim) = claim? {
                 self.start(claim, slot);
             }
         }
@@ -220,6 +234,11 @@ impl Executor {
     /// An execution slot, if one is free now.
     pub fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
         self.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// This server's tracer.
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
     }
 
     /// Runs the attempt a claim licensed, in the slot reserved for it.
@@ -241,7 +260,15 @@ impl Executor {
         let fence = claim.fence.clone();
         let (flow, created_at) = (claim.flow.clone(), claim.created_at);
         let postponements = claim.postponements;
-        match self.execute(claim, interrupt.clone()).await {
+        let mut span = self
+            .tracer
+            .start("attempt", SpanContext::of_request(&fence.request));
+        span.set("baton.request.id", fence.request.as_str());
+        span.set("baton.flow", flow.as_str());
+        span.set("baton.server", fence.owner.as_str());
+        span.set("baton.epoch", fence.epoch);
+        span.set("baton.attempt", claim.attempts);
+        match self.execute(claim, interrupt.clone(), span.context()).await {
             Some(outcome) => {
                 let outcome = match outcome {
                     Outcome::Postponed { reason, .. }
@@ -257,7 +284,28 @@ impl Executor {
                     outcome => outcome,
                 };
                 self.metrics.record_outcome(&flow, &outcome, created_at);
-                self.write_outcome(&fence, &outcome).await;
+                let (kind, error) = match &outcome {
+                    Outcome::Succeeded(_) => ("succeeded", None),
+                    Outcome::Error { error, .. } => ("error", Some(error.clone())),
+                    Outcome::Retry { error, .. } => ("retry", Some(error.clone())),
+                    Outcome::Postponed { reason, .. } => ("postponed", Some(reason.clone())),
+                    Outcome::Sleeping { .. } => ("sleeping", None),
+                };
+                span.set("baton.outcome", kind);
+                if let Some(error) = &error {
+                    span.fail(error.clone());
+                }
+                let mut writing = self.tracer.start("outcome", span.context());
+                writing.set("baton.outcome", kind);
+                let written = self.write_outcome(&fence, &outcome).await;
+                if !written {
+                    writing.fail("not written: the request moved on");
+                }
+                writing.end();
+                if written && matches!(kind, "succeeded" | "error") {
+                    self.tracer
+                        .request_ended(&fence.request, &flow, created_at, error);
+                }
             }
             // Stopped without an outcome: if the request is still ours at this
             // epoch (not moved by a takeover or handover), make it due again
@@ -290,7 +338,12 @@ impl Executor {
     }
 
     /// Runs one attempt; `None` when it must write nothing (it lost the request).
-    async fn execute(&self, claim: Claim, interrupt: Arc<Interrupt>) -> Option<Outcome> {
+    async fn execute(
+        &self,
+        claim: Claim,
+        interrupt: Arc<Interrupt>,
+        span: SpanContext,
+    ) -> Option<Outcome> {
         let request = claim.fence.request.clone();
         let prepared = self.prepare(&claim).await;
         let (properties, component, input, records) = match prepared {
@@ -323,6 +376,7 @@ impl Executor {
             records,
             self.cluster.lease(),
             interrupt,
+            (self.tracer.clone(), span),
         );
         tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
         let egress = baton_runtime::Egress::new(&properties.name, &properties.resources);
@@ -482,20 +536,22 @@ impl Executor {
 
     /// Writes the outcome under the attempt's fence. A database that is away
     /// delays the write; a lost fence means another attempt owns the request.
-    async fn write_outcome(&self, fence: &Fence, outcome: &Outcome) {
+    /// Writes the outcome, retrying while the store is away; whether it
+    /// was written.
+    async fn write_outcome(&self, fence: &Fence, outcome: &Outcome) -> bool {
         let mut lease = self.cluster.lease();
         loop {
             match self.store.finish(fence, outcome).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(StoreError::Fenced { .. }) => {
                     tracing::info!(request = %fence.request, epoch = fence.epoch, "outcome not written: the request moved on");
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     tracing::warn!(request = %fence.request, error = %e, "writing the outcome failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     if lease.borrow_and_update().stopping {
-                        return;
+                        return false;
                     }
                 }
             }

@@ -228,6 +228,10 @@ impl Journal for ReplayJournal {
 
     fn log(&mut self, _: LogLevel, _: &str) {}
 
+    fn traceparent(&mut self) -> Option<String> {
+        None
+    }
+
     fn http_done(&mut self, _: std::time::Duration) {}
 }
 
