@@ -607,7 +607,11 @@ async fn a_cloned_data_folder_is_refused_while_its_original_lives() {
     let original = Server::start(dir.path(), "original", &setup).await;
     let clone = dir.path().join("clone");
     std::fs::create_dir_all(&clone).unwrap();
-    std::fs::copy(original.data.join("server-id"), clone.join("server-id")).unwrap();
+    // The whole folder: also the record of the original's join, which names
+    // the folder it joined from, so the copy still watches the heartbeat.
+    for file in ["server-id", "last-join"] {
+        std::fs::copy(original.data.join(file), clone.join(file)).unwrap();
+    }
 
     let clone_process = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("up")

@@ -45,6 +45,7 @@ async fn console_at(public_url: Option<&str>) -> Console {
         std::sync::Arc::new(store.clone()),
         config,
         "console-test".into(),
+        None,
         "127.0.0.1:1".into(),
     )
     .await

@@ -2303,3 +2303,31 @@ async fn a_storage_folder_away_for_a_while_postpones_and_loses_nothing() {
         );
     }
 }
+
+/// A server killed with SIGKILL and restarted at once on its own data
+/// folder joins without watching its previous incarnation's heartbeat (it
+/// holds the folder's lock, so that process has exited) and resumes the
+/// request; a copied folder is still watched (`cluster::a_cloned_data_folder_is_refused_while_its_original_lives`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_its_own_data_folder_joins_at_once_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::sqlite(dir.path());
+    let mut server = Server::start(dir.path(), "solo", &setup).await;
+    server.deploy(wasm("steps")).await;
+    let sidecar = Sidecar::start().await;
+    sidecar.delay(200);
+    let id = server
+        .start_request("steps", json!({ "steps": 6, "url": sidecar.url }))
+        .await;
+    server
+        .wait_request(&id, LONG, |r| {
+            r["checkpoints"].as_array().unwrap().len() >= 2
+        })
+        .await;
+    server.restart().await;
+    let done = server.wait_final(&id, LONG).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let log = server.log_text();
+    assert!(log.contains("has exited: joining at once"), "{log}");
+    assert!(!log.contains("checking that it is gone"), "{log}");
+}

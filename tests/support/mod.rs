@@ -743,6 +743,18 @@ impl PrivatePostgres {
     }
 
     /// A crash restart: every connection is cut, nothing is shut down cleanly.
+    /// Stops the database at once (every connection cut) until [`Self::resume`].
+    pub fn stop_immediate(&self) {
+        let _one_at_a_time = self.restarting.lock().unwrap();
+        self.pg_ctl("stop -m immediate");
+    }
+
+    /// Starts the database [`Self::stop_immediate`] stopped.
+    pub fn resume(&self) {
+        let _one_at_a_time = self.restarting.lock().unwrap();
+        self.pg_ctl("start");
+    }
+
     pub fn restart_immediate(&self) {
         let _one_at_a_time = self.restarting.lock().unwrap();
         self.pg_ctl("restart -m immediate");

@@ -49,10 +49,13 @@ impl Node {
     /// Joins the cluster as `id` at `address`, recovers this server's
     /// interrupted requests and starts the retry process, the heartbeat and
     /// the schedules.
+    /// `exited` is an incarnation of `id` known to have exited
+    /// ([`DataFolder::exited_incarnation`]), which the join need not watch.
     pub async fn start(
         store: Arc<dyn Store>,
         config: ServerConfig,
         id: String,
+        exited: Option<i64>,
         address: String,
     ) -> anyhow::Result<Node> {
         let metrics = Arc::new(Metrics::default());
@@ -78,6 +81,7 @@ impl Node {
                 metrics.clone(),
                 tracer.clone(),
                 &config.data,
+                exited,
             )
             .await?,
         );
@@ -108,7 +112,7 @@ impl Node {
         );
         let stop = Arc::new(Notify::new());
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
-        let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone(), store.clone()));
+        let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone()));
         let mut background = vec![
             tokio::spawn(report(
                 store.clone(),
@@ -122,6 +126,11 @@ impl Node {
                 executor.clone(),
             )),
             tokio::spawn(purge_credentials(store.clone(), config.heartbeat)),
+            tokio::spawn(watch_running(
+                cluster.clone(),
+                executor.clone(),
+                store.clone(),
+            )),
         ];
         let config = Arc::new(config);
         background.push(tokio::spawn(crate::statistics::write_checkpoints(
@@ -216,10 +225,12 @@ pub async fn up(config: ServerConfig, deploy_paths: Vec<std::path::PathBuf>) -> 
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?.to_string();
+    let exited = folder.exited_incarnation(&config.data);
     let node = Node::start(
         Arc::new(store),
         config,
         folder.server_id.clone(),
+        exited,
         address.clone(),
     )
     .await?;
@@ -269,11 +280,13 @@ async fn purge_credentials(store: Arc<dyn Store>, heartbeat: std::time::Duration
     }
 }
 
-/// The membership loop: heartbeat, takeover, and local fencing.
-async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Arc<dyn Store>) {
+/// The membership loop: heartbeat and takeover, nothing else, so no other
+/// database call can hold a heartbeat back (a read started during an
+/// outage waits out the pool's connect backoff, seconds after the database
+/// is back, and a server whose heartbeat waited behind it was found dead).
+async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>) {
     let mut interval = tokio::time::interval(cluster.timing().heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut suspects: Vec<(String, i64)> = Vec::new();
     loop {
         interval.tick().await;
         match cluster.tick().await {
@@ -284,6 +297,18 @@ async fn heartbeat(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Arc<dy
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
+    }
+}
+
+/// Every heartbeat interval, the local fencing: attempts whose request
+/// moved on are stopped, a hold reaches its attempt, and a request left
+/// running here with no attempt is made due again.
+async fn watch_running(cluster: Arc<Cluster>, executor: Arc<Executor>, store: Arc<dyn Store>) {
+    let mut interval = tokio::time::interval(cluster.timing().heartbeat);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects: Vec<(String, i64)> = Vec::new();
+    loop {
+        interval.tick().await;
         // Cancels and re-executes from other servers move epochs on; stop
         // the local attempts they fenced without waiting for their next commit.
         let checked = executor.active();

@@ -75,6 +75,7 @@ async fn node(
         std::sync::Arc::new(sql.clone()),
         ServerConfig::resolve(FileConfig::default(), flags),
         "bench".into(),
+        None,
         "bench".into(),
     )
     .await?;

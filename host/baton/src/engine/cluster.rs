@@ -105,6 +105,47 @@ impl DataFolder {
             _lock: lock,
         })
     }
+
+    /// The incarnation that last joined from this folder, if it did so
+    /// during this boot of this machine and from this very path: as this
+    /// process holds the folder's lock, which that one held while it lived,
+    /// that process has exited, and a restart need not watch its heartbeat.
+    /// A copy of the folder on another machine or at another path reads
+    /// `None` and is watched as before.
+    pub fn exited_incarnation(&self, dir: &Path) -> Option<i64> {
+        let recorded = std::fs::read_to_string(dir.join(LAST_JOIN_FILE)).ok()?;
+        let (incarnation, place) = recorded.trim().split_once(' ')?;
+        (place == joined_from(dir)?).then(|| incarnation.parse().ok())?
+    }
+}
+
+/// The file in the data folder that names the last incarnation that joined
+/// from it and where: `<incarnation> <boot id> <folder>`.
+const LAST_JOIN_FILE: &str = "last-join";
+
+/// This boot of this machine and this folder's real path, as written in
+/// [`LAST_JOIN_FILE`].
+fn joined_from(dir: &Path) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let folder = dir.canonicalize().ok()?;
+    Some(format!("{} {}", boot.trim(), folder.display()))
+}
+
+/// Records that `incarnation` joined from `dir` (best effort: without the
+/// record the next restart watches the heartbeat, as a stranger would).
+fn record_join(dir: &Path, incarnation: i64) {
+    let Some(place) = joined_from(dir) else {
+        return;
+    };
+    let write = || -> std::io::Result<()> {
+        let path = dir.join(LAST_JOIN_FILE);
+        let mut file = File::create(&path)?;
+        file.write_all(format!("{incarnation} {place}\n").as_bytes())?;
+        file.sync_all()
+    };
+    if let Err(e) = write() {
+        tracing::warn!(error = %e, "recording this incarnation in the data folder failed");
+    }
 }
 
 /// Heartbeat and takeover timing.
@@ -128,6 +169,8 @@ pub struct Cluster {
     lease: watch::Sender<Lease>,
     healthy_since: std::sync::Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
+    /// The data folder, where each join is recorded.
+    data_dir: std::path::PathBuf,
     /// Records a takeover in each adopted request's trace.
     pub tracer: Tracer,
 }
@@ -155,6 +198,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
         tracer: Tracer,
         data_dir: &Path,
+        exited: Option<i64>,
     ) -> Result<Self, JoinError> {
         let configured_ms = timing.lease.as_millis() as i64;
         let cluster_ms = store.cluster_lease(configured_ms).await?;
@@ -164,24 +208,30 @@ impl Cluster {
                 configured_ms,
             });
         }
-        if let Some(before) = store.server(&id).await?
+        let before = store.server(&id).await?;
+        if let Some(before) = before
             && before.status == ServerStatus::Running
             && before.heartbeat_age_ms < timing.lease.as_millis() as i64
         {
-            tracing::info!(server = %id, "the previous incarnation's heartbeat is recent; checking that it is gone");
-            tokio::time::sleep(timing.heartbeat * 2 + Duration::from_millis(300)).await;
-            if let Some(after) = store.server(&id).await?
-                && after.heartbeat_at != before.heartbeat_at
-                && after.status == ServerStatus::Running
-            {
-                return Err(JoinError::IdInUse(
-                    id,
-                    data_dir.join("server-id").display().to_string(),
-                ));
+            if exited == Some(before.incarnation) {
+                tracing::info!(server = %id, incarnation = before.incarnation, "the previous incarnation ran from this data folder during this boot and has exited: joining at once");
+            } else {
+                tracing::info!(server = %id, "the previous incarnation's heartbeat is recent; checking that it is gone");
+                tokio::time::sleep(timing.heartbeat * 2 + Duration::from_millis(300)).await;
+                if let Some(after) = store.server(&id).await?
+                    && after.heartbeat_at != before.heartbeat_at
+                    && after.status == ServerStatus::Running
+                {
+                    return Err(JoinError::IdInUse(
+                        id,
+                        data_dir.join("server-id").display().to_string(),
+                    ));
+                }
             }
         }
         let sent = Instant::now();
         let incarnation = store.join(&id, name.as_deref(), &address).await?;
+        record_join(data_dir, incarnation);
         let (lease, _) = watch::channel(Lease {
             valid_until: sent + timing.lease,
             incarnation,
@@ -198,6 +248,7 @@ impl Cluster {
             lease,
             healthy_since: std::sync::Mutex::new(Some(Instant::now())),
             metrics,
+            data_dir: data_dir.to_owned(),
             tracer,
         })
     }
@@ -259,6 +310,7 @@ impl Cluster {
                 )
                 .await?;
                 self.incarnation.store(incarnation, Ordering::SeqCst);
+                record_join(&self.data_dir, incarnation);
                 self.lease.send_modify(|lease| {
                     lease.valid_until = sent + self.timing.lease;
                     lease.incarnation = incarnation;

@@ -49,6 +49,16 @@ fn request_view(request: &RequestRow, names: &HashMap<String, String>) -> Reques
 /// Milliseconds at the start of a `YYYY-MM-DD` day (UTC).
 fn day_start(date: &str) -> Option<i64> {
     let day: jiff::civil::Date = date.parse().ok()?;
+    midnight(day)
+}
+
+/// Milliseconds at the end of a `YYYY-MM-DD` day (UTC): the next one's start.
+fn day_end(date: &str) -> Option<i64> {
+    let day: jiff::civil::Date = date.parse().ok()?;
+    midnight(day.tomorrow().ok()?)
+}
+
+fn midnight(day: jiff::civil::Date) -> Option<i64> {
     let start = day.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
     Some(start.timestamp().as_millisecond())
 }
@@ -69,11 +79,7 @@ fn request_filter(filters: &Filters) -> Result<RequestFilter, PageError> {
         after: filters.after.clone().filter(|s| !s.is_empty()),
         id_prefix: filters.id.clone().filter(|s| !s.is_empty()),
         created_from: filters.from.as_deref().and_then(day_start),
-        created_before: filters
-            .to
-            .as_deref()
-            .and_then(day_start)
-            .map(|t| t + 86_400_000),
+        created_before: filters.to.as_deref().and_then(day_end),
         held: match filters.held.as_deref().unwrap_or_default() {
             "" => None,
             "yes" => Some(true),
@@ -547,4 +553,22 @@ pub(super) async fn download_output(
     Path(id): Path<String>,
 ) -> PageResult {
     download(&state, &id, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_utc_and_ends_at_the_next_midnight() {
+        // 2026-11-18 11:06:40 UTC is 1_795_000_000_000.
+        assert_eq!(
+            day_start("2026-11-18"),
+            Some(1_795_000_000_000 - (11 * 3600 + 6 * 60 + 40) * 1000)
+        );
+        assert_eq!(day_end("2024-02-28"), day_start("2024-02-29"));
+        assert_eq!(day_end("2026-12-31"), day_start("2027-01-01"));
+        assert_eq!(day_start("2026-02-30"), None);
+        assert_eq!(day_start("yesterday"), None);
+    }
 }
