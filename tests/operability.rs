@@ -364,12 +364,21 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
         "--build-flows",
         "false",
     ]);
+    for port in [8081, 8082] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port}, where `just cluster` puts a server, is taken"
+        );
+    }
+    let output = work.join("cluster.log");
+    let log = std::fs::File::create(&output).unwrap();
     let mut cluster = cluster
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .process_group(0)
         .spawn()
         .unwrap();
+    let _stop_on_failure = ProcessGroup(cluster.id());
     let http = reqwest::Client::new();
     let token = |i: u32| std::fs::read_to_string(work.join(format!("cluster/s{i}/admin.token")));
     let flows_on = |port: u16| {
@@ -398,7 +407,8 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "the cluster did not come up with hello deployed"
+            "the cluster did not come up with hello deployed:\n{}",
+            std::fs::read_to_string(&output).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -422,7 +432,7 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
         Some(vec!["hello".into(), "steps".into(), "waiter".into()])
     );
 
-    // The recipe's trap stops its servers when just is stopped.
+    // SIGTERM to the recipe's process group: each server stops cleanly.
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on the process group of a child this test spawned.
     unsafe {
@@ -438,6 +448,20 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
             "the cluster's servers outlived its recipe"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A process group killed when the test ends, also when it fails, so no
+/// server is left holding the cluster's ports.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on the process group of a child this test spawned.
+        unsafe {
+            libc::kill(-(self.0 as i32), libc::SIGKILL);
+        }
     }
 }
 

@@ -230,10 +230,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut raw = RawCommits::new(&sql, "bench_raw").await?;
     let mut back_to_back = RawCommits::new(&sql, "bench_raw_back_to_back").await?;
     let (mut alone, mut alone_statement, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut single = Vec::new();
     let progress = bar(args.requests, "one at a time + raw");
     metrics.take_samples();
     for _ in 0..args.requests {
-        submit(1, 1, &progress).await?;
+        let (_, latency) = submit(1, 1, &progress).await?;
+        single.extend(latency);
         let samples = metrics.take_samples();
         let request_gaps = sorted(samples.checkpoint_gap_us);
         let work = Duration::from_micros(percentile(&request_gaps, 0.5));
@@ -247,6 +249,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     let (alone, alone_statement, gaps) = (sorted(alone), sorted(alone_statement), sorted(gaps));
+    let single = sorted(single);
     let (raw, back_to_back) = (raw.finish(), back_to_back.finish());
     // The raw commit rate: as many commits again, in one unbroken run.
     let sequential = RawCommits::new(&sql, "bench_raw_sequential")
@@ -309,6 +312,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "  ratio checkpoint / raw commit       {:>8.2}×",
         alone_p50 as f64 / raw_p50.max(1) as f64
+    );
+    // A request of n checkpoints should cost about its n commits plus
+    // one for create+claim and one for the outcome.
+    let single_p50 = percentile(&single, 0.5);
+    println!(
+        "one request end to end, alone         p50 {:>8.2} ms   (submit to outcome, 10 checkpoints)",
+        single_p50 as f64 / 1000.0,
+    );
+    println!(
+        "  ratio request / (10 + 2) raw commits {:>7.2}×",
+        single_p50 as f64 / (12 * raw_p50.max(1)) as f64
     );
     let back_to_back_p50 = percentile(&back_to_back.latencies, 0.5);
     println!(
