@@ -1720,32 +1720,10 @@ fn write_flows(repo: &std::path::Path, word: &str) {
 /// `origin/main`) holding the `hello` flow, its bare remote, and the
 /// server's checkout (`checkout`) of that remote.
 fn flows_repository(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (author, remote, checkout) = (
-        dir.join("author"),
-        dir.join("remote.git"),
-        dir.join("checkout"),
-    );
+    let author = dir.join("author");
     std::fs::create_dir_all(&author).unwrap();
     write_flows(&author, "Hello");
-    git(&author, &["init", "-q"]);
-    git(&author, &["add", "."]);
-    git(&author, &["commit", "-q", "-m", "hello flow"]);
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            author.to_str().unwrap(),
-            remote.to_str().unwrap(),
-        ],
-    );
-    let remote = format!("file://{}", remote.display());
-    git(&author, &["remote", "add", "origin", &remote]);
-    git(&author, &["fetch", "-q", "origin"]);
-    git(&author, &["branch", "-q", "--set-upstream-to=origin/main"]);
-    git(dir, &["clone", "-q", &remote, checkout.to_str().unwrap()]);
-    (author, checkout)
+    support::flows_remote(dir, "hello flow")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,14 +19,7 @@ const LONG: Duration = Duration::from_secs(120);
 async fn postgres_restarting_under_load_loses_nothing_and_kills_no_server() {
     let postgres = PrivatePostgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        database: postgres.url("baton"),
-        ..Setup::sqlite(dir.path())
-    };
-    let mut servers = Vec::new();
-    for i in 0..3 {
-        servers.push(Server::start(dir.path(), &format!("p{i}"), &setup).await);
-    }
+    let servers = three_servers(&postgres, dir.path()).await;
     servers[0].deploy(wasm("steps")).await;
     let sidecar = Sidecar::start().await;
     sidecar.delay(100);
@@ -70,6 +63,19 @@ async fn postgres_restarting_under_load_loses_nothing_and_kills_no_server() {
     }
 }
 
+/// Three servers on the database `baton` of `postgres`.
+async fn three_servers(postgres: &PrivatePostgres, dir: &std::path::Path) -> Vec<Server> {
+    let setup = Setup {
+        database: postgres.url("baton"),
+        ..Setup::sqlite(dir)
+    };
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        servers.push(Server::start(dir, &format!("s{i}"), &setup).await);
+    }
+    servers
+}
+
 /// On a failure, what each server logged about heartbeats and takeovers.
 fn judged(servers: &[Server]) -> String {
     servers
@@ -99,14 +105,7 @@ fn judged(servers: &[Server]) -> String {
 async fn a_database_away_for_seconds_kills_no_server() {
     let postgres = PrivatePostgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        database: postgres.url("baton"),
-        ..Setup::sqlite(dir.path())
-    };
-    let mut servers = Vec::new();
-    for i in 0..3 {
-        servers.push(Server::start(dir.path(), &format!("a{i}"), &setup).await);
-    }
+    let servers = three_servers(&postgres, dir.path()).await;
     for _ in 0..2 {
         postgres.stop_immediate();
         tokio::time::sleep(Duration::from_secs(4)).await;

@@ -318,39 +318,9 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
 
     // A flows repository: the author's clone, the shared remote, and the
     // servers' checkout.
-    let (author, remote, checkout) = (
-        work.join("author"),
-        work.join("remote.git"),
-        work.join("checkout"),
-    );
-    std::fs::create_dir_all(author.join("dist")).unwrap();
-    std::fs::write(author.join("README.md"), "flows\n").unwrap();
-    git(&author, &["init", "-q"]);
-    git(&author, &["add", "."]);
-    git(&author, &["commit", "-q", "-m", "empty flows"]);
-    git(
-        work,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            author.to_str().unwrap(),
-            remote.to_str().unwrap(),
-        ],
-    );
-    git(
-        &author,
-        &["remote", "add", "origin", remote.to_str().unwrap()],
-    );
-    git(
-        work,
-        &[
-            "clone",
-            "-q",
-            remote.to_str().unwrap(),
-            checkout.to_str().unwrap(),
-        ],
-    );
+    std::fs::create_dir_all(work.join("author/dist")).unwrap();
+    std::fs::write(work.join("author/README.md"), "flows\n").unwrap();
+    let (author, checkout) = support::flows_remote(work, "empty flows");
     std::fs::write(work.join("hello.wasm"), wasm("hello")).unwrap();
 
     let database = support::postgres_database();
@@ -424,7 +394,7 @@ async fn the_just_tasks_deploy_to_and_sync_the_cluster_they_start() {
     std::fs::write(author.join("dist/waiter.wasm"), wasm("waiter")).unwrap();
     git(&author, &["add", "."]);
     git(&author, &["commit", "-q", "-m", "the waiter flow"]);
-    git(&author, &["push", "-q", "origin", "HEAD:main"]);
+    git(&author, &["push", "-q", "origin", "main"]);
     let synced = run(&["sync", "http://127.0.0.1:8081"]);
     assert!(synced.contains("waiter"), "{synced}");
     assert_eq!(

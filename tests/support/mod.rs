@@ -46,6 +46,37 @@ pub fn git(dir: &std::path::Path, args: &[&str]) {
     assert!(status.success(), "git {args:?} in {}", dir.display());
 }
 
+/// Makes `dir/author` (already holding the files) a git repository, with
+/// its first commit (`message`) pushed to a shared remote `dir/remote.git` that it
+/// tracks, and the servers' clone of it in `dir/checkout`; returns the
+/// author's folder and the checkout.
+pub fn flows_remote(dir: &Path, message: &str) -> (PathBuf, PathBuf) {
+    let (author, remote, checkout) = (
+        dir.join("author"),
+        dir.join("remote.git"),
+        dir.join("checkout"),
+    );
+    git(&author, &["init", "-q"]);
+    git(&author, &["add", "."]);
+    git(&author, &["commit", "-q", "-m", message]);
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            author.to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+    );
+    let remote = format!("file://{}", remote.display());
+    git(&author, &["remote", "add", "origin", &remote]);
+    git(&author, &["fetch", "-q", "origin"]);
+    git(&author, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    git(dir, &["clone", "-q", &remote, checkout.to_str().unwrap()]);
+    (author, checkout)
+}
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
