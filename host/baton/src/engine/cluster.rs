@@ -276,7 +276,8 @@ impl Cluster {
     /// finding everyone dead before they could heartbeat again. A heartbeat
     /// whose round trip took more than half a lease is no ground to judge
     /// others either: the database is slow for everyone, and their
-    /// heartbeats may be waiting as long. Each database call of the tick is
+    /// heartbeats may be waiting as long, so the healthy lease starts again
+    /// after it. Each database call of the tick is
     /// bounded by a lease, so a database that stops answering cannot hold
     /// the loop for ever.
     pub async fn tick(&self) -> Result<TickReport, StoreError> {
@@ -325,9 +326,14 @@ impl Cluster {
             }
         }
         if round_trip > bound / 2 {
+            // Others' heartbeats were held as long, and the ones that failed
+            // meanwhile retry on their own schedule: the healthy lease this
+            // server waits before judging starts again now (skipping only
+            // this tick found a server dead on the next one, 20 ms later).
+            *self.healthy_since.lock().expect("lock") = Some(Instant::now());
             tracing::warn!(
                 round_trip_ms = round_trip.as_millis() as u64,
-                "the heartbeat took more than half a lease; not judging other servers this time"
+                "the heartbeat took more than half a lease; not judging other servers for a lease"
             );
             return Ok(report);
         }

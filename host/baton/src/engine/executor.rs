@@ -283,7 +283,6 @@ impl Executor {
                     }
                     outcome => outcome,
                 };
-                self.metrics.record_outcome(&flow, &outcome, created_at);
                 let (kind, error) = match &outcome {
                     Outcome::Succeeded(_) => ("succeeded", None),
                     Outcome::Error { error, .. } => ("error", Some(error.clone())),
@@ -298,7 +297,11 @@ impl Executor {
                 let mut writing = self.tracer.start("outcome", span.context());
                 writing.set("baton.outcome", kind);
                 let written = self.write_outcome(&fence, &outcome).await;
-                if !written {
+                // Counted only when written: an outcome fenced off (the
+                // request moved on) did not happen.
+                if written {
+                    self.metrics.record_outcome(&flow, &outcome, created_at);
+                } else {
                     writing.fail("not written: the request moved on");
                 }
                 writing.end();
