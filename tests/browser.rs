@@ -197,21 +197,20 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
     // Kill one: the live Server List turns its row red without a reload,
     // pushed: its fallback poll comes only 30 s after the page loaded.
     second.kill();
-    let dead = wait_for(&client, "tr.server[data-status=terminated]").await;
+    wait_for(&client, "tr.server[data-status=terminated]").await;
     assert!(
         shown.elapsed() < Duration::from_secs(25),
         "the change came with the fallback poll, not pushed: {:?}",
         shown.elapsed()
     );
-    assert_eq!(
-        dead.find(Locator::Css("td.name"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "bravo"
-    );
+    // Rows are read by a selector each time: the live feed replaces them.
+    let name = wait_for_text(
+        &client,
+        "tr.server[data-status=terminated] td.name",
+        "bravo",
+    )
+    .await;
+    assert_eq!(name, "bravo");
     screenshot(&client, "servers-one-terminated").await;
 
     // The errored request, re-executed from the Status List.
@@ -219,12 +218,15 @@ async fn an_operator_watches_a_failover_and_reexecutes_a_failed_request() {
         .goto(&format!("{}/status/requests?status=error", first.base))
         .await
         .unwrap();
-    let row = wait_for(
+    wait_for(
         &client,
         &format!("tr.request[data-id='{failed}'][data-status=error]"),
     )
     .await;
-    row.find(Locator::Css("input[type=checkbox]"))
+    // The row may be replaced by the live feed meanwhile; its checkbox is
+    // kept across the swap (`hx-preserve`), so it is found by its id.
+    client
+        .find(Locator::Id(&format!("select-{failed}")))
         .await
         .unwrap()
         .click()
