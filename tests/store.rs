@@ -860,6 +860,42 @@ async fn the_due_query_skips_sleepers_by_its_index(db: Db) {
     );
 }
 
+/// The server listing that the live feed and every scrape read counts no
+/// requests (a count grows with the sleepers a server holds, twice a
+/// second on every server); the operator's listing counts them.
+async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    store.join("b", None, "b:1").await.unwrap();
+    for id in ["r1", "r2", "r3"] {
+        db.request(id, "a", true).await;
+    }
+    let claim = db.claim("r3", "a").await.unwrap().unwrap();
+    store
+        .finish(&claim.fence, &Outcome::error("done"))
+        .await
+        .unwrap();
+    let counted: Vec<(String, Option<i64>)> = store
+        .servers_with_owned()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.owned))
+        .collect();
+    assert_eq!(
+        counted,
+        [("a".to_owned(), Some(2)), ("b".to_owned(), Some(0))]
+    );
+    let plain: Vec<(String, Option<i64>)> = store
+        .servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.id, s.owned))
+        .collect();
+    assert_eq!(plain, [("a".to_owned(), None), ("b".to_owned(), None)]);
+}
+
 async fn an_outcome_reads_back_as_written(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1537,6 +1573,7 @@ on_both_backends!(
     a_purge_deletes_finished_requests_with_every_row_that_names_them,
     the_minutes_count_what_the_transactions_did,
     the_due_query_skips_sleepers_by_its_index,
+    only_the_operators_server_listing_counts_owned_requests,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
     racing_detectors_take_over_exactly_once,

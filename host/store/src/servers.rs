@@ -82,6 +82,20 @@ impl SqlStore {
         Ok(moved.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// Every server, oldest first, with `owned` as its owned-requests column.
+    async fn server_rows(&self, owned: &str) -> Result<Vec<ServerRow>, StoreError> {
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
+                    NOW_MS - s.heartbeat_at AS age, {owned} AS owned,
+                    s.flow_set, s.flows_head, s.renamed_by, s.renamed_at
+               FROM servers s ORDER BY s.started_at, s.id",
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        Ok(rows.iter().map(server_row).collect())
+    }
+
     /// The history event of `transition` for each `(request, epoch)`, in
     /// batches of multi-row INSERTs.
     async fn event_batch(
@@ -143,7 +157,7 @@ impl ServerStore for SqlStore {
     async fn server(&self, id: &str) -> Result<Option<ServerRow>, StoreError> {
         let row = sqlx::query(&self.sql(
             "SELECT id, name, incarnation, status, address, started_at, heartbeat_at,
-                    NOW_MS - heartbeat_at AS age, 0 AS owned, flow_set, flows_head, renamed_by, renamed_at
+                    NOW_MS - heartbeat_at AS age, CAST(NULL AS BIGINT) AS owned, flow_set, flows_head, renamed_by, renamed_at
                FROM servers WHERE id = $1",
         ))
         .bind(id)
@@ -162,17 +176,15 @@ impl ServerStore for SqlStore {
     }
 
     async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
-        let rows = sqlx::query(&self.sql(
-            "SELECT s.id, s.name, s.incarnation, s.status, s.address, s.started_at, s.heartbeat_at,
-                    NOW_MS - s.heartbeat_at AS age,
-                    (SELECT COUNT(*) FROM requests r
-                      WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')) AS owned,
-                    s.flow_set, s.flows_head, s.renamed_by, s.renamed_at
-               FROM servers s ORDER BY s.started_at, s.id",
-        ))
-        .fetch_all(&self.pool)
-        .await.db()?;
-        Ok(rows.iter().map(server_row).collect())
+        self.server_rows("CAST(NULL AS BIGINT)").await
+    }
+
+    async fn servers_with_owned(&self) -> Result<Vec<ServerRow>, StoreError> {
+        self.server_rows(
+            "(SELECT COUNT(*) FROM requests r
+               WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry'))",
+        )
+        .await
     }
 
     async fn join(&self, id: &str, name: Option<&str>, address: &str) -> Result<i64, StoreError> {

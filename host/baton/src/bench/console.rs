@@ -2,11 +2,14 @@
 //! and the statistics with a million requests and a week of statistics in
 //! the database.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use baton_core::store::Store;
 use baton_store::{Backend, VersionRow};
 use tower::ServiceExt;
 
@@ -97,15 +100,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    crate::http::credentials::bootstrap(&*store, dir.path()).await?;
-    let session = crate::http::credentials::secret();
-    store
-        .create_session(
-            &crate::http::credentials::secret_hash(&session),
-            "admin",
-            3_600_000,
-        )
-        .await?;
+    let cookie = signed_in(&*store, dir.path()).await?;
     let app = router(node.state.clone());
     let deep = format!("r{:09}", args.rows / 2);
     let pages = [
@@ -148,18 +143,9 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     for (label, path) in pages {
         let mut times = Vec::new();
         for _ in 0..21 {
-            let request = Request::get(&path)
-                .header(
-                    header::COOKIE,
-                    format!("{}={session}", crate::config::SESSION_COOKIE),
-                )
-                .body(Body::empty())?;
             let began = Instant::now();
-            let response = app.clone().oneshot(request).await?;
-            let status = response.status();
-            axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+            page(&app, &path, &cookie).await?;
             times.push(began.elapsed().as_micros() as u64);
-            anyhow::ensure!(status == StatusCode::OK, "{path} answered {status}");
         }
         let times = sorted(times);
         println!(
@@ -169,4 +155,31 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         );
     }
     node.stop(false).await
+}
+
+/// A session cookie of the bootstrap administrator on the store behind the
+/// server in `dir`.
+pub(super) async fn signed_in(store: &dyn Store, dir: &Path) -> anyhow::Result<String> {
+    crate::http::credentials::bootstrap(store, dir).await?;
+    let session = crate::http::credentials::secret();
+    store
+        .create_session(
+            &crate::http::credentials::secret_hash(&session),
+            "admin",
+            3_600_000,
+        )
+        .await?;
+    Ok(format!("{}={session}", crate::config::SESSION_COOKIE))
+}
+
+/// Serves `path` through the router, body and all, and fails unless 200.
+pub(super) async fn page(app: &Router, path: &str, cookie: &str) -> anyhow::Result<()> {
+    let request = Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())?;
+    let response = app.clone().oneshot(request).await?;
+    let status = response.status();
+    axum::body::to_bytes(response.into_body(), 1 << 24).await?;
+    anyhow::ensure!(status == StatusCode::OK, "{path} answered {status}");
+    Ok(())
 }

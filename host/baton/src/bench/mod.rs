@@ -1,5 +1,6 @@
 //! `baton bench`: checkpointed requests against raw single-row commits on
-//! the same database, in the same run; `baton bench failover`: takeover time.
+//! the same database, in the same run; `baton bench failover`: takeover time;
+//! `baton bench scale`: per-operation costs as the store grows.
 //!
 //! Timings on a shared machine swing; the figures that mean something are
 //! the ratios against the raw baseline measured in the same process.
@@ -19,6 +20,7 @@ use crate::vcs::deploy;
 
 mod console;
 mod failover;
+mod scale;
 mod store;
 mod takeover;
 
@@ -55,6 +57,8 @@ pub enum BenchKind {
     Store(store::StoreArgs),
     /// One takeover of a dead server that owned many requests.
     Takeover(takeover::TakeoverArgs),
+    /// Per-operation costs on a small store and on a large one.
+    Scale(scale::ScaleArgs),
 }
 
 /// An in-process server without HTTP on a fresh store in `dir`, with the
@@ -80,6 +84,60 @@ async fn node(
     )
     .await?;
     Ok((node, sql))
+}
+
+/// Submits `total` requests of `flow` through the API's path, `concurrency`
+/// at a time, each waited for to its outcome: the run's time and each
+/// request's latency (submit to outcome, µs, sorted).
+async fn submit(
+    state: &crate::http::AppState,
+    flow: &str,
+    input: &[u8],
+    total: usize,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> anyhow::Result<(Duration, Vec<u64>)> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (store, requests, next, progress) = (
+            state.store.clone(),
+            state.requests.clone(),
+            next.clone(),
+            progress.clone(),
+        );
+        let (flow, input) = (flow.to_owned(), input.to_vec());
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < total {
+                let mut finished = requests.finished();
+                let began = Instant::now();
+                let id = requests.submit(&flow, &input, None).await?.id;
+                loop {
+                    match finished.recv().await {
+                        Ok(done) if done == id => break,
+                        Ok(_) => continue,
+                        Err(_) => {
+                            let request = store.request(&id).await?.context("bench request")?;
+                            if request.status.is_final() {
+                                break;
+                            }
+                            finished = requests.finished();
+                        }
+                    }
+                }
+                latencies.push(began.elapsed().as_micros() as u64);
+                progress.inc(1);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for client in clients {
+        latencies.extend(client.await??);
+    }
+    Ok((started.elapsed(), sorted(latencies)))
 }
 
 /// Percentile of sorted samples.
@@ -113,6 +171,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchKind::Console(console)) => return console::run(console).await,
         Some(BenchKind::Store(store)) => return store::run(store).await,
         Some(BenchKind::Takeover(takeover)) => return takeover::run(takeover).await,
+        Some(BenchKind::Scale(scale)) => return scale::run(scale).await,
         None => {}
     }
     let dir = tempfile::tempdir().context("temporary folder")?;
@@ -170,53 +229,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let overhead = sorted(overhead);
 
-    let submit = async |requests_total: usize,
-                        concurrency: usize,
-                        progress: &ProgressBar|
-           -> anyhow::Result<(Duration, Vec<u64>)> {
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let started = Instant::now();
-        let mut clients = Vec::new();
-        for _ in 0..concurrency {
-            let (store, requests, next, progress) = (
-                store.clone(),
-                node.state.requests.clone(),
-                next.clone(),
-                progress.clone(),
-            );
-            let (flow, input) = (deployed.name.clone(), input.clone());
-            clients.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < requests_total {
-                    let mut finished = requests.finished();
-                    let began = Instant::now();
-                    let id = requests.submit(&flow, &input, None).await?.id;
-                    loop {
-                        match finished.recv().await {
-                            Ok(done) if done == id => break,
-                            Ok(_) => continue,
-                            Err(_) => {
-                                let request = store.request(&id).await?.context("bench request")?;
-                                if request.status.is_final() {
-                                    break;
-                                }
-                                finished = requests.finished();
-                            }
-                        }
-                    }
-                    latencies.push(began.elapsed().as_micros() as u64);
-                    progress.inc(1);
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for client in clients {
-            latencies.extend(client.await??);
-        }
-        Ok((started.elapsed(), sorted(latencies)))
-    };
-
     // One request at a time (what one checkpoint commit costs) beside the raw
     // baseline: single-row durable INSERT commits of the same payload size,
     // as many as the request had checkpoints, right after it, on one kept
@@ -234,7 +246,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let progress = bar(args.requests, "one at a time + raw");
     metrics.take_samples();
     for _ in 0..args.requests {
-        let (_, latency) = submit(1, 1, &progress).await?;
+        let (_, latency) = submit(&node.state, &deployed.name, &input, 1, 1, &progress).await?;
         single.extend(latency);
         let samples = metrics.take_samples();
         let request_gaps = sorted(samples.checkpoint_gap_us);
@@ -261,7 +273,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Throughput with concurrent requests; commits are grouped.
     metrics.take_samples();
     let progress = bar(args.requests, "concurrent");
-    let (elapsed, latencies) = submit(args.requests, args.concurrency, &progress).await?;
+    let (elapsed, latencies) = submit(
+        &node.state,
+        &deployed.name,
+        &input,
+        args.requests,
+        args.concurrency,
+        &progress,
+    )
+    .await?;
     progress.finish_and_clear();
     let samples = metrics.take_samples();
     let groups = samples.group_sizes;

@@ -56,8 +56,9 @@ pub struct ServerRow {
     pub heartbeat_at: i64,
     /// Age of the last heartbeat on the database clock.
     pub heartbeat_age_ms: i64,
-    /// Requests it owns that are not finished.
-    pub owned: i64,
+    /// Requests it owns that are not finished, where they were counted
+    /// (their count grows with the requests it holds).
+    pub owned: Option<i64>,
     /// Hash over the active versions the server has loaded.
     pub flow_set: Option<String>,
     /// HEAD of the server's flows repository.
@@ -105,8 +106,14 @@ pub trait ServerStore: Send + Sync {
     /// Every server's ID and name, without counting their requests.
     async fn server_names(&self) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// Every server of the cluster, oldest first.
+    /// Every server of the cluster, oldest first, without counting their
+    /// requests: what the loops that look often (the live feed, a scrape)
+    /// read, at a cost that does not grow with the requests held.
     async fn servers(&self) -> Result<Vec<ServerRow>, StoreError>;
+
+    /// Every server of the cluster, oldest first, each with the count of
+    /// the unfinished requests it owns: for an operator's listing.
+    async fn servers_with_owned(&self) -> Result<Vec<ServerRow>, StoreError>;
 
     /// Joins the cluster as a new incarnation of `id` and returns it. `name`
     /// renames the server; `None` keeps the recorded name (or the ID).

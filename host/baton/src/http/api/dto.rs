@@ -305,8 +305,9 @@ pub struct ServerView {
     pub incarnation: i64,
     /// Age of its last heartbeat on the database clock, ms.
     pub heartbeat_age_ms: i64,
-    /// Unfinished requests it owns.
-    pub owned: i64,
+    /// Unfinished requests it owns (absent where not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owned: Option<i64>,
     /// Hash over the active versions it has loaded.
     pub flow_set: Option<String>,
     /// HEAD of its flows repository.

@@ -17,7 +17,7 @@ use super::{ApiError, ApiResult};
 pub(super) async fn list_servers(
     State(state): State<AppState>,
 ) -> ApiResult<axum::Json<Vec<ServerView>>> {
-    let servers = state.store.servers().await?;
+    let servers = state.store.servers_with_owned().await?;
     Ok(axum::Json(
         servers
             .into_iter()

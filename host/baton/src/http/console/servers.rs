@@ -14,7 +14,7 @@ use crate::http::auth::Account;
 use crate::http::state::AppState;
 
 async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
-    let servers = state.store.servers().await?;
+    let servers = state.store.servers_with_owned().await?;
     let mine = servers
         .iter()
         .find(|s| s.id == state.cluster.id)
@@ -44,7 +44,7 @@ async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
             address: s.address,
             incarnation: s.incarnation,
             heartbeat_age_ms: s.heartbeat_age_ms,
-            owned: s.owned,
+            owned: s.owned.unwrap_or_default(),
         })
         .collect())
 }
