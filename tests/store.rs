@@ -862,11 +862,14 @@ async fn the_due_query_skips_sleepers_by_its_index(db: Db) {
 
 /// The server listing that the live feed and every scrape read counts no
 /// requests (a count grows with the sleepers a server holds, twice a
-/// second on every server); the operator's listing counts them.
+/// second on every server); the operator's listing counts them, and stops
+/// counting past `OWNED_COUNTED_UP_TO`.
 async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
+    use baton_core::store::OWNED_COUNTED_UP_TO;
     let store = &db.store;
-    store.join("a", None, "a:1").await.unwrap();
-    store.join("b", None, "b:1").await.unwrap();
+    for server in ["a", "b", "c"] {
+        store.join(server, None, "x:1").await.unwrap();
+    }
     for id in ["r1", "r2", "r3"] {
         db.request(id, "a", true).await;
     }
@@ -875,6 +878,22 @@ async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
         .finish(&claim.fence, &Outcome::error("done"))
         .await
         .unwrap();
+    // `b` sleeps on more requests than the listing counts.
+    let columns = "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts,
+                       failures, generation, other_server_retry, resume, next_attempt_at,
+                       input_hash, input_size, created_at, updated_at)";
+    let row = "'s' || i, 'f', 'v1', 'running', 'b', 1, 1, 0, 0, 1, 1, 4102444800000, 'h', 2, 0, 0";
+    let many = OWNED_COUNTED_UP_TO + 5;
+    let seed = match store.backend() {
+        baton_store::Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {many})
+             {columns} SELECT {row} FROM n"
+        ),
+        baton_store::Backend::Postgres => {
+            format!("{columns} SELECT {row} FROM generate_series(1, {many}) AS g(i)")
+        }
+    };
+    sqlx::query(&seed).execute(store.pool()).await.unwrap();
     let counted: Vec<(String, Option<i64>)> = store
         .servers_with_owned()
         .await
@@ -884,7 +903,11 @@ async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
         .collect();
     assert_eq!(
         counted,
-        [("a".to_owned(), Some(2)), ("b".to_owned(), Some(0))]
+        [
+            ("a".to_owned(), Some(2)),
+            ("b".to_owned(), Some(OWNED_COUNTED_UP_TO + 1)),
+            ("c".to_owned(), Some(0)),
+        ]
     );
     let plain: Vec<(String, Option<i64>)> = store
         .servers()
@@ -893,7 +916,14 @@ async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
         .into_iter()
         .map(|s| (s.id, s.owned))
         .collect();
-    assert_eq!(plain, [("a".to_owned(), None), ("b".to_owned(), None)]);
+    assert_eq!(
+        plain,
+        [
+            ("a".to_owned(), None),
+            ("b".to_owned(), None),
+            ("c".to_owned(), None)
+        ]
+    );
 }
 
 async fn an_outcome_reads_back_as_written(db: Db) {

@@ -19,8 +19,8 @@ pub struct ServerView {
     pub incarnation: i64,
     /// Heartbeat age in milliseconds.
     pub heartbeat_age_ms: i64,
-    /// Unfinished requests owned.
-    pub owned: i64,
+    /// Unfinished requests owned, as shown (a count, or "10000+").
+    pub owned: String,
     /// Is this the server serving the page?
     pub current: bool,
     /// Hash over the active versions it has loaded.

@@ -4,6 +4,7 @@
 //! `heartbeat_at` is older than the lease, whatever the servers' own clocks say.
 
 use baton_core::Transition;
+use baton_core::store::OWNED_COUNTED_UP_TO;
 use sqlx::{Connection, Row};
 
 use baton_core::store::async_trait;
@@ -180,10 +181,12 @@ impl ServerStore for SqlStore {
     }
 
     async fn servers_with_owned(&self) -> Result<Vec<ServerRow>, StoreError> {
-        self.server_rows(
-            "(SELECT COUNT(*) FROM requests r
-               WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry'))",
-        )
+        self.server_rows(&format!(
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM requests r
+                WHERE r.owner = s.id AND r.status IN ('queued', 'running', 'waiting_retry')
+                LIMIT {}) AS o)",
+            OWNED_COUNTED_UP_TO + 1
+        ))
         .await
     }
 

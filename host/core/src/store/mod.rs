@@ -51,7 +51,9 @@ pub use requests::{
 };
 pub use retention::{PurgeFilter, Purged, RetentionStore};
 pub use schedules::{ScheduleRow, ScheduleStore};
-pub use servers::{Connections, ServerRow, ServerStatus, ServerStore, Takeover};
+pub use servers::{
+    Connections, OWNED_COUNTED_UP_TO, ServerRow, ServerStatus, ServerStore, Takeover,
+};
 pub use statistics::{
     DURATION_BOUNDS_MS, DURATION_BUCKETS, MinuteCounts, MinuteRow, StatisticsStore, duration_bucket,
 };

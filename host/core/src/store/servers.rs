@@ -37,6 +37,11 @@ impl ServerStatus {
     }
 }
 
+/// How far an operator's server listing counts each server's unfinished
+/// requests: a count reads every one of them, and a server may hold a
+/// hundred thousand sleepers, so past this the listing says "more".
+pub const OWNED_COUNTED_UP_TO: i64 = 10_000;
+
 /// One server of the cluster.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServerRow {
@@ -56,8 +61,8 @@ pub struct ServerRow {
     pub heartbeat_at: i64,
     /// Age of the last heartbeat on the database clock.
     pub heartbeat_age_ms: i64,
-    /// Requests it owns that are not finished, where they were counted
-    /// (their count grows with the requests it holds).
+    /// Requests it owns that are not finished, where they were counted:
+    /// up to [`OWNED_COUNTED_UP_TO`], and one more when there are more.
     pub owned: Option<i64>,
     /// Hash over the active versions the server has loaded.
     pub flow_set: Option<String>,
@@ -112,7 +117,8 @@ pub trait ServerStore: Send + Sync {
     async fn servers(&self) -> Result<Vec<ServerRow>, StoreError>;
 
     /// Every server of the cluster, oldest first, each with the count of
-    /// the unfinished requests it owns: for an operator's listing.
+    /// the unfinished requests it owns, up to [`OWNED_COUNTED_UP_TO`] + 1:
+    /// for an operator's listing.
     async fn servers_with_owned(&self) -> Result<Vec<ServerRow>, StoreError>;
 
     /// Joins the cluster as a new incarnation of `id` and returns it. `name`

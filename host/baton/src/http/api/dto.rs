@@ -2,7 +2,9 @@
 //! and the CLI (`client`, `main`) deserializes the same types, so a field
 //! renamed on one side is a compile error on the other.
 
-use baton_core::store::{CheckpointRecord, EventRow, FlowRow, RequestRow, ServerRow};
+use baton_core::store::{
+    CheckpointRecord, EventRow, FlowRow, OWNED_COUNTED_UP_TO, RequestRow, ServerRow,
+};
 use baton_core::{FlowProperties, RequestStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -305,9 +307,10 @@ pub struct ServerView {
     pub incarnation: i64,
     /// Age of its last heartbeat on the database clock, ms.
     pub heartbeat_age_ms: i64,
-    /// Unfinished requests it owns (absent where not counted).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owned: Option<i64>,
+    /// Unfinished requests it owns, counted up to 10,000.
+    pub owned: i64,
+    /// It owns more than `owned` says (the count stops at 10,000).
+    pub owned_more: bool,
     /// Hash over the active versions it has loaded.
     pub flow_set: Option<String>,
     /// HEAD of its flows repository.
@@ -330,7 +333,8 @@ impl ServerView {
             address: server.address,
             incarnation: server.incarnation,
             heartbeat_age_ms: server.heartbeat_age_ms,
-            owned: server.owned,
+            owned: server.owned.unwrap_or_default().min(OWNED_COUNTED_UP_TO),
+            owned_more: server.owned.unwrap_or_default() > OWNED_COUNTED_UP_TO,
             flow_set: server.flow_set,
             flows_head: server.flows_head,
         }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
 use baton_console::{Section, ServerView};
-use baton_core::store::StoreError;
+use baton_core::store::{OWNED_COUNTED_UP_TO, StoreError};
 
 use super::{PageResult, frame, html};
 use crate::http::auth::Account;
@@ -44,7 +44,10 @@ async fn server_views(state: &AppState) -> Result<Vec<ServerView>, StoreError> {
             address: s.address,
             incarnation: s.incarnation,
             heartbeat_age_ms: s.heartbeat_age_ms,
-            owned: s.owned.unwrap_or_default(),
+            owned: match s.owned.unwrap_or_default() {
+                n if n > OWNED_COUNTED_UP_TO => format!("{OWNED_COUNTED_UP_TO}+"),
+                n => n.to_string(),
+            },
         })
         .collect())
 }
