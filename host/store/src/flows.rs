@@ -99,7 +99,10 @@ impl FlowStore for SqlStore {
     }
 
     async fn version(&self, hash: &str) -> Result<Option<VersionRow>, StoreError> {
-        sqlx::query(&format!(
+        if let Some(known) = self.versions.lock().expect("versions lock").get(hash) {
+            return Ok(Some(known.clone()));
+        }
+        let version = sqlx::query(&format!(
             "SELECT {VERSION_COLUMNS} FROM flow_versions v WHERE v.hash = $1"
         ))
         .bind(hash)
@@ -108,7 +111,14 @@ impl FlowStore for SqlStore {
         .db()?
         .as_ref()
         .map(version_row)
-        .transpose()
+        .transpose()?;
+        if let Some(version) = &version {
+            self.versions
+                .lock()
+                .expect("versions lock")
+                .insert(hash.to_owned(), version.clone());
+        }
+        Ok(version)
     }
 
     async fn versions(&self, flow: &str) -> Result<Vec<VersionRow>, StoreError> {

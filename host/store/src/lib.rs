@@ -153,6 +153,10 @@ pub struct SqlStore {
     kept_writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
     /// The statement of a one-checkpoint commit, built once.
     commit_one: Arc<str>,
+    /// Flow versions read so far, by hash: a version's row is written once
+    /// and never changed or deleted, so every attempt need not read it.
+    versions:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, baton_core::store::VersionRow>>>,
 }
 
 /// A connection to write with, held until the write commits.
@@ -383,6 +387,7 @@ impl SqlStore {
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
             commit_one: checkpoints::commit_sql(backend, 1).into(),
+            versions: Arc::default(),
         })
     }
 

@@ -185,6 +185,7 @@ impl SqlStore {
                 base: 0,
             },
             input: new.input.clone(),
+            created: true,
         }))
     }
 
@@ -357,6 +358,7 @@ impl RequestStore for SqlStore {
                 size: row.get(7),
                 inline: row.get(8),
             },
+            created: false,
         };
         let detail = format!("attempt {}", claim.attempts);
         self.event(

@@ -529,11 +529,14 @@ impl Executor {
                     Prepare::Fatal(message)
                 }
             })?;
-        let records = self
-            .store
-            .journal(&claim.journal)
-            .await
-            .map_err(|e| Prepare::Postpone(format!("reading the journal: {e}")))?;
+        let records = if claim.created {
+            Vec::new()
+        } else {
+            self.store
+                .journal(&claim.journal)
+                .await
+                .map_err(|e| Prepare::Postpone(format!("reading the journal: {e}")))?
+        };
         Ok((properties, component, input, records))
     }
 

@@ -83,6 +83,9 @@ pub struct Claim {
     pub journal: JournalGeneration,
     /// The input.
     pub input: StoredPayload,
+    /// Claimed in the transaction that created the request: its journal
+    /// is empty, and the attempt need not read it.
+    pub created: bool,
 }
 
 /// How an attempt ended, as written back under its fence.
