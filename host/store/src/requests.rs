@@ -142,31 +142,31 @@ impl SqlStore {
         let Some((number, created_at)) = number else {
             return Err(self.not_created(tx, new).await);
         };
-        self.event(
-            tx,
-            &new.id,
-            EventKind::Created,
-            Some(&new.owner),
-            Some(0),
-            None,
-        )
-        .await?;
+        // Its history: created and, when claimed, the first attempt, in one
+        // statement.
+        let attempt = Transition::SubmitAndClaim
+            .rule()
+            .event
+            .filter(|_| claim)
+            .map(|kind| (kind, epoch));
+        sqlx::query(&self.sql(
+            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
+             SELECT $1, NOW_MS, $2, $3, 0, NULL
+             UNION ALL SELECT $1, NOW_MS, $4, $3, $5, 'attempt 1' WHERE $4 IS NOT NULL",
+        ))
+        .bind(&new.id)
+        .bind(EventKind::Created.as_str())
+        .bind(&new.owner)
+        .bind(attempt.map(|(kind, _)| kind.as_str()))
+        .bind(attempt.map(|(_, epoch)| epoch))
+        .execute(&mut **tx)
+        .await
+        .db()?;
         let started = MinuteCounts {
             started: 1,
             ..Default::default()
         };
         self.add_minute(tx, &new.flow, &new.owner, &started).await?;
-        if let Some(kind) = Transition::SubmitAndClaim.rule().event.filter(|_| claim) {
-            self.event(
-                tx,
-                &new.id,
-                kind,
-                Some(&new.owner),
-                Some(epoch),
-                Some("attempt 1"),
-            )
-            .await?;
-        }
         Ok(claim.then(|| Claim {
             fence: Fence {
                 request: new.id.clone(),
@@ -410,7 +410,7 @@ impl RequestStore for SqlStore {
                 "UPDATE requests SET status = RULE_TO, {set}, updated_at = NOW_MS
                   WHERE id = $1 AND owner = $2 AND epoch = $3 AND status IN (RULE_FROM)
                     AND next_attempt_at IS NULL
-                  RETURNING flow, NOW_MS - created_at AS took"
+                  RETURNING flow, NOW_MS - created_at AS took, parent"
             ),
         );
         let query = sqlx::query(&sql)
@@ -434,7 +434,8 @@ impl RequestStore for SqlStore {
         let Some(row) = query.fetch_optional(&mut *tx).await.db()? else {
             return Err(fence.lost());
         };
-        let (flow, took): (String, i64) = (row.get("flow"), row.get("took"));
+        let (flow, took, parent): (String, i64, Option<String>) =
+            (row.get("flow"), row.get("took"), row.get("parent"));
         let mut counts = MinuteCounts::default();
         match outcome {
             Outcome::Succeeded(_) => counts.succeeded = 1,
@@ -486,7 +487,8 @@ impl RequestStore for SqlStore {
             detail.as_deref(),
         )
         .await?;
-        if matches!(outcome, Outcome::Succeeded(_) | Outcome::Error { .. }) {
+        // Only a child has a parent to wake: a statement fewer for the rest.
+        if parent.is_some() && matches!(outcome, Outcome::Succeeded(_) | Outcome::Error { .. }) {
             self.wake_parent(&mut tx, &fence.request).await?;
         }
         tx.commit().await.db()?;
