@@ -28,7 +28,42 @@ fn duration_columns() -> impl Iterator<Item = String> {
     (0..DURATION_BUCKETS).map(|i| format!("d{i}"))
 }
 
+/// The counter and duration-bucket columns of `request_minutes`.
+pub(crate) fn minute_columns() -> Vec<String> {
+    COUNTERS
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(duration_columns())
+        .collect()
+}
+
 impl SqlStore {
+    /// The UPSERT that adds `rows` (a `VALUES` or `SELECT` clause giving
+    /// minute, flow, server, shard and every [`minute_columns`] value) to
+    /// `request_minutes`.
+    pub(crate) fn minute_upsert_sql(&self, rows: &str) -> String {
+        let columns = minute_columns();
+        let sums: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = request_minutes.{c} + excluded.{c}"))
+            .collect();
+        self.sql(&format!(
+            "INSERT INTO request_minutes (minute, flow, server_id, shard, {})
+             {rows}
+             ON CONFLICT (minute, flow, server_id, shard) DO UPDATE SET {}",
+            columns.join(", "),
+            sums.join(", ")
+        ))
+    }
+
+    /// The shard of a minute's row this write adds to.
+    pub(crate) fn minute_shard(&self) -> i64 {
+        match self.backend {
+            Backend::Sqlite => 0,
+            Backend::Postgres => fastrand::u64(..POSTGRES_SHARDS) as i64,
+        }
+    }
+
     /// Adds `counts` to the current minute (database clock) of `flow` on
     /// `server`, inside the transaction that made them happen.
     pub(crate) async fn add_minute(
@@ -38,29 +73,17 @@ impl SqlStore {
         server: &str,
         counts: &MinuteCounts,
     ) -> Result<(), StoreError> {
-        let columns: Vec<String> = COUNTERS
-            .iter()
-            .map(|c| (*c).to_owned())
-            .chain(duration_columns())
+        let values: Vec<String> = (0..minute_columns().len())
+            .map(|i| format!("${}", i + 4))
             .collect();
-        let values: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
-        let sums: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{c} = request_minutes.{c} + excluded.{c}"))
-            .collect();
-        let sql = self.sql(&format!(
-            "INSERT INTO request_minutes (minute, flow, server_id, shard, {})
-             VALUES ((NOW_MS / 60000) * 60000, $1, $2, $3, {})
-             ON CONFLICT (minute, flow, server_id, shard) DO UPDATE SET {}",
-            columns.join(", "),
-            values.join(", "),
-            sums.join(", ")
+        let sql = self.minute_upsert_sql(&format!(
+            "VALUES ((NOW_MS / 60000) * 60000, $1, $2, $3, {})",
+            values.join(", ")
         ));
-        let shard = match self.backend {
-            Backend::Sqlite => 0,
-            Backend::Postgres => fastrand::u64(..POSTGRES_SHARDS),
-        };
-        let mut query = sqlx::query(&sql).bind(flow).bind(server).bind(shard as i64);
+        let mut query = sqlx::query(&sql)
+            .bind(flow)
+            .bind(server)
+            .bind(self.minute_shard());
         for counter in [
             counts.started,
             counts.succeeded,
