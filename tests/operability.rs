@@ -571,3 +571,72 @@ async fn a_request_exports_its_span_tree_and_its_calls_carry_traceparent() {
         .collect();
     assert_eq!(received, calls_expected);
 }
+
+/// `baton bench scale` runs end to end on small numbers: both stores are
+/// seeded through the current schema, every figure is printed for both with
+/// their ratio, and each server's takeover moved exactly the requests the
+/// dead server owned (the bench checks that itself and fails otherwise).
+#[test]
+fn bench_scale_prints_every_figure_for_both_stores() {
+    let output = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .current_dir(support::root())
+        .env("RUST_BACKTRACE", "0")
+        .args([
+            "bench",
+            "scale",
+            "--small-finished",
+            "200",
+            "--small-sleepers",
+            "20",
+            "--large-finished",
+            "2000",
+            "--large-sleepers",
+            "200",
+            "--samples",
+            "3",
+            "--requests",
+            "2",
+            "--throughput-requests",
+            "16",
+            "--takeover",
+            "100",
+            "--idle-secs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for figure in [
+        "scheduler poll (due query) p50",
+        "heartbeat p99",
+        "running attempts read (fencing watch) p50",
+        "server listing (live watch, scrape) p50",
+        "Server List page p50",
+        "Status List page p50",
+        "/metrics scrape p50",
+        "one request end to end, alone p50",
+        "against (10 + 2) raw commits",
+        "checkpoints/s, 16 in flight",
+        "checkpoints/s, 64 in flight",
+        "server CPU per checkpoint (user+sys)",
+        "server CPU while idle",
+        "server's memory (RSS it added)",
+        "takeover of 100 requests",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(figure))
+            .unwrap_or_else(|| panic!("no {figure:?} in\n{stdout}"));
+        // Two figures and their ratio, each a number.
+        let numbers = line[figure.len()..]
+            .split_whitespace()
+            .filter(|word| word.trim_end_matches('×').parse::<f64>().is_ok())
+            .count();
+        assert_eq!(numbers, 3, "{line}");
+    }
+}
