@@ -830,21 +830,7 @@ async fn the_minutes_count_what_the_transactions_did(db: Db) {
 async fn the_due_query_skips_sleepers_by_its_index(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
-    let columns = "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts,
-                       failures, generation, other_server_retry, resume, next_attempt_at,
-                       input_hash, input_size, created_at, updated_at)";
-    let row =
-        "'s' || i, 'f', 'v1', 'running', 'a', 1, 1, 0, 0, 1, 1, 4102444800000 + i, 'h', 2, 0, 0";
-    let seed = match store.backend() {
-        baton_store::Backend::Sqlite => format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
-             {columns} SELECT {row} FROM n"
-        ),
-        baton_store::Backend::Postgres => {
-            format!("{columns} SELECT {row} FROM generate_series(1, 20000) AS g(i)")
-        }
-    };
-    sqlx::query(&seed).execute(store.pool()).await.unwrap();
+    seed_sleepers(store, "a", 20_000).await;
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
     assert!(store.due_requests("a", 10).await.unwrap().is_empty());
     let plan = db.scratch.due_plan("a").await.unwrap();
@@ -879,51 +865,46 @@ async fn only_the_operators_server_listing_counts_owned_requests(db: Db) {
         .await
         .unwrap();
     // `b` sleeps on more requests than the listing counts.
-    let columns = "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts,
-                       failures, generation, other_server_retry, resume, next_attempt_at,
-                       input_hash, input_size, created_at, updated_at)";
-    let row = "'s' || i, 'f', 'v1', 'running', 'b', 1, 1, 0, 0, 1, 1, 4102444800000, 'h', 2, 0, 0";
-    let many = OWNED_COUNTED_UP_TO + 5;
-    let seed = match store.backend() {
-        baton_store::Backend::Sqlite => format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {many})
-             {columns} SELECT {row} FROM n"
-        ),
-        baton_store::Backend::Postgres => {
-            format!("{columns} SELECT {row} FROM generate_series(1, {many}) AS g(i)")
-        }
+    seed_sleepers(store, "b", OWNED_COUNTED_UP_TO + 5).await;
+    let owned = |servers: Vec<baton_core::store::ServerRow>| -> Vec<(String, Option<i64>)> {
+        servers.into_iter().map(|s| (s.id, s.owned)).collect()
     };
-    sqlx::query(&seed).execute(store.pool()).await.unwrap();
-    let counted: Vec<(String, Option<i64>)> = store
-        .servers_with_owned()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.id, s.owned))
-        .collect();
     assert_eq!(
-        counted,
+        owned(store.servers_with_owned().await.unwrap()),
         [
             ("a".to_owned(), Some(2)),
             ("b".to_owned(), Some(OWNED_COUNTED_UP_TO + 1)),
             ("c".to_owned(), Some(0)),
         ]
     );
-    let plain: Vec<(String, Option<i64>)> = store
-        .servers()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.id, s.owned))
-        .collect();
     assert_eq!(
-        plain,
+        owned(store.servers().await.unwrap()),
         [
             ("a".to_owned(), None),
             ("b".to_owned(), None),
             ("c".to_owned(), None)
         ]
     );
+}
+
+/// `count` requests of `owner` asleep until 2100, inserted in one statement.
+async fn seed_sleepers(store: &baton_store::SqlStore, owner: &str, count: i64) {
+    let columns = "INSERT INTO requests (id, flow, version, status, owner, epoch, attempts,
+                       failures, generation, other_server_retry, resume, next_attempt_at,
+                       input_hash, input_size, created_at, updated_at)";
+    let row = format!(
+        "'s' || i, 'f', 'v1', 'running', '{owner}', 1, 1, 0, 0, 1, 1, 4102444800000 + i, 'h', 2, 0, 0"
+    );
+    let seed = match store.backend() {
+        baton_store::Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})
+             {columns} SELECT {row} FROM n"
+        ),
+        baton_store::Backend::Postgres => {
+            format!("{columns} SELECT {row} FROM generate_series(1, {count}) AS g(i)")
+        }
+    };
+    sqlx::query(&seed).execute(store.pool()).await.unwrap();
 }
 
 async fn an_outcome_reads_back_as_written(db: Db) {
