@@ -40,6 +40,10 @@ pub struct ScaleArgs {
     /// Requests in each throughput run (16 and 64 in flight).
     #[arg(long, default_value_t = 640)]
     pub throughput_requests: usize,
+    /// Checkpoints in each finished request's journal (each also gets
+    /// three history entries).
+    #[arg(long, default_value_t = 5)]
+    pub journal: u64,
     /// Requests owned by the server that dies in the takeover figure.
     #[arg(long, default_value_t = 10_000)]
     pub takeover: u64,
@@ -252,6 +256,7 @@ impl<'a> Bench<'a> {
         );
         self.insert(&finished_rows, finished, now - 7 * 24 * 3_600_000)
             .await?;
+        self.history(finished).await?;
         self.insert(&sleeping, sleepers, now - 3_600_000).await?;
         sqlx::query("ANALYZE").execute(self.sql.pool()).await?;
         println!(
@@ -288,6 +293,54 @@ impl<'a> Bench<'a> {
                 ),
             };
             sqlx::query(&sql).execute(self.sql.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// The journal (`args.journal` checkpoints, inline) and three history
+    /// entries of each of the `count` finished requests, in statements of
+    /// at most 100,000 requests.
+    async fn history(&self, count: u64) -> anyhow::Result<()> {
+        const CHUNK: u64 = 100_000;
+        let (series, value) = match self.sql.backend() {
+            Backend::Sqlite => (
+                format!(
+                    "WITH RECURSIVE k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j + 1 < {})",
+                    self.args.journal
+                ),
+                "x'7b7d'",
+            ),
+            Backend::Postgres => (
+                format!(
+                    "WITH k(j) AS (SELECT generate_series(0, {} - 1))",
+                    self.args.journal
+                ),
+                "'\\x7b7d'::bytea",
+            ),
+        };
+        for from in (0..count).step_by(CHUNK as usize) {
+            let to = (from + CHUNK).min(count);
+            let range = format!("r.id >= 'finished-{from:09}' AND r.id < 'finished-{to:09}'");
+            let journal = format!(
+                "{series}
+                 INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at,
+                                          hash, size, inline)
+                 SELECT r.num * {capacity} + k.j, 0, k.j, 'step-' || k.j, 'gone', 1,
+                        r.created_at, 'h', 2, {value}
+                   FROM requests r, k WHERE {range}",
+                capacity = baton_core::store::JOURNAL_CAPACITY,
+            );
+            let events = format!(
+                "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
+                 SELECT r.id, r.created_at, e.kind, 'gone', 1, NULL
+                   FROM requests r,
+                        (SELECT 'created' AS kind UNION ALL SELECT 'attempt'
+                         UNION ALL SELECT 'succeeded') AS e
+                  WHERE {range}"
+            );
+            for statement in [journal, events] {
+                sqlx::query(&statement).execute(self.sql.pool()).await?;
+            }
         }
         Ok(())
     }
