@@ -824,6 +824,46 @@ async fn the_minutes_count_what_the_transactions_did(db: Db) {
     assert_eq!(servers, [(from, "a", 4), (from, "b", 0), (from, "dead", 1)]);
 }
 
+/// Each outcome counts its request's duration in the bucket
+/// `duration_bucket` gives it (on PostgreSQL computed in SQL, in the
+/// outcome's one statement). Ages sit mid-bucket, away from the bounds.
+async fn an_outcome_counts_its_duration_in_its_bucket(db: Db) {
+    use baton_store::{MinuteCounts, StatisticsStore, duration_bucket};
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    let from = store.now_ms().await.unwrap() / 60_000 * 60_000;
+    let ages = [30_i64, 175, 750, 20_000, 7_200_000, 30_000_000];
+    for (i, age) in ages.iter().enumerate() {
+        let id = format!("r{i}");
+        db.request(&id, "a", true).await;
+        let claim = db.claim(&id, "a").await.unwrap().unwrap();
+        sqlx::query(&format!(
+            "UPDATE requests SET created_at = created_at - {age} WHERE id = $1"
+        ))
+        .bind(&id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let outcome = if i % 2 == 0 {
+            Outcome::Succeeded(store.put_payload(b"1".to_vec()).unwrap())
+        } else {
+            Outcome::error("no")
+        };
+        store.finish(&claim.fence, &outcome).await.unwrap();
+    }
+    let to = store.now_ms().await.unwrap() + 60_000;
+    let mut counted = MinuteCounts::default();
+    for row in store.minutes(from, to, 60_000, Some("f")).await.unwrap() {
+        counted.add(&row.counts);
+    }
+    let mut expected = vec![0; baton_core::store::DURATION_BUCKETS];
+    for age in ages {
+        expected[duration_bucket(age)] += 1;
+    }
+    assert_eq!(counted.durations, expected);
+    assert_eq!((counted.succeeded, counted.failed), (3, 3));
+}
+
 /// The due query's time bound bounds its index scan: requests due later
 /// (here 20,000 sleepers) are not read by a poll. On PostgreSQL the clock
 /// compared per row could not bound it, and every poll read every sleeper.
@@ -1584,6 +1624,7 @@ on_both_backends!(
     a_purge_deletes_finished_requests_with_every_row_that_names_them,
     the_minutes_count_what_the_transactions_did,
     the_due_query_skips_sleepers_by_its_index,
+    an_outcome_counts_its_duration_in_its_bucket,
     only_the_operators_server_listing_counts_owned_requests,
     a_group_commit_fences_each_write_alone,
     an_outcome_reads_back_as_written,
