@@ -147,9 +147,14 @@ impl SqlStore {
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
         let (transition, epoch) = creation(claim);
-        let started: Vec<&str> = crate::statistics::minute_columns()
+        let started = MinuteCounts {
+            started: 1,
+            ..Default::default()
+        };
+        let started: Vec<String> = crate::statistics::counter_values(&started)
             .iter()
-            .map(|column| if column == "started" { "1" } else { "0" })
+            .map(i64::to_string)
+            .chain((0..DURATION_BUCKETS).map(|_| "0".to_owned()))
             .collect();
         let sql = format!(
             "WITH r AS ({insert}),
@@ -627,28 +632,20 @@ impl SqlStore {
         let counts = outcome_counts(outcome);
         if counts != MinuteCounts::default() {
             let ends = counts.succeeded + counts.failed > 0;
-            let values: Vec<String> = [
-                counts.started,
-                counts.succeeded,
-                counts.failed,
-                counts.cancelled,
-                counts.retries,
-                counts.takeovers,
-                counts.checkpoints,
-            ]
-            .iter()
-            .map(i64::to_string)
-            .chain((0..DURATION_BUCKETS).map(|bucket| {
-                if ends {
-                    format!(
-                        "CASE WHEN {} THEN 1 ELSE 0 END",
-                        duration_bucket_sql("u.took", bucket)
-                    )
-                } else {
-                    "0".to_owned()
-                }
-            }))
-            .collect();
+            let values: Vec<String> = crate::statistics::counter_values(&counts)
+                .iter()
+                .map(i64::to_string)
+                .chain((0..DURATION_BUCKETS).map(|bucket| {
+                    if ends {
+                        format!(
+                            "CASE WHEN {} THEN 1 ELSE 0 END",
+                            duration_bucket_sql("u.took", bucket)
+                        )
+                    } else {
+                        "0".to_owned()
+                    }
+                }))
+                .collect();
             parts.push(format!(
                 "m AS ({})",
                 self.minute_upsert_sql(&format!(

@@ -24,12 +24,25 @@ const COUNTERS: [&str; 7] = [
     "checkpoints",
 ];
 
+/// The values of [`COUNTERS`] in `counts`, in that order.
+pub(crate) fn counter_values(counts: &MinuteCounts) -> [i64; COUNTERS.len()] {
+    [
+        counts.started,
+        counts.succeeded,
+        counts.failed,
+        counts.cancelled,
+        counts.retries,
+        counts.takeovers,
+        counts.checkpoints,
+    ]
+}
+
 fn duration_columns() -> impl Iterator<Item = String> {
     (0..DURATION_BUCKETS).map(|i| format!("d{i}"))
 }
 
 /// The counter and duration-bucket columns of `request_minutes`.
-pub(crate) fn minute_columns() -> Vec<String> {
+fn minute_columns() -> Vec<String> {
     COUNTERS
         .iter()
         .map(|c| (*c).to_owned())
@@ -84,15 +97,7 @@ impl SqlStore {
             .bind(flow)
             .bind(server)
             .bind(self.minute_shard());
-        for counter in [
-            counts.started,
-            counts.succeeded,
-            counts.failed,
-            counts.cancelled,
-            counts.retries,
-            counts.takeovers,
-            counts.checkpoints,
-        ] {
+        for counter in counter_values(counts) {
             query = query.bind(counter);
         }
         for bucket in 0..DURATION_BUCKETS {
