@@ -135,6 +135,27 @@ impl SqlStore {
         )
     }
 
+    /// The INSERT of a new request's history: created and, when `claim`ed,
+    /// its first attempt; `params` name the request, its owner and the
+    /// claim's epoch, `from` is the rows' source (none: one row each).
+    fn created_history_sql(&self, claim: bool, params: [&str; 3], from: &str) -> String {
+        let [request, owner, epoch] = params;
+        let mut rows = vec![format!(
+            "SELECT {request}, NOW_MS, '{}', {owner}, 0, NULL {from}",
+            EventKind::Created.as_str()
+        )];
+        if let Some(kind) = Transition::SubmitAndClaim.rule().event.filter(|_| claim) {
+            rows.push(format!(
+                "SELECT {request}, NOW_MS, '{}', {owner}, {epoch}, 'attempt 1' {from}",
+                kind.as_str()
+            ));
+        }
+        self.sql(&format!(
+            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail) {}",
+            rows.join(" UNION ALL ")
+        ))
+    }
+
     /// PostgreSQL's create: the request, its history and its minute's
     /// count in one statement (data-modifying CTEs), which commits by
     /// itself: one round trip where a transaction of three statements
@@ -157,29 +178,18 @@ impl SqlStore {
             .chain((0..DURATION_BUCKETS).map(|_| "0".to_owned()))
             .collect();
         let sql = format!(
-            "WITH r AS ({insert}),
-                  e AS (INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
-                        SELECT $1, {now}, $15, $4, 0, NULL FROM r
-                        UNION ALL SELECT $1, {now}, $16, $4, $11, 'attempt 1' FROM r WHERE $16 IS NOT NULL),
-                  m AS ({minute})
+            "WITH r AS ({insert}), e AS ({history}), m AS ({minute})
              SELECT num, created_at FROM r",
             insert = self.insert_request_sql(),
-            now = self.backend.now_ms(),
+            history = self.created_history_sql(claim, ["$1", "$4", "$11"], "FROM r"),
             minute = self.minute_upsert_sql(&format!(
-                "SELECT ({now} / 60000) * 60000, $2, $4, $17, {} FROM r WHERE true",
+                "SELECT ({now} / 60000) * 60000, $2, $4, {shard}, {} FROM r WHERE true",
                 started.join(", "),
                 now = self.backend.now_ms(),
+                shard = self.minute_shard(),
             )),
         );
-        let attempt = Transition::SubmitAndClaim
-            .rule()
-            .event
-            .filter(|_| claim)
-            .map(|kind| kind.as_str());
         let row: Option<(i64, i64)> = bind_new(sqlx::query_as(&sql), new, transition)
-            .bind(EventKind::Created.as_str())
-            .bind(attempt)
-            .bind(self.minute_shard())
             .fetch_optional(&mut *connection)
             .await
             .db()?;
@@ -245,26 +255,12 @@ impl SqlStore {
         let Some((number, created_at)) = number else {
             return Err(self.not_created(tx, new).await);
         };
-        // Its history: created and, when claimed, the first attempt, in one
-        // statement.
-        let attempt = Transition::SubmitAndClaim
-            .rule()
-            .event
-            .filter(|_| claim)
-            .map(|kind| (kind, epoch));
-        sqlx::query(&self.sql(
-            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
-             SELECT $1, NOW_MS, $2, $3, 0, NULL
-             UNION ALL SELECT $1, NOW_MS, $4, $3, $5, 'attempt 1' WHERE $4 IS NOT NULL",
-        ))
-        .bind(&new.id)
-        .bind(EventKind::Created.as_str())
-        .bind(&new.owner)
-        .bind(attempt.map(|(kind, _)| kind.as_str()))
-        .bind(attempt.map(|(_, epoch)| epoch))
-        .execute(&mut **tx)
-        .await
-        .db()?;
+        let history = self.created_history_sql(claim, ["$1", "$2", "$3"], "");
+        let mut query = sqlx::query(&history).bind(&new.id).bind(&new.owner);
+        if claim {
+            query = query.bind(epoch);
+        }
+        query.execute(&mut **tx).await.db()?;
         let started = MinuteCounts {
             started: 1,
             ..Default::default()
