@@ -510,6 +510,7 @@ async fn a_checkpoint_row_reexecutes_from_itself() {
         let write = CheckpointWrite {
             fence: claim.fence.clone(),
             journal: claim.journal,
+            ordinal: claim.appends_at + seq,
             seq,
             name: format!("step-{seq}"),
             payload: store.put_payload(b"1".to_vec()).unwrap(),

@@ -93,9 +93,20 @@ impl Db {
             .store
             .put_payload(seq.to_string().into_bytes())
             .unwrap();
+        // The attempt appends after its fence entry, each position after
+        // what it replayed (the entries of other epochs).
+        let replayed = self
+            .store
+            .journal(&claim.journal)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.epoch != claim.fence.epoch)
+            .count() as i64;
         let write = CheckpointWrite {
             fence: claim.fence.clone(),
             journal: claim.journal,
+            ordinal: claim.appends_at + seq - replayed,
             seq,
             name: format!("step-{seq}"),
             payload,
@@ -180,6 +191,7 @@ async fn a_group_commit_fences_each_write_alone(db: Db) {
     let write = |claim: &Claim| CheckpointWrite {
         fence: claim.fence.clone(),
         journal: claim.journal,
+        ordinal: claim.appends_at,
         seq: 0,
         name: "step-0".into(),
         payload: store.put_payload(b"1".to_vec()).unwrap(),
@@ -218,12 +230,12 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
         .await
         .unwrap();
 
-    // `begin_checkpoint = not use`: the retry starts a generation whose
-    // first checkpoint comes after the two already committed.
+    // `begin_checkpoint = not use`: the retry starts a generation after
+    // the first attempt's fence entry and its two checkpoints.
     let second = db.claim("r", "a").await.unwrap().unwrap();
     assert_eq!(
         (second.journal.number, second.journal.base),
-        (1, 2),
+        (1, 3),
         "{:?}",
         second.journal
     );
@@ -275,7 +287,7 @@ async fn a_new_generation_continues_the_journal_after_the_last_checkpoint(db: Db
     };
     store.finish(&second.fence, &retry).await.unwrap();
     let third = db.claim("r", "a").await.unwrap().unwrap();
-    assert_eq!((third.journal.number, third.journal.base), (2, 3));
+    assert_eq!((third.journal.number, third.journal.base), (2, 5));
     store.finish(&third.fence, &retry).await.unwrap();
     let fourth = db.claim("r", "a").await.unwrap().unwrap();
     assert_eq!(fourth.journal, third.journal);
@@ -286,17 +298,15 @@ async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
     store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
     let mut claim = db.claim("r", "a").await.unwrap().unwrap();
-    // As if the request had committed all but one of the checkpoints a
-    // journal holds.
-    claim.journal.base = JOURNAL_CAPACITY - 1;
-    db.commit(&claim, 0).await.unwrap();
-    let full = db.commit(&claim, 1).await;
+    // As if the request's journal held all the entries it can.
+    claim.appends_at = JOURNAL_CAPACITY;
+    let full = db.commit(&claim, 0).await;
     assert!(
         matches!(&full, Err(StoreError::JournalFull { request }) if request == "r"),
         "{full:?}"
     );
     assert!(full.unwrap_err().to_string().contains("is full"));
-    assert_eq!(store.journal(&claim.journal).await.unwrap().len(), 1);
+    assert!(store.journal(&claim.journal).await.unwrap().is_empty());
 }
 
 /// A status value is replaced by the request's current attempt only: one
@@ -677,6 +687,7 @@ async fn a_purge_deletes_finished_requests_with_every_row_that_names_them(db: Db
         .commit_checkpoints(&[CheckpointWrite {
             fence: kept.fence.clone(),
             journal: kept.journal,
+            ordinal: kept.appends_at,
             seq: 0,
             name: "big".into(),
             payload: named.clone(),
@@ -1645,6 +1656,78 @@ on_both_backends!(
     the_last_enabled_admin_is_not_demoted,
 );
 
+/// A checkpoint of the old epoch still being committed when a takeover
+/// appends its fence entry: the journal's key makes the append wait for
+/// it, then go after it. The checkpoint stays for the next attempt to
+/// replay, and nothing the old attempt commits after it goes in. Only
+/// PostgreSQL's writes overlap (SQLite's take turns on one lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
+    let db = open(true).await;
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let first = db.claim("r", "a").await.unwrap().unwrap();
+    db.commit(&first, 0).await.unwrap();
+
+    // The old attempt's next checkpoint, written right after its first and
+    // not committed yet.
+    let payload = store.put_payload(b"1".to_vec()).unwrap();
+    let mut in_flight = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, $3, $4, $5)",
+    )
+    .bind(first.journal.key(first.appends_at + 1).unwrap())
+    .bind(first.fence.epoch)
+    .bind(&payload.hash)
+    .bind(payload.size)
+    .bind(payload.inline.as_deref())
+    .execute(&mut *in_flight)
+    .await
+    .unwrap();
+
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let takeover = tokio::spawn({
+        let store = store.clone();
+        async move { store.take_over("a", "b", b, LEASE_MS).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !takeover.is_finished(),
+        "the fence entry waits for the commit that took its key"
+    );
+    in_flight.commit().await.unwrap();
+    let takeover = takeover.await.unwrap().unwrap().expect("a is dead");
+    assert_eq!(takeover.requests, ["r"]);
+
+    assert!(
+        matches!(db.commit(&first, 2).await, Err(StoreError::Fenced { .. })),
+        "the old attempt commits nothing after the fence"
+    );
+    let second = db.claim("r", "b").await.unwrap().unwrap();
+    let replayed = store.journal(&second.journal).await.unwrap();
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|c| (c.seq, c.server.as_str(), c.epoch))
+            .collect::<Vec<_>>(),
+        [(0, "a", first.fence.epoch), (1, "a", first.fence.epoch)]
+    );
+    db.commit(&second, 2).await.unwrap();
+    assert_eq!(
+        store
+            .checkpoints("r", None, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| (c.seq, c.server.as_str()))
+            .collect::<Vec<_>>(),
+        [(0, "a"), (1, "a"), (2, "b")]
+    );
+}
+
 /// Migration 0006 re-keys an existing journal by request number and
 /// ordinal: a store written before it reads back the same checkpoints and
 /// goes on from them.
@@ -1747,6 +1830,7 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
     let next = CheckpointWrite {
         fence: resumes.fence.clone(),
         journal: resumes.journal,
+        ordinal: resumes.appends_at,
         seq: 2,
         name: "c2".into(),
         payload: store.put_payload(b"2".to_vec()).unwrap(),

@@ -1,7 +1,7 @@
 //! The journal: committed checkpoints per request and journal generation.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use baton_core::store::async_trait;
 
@@ -10,14 +10,28 @@ use crate::{
     JournalStore, SqlStore, StoreError, StoredPayload, database_error,
 };
 
+/// A fence entry's `seq`: it is no checkpoint, so it has no position, and
+/// every reader of checkpoints leaves it out (`seq >= 0`). It keeps the
+/// blob index out of it with an empty `inline`.
+pub(crate) const FENCE_SEQ: i64 = -1;
+
+/// How many times an append of fence entries goes on after a concurrent
+/// commit took the key it chose (PostgreSQL only: on SQLite the append
+/// holds the database's write lock from its read to its write).
+const FENCE_TRIES: usize = 100;
+
 /// The fenced INSERT of `rows` checkpoints. One row, the common case,
 /// takes its values as parameters; a group takes them as a `VALUES` table.
-/// Either way each row's request is read by its number alone (a scalar
-/// subquery), so no plan can reach it through another index.
+///
+/// The fence is the journal itself: a row goes in only right after its
+/// attempt's own entry (the fence entry its claim appended, or its own
+/// previous checkpoint), one primary-key read, and no request row is read
+/// or locked. An epoch bump appends the new epoch's fence entry, so a
+/// commit of an older attempt meets a taken key (the journal's unique key
+/// orders the two writes) or a previous entry that is not its own.
 pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
-    const COLUMNS: [&str; 10] = [
+    const COLUMNS: [&str; 9] = [
         "journal_key",
-        "request_num",
         "generation",
         "seq",
         "name",
@@ -54,7 +68,6 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
     };
     let [
         journal_key,
-        number,
         generation,
         seq,
         name,
@@ -68,23 +81,114 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
         "{with}
          INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
          SELECT {journal_key}, {generation}, {seq}, {name}, {owner}, {epoch}, {now}, {hash}, {size}, {inline} {from}
-          WHERE (SELECT r.owner = {owner} AND r.epoch = {epoch} AND r.status = 'running'
-                        AND r.generation = {generation}
-                   FROM requests r WHERE r.num = {number} {lock})
-            AND ({seq} = 0 OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.journal_key = {journal_key} - 1))
+          WHERE EXISTS (SELECT 1 FROM checkpoints p
+                         WHERE p.journal_key = {journal_key} - 1
+                           AND p.server_id = {owner} AND p.epoch = {epoch})
          ON CONFLICT DO NOTHING",
         now = backend.now_ms(),
-        lock = row_lock(backend),
     )
 }
 
-/// On PostgreSQL a commit locks the request rows it checks, so that a
-/// takeover committing meanwhile is waited for and its epoch seen.
-fn row_lock(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => "FOR UPDATE",
+impl SqlStore {
+    /// The INSERT of a fence entry at the end of the journal of each
+    /// request `r` that `which` selects, for its owner and epoch now; a
+    /// request whose journal ends with that epoch's fence already is left
+    /// out, so a repeat appends only what a taken key turned away.
+    fn fence_sql(&self, which: &str) -> String {
+        let last = "SELECT MAX(c.journal_key) FROM checkpoints c
+                     WHERE c.journal_key >= r.num * JOURNAL_CAPACITY
+                       AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY";
+        self.sql(&format!(
+            "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+             SELECT k.journal_key, k.generation, {FENCE_SEQ}, '', k.owner, k.epoch, NOW_MS, '', 0, {empty}
+               FROM (SELECT COALESCE(({last}) + 1, r.num * JOURNAL_CAPACITY + r.journal_base) AS journal_key,
+                            r.num, r.generation, COALESCE(r.owner, '') AS owner, r.epoch
+                       FROM requests r
+                      WHERE {which}
+                        AND NOT EXISTS (SELECT 1 FROM checkpoints f
+                                         WHERE f.journal_key = ({last})
+                                           AND f.seq = {FENCE_SEQ} AND f.epoch = r.epoch)) k
+              WHERE k.journal_key < (k.num + 1) * JOURNAL_CAPACITY
+             ON CONFLICT DO NOTHING
+             RETURNING journal_key",
+            empty = self.backend.empty_bytes(),
+        ))
     }
+
+    /// The INSERT of the first fence entry of a request claimed as it is
+    /// created, at ordinal 0 of its empty journal; `params` name its
+    /// number, owner and epoch, `from` is the row's source.
+    pub(crate) fn created_fence_sql(&self, params: [&str; 3], from: &str) -> String {
+        let [number, owner, epoch] = params;
+        self.sql(&format!(
+            "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+             SELECT {number} * JOURNAL_CAPACITY, 0, {FENCE_SEQ}, '', {owner}, {epoch}, NOW_MS, '', 0, {empty} {from}",
+            empty = self.backend.empty_bytes(),
+        ))
+    }
+
+    /// Appends the fence entry of request `id`'s epoch now (see
+    /// [`Self::append_fences`]): its ordinal.
+    pub(crate) async fn append_fence(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+    ) -> Result<i64, StoreError> {
+        let sql = self.fence_sql("r.id = $1");
+        for _ in 0..FENCE_TRIES {
+            let key: Option<(i64,)> = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .db()?;
+            if let Some((key,)) = key {
+                return Ok(key.rem_euclid(JOURNAL_CAPACITY));
+            }
+        }
+        Err(fence_not_appended(id))
+    }
+
+    /// Appends to the journal of each of `ids` a fence entry for its owner
+    /// and epoch now, which the transaction has just bumped. On PostgreSQL
+    /// a commit of the old epoch may take the chosen key first (the
+    /// journal's unique key makes this append wait for it); the append then
+    /// goes on after it, so the old attempt's last checkpoint stays in the
+    /// journal, and anything after the fence entry is refused.
+    pub(crate) async fn append_fences(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        const BATCH: usize = 500;
+        for batch in ids.chunks(BATCH) {
+            let params: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = self.fence_sql(&format!("r.id IN ({})", params.join(", ")));
+            let mut left = batch.len() as u64;
+            for _ in 0..FENCE_TRIES {
+                let mut query = sqlx::query(&sql);
+                for id in batch {
+                    query = query.bind(id);
+                }
+                left = left.saturating_sub(query.execute(&mut **tx).await.db()?.rows_affected());
+                if left == 0 {
+                    break;
+                }
+            }
+            if left > 0 {
+                return Err(fence_not_appended(&batch.join(", ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fence entry that could not be appended: the journal is full, or a
+/// commit of the old epoch kept taking the key.
+fn fence_not_appended(requests: &str) -> StoreError {
+    StoreError::Refused(format!(
+        "no fence entry could be appended to the journal of {requests}: \
+         it is full, or an older attempt kept committing"
+    ))
 }
 
 #[async_trait]
@@ -139,6 +243,7 @@ impl JournalStore for SqlStore {
         let rows = sqlx::query(&format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints c
               WHERE c.journal_key >= $1 AND c.journal_key < $2 AND c.generation = $3
+                AND c.seq >= 0
               ORDER BY c.journal_key"
         ))
         .bind(generation.request * JOURNAL_CAPACITY + generation.base)
@@ -160,7 +265,7 @@ impl JournalStore for SqlStore {
             "SELECT {CHECKPOINT_COLUMNS} FROM requests r
                JOIN checkpoints c ON c.journal_key >= r.num * {JOURNAL_CAPACITY}
                                  AND c.journal_key < (r.num + 1) * {JOURNAL_CAPACITY}
-              WHERE r.id = $1 AND c.journal_key > $2
+              WHERE r.id = $1 AND c.journal_key > $2 AND c.seq >= 0
               ORDER BY c.journal_key
               LIMIT $3"
         ))
@@ -181,7 +286,7 @@ impl JournalStore for SqlStore {
         // (index in `results`, key, write) of each write that fits.
         let mut keyed = Vec::with_capacity(writes.len());
         for (index, write) in writes.iter().enumerate() {
-            match write.journal.journal_key(write.seq) {
+            match write.journal.key(write.ordinal) {
                 Some(key) => {
                     results.push(Ok(()));
                     keyed.push((index, key, write));
@@ -205,7 +310,6 @@ impl JournalStore for SqlStore {
         for (_, key, write) in &keyed {
             query = query
                 .bind(*key)
-                .bind(write.journal.request)
                 .bind(write.journal.number)
                 .bind(write.seq)
                 .bind(&write.name)

@@ -127,6 +127,14 @@ impl Backend {
         }
     }
 
+    /// An empty byte string, as a literal.
+    fn empty_bytes(self) -> &'static str {
+        match self {
+            Self::Sqlite => "X''",
+            Self::Postgres => "''::bytea",
+        }
+    }
+
     /// [`Backend::now_ms`] for a bound an index scan can use. PostgreSQL's
     /// `clock_timestamp()` is volatile, so compared with it directly a row
     /// is read and tested one by one; evaluated once in a sub-select it is

@@ -84,7 +84,7 @@ impl SqlStore {
             "SELECT r.num, r.generation, r.journal_base,
                     (SELECT COUNT(*) FROM checkpoints c
                       WHERE c.journal_key >= r.num * JOURNAL_CAPACITY + r.journal_base
-                        AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY),
+                        AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY AND c.seq >= 0),
                     COALESCE((SELECT MAX(c.journal_key) + 1 - r.num * JOURNAL_CAPACITY
                                 FROM checkpoints c
                                WHERE c.journal_key >= r.num * JOURNAL_CAPACITY
@@ -117,8 +117,8 @@ impl SqlStore {
         target: &JournalGeneration,
     ) -> Result<(), StoreError> {
         let Some(first) = target
-            .journal_key(0)
-            .filter(|_| target.journal_key(from).is_some())
+            .key(target.base)
+            .filter(|_| target.key(target.base + from).is_some())
         else {
             return Err(StoreError::Refused(format!(
                 "the journal of request number {} is full",
@@ -129,12 +129,15 @@ impl SqlStore {
             "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
              SELECT $1 + c.seq, $2, c.seq, c.name, c.server_id, c.epoch, c.at, c.hash, c.size, c.inline
                FROM checkpoints c
-              WHERE c.journal_key >= $3 AND c.journal_key < $4",
+              WHERE c.journal_key >= $3 AND c.journal_key < $4 AND c.generation = $5
+                AND c.seq >= 0 AND c.seq < $6",
         )
         .bind(first)
         .bind(target.number)
         .bind(source.number * JOURNAL_CAPACITY + source.base)
-        .bind(source.number * JOURNAL_CAPACITY + source.base + from)
+        .bind((source.number + 1) * JOURNAL_CAPACITY)
+        .bind(source.generation)
+        .bind(from)
         .execute(&mut **tx)
         .await
         .db()?;
@@ -213,6 +216,7 @@ impl SqlStore {
         let Some((epoch, flow)) = row else {
             return Ok(None);
         };
+        self.append_fence(tx, id).await?;
         let cancelled = MinuteCounts {
             cancelled: 1,
             ..Default::default()
@@ -451,6 +455,7 @@ impl OperatorStore for SqlStore {
             drop(tx);
             return Err(self.refusal(id, Transition::Reexecute).await);
         };
+        self.append_fence(&mut tx, id).await?;
         let mut detail = format!("by {actor}");
         if let Some(from) = from {
             // A new generation that starts with the first `from` checkpoints

@@ -20,6 +20,7 @@ use crate::{
 pub(crate) const REQUEST_COLUMNS: &str = "id, flow, version, status, owner, epoch, attempts, failures, generation,
     (SELECT c.name FROM checkpoints c
       WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY
+        AND c.seq >= 0
       ORDER BY c.journal_key DESC LIMIT 1) AS last_checkpoint,
     next_attempt_at, input_hash, input_size, input_inline,
     output_hash, output_size, output_inline, error, error_details, waiting_for, parent, held, created_at, updated_at";
@@ -113,6 +114,7 @@ fn created_claim(new: &NewRequest, epoch: i64, number: i64, created_at: i64) -> 
         },
         input: new.input.clone(),
         created: true,
+        appends_at: 1,
     }
 }
 
@@ -177,8 +179,16 @@ impl SqlStore {
             .map(i64::to_string)
             .chain((0..DURATION_BUCKETS).map(|_| "0".to_owned()))
             .collect();
+        let fence = if claim {
+            format!(
+                ", f AS ({})",
+                self.created_fence_sql(["r.num", "$4", "$11"], "FROM r")
+            )
+        } else {
+            String::new()
+        };
         let sql = format!(
-            "WITH r AS ({insert}), e AS ({history}), m AS ({minute})
+            "WITH r AS ({insert}), e AS ({history}), m AS ({minute}){fence}
              SELECT num, created_at FROM r",
             insert = self.insert_request_sql(),
             history = self.created_history_sql(claim, ["$1", "$4", "$11"], "FROM r"),
@@ -261,6 +271,15 @@ impl SqlStore {
             query = query.bind(epoch);
         }
         query.execute(&mut **tx).await.db()?;
+        if claim {
+            sqlx::query(&self.created_fence_sql(["$1", "$2", "$3"], ""))
+                .bind(number)
+                .bind(&new.owner)
+                .bind(epoch)
+                .execute(&mut **tx)
+                .await
+                .db()?;
+        }
         let started = MinuteCounts {
             started: 1,
             ..Default::default()
@@ -376,19 +395,22 @@ impl RequestStore for SqlStore {
     ) -> Result<Option<Claim>, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = writer.begin().await.db()?;
-        let row = sqlx::query(&self.transition_sql(
-            Transition::Claim,
-            "UPDATE requests SET status = RULE_TO, owner = $2, epoch = epoch + 1,
-                    attempts = attempts + 1,
-                    generation = generation + CASE WHEN resume = 0 AND suspended = 0 AND EXISTS (
+        // A flow that does not resume starts a new generation after an
+        // attempt that left checkpoints (fence entries are none).
+        let new_generation = "resume = 0 AND suspended = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
                          WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
-                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY)
-                        THEN 1 ELSE 0 END,
-                    journal_base = CASE WHEN resume = 0 AND suspended = 0 THEN COALESCE((
+                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY AND c.seq >= 0)";
+        let row = sqlx::query(&self.transition_sql(
+            Transition::Claim,
+            &format!(
+                "UPDATE requests SET status = RULE_TO, owner = $2, epoch = epoch + 1,
+                    attempts = attempts + 1,
+                    generation = generation + CASE WHEN {new_generation} THEN 1 ELSE 0 END,
+                    journal_base = CASE WHEN {new_generation} THEN (
                         SELECT MAX(c.journal_key) + 1 - requests.num * JOURNAL_CAPACITY FROM checkpoints c
                          WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
-                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY), journal_base)
+                           AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY)
                         ELSE journal_base END,
                     suspended = 0, wake_pending = 0, waiting_for = NULL, next_attempt_at = NULL,
                     updated_at = NOW_MS
@@ -399,7 +421,8 @@ impl RequestStore for SqlStore {
                              WHERE s.id = $2 AND s.incarnation = $3 AND s.status = 'running')
               RETURNING flow, version, epoch, attempts, failures, generation,
                         input_hash, input_size, input_inline, num, journal_base, postponements,
-                        created_at",
+                        created_at"
+            ),
         ))
         .bind(id)
         .bind(me)
@@ -419,7 +442,7 @@ impl RequestStore for SqlStore {
                 _ => Err(not_running(me, incarnation)),
             };
         };
-        let claim = Claim {
+        let mut claim = Claim {
             fence: Fence {
                 request: id.to_owned(),
                 owner: me.to_owned(),
@@ -442,7 +465,9 @@ impl RequestStore for SqlStore {
                 inline: row.get(8),
             },
             created: false,
+            appends_at: 0,
         };
+        claim.appends_at = self.append_fence(&mut tx, id).await? + 1;
         let detail = format!("attempt {}", claim.attempts);
         self.event(
             &mut tx,

@@ -78,6 +78,8 @@ impl SqlStore {
             .into_iter()
             .map(|(id, epoch, _)| (id, epoch))
             .collect();
+        let ids: Vec<String> = moved.iter().map(|(id, _)| id.clone()).collect();
+        self.append_fences(tx, &ids).await?;
         self.event_batch(tx, &moved, transition, to.unwrap_or(from), detail)
             .await?;
         Ok(moved.into_iter().map(|(id, _)| id).collect())
@@ -325,6 +327,8 @@ impl ServerStore for SqlStore {
         .bind(dead)
         .fetch_all(&mut *tx)
         .await.db()?;
+        let ids: Vec<String> = stranded.iter().map(|(id, _)| id.clone()).collect();
+        self.append_fences(&mut tx, &ids).await?;
         let detail = format!(
             "server {dead} is down and the flow must stay on it: it waits for that server or an operator"
         );

@@ -93,6 +93,7 @@ async fn commits(
             let write = CheckpointWrite {
                 fence: claim.fence.clone(),
                 journal: claim.journal,
+                ordinal: claim.appends_at + seq,
                 seq,
                 name: format!("batch-{seq}"),
                 payload: store.put_payload(vec![0x5a; 24])?,

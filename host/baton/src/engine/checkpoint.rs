@@ -177,6 +177,9 @@ pub struct AttemptJournal {
     generation: JournalGeneration,
     records: Vec<CheckpointRecord>,
     next: u32,
+    /// The ordinal the next new checkpoint is keyed at: right after the
+    /// claim's fence entry, then after this attempt's last commit.
+    next_ordinal: i64,
     live: Option<(u32, String)>,
     /// When this attempt's last checkpoint was answered.
     last_committed: Option<Instant>,
@@ -198,7 +201,8 @@ pub struct AttemptJournal {
 }
 
 impl AttemptJournal {
-    /// A journal that replays `records` and extends them under `fence`.
+    /// A journal that replays `records` and extends them under `fence`,
+    /// its first new checkpoint at ordinal `appends_at`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
@@ -209,6 +213,7 @@ impl AttemptJournal {
         children: Vec<String>,
         generation: JournalGeneration,
         records: Vec<CheckpointRecord>,
+        appends_at: i64,
         lease: watch::Receiver<Lease>,
         interrupt: Arc<Interrupt>,
         trace: (Tracer, SpanContext),
@@ -224,6 +229,7 @@ impl AttemptJournal {
             generation,
             records,
             next: 0,
+            next_ordinal: appends_at,
             live: None,
             last_committed: None,
             events_taken: HashMap::new(),
@@ -313,6 +319,7 @@ impl AttemptJournal {
         let write = CheckpointWrite {
             fence: self.fence.clone(),
             journal: self.generation,
+            ordinal: self.next_ordinal,
             seq: i64::from(position),
             name,
             payload,
@@ -346,6 +353,7 @@ impl AttemptJournal {
         );
         self.last_committed = Some(committed);
         self.next = position + 1;
+        self.next_ordinal += 1;
         self.live = None;
         Ok(())
     }

@@ -254,6 +254,7 @@ mod tests {
         CheckpointWrite {
             fence: claim.fence,
             journal: claim.journal,
+            ordinal: claim.appends_at,
             seq: 0,
             name: name.into(),
             payload: store.put_payload(b"1".to_vec()).unwrap(),

@@ -377,6 +377,7 @@ impl Executor {
                 .collect(),
             claim.journal,
             records,
+            claim.appends_at,
             self.cluster.lease(),
             interrupt,
             (self.tracer.clone(), span),

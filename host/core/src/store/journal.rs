@@ -8,10 +8,11 @@ use super::{Fence, StoreError};
 /// How many checkpoints one request's journal holds, over all generations.
 ///
 /// The journal is keyed by one integer, its journal key: the request's
-/// number times this plus the checkpoint's ordinal in the request (not the
+/// number times this plus the entry's ordinal in the request (not the
 /// flow's `position`, which is `seq`, the place in a generation). A request's
 /// journal is one contiguous key range, and a commit appends to the key's
-/// b-tree (see migration 0006).
+/// b-tree (see migration 0006). Its entries are checkpoints and the fence
+/// entries each epoch bump appends (which no reader returns).
 pub const JOURNAL_CAPACITY: i64 = 1 << 24;
 
 /// One generation of a request's journal: where its checkpoints are keyed.
@@ -26,10 +27,9 @@ pub struct JournalGeneration {
 }
 
 impl JournalGeneration {
-    /// The key of the checkpoint at `seq` in this generation; `None` once
-    /// the request's journal is full.
-    pub fn journal_key(&self, seq: i64) -> Option<i64> {
-        let ordinal = self.base.checked_add(seq)?;
+    /// The journal key of the entry at `ordinal` among the request's;
+    /// `None` once the request's journal is full.
+    pub fn key(&self, ordinal: i64) -> Option<i64> {
         (0..JOURNAL_CAPACITY)
             .contains(&ordinal)
             .then(|| self.request * JOURNAL_CAPACITY + ordinal)
@@ -64,6 +64,10 @@ pub struct CheckpointWrite {
     pub fence: Fence,
     /// Journal generation of the attempt.
     pub journal: JournalGeneration,
+    /// Where it goes among the request's journal entries: right after the
+    /// attempt's fence entry or its own previous checkpoint, which the
+    /// commit checks (see [`JournalStore::commit_checkpoints`]).
+    pub ordinal: i64,
     /// Position in the generation; must be exactly the number of checkpoints
     /// the generation holds already.
     pub seq: i64,
@@ -115,17 +119,18 @@ pub trait JournalStore: Send + Sync {
     /// Commits a group of checkpoints, possibly of many requests, in one
     /// statement and so one durable commit.
     ///
-    /// The INSERT takes only the rows whose request still matches the
-    /// write's owner, epoch, generation and status `running`, and whose `seq`
-    /// comes right after a committed one (or is 0) and is not taken yet (the
-    /// journal's key turns a second write of a key away). Nothing else
-    /// is written: the journal is the request's progress. This is the
+    /// The INSERT takes only the rows whose previous journal entry (at
+    /// `ordinal - 1`) is the write's attempt's own: its fence entry or a
+    /// checkpoint under the same owner and epoch; and whose key is not
+    /// taken yet. It reads no request row. Every epoch bump (a claim, a
+    /// takeover, a handover, a cancel, a re-execute) appends a fence entry
+    /// for the new epoch at the end of the request's journal, so an older
+    /// attempt finds its next key taken or its chain broken: this is the
     /// invariant that fences a paused or partitioned server and keeps a
-    /// sequence number from being committed twice. On PostgreSQL the request
-    /// rows are locked (`FOR UPDATE`), so a takeover committing meanwhile is
-    /// seen and wins. A write left out is answered [`StoreError::Fenced`],
-    /// one past the journal's capacity [`StoreError::JournalFull`]; the
-    /// outer error means the whole group failed.
+    /// position from being committed twice. A write left out is answered
+    /// [`StoreError::Fenced`], one past the journal's capacity
+    /// [`StoreError::JournalFull`]; the outer error means the whole group
+    /// failed.
     async fn commit_checkpoints(
         &self,
         writes: &[CheckpointWrite],

@@ -86,6 +86,9 @@ pub struct Claim {
     /// Claimed in the transaction that created the request: its journal
     /// is empty, and the attempt need not read it.
     pub created: bool,
+    /// The ordinal of this attempt's first new checkpoint: right after the
+    /// fence entry the claim appended to the request's journal.
+    pub appends_at: i64,
 }
 
 /// How an attempt ended, as written back under its fence.
