@@ -1120,6 +1120,73 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
     );
 }
 
+/// A write that makes a request of server `a` due tells `a` when it
+/// commits: an event sent, a child ended, a hold lifted, requests handed to
+/// the cluster. PostgreSQL only; SQLite says it cannot, and the poll finds
+/// them there.
+async fn another_servers_write_wakes_the_owner(db: Db) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let wakes = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
+    let listens = store
+        .listen_for_wakes("a", {
+            let wakes = wakes.clone();
+            Box::new(move || {
+                wakes.0.fetch_add(1, Ordering::SeqCst);
+                wakes.1.notify_one();
+            })
+        })
+        .await
+        .unwrap();
+    if store.backend() == baton_store::Backend::Sqlite {
+        assert!(!listens, "SQLite cannot tell another server");
+        return;
+    }
+    assert!(listens);
+    let woken_after = |before: usize| {
+        let wakes = wakes.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while wakes.0.load(Ordering::SeqCst) <= before {
+                    wakes.1.notified().await;
+                }
+            })
+            .await
+            .is_ok()
+        }
+    };
+
+    db.request("w", "a", true).await;
+    let before = wakes.0.load(Ordering::SeqCst);
+    store.send_event("w", "go", "{}", None, "op").await.unwrap();
+    assert!(woken_after(before).await, "an event sent to a's request");
+
+    store.hold("w", "b", "op").await.unwrap();
+    let before = wakes.0.load(Ordering::SeqCst);
+    store.resume("w", "b", "op").await.unwrap();
+    assert!(woken_after(before).await, "a's request no longer held");
+
+    db.child("c", "b", "w").await;
+    let child = db.claim("c", "b").await.unwrap().unwrap();
+    let before = wakes.0.load(Ordering::SeqCst);
+    store
+        .finish(&child.fence, &Outcome::error("no"))
+        .await
+        .unwrap();
+    assert!(woken_after(before).await, "a child of a's request ended");
+
+    db.request("x", "b", true).await;
+    let before = wakes.0.load(Ordering::SeqCst);
+    assert_eq!(store.stop_server("b", b).await.unwrap(), ["x"]);
+    assert!(
+        woken_after(before).await,
+        "b's requests handed to the cluster"
+    );
+}
+
 async fn cancel_and_reexecute_follow_the_rules(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1643,6 +1710,7 @@ on_both_backends!(
     a_server_found_dead_claims_and_creates_nothing,
     a_dead_server_cannot_take_over,
     a_clean_stop_hands_requests_to_the_cluster,
+    another_servers_write_wakes_the_owner,
     cancel_and_reexecute_follow_the_rules,
     requests_page_newest_first_without_gaps,
     payloads_are_verified_on_read,

@@ -207,10 +207,13 @@ impl Requests {
         }
         let json: serde_json::Value =
             serde_json::from_slice(payload).map_err(SendError::InvalidPayload)?;
-        Ok(self
+        let sent = self
             .store
             .send_event(id, name, &json.to_string(), key, actor)
-            .await?)
+            .await?;
+        // The request may be this server's and due now.
+        self.executor.wake();
+        Ok(sent)
     }
 
     /// Cancels request `id` on behalf of `account`: its epoch moves on, so

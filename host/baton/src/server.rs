@@ -111,6 +111,17 @@ impl Node {
             config.max_postponements,
         );
         let stop = Arc::new(Notify::new());
+        // Another server's write that makes a request here due wakes the
+        // scheduler at once; without it the poll finds it.
+        let woken = Arc::downgrade(&executor);
+        let wake = Box::new(move || {
+            if let Some(executor) = woken.upgrade() {
+                executor.wake();
+            }
+        });
+        if let Err(e) = store.listen_for_wakes(&cluster.id, wake).await {
+            tracing::warn!(error = %e, "listening for other servers' wakes failed; the poll alone finds due requests");
+        }
         let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
         let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone()));
         let mut background = vec![

@@ -24,6 +24,7 @@
 //! - `checkpoints`: [`JournalStore`], the journal and grouped, fenced commits.
 //! - `accounts`: [`AccountStore`], console and API accounts, sessions, tokens.
 //! - `schedules`: [`ScheduleStore`], cron-style schedules fired once per tick across the cluster.
+//! - `wakes`: a write that makes another server's request due tells it (PostgreSQL `LISTEN`/`NOTIFY`).
 //! - [`fault`]: named fault points for tests (compiled out of release builds).
 //! - `scratch` (feature `scratch`): stores of their own for tests and benchmarks.
 
@@ -42,6 +43,7 @@ mod schedules;
 pub mod scratch;
 mod servers;
 mod statistics;
+mod wakes;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -165,6 +167,8 @@ pub struct SqlStore {
     /// and never changed or deleted, so every attempt need not read it.
     versions:
         Arc<std::sync::Mutex<std::collections::HashMap<String, baton_core::store::VersionRow>>>,
+    /// Other servers' wakes, listened for on PostgreSQL.
+    wakes: wakes::Wakes,
 }
 
 /// A connection to write with, held until the write commits.
@@ -396,6 +400,7 @@ impl SqlStore {
             kept_writer: Arc::default(),
             commit_one: checkpoints::commit_sql(backend, 1).into(),
             versions: Arc::default(),
+            wakes: wakes::Wakes::of(backend, &url),
         })
     }
 

@@ -191,6 +191,9 @@ impl SqlStore {
         let detail = format!("by {actor}");
         self.event(&mut tx, id, kind, Some(by), Some(epoch), Some(&detail))
             .await?;
+        if !held {
+            self.wake_owner(&mut tx, "r.id = $1", id).await?;
+        }
         tx.commit().await.db()?;
         Ok(true)
     }
@@ -312,6 +315,7 @@ impl OperatorStore for SqlStore {
         .execute(&mut *tx)
         .await
         .db()?;
+        self.wake_owner(&mut tx, "r.id = $1", id).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -309,7 +309,12 @@ impl SqlStore {
         .execute(&mut **tx)
         .await
         .db()?;
-        Ok(())
+        self.wake_owner(
+            tx,
+            "r.id = (SELECT parent FROM requests WHERE id = $1)",
+            child,
+        )
+        .await
     }
 
     pub(crate) async fn transition_event(

@@ -141,7 +141,16 @@ impl ServerStore for SqlStore {
         // The kept writing connection stays checked out while it is kept,
         // and closing waits for every checked-out connection: give it back.
         drop(self.kept_writer.lock().await.take());
+        self.wakes.stop();
         self.pool.close().await;
+    }
+
+    async fn listen_for_wakes(
+        &self,
+        me: &str,
+        wake: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<bool, StoreError> {
+        self.listen(me, wake).await
     }
 
     fn connections(&self) -> Connections {
@@ -354,6 +363,9 @@ impl ServerStore for SqlStore {
         let released = self
             .move_requests(&mut tx, Transition::HandOver, id, None, "server stopped")
             .await?;
+        if !released.is_empty() {
+            self.wake_every_server(&mut tx).await?;
+        }
         tx.commit().await.db()?;
         Ok(released)
     }

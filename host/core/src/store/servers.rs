@@ -102,6 +102,17 @@ pub trait ServerStore: Send + Sync {
     /// The connection pool's state, for the metrics.
     fn connections(&self) -> Connections;
 
+    /// Calls `wake` whenever a write elsewhere made one of `me`'s requests,
+    /// or one handed to the cluster, due (and once after the listening
+    /// connection came back, since what was sent meanwhile is lost), until
+    /// the store closes. `false` when the database cannot tell: the
+    /// scheduler's poll alone finds them.
+    async fn listen_for_wakes(
+        &self,
+        me: &str,
+        wake: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<bool, StoreError>;
+
     /// Now on the store's clock, in milliseconds since the Unix epoch.
     async fn now_ms(&self) -> Result<i64, StoreError>;
 
