@@ -126,6 +126,46 @@ impl Db {
 
 const LEASE_MS: i64 = 10;
 
+/// The IDs of `me`'s requests due now.
+async fn due(store: &SqlStore, me: &str) -> Vec<String> {
+    store
+        .due_requests(me, 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|due| due.id)
+        .collect()
+}
+
+/// The due query looks as far ahead as asked, and says how long until each
+/// request it finds is due: what a scheduler sleeps for.
+async fn the_due_query_looks_ahead_as_far_as_asked(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("now", "a", true).await;
+    db.request("later", "a", true).await;
+    let later = db.claim("later", "a").await.unwrap().unwrap();
+    let retry = Outcome::Retry {
+        error: "boom".into(),
+        details: None,
+        delay_ms: 60_000,
+    };
+    store.finish(&later.fence, &retry).await.unwrap();
+
+    assert_eq!(due(store, "a").await, ["now"]);
+    let ahead = store.due_requests("a", 10, 120_000).await.unwrap();
+    assert_eq!(
+        ahead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["now", "later"]
+    );
+    assert!(ahead[0].is_due());
+    assert!(
+        (50_000..=60_000).contains(&ahead[1].in_ms) && !ahead[1].is_due(),
+        "{ahead:?}"
+    );
+    assert_eq!(store.due_requests("a", 10, 30_000).await.unwrap().len(), 1);
+}
+
 async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     let store = &db.store;
     let a = store.join("a", None, "a:1").await.unwrap();
@@ -512,7 +552,7 @@ async fn a_held_request_is_neither_due_nor_claimed_until_resumed(db: Db) {
     db.request("q", "a", true).await;
     assert!(store.hold("r", "a", "op").await.unwrap());
     assert!(!store.hold("r", "a", "op").await.unwrap(), "held already");
-    assert_eq!(store.due_requests("a", 10).await.unwrap(), ["q"]);
+    assert_eq!(due(store, "a").await, ["q"]);
     assert!(db.claim("r", "a").await.unwrap().is_none());
     assert!(store.request("r").await.unwrap().unwrap().held);
 
@@ -883,7 +923,7 @@ async fn the_due_query_skips_sleepers_by_its_index(db: Db) {
     store.join("a", None, "a:1").await.unwrap();
     seed_sleepers(store, "a", 20_000).await;
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
-    assert!(store.due_requests("a", 10).await.unwrap().is_empty());
+    assert!(due(store, "a").await.is_empty());
     let plan = db.scratch.due_plan("a").await.unwrap();
     let bounded = match store.backend() {
         baton_store::Backend::Sqlite => plan.contains("next_attempt_at<?"),
@@ -1107,7 +1147,7 @@ async fn a_clean_stop_hands_requests_to_the_cluster(db: Db) {
         db.commit(&claim, 0).await,
         Err(StoreError::Fenced { .. })
     ));
-    assert_eq!(store.due_requests("b", 10).await.unwrap(), ["moves"]);
+    assert_eq!(due(store, "b").await, ["moves"]);
     let taken = db
         .claim("moves", "b")
         .await
@@ -1702,6 +1742,7 @@ on_both_backends!(
     a_purge_deletes_finished_requests_with_every_row_that_names_them,
     the_minutes_count_what_the_transactions_did,
     the_due_query_skips_sleepers_by_its_index,
+    the_due_query_looks_ahead_as_far_as_asked,
     an_outcome_counts_its_duration_in_its_bucket,
     only_the_operators_server_listing_counts_owned_requests,
     a_group_commit_fences_each_write_alone,

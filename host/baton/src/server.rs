@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::config::ServerConfig;
 use crate::engine::checkpoint::Abort;
 use crate::engine::cluster::{Cluster, DataFolder, Timing};
-use crate::engine::executor::Executor;
+use crate::engine::executor::{self, Executor};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::trace::Tracer;
@@ -119,10 +119,15 @@ impl Node {
                 executor.wake();
             }
         });
-        if let Err(e) = store.listen_for_wakes(&cluster.id, wake).await {
-            tracing::warn!(error = %e, "listening for other servers' wakes failed; the poll alone finds due requests");
-        }
-        let scheduler = tokio::spawn(executor.clone().schedule(stop.clone()));
+        let poll = match store.listen_for_wakes(&cluster.id, wake).await {
+            Ok(true) => executor::POLL_WOKEN,
+            Ok(false) => executor::POLL,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other servers' wakes failed; the poll alone finds due requests");
+                executor::POLL
+            }
+        };
+        let scheduler = tokio::spawn(executor.clone().schedule(stop.clone(), poll));
         let heartbeat = tokio::spawn(heartbeat(cluster.clone(), executor.clone()));
         let mut background = vec![
             tokio::spawn(report(

@@ -10,7 +10,7 @@ use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use baton_core::store::async_trait;
 
 use crate::{
-    Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, Fence, JournalGeneration,
+    Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, DueRequest, Fence, JournalGeneration,
     MinuteCounts, NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt, ServerStore,
     SqlStore, StoreError, StoredPayload, database_error, duration_bucket,
 };
@@ -211,15 +211,15 @@ impl SqlStore {
         }
     }
 
-    /// The due query: `$1` the server, `$2` the limit. Its time bound is
-    /// one an index scan can use, so requests due later (sleepers, waiters)
-    /// cost a poll nothing.
+    /// The due query: `$1` the server, `$2` the limit, `$3` how far ahead
+    /// (ms). Its time bound is one an index scan can use, so requests due
+    /// later (sleepers, waiters) cost a poll nothing.
     pub(crate) fn due_sql(&self) -> String {
         self.sql(
-            "SELECT id FROM requests
+            "SELECT id, next_attempt_at - NOW_MS FROM requests
               WHERE ((owner = $1 AND status IN ('queued', 'waiting_retry', 'running'))
                      OR (owner IS NULL AND status = 'waiting_retry'))
-                AND next_attempt_at <= NOW_BOUND AND held = 0
+                AND next_attempt_at <= NOW_BOUND + $3 AND held = 0
               ORDER BY next_attempt_at LIMIT $2",
         )
     }
@@ -382,14 +382,23 @@ impl RequestStore for SqlStore {
         Ok(claimed)
     }
 
-    async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(&self.due_sql())
+    async fn due_requests(
+        &self,
+        me: &str,
+        limit: i64,
+        within_ms: i64,
+    ) -> Result<Vec<DueRequest>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.due_sql())
             .bind(me)
             .bind(limit)
+            .bind(within_ms)
             .fetch_all(&self.pool)
             .await
             .db()?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, in_ms)| DueRequest { id, in_ms })
+            .collect())
     }
 
     async fn claim(

@@ -103,6 +103,7 @@ impl ScratchStore {
         let rows = sqlx::query(&format!("{explain} {}", self.store.due_sql()))
             .bind(me)
             .bind(128_i64)
+            .bind(0_i64)
             .fetch_all(self.store.pool())
             .await
             .map_err(crate::database_error)?;

@@ -382,7 +382,9 @@ impl<'a> Bench<'a> {
         let state = &self.node.state;
         let (store, me) = (&state.store, state.cluster.id.as_str());
         let incarnation = state.cluster.incarnation();
-        figures.poll.push(time(store.due_requests(me, 128)).await?);
+        figures
+            .poll
+            .push(time(store.due_requests(me, 128, 0)).await?);
         figures
             .heartbeat
             .push(time(store.heartbeat(me, incarnation)).await?);

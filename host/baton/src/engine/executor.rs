@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::FlowProperties;
-use baton_core::store::{Claim, Fence, Outcome, RunningAttempt, Store, StoreError};
+use baton_core::store::{Claim, DueRequest, Fence, Outcome, RunningAttempt, Store, StoreError};
 use baton_runtime::{AttemptError, FlowFailure, Runtime};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
@@ -39,8 +39,11 @@ pub struct Executor {
     max_postponements: u32,
 }
 
-/// How often the scheduler looks for due requests when nothing wakes it.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the scheduler looks for due requests when nothing wakes it:
+/// while other servers' writes wake it (PostgreSQL), and otherwise.
+pub const POLL_WOKEN: Duration = Duration::from_secs(1);
+/// See [`POLL_WOKEN`].
+pub const POLL: Duration = Duration::from_millis(100);
 
 /// How long an attempt that could not start (or store its output) for a
 /// reason outside the flow waits before it is tried again.
@@ -181,30 +184,51 @@ impl Executor {
         .await;
     }
 
-    /// The scheduler loop; returns when `stop` is notified.
-    pub async fn schedule(self: Arc<Self>, stop: Arc<Notify>) {
+    /// The scheduler loop, looking every `poll` at the latest and at once
+    /// when woken; between looks it sleeps until the next request it saw
+    /// coming is due. Returns when `stop` is notified.
+    pub async fn schedule(self: Arc<Self>, stop: Arc<Notify>, poll: Duration) {
+        let mut next = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = stop.notified() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(next) => {}
             }
-            if let Err(e) = self.claim_due().await {
-                tracing::warn!(error = %e, "looking for due requests failed");
-            }
+            next = match self.claim_due(poll).await {
+                // A millisecond more: the database's clock must have passed
+                // the due time when the claim reads it.
+                Ok(Some(due_in)) => poll.min(due_in + Duration::from_millis(1)),
+                Ok(None) => poll,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for due requests failed");
+                    poll
+                }
+            };
         }
     }
 
-    async fn claim_due(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Claims what is due now; how long until the next request seen
+    /// within `ahead` is due.
+    async fn claim_due(self: &Arc<Self>, ahead: Duration) -> Result<Option<Duration>, StoreError> {
         let free = self.slots.available_permits();
         if free == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let due = self
             .store
-            .due_requests(&self.cluster.id, (free * 2) as i64)
+            .due_requests(
+                &self.cluster.id,
+                (free * 2) as i64,
+                ahead.as_millis() as i64,
+            )
             .await?;
-        for id in due {
+        let next = due
+            .iter()
+            .filter(|request| !request.is_due())
+            .map(|request| Duration::from_millis(request.in_ms as u64))
+            .min();
+        for DueRequest { id, .. } in due.into_iter().filter(DueRequest::is_due) {
             if self.active.lock().expect("active lock").contains_key(&id) {
                 continue;
             }
@@ -228,7 +252,7 @@ impl Executor {
                 self.start(claim, slot);
             }
         }
-        Ok(())
+        Ok(next)
     }
 
     /// An execution slot, if one is free now.

@@ -46,8 +46,8 @@ pub use journal::{
     PayloadStore, StoredPayload,
 };
 pub use requests::{
-    CHILD_WAIT_PREFIX, Claim, EventRow, ListingStore, NewRequest, OperatorStore, Outcome,
-    RequestFilter, RequestRow, RequestStore, RunningAttempt,
+    CHILD_WAIT_PREFIX, Claim, DueRequest, EventRow, ListingStore, NewRequest, OperatorStore,
+    Outcome, RequestFilter, RequestRow, RequestStore, RunningAttempt,
 };
 pub use retention::{PurgeFilter, Purged, RetentionStore};
 pub use schedules::{ScheduleRow, ScheduleStore};

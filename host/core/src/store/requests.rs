@@ -91,6 +91,22 @@ pub struct Claim {
     pub appends_at: i64,
 }
 
+/// A request a server may claim, from [`RequestStore::due_requests`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRequest {
+    /// The request.
+    pub id: String,
+    /// Milliseconds until it is due on the database's clock; ≤ 0 when due.
+    pub in_ms: i64,
+}
+
+impl DueRequest {
+    /// Whether it is due now.
+    pub fn is_due(&self) -> bool {
+        self.in_ms <= 0
+    }
+}
+
 /// How an attempt ended, as written back under its fence.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -269,11 +285,18 @@ pub trait RequestStore: Send + Sync {
         claim: bool,
     ) -> Result<Option<Claim>, StoreError>;
 
-    /// Requests due for an attempt that `me` may claim: its own queued or
-    /// waiting ones, its sleeping ones whose wake-up time has come (a
-    /// `running` request has a due time only while no attempt runs it), and
-    /// ones handed over to the cluster. Oldest due first.
-    async fn due_requests(&self, me: &str, limit: i64) -> Result<Vec<String>, StoreError>;
+    /// Requests due for an attempt that `me` may claim within `within_ms`
+    /// from now: its own queued or waiting ones, its sleeping ones whose
+    /// wake-up time comes (a `running` request has a due time only while
+    /// no attempt runs it), and ones handed over to the cluster. Soonest
+    /// due first, each with how long until it is due (≤ 0: due now), so a
+    /// scheduler can sleep until the next one rather than poll for it.
+    async fn due_requests(
+        &self,
+        me: &str,
+        limit: i64,
+        within_ms: i64,
+    ) -> Result<Vec<DueRequest>, StoreError>;
 
     /// Starts an attempt: moves a due request to `running` owned by `me` at
     /// a new epoch, which fences every earlier attempt anywhere. A request
