@@ -456,7 +456,8 @@ impl RequestStore for SqlStore {
                 _ => Err(not_running(me, incarnation)),
             };
         };
-        let mut claim = Claim {
+        let appends_at = self.append_fence(&mut tx, id).await? + 1;
+        let claim = Claim {
             fence: Fence {
                 request: id.to_owned(),
                 owner: me.to_owned(),
@@ -479,9 +480,8 @@ impl RequestStore for SqlStore {
                 inline: row.get(8),
             },
             created: false,
-            appends_at: 0,
+            appends_at,
         };
-        claim.appends_at = self.append_fence(&mut tx, id).await? + 1;
         let detail = format!("attempt {}", claim.attempts);
         self.event(
             &mut tx,

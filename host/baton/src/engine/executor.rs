@@ -39,10 +39,10 @@ pub struct Executor {
     max_postponements: u32,
 }
 
-/// How often the scheduler looks for due requests when nothing wakes it:
-/// while other servers' writes wake it (PostgreSQL), and otherwise.
+/// How often the scheduler looks for due requests when other servers'
+/// writes wake it (PostgreSQL): the look only catches what a wake missed.
 pub const POLL_WOKEN: Duration = Duration::from_secs(1);
-/// See [`POLL_WOKEN`].
+/// How often it looks when only this server's own writes wake it (SQLite).
 pub const POLL: Duration = Duration::from_millis(100);
 
 /// How long an attempt that could not start (or store its output) for a
