@@ -1967,3 +1967,90 @@ async fn the_journal_migration_keeps_every_checkpoint_on_sqlite() {
 async fn the_journal_migration_keeps_every_checkpoint_on_postgres() {
     the_journal_migration_keeps_every_checkpoint(true).await;
 }
+
+/// SQLite's create and outcome are each one script on the kept writing
+/// connection (`BEGIN; …; COMMIT` in one call). One stopped midway, by an
+/// error (here the write lock, held elsewhere past the busy timeout) or by
+/// its caller giving up on it, leaves nothing behind: not its rows, and not
+/// an open transaction on the connection for the next write to land in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_write_stopped_midway_leaves_nothing_behind() {
+    // A lease of 400 ms: SQLite's busy timeout is half of it.
+    let scratch = ScratchStore::open_on("sqlite://", Duration::from_millis(400))
+        .await
+        .unwrap();
+    let store = &scratch.store;
+    let incarnation = store.join("a", None, "a:1").await.unwrap();
+    let new = |id: &str| NewRequest {
+        id: id.into(),
+        flow: "f".into(),
+        version: "v1".into(),
+        owner: "a".into(),
+        incarnation,
+        input: store.put_payload(b"{}".to_vec()).unwrap(),
+        other_server_retry: true,
+        resume: true,
+        idempotency_key: None,
+        parent: None,
+    };
+    let first = store
+        .create_request(&new("first"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    let output = store.put_payload(b"1".to_vec()).unwrap();
+    let succeeded = Outcome::Succeeded(output);
+
+    // Another connection holds the write lock past the busy timeout: the
+    // scripts' BEGIN goes through, their first write does not.
+    let mut blocker = store.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let failed = store.create_request(&new("failed"), true).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let unfinished = store.finish(&first.fence, &succeeded).await;
+    assert!(unfinished.is_err(), "{unfinished:?}");
+    // A caller that gives up while its write waits for the lock; the lock
+    // is let go before the busy timeout, so the script's INSERT goes in.
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        store.create_request(&new("given-up"), true),
+    )
+    .await;
+    assert!(given_up.is_err(), "the create waits for the lock");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    drop(blocker);
+
+    // The next writes commit, and nothing of the stopped ones is there
+    // (read through other connections, which see only what committed).
+    store
+        .create_request(&new("second"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    store.finish(&first.fence, &succeeded).await.unwrap();
+    for stopped in ["failed", "given-up"] {
+        assert!(
+            store.request(stopped).await.unwrap().is_none(),
+            "{stopped} was written"
+        );
+    }
+    assert!(store.request("second").await.unwrap().is_some());
+    let first = store.request("first").await.unwrap().unwrap();
+    assert_eq!(first.status, RequestStatus::Succeeded);
+    let ended: Vec<EventKind> = store
+        .events("first", None, 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .filter(|k| *k == EventKind::Succeeded)
+        .collect();
+    assert_eq!(ended, [EventKind::Succeeded]);
+}

@@ -203,6 +203,40 @@ impl WriteConnection {
     }
 }
 
+/// SQLite's `statements` as one transaction, to be sent in one call to the
+/// connection's thread with [`run_sqlite_script`]: one hop there and back
+/// where a transaction of n statements takes n + 2.
+pub(crate) fn sqlite_script(statements: &[String]) -> String {
+    format!("BEGIN; {}; COMMIT", statements.join("; "))
+}
+
+/// Runs an [`sqlite_script`] on `writer` and answers every row its
+/// statements return, in order. A script stopped midway, by an error or by
+/// its caller giving up on it, would leave its transaction open on the
+/// kept connection: the connection is then discarded, which rolls it back.
+pub(crate) async fn run_sqlite_script<'q, O>(
+    writer: WriteConnection,
+    script: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
+) -> Result<(Vec<O>, WriteConnection), StoreError>
+where
+    O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+{
+    /// Discards the connection unless the script ran to its end.
+    struct Unfinished(Option<WriteConnection>);
+    impl Drop for Unfinished {
+        fn drop(&mut self) {
+            if let Some(writer) = self.0.take() {
+                writer.discard();
+            }
+        }
+    }
+    let mut unfinished = Unfinished(Some(writer));
+    let connection = unfinished.0.as_mut().expect("held until the end");
+    let rows = script.fetch_all(&mut **connection).await.db()?;
+    let writer = unfinished.0.take().expect("held until the end");
+    Ok((rows, writer))
+}
+
 impl Deref for WriteConnection {
     type Target = AnyConnection;
 

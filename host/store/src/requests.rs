@@ -12,7 +12,8 @@ use baton_core::store::async_trait;
 use crate::{
     Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, DueRequest, Fence, JournalGeneration,
     MinuteCounts, NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt, ServerStore,
-    SqlStore, StoreError, StoredPayload, database_error, duration_bucket,
+    SqlStore, StoreError, StoredPayload, WriteConnection, database_error, duration_bucket,
+    run_sqlite_script, sqlite_script,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
@@ -158,14 +159,15 @@ impl SqlStore {
         ))
     }
 
-    /// PostgreSQL's create: the request, its history and its minute's
-    /// count in one statement (data-modifying CTEs), which commits by
-    /// itself: one round trip where a transaction of three statements
-    /// takes five. A key already taken or an owner no longer running
+    /// The create in one round trip: the request, its history, its first
+    /// fence entry when claimed and its minute's count. On PostgreSQL it is
+    /// one statement (data-modifying CTEs), which commits by itself; on
+    /// SQLite one script ([`sqlite_script`]), whose later statements read
+    /// the new row back. A key already taken or an owner no longer running
     /// inserts nothing, and nothing else either.
-    async fn create_in_one_statement(
+    async fn create_in_one_call(
         &self,
-        connection: &mut AnyConnection,
+        writer: WriteConnection,
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
@@ -179,35 +181,53 @@ impl SqlStore {
             .map(i64::to_string)
             .chain((0..DURATION_BUCKETS).map(|_| "0".to_owned()))
             .collect();
-        let fence = if claim {
-            format!(
-                ", f AS ({})",
-                self.created_fence_sql(["r.num", "$4", "$11"], "FROM r")
-            )
-        } else {
-            String::new()
+        // The new row: the INSERT's own on PostgreSQL, read back on SQLite
+        // (its id is new, so it is there only if this INSERT put it there).
+        let from = match self.backend {
+            Backend::Postgres => "FROM r WHERE true",
+            Backend::Sqlite => "FROM requests r WHERE r.id = $1",
         };
-        let sql = format!(
-            "WITH r AS ({insert}), e AS ({history}), m AS ({minute}){fence}
-             SELECT num, created_at FROM r",
-            insert = self.insert_request_sql(),
-            history = self.created_history_sql(claim, ["$1", "$4", "$11"], "FROM r"),
-            minute = self.minute_upsert_sql(&format!(
-                "SELECT ({now} / 60000) * 60000, $2, $4, {shard}, {} FROM r WHERE true",
-                started.join(", "),
-                now = self.backend.now_ms(),
-                shard = self.minute_shard(),
-            )),
-        );
-        let row: Option<(i64, i64)> = bind_new(sqlx::query_as(&sql), new, transition)
-            .fetch_optional(&mut *connection)
-            .await
-            .db()?;
+        let history = self.created_history_sql(claim, ["$1", "$4", "$11"], from);
+        let fence = claim.then(|| self.created_fence_sql(["r.num", "$4", "$11"], from));
+        let minute = self.minute_upsert_sql(&format!(
+            "SELECT ({now} / 60000) * 60000, $2, $4, {shard}, {} {from}",
+            started.join(", "),
+            now = self.backend.now_ms(),
+            shard = self.minute_shard(),
+        ));
+        let (row, writer) = match self.backend {
+            Backend::Postgres => {
+                let fence = fence.map(|f| format!(", f AS ({f})")).unwrap_or_default();
+                let sql = format!(
+                    "WITH r AS ({insert}), e AS ({history}), m AS ({minute}){fence}
+                     SELECT num, created_at FROM r",
+                    insert = self.insert_request_sql(),
+                );
+                let mut writer = writer;
+                let row: Option<(i64, i64)> = bind_new(sqlx::query_as(&sql), new, transition)
+                    .fetch_optional(&mut *writer)
+                    .await
+                    .db()?;
+                (row, writer)
+            }
+            Backend::Sqlite => {
+                let mut statements = vec![self.insert_request_sql(), history, minute];
+                statements.extend(fence);
+                let sql = sqlite_script(&statements);
+                let (rows, writer) =
+                    run_sqlite_script(writer, bind_new(sqlx::query_as(&sql), new, transition))
+                        .await?;
+                (rows.into_iter().next(), writer)
+            }
+        };
         match row {
             Some((number, created_at)) => {
                 Ok(claim.then(|| created_claim(new, epoch, number, created_at)))
             }
-            None => Err(self.not_created(connection, new).await),
+            None => {
+                let mut writer = writer;
+                Err(self.not_created(&mut writer, new).await)
+            }
         }
     }
 
@@ -372,14 +392,8 @@ impl RequestStore for SqlStore {
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
-        let mut writer = self.writer().await?;
-        if self.backend == Backend::Postgres {
-            return self.create_in_one_statement(&mut writer, new, claim).await;
-        }
-        let mut tx = writer.begin().await.db()?;
-        let claimed = self.insert_request(&mut tx, new, claim).await?;
-        tx.commit().await.db()?;
-        Ok(claimed)
+        let writer = self.writer().await?;
+        self.create_in_one_call(writer, new, claim).await
     }
 
     async fn due_requests(
@@ -498,30 +512,25 @@ impl RequestStore for SqlStore {
 
     async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
         let transition = outcome.transition();
-        let mut writer = self.writer().await?;
+        let writer = self.writer().await?;
         // A child (its parent to wake) or a lost fence falls through to
         // the transaction, which tells them apart.
-        if self.backend == Backend::Postgres
-            && self
-                .finish_in_one_statement(&mut writer, fence, outcome)
-                .await?
-        {
+        let (written, mut writer) = self.finish_in_one_call(writer, fence, outcome).await?;
+        if written {
             return Ok(());
         }
         let mut tx = writer.begin().await.db()?;
         let sql = self.outcome_update_sql(outcome, "");
         let query = bind_outcome(
-            sqlx::query(&sql)
+            sqlx::query_as::<_, OutcomeWritten>(&sql)
                 .bind(&fence.request)
                 .bind(&fence.owner)
                 .bind(fence.epoch),
             outcome,
         );
-        let Some(row) = query.fetch_optional(&mut *tx).await.db()? else {
+        let Some((flow, took, parent)) = query.fetch_optional(&mut *tx).await.db()? else {
             return Err(fence.lost());
         };
-        let (flow, took, parent): (String, i64, Option<String>) =
-            (row.get("flow"), row.get("took"), row.get("parent"));
         let mut counts = outcome_counts(outcome);
         if counts.succeeded + counts.failed > 0 {
             counts.durations = vec![0; DURATION_BUCKETS];
@@ -649,21 +658,41 @@ impl SqlStore {
         )
     }
 
-    /// PostgreSQL's outcome of a request with no parent: the UPDATE, its
-    /// history entry and its minute's counts (the duration's bucket
-    /// computed in SQL) in one statement, which commits by itself: one
-    /// round trip where the transaction takes five. Whether it was
-    /// written: not for a child, nor under a lost fence.
-    async fn finish_in_one_statement(
+    /// The outcome of a request with no parent in one round trip: the
+    /// UPDATE, its history entry and its minute's counts (the duration's
+    /// bucket computed in SQL). On PostgreSQL it is one statement, which
+    /// commits by itself; on SQLite one script ([`sqlite_script`]), in
+    /// which each statement after the UPDATE runs only if the one before it
+    /// wrote its one row (`changes()`), so none runs after an UPDATE that
+    /// found nothing. Whether it was written, with the connection back: not
+    /// for a child, nor under a lost fence.
+    async fn finish_in_one_call(
         &self,
-        connection: &mut AnyConnection,
+        writer: WriteConnection,
         fence: &Fence,
         outcome: &Outcome,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(bool, WriteConnection), StoreError> {
         let update = self.outcome_update_sql(outcome, "AND parent IS NULL");
         let detail = format!("${}", 4 + outcome_parameters(outcome));
         let now = self.backend.now_ms();
-        let mut parts = vec![format!("u AS ({update})")];
+        // The updated row: the UPDATE's own on PostgreSQL, read back on
+        // SQLite (where `updated_at` is the UPDATE's clock).
+        let (from, took) = match self.backend {
+            Backend::Postgres => ("FROM u WHERE true", "u.took"),
+            Backend::Sqlite => (
+                "FROM requests u WHERE u.id = $1 AND changes() = 1",
+                "(u.updated_at - u.created_at)",
+            ),
+        };
+        let mut after = Vec::new();
+        let event = outcome.transition().rule().event;
+        if let Some(kind) = event {
+            after.push(format!(
+                "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
+                 SELECT $1, {now}, '{}', $2, $3, {detail} {from}",
+                kind.as_str()
+            ));
+        }
         let counts = outcome_counts(outcome);
         if counts != MinuteCounts::default() {
             let ends = counts.succeeded + counts.failed > 0;
@@ -674,33 +703,37 @@ impl SqlStore {
                     if ends {
                         format!(
                             "CASE WHEN {} THEN 1 ELSE 0 END",
-                            duration_bucket_sql("u.took", bucket)
+                            duration_bucket_sql(took, bucket)
                         )
                     } else {
                         "0".to_owned()
                     }
                 }))
                 .collect();
-            parts.push(format!(
-                "m AS ({})",
-                self.minute_upsert_sql(&format!(
-                    "SELECT ({now} / 60000) * 60000, u.flow, $2, {}, {} FROM u WHERE true",
-                    self.minute_shard(),
-                    values.join(", ")
-                ))
-            ));
+            after.push(self.minute_upsert_sql(&format!(
+                "SELECT ({now} / 60000) * 60000, u.flow, $2, {}, {} {from}",
+                self.minute_shard(),
+                values.join(", ")
+            )));
         }
-        let event = outcome.transition().rule().event;
-        if let Some(kind) = event {
-            parts.push(format!(
-                "e AS (INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
-                       SELECT $1, {now}, '{}', $2, $3, {detail} FROM u)",
-                kind.as_str()
-            ));
-        }
-        let sql = format!("WITH {} SELECT 1 FROM u", parts.join(", "));
+        let sql = match self.backend {
+            Backend::Postgres => {
+                let parts: Vec<String> = std::iter::once(format!("u AS ({update})"))
+                    .chain(
+                        after
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| format!("w{i} AS ({s})")),
+                    )
+                    .collect();
+                format!("WITH {} SELECT flow, took, parent FROM u", parts.join(", "))
+            }
+            Backend::Sqlite => {
+                sqlite_script(&std::iter::once(update).chain(after).collect::<Vec<_>>())
+            }
+        };
         let mut query = bind_outcome(
-            sqlx::query(&sql)
+            sqlx::query_as::<_, OutcomeWritten>(&sql)
                 .bind(&fence.request)
                 .bind(&fence.owner)
                 .bind(fence.epoch),
@@ -709,9 +742,23 @@ impl SqlStore {
         if event.is_some() {
             query = query.bind(outcome_detail(outcome));
         }
-        Ok(query.fetch_optional(&mut *connection).await.db()?.is_some())
+        match self.backend {
+            Backend::Postgres => {
+                let mut writer = writer;
+                let written = query.fetch_optional(&mut *writer).await.db()?.is_some();
+                Ok((written, writer))
+            }
+            Backend::Sqlite => {
+                let (rows, writer) = run_sqlite_script(writer, query).await?;
+                Ok((!rows.is_empty(), writer))
+            }
+        }
     }
 }
+
+/// What the outcome's UPDATE returns: the request's flow, how long it took
+/// (ms since creation) and its parent.
+type OutcomeWritten = (String, i64, Option<String>);
 
 /// How many parameters [`bind_outcome`] binds for `outcome`.
 fn outcome_parameters(outcome: &Outcome) -> usize {
@@ -722,10 +769,10 @@ fn outcome_parameters(outcome: &Outcome) -> usize {
 }
 
 /// Binds the outcome's own parameters of [`SqlStore::outcome_update_sql`].
-fn bind_outcome<'q>(
-    query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
+fn bind_outcome<'q, O>(
+    query: sqlx::query::QueryAs<'q, Any, O, AnyArguments<'q>>,
     outcome: &'q Outcome,
-) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
+) -> sqlx::query::QueryAs<'q, Any, O, AnyArguments<'q>> {
     match outcome {
         Outcome::Succeeded(output) => query
             .bind(&output.hash)
