@@ -1840,8 +1840,20 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
 /// Migration 0006 re-keys an existing journal by request number and
 /// ordinal: a store written before it reads back the same checkpoints and
 /// goes on from them.
-async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
-    use sqlx::Executor;
+/// A database of its own on which only the first `migrations` have run:
+/// its URL, a pool on it, and what keeps it (a folder, a PostgreSQL
+/// database).
+async fn database_before(
+    postgres: bool,
+    migrations: usize,
+) -> (
+    String,
+    sqlx::AnyPool,
+    (
+        tempfile::TempDir,
+        Option<std::sync::Arc<baton_store::scratch::ScratchDatabase>>,
+    ),
+) {
     let dir = tempfile::tempdir().unwrap();
     let database = postgres.then(support::postgres_database);
     let (url, folder) = match &database {
@@ -1852,21 +1864,28 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
         ),
     };
     sqlx::any::install_default_drivers();
+    use sqlx::migrate::MigrateDatabase;
+    sqlx::Any::create_database(&url).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(folder),
+    )
+    .await
+    .unwrap();
+    let first = before.migrations[..migrations].to_vec();
+    assert_eq!(first.last().unwrap().version, migrations as i64);
+    before.migrations = first.into();
+    before.run(&pool).await.unwrap();
+    (url, pool, (dir, database))
+}
+
+async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
+    use sqlx::Executor;
+    let (url, pool, kept) = database_before(postgres, 5).await;
+    let dir = kept.0.path();
     {
-        use sqlx::migrate::MigrateDatabase;
-        sqlx::Any::create_database(&url).await.unwrap();
-        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        let mut before = sqlx::migrate::Migrator::new(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../migrations")
-                .join(folder),
-        )
-        .await
-        .unwrap();
-        let first_five = before.migrations[..5].to_vec();
-        assert_eq!(first_five.last().unwrap().version, 5);
-        before.migrations = first_five.into();
-        before.run(&pool).await.unwrap();
         pool.execute(
             "INSERT INTO flow_versions (hash, flow, size, properties, deployed_at)
                  VALUES ('v1', 'f', 1, '{}', 0);
@@ -1890,9 +1909,7 @@ async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
         pool.close().await;
     }
 
-    let store = SqlStore::connect(&url, &dir.path().join("store"))
-        .await
-        .unwrap();
+    let store = SqlStore::connect(&url, &dir.join("store")).await.unwrap();
     let names = |records: Vec<baton_store::CheckpointRecord>| {
         records
             .into_iter()
@@ -2053,4 +2070,69 @@ async fn an_sqlite_write_stopped_midway_leaves_nothing_behind() {
         .filter(|k| *k == EventKind::Succeeded)
         .collect();
     assert_eq!(ended, [EventKind::Succeeded]);
+}
+
+/// A build with migrations to apply does not apply them while a server of
+/// an older build is running on the database (its heartbeat younger than a
+/// lease): it would misread what the new build writes (fence entries
+/// replayed as checkpoints). A server long dead does not hold it back, and
+/// once the live one has stopped, it migrates.
+async fn no_migration_runs_under_a_live_server_of_an_older_build(postgres: bool) {
+    use sqlx::Executor;
+    let known = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(if postgres { "postgres" } else { "sqlite" }),
+    )
+    .unwrap()
+    .count();
+    let (url, pool, kept) = database_before(postgres, known - 1).await;
+    let storage = kept.0.path().join("store");
+    let now = match postgres {
+        true => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        false => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    };
+    pool.execute(&*format!(
+        "INSERT INTO servers (id, name, incarnation, status, address, started_at, heartbeat_at)
+         VALUES ('dead', 'dead', 1, 'running', 'dead:1', 0, 0),
+                ('old', 'old', 1, 'running', 'old:1', {now}, {now})"
+    ))
+    .await
+    .unwrap();
+    let applied = || async {
+        let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        applied as usize
+    };
+
+    match SqlStore::open(&url, &storage, Duration::from_secs(5)).await {
+        Err(StoreError::Refused(why)) => {
+            assert!(why.contains("old (heartbeat"), "{why}");
+            assert!(!why.contains("dead"), "{why}");
+            assert!(why.contains("1 schema change"), "{why}");
+        }
+        other => panic!("migrated under a live server: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(applied().await, known - 1, "nothing was applied");
+
+    pool.execute("UPDATE servers SET status = 'stopped' WHERE id = 'old'")
+        .await
+        .unwrap();
+    let store = SqlStore::open(&url, &storage, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(applied().await, known);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_migration_runs_under_a_live_server_of_an_older_build_on_sqlite() {
+    no_migration_runs_under_a_live_server_of_an_older_build(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_migration_runs_under_a_live_server_of_an_older_build_on_postgres() {
+    no_migration_runs_under_a_live_server_of_an_older_build(true).await;
 }

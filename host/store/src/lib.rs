@@ -277,6 +277,57 @@ pub struct DatabaseState {
     pub now_ms: Option<i64>,
 }
 
+/// A migration changes what every server reads and writes (0020 put fence
+/// entries in the journal, which an older build would replay as
+/// checkpoints), so none runs while a server of an older build may be
+/// running on the database: with migrations to apply, any server whose
+/// heartbeat is younger than a lease is one, and the open is refused
+/// until it has stopped. A database without servers (new, or every one
+/// stopped or long dead) migrates as before.
+async fn refuse_migrating_under_live_servers(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    migrator: &sqlx::migrate::Migrator,
+    lease: Duration,
+) -> Result<(), StoreError> {
+    // No table yet: a new database, with no servers either.
+    let applied: Option<(i64,)> =
+        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_optional(&mut *connection)
+            .await
+            .ok()
+            .flatten();
+    let Some((applied,)) = applied else {
+        return Ok(());
+    };
+    let pending = migrator.iter().count() as i64 - applied;
+    if pending <= 0 {
+        return Ok(());
+    }
+    let live: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT id, {now} - heartbeat_at FROM servers
+          WHERE status = 'running' AND heartbeat_at > {now} - $1 ORDER BY id",
+        now = backend.now_ms()
+    ))
+    .bind(lease.as_millis() as i64)
+    .fetch_all(&mut *connection)
+    .await
+    .db()?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let servers: Vec<String> = live
+        .iter()
+        .map(|(id, ago)| format!("{id} (heartbeat {ago} ms ago)"))
+        .collect();
+    Err(StoreError::Refused(format!(
+        "this build has {pending} schema change(s) the database has not had, and servers of \
+         an older build are running on it: {}. They would misread what this build writes: \
+         stop them, then start this build",
+        servers.join(", ")
+    )))
+}
+
 impl SqlStore {
     /// Looks at the checkpoint database `url` without creating, migrating
     /// or writing anything.
@@ -367,10 +418,9 @@ impl SqlStore {
             // Migrations run without the timeouts below: a large one may
             // rightly take longer than a lease.
             let mut connection = sqlx::AnyConnection::connect_with(&options).await.db()?;
-            sqlx::migrate!("../../migrations/postgres")
-                .run(&mut connection)
-                .await
-                .db()?;
+            let migrator = sqlx::migrate!("../../migrations/postgres");
+            refuse_migrating_under_live_servers(&mut connection, backend, &migrator, lease).await?;
+            migrator.run(&mut connection).await.db()?;
             connection.close().await.db()?;
         }
         let half_lease_ms = (lease.as_millis() / 2).max(1);
@@ -422,10 +472,11 @@ impl SqlStore {
             .await
             .db()?;
         if backend == Backend::Sqlite {
-            sqlx::migrate!("../../migrations/sqlite")
-                .run(&pool)
-                .await
-                .db()?;
+            let migrator = sqlx::migrate!("../../migrations/sqlite");
+            let mut connection = pool.acquire().await.db()?;
+            refuse_migrating_under_live_servers(&mut connection, backend, &migrator, lease).await?;
+            drop(connection);
+            migrator.run(&pool).await.db()?;
         }
         Ok(Self {
             pool,
