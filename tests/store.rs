@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use baton_core::{EventKind, RequestStatus};
-use baton_store::scratch::ScratchStore;
+use baton_store::scratch::{ScratchStore, new_request};
 use baton_store::{
     AccountRow, CheckpointWrite, Claim, JOURNAL_CAPACITY, NewRequest, Outcome, RequestFilter,
     SqlStore, StoreError, VersionRow,
@@ -52,25 +52,13 @@ impl Db {
         resume: bool,
         parent: Option<&str>,
     ) {
-        let input = self.store.put_payload(b"{}".to_vec()).unwrap();
-        self.store
-            .create_request(
-                &NewRequest {
-                    id: id.into(),
-                    flow: "f".into(),
-                    version: "v1".into(),
-                    owner: owner.into(),
-                    incarnation: self.incarnation(owner).await,
-                    input,
-                    other_server_retry: movable,
-                    resume,
-                    idempotency_key: None,
-                    parent: parent.map(str::to_owned),
-                },
-                false,
-            )
-            .await
-            .unwrap();
+        let new = NewRequest {
+            other_server_retry: movable,
+            resume,
+            parent: parent.map(str::to_owned),
+            ..new_request(&self.store, id, owner, self.incarnation(owner).await)
+        };
+        self.store.create_request(&new, false).await.unwrap();
     }
 
     /// `server` claims `id` as its current incarnation.
@@ -657,16 +645,9 @@ async fn a_reexecute_from_a_checkpoint_and_a_fork_copy_the_first_checkpoints(db:
         .unwrap();
 
     let new = NewRequest {
-        id: "f1".into(),
-        flow: "f".into(),
-        version: "v1".into(),
-        owner: "a".into(),
-        incarnation: db.incarnation("a").await,
         input: store.request("r").await.unwrap().unwrap().input,
-        other_server_retry: true,
         resume: false,
-        idempotency_key: None,
-        parent: None,
+        ..new_request(store, "f1", "a", db.incarnation("a").await)
     };
     store.fork(&new, "r", 1, "ops").await.unwrap();
     let forked = store.request("f1").await.unwrap().unwrap();
@@ -1080,21 +1061,7 @@ async fn a_server_found_dead_claims_and_creates_nothing(db: Db) {
         "{claimed:?}"
     );
     let created = store
-        .create_request(
-            &NewRequest {
-                id: "new".into(),
-                flow: "f".into(),
-                version: "v1".into(),
-                owner: "zombie".into(),
-                incarnation: zombie,
-                input: store.put_payload(b"{}".to_vec()).unwrap(),
-                other_server_retry: true,
-                resume: true,
-                idempotency_key: None,
-                parent: None,
-            },
-            true,
-        )
+        .create_request(&new_request(store, "new", "zombie", zombie), true)
         .await;
     assert!(
         matches!(created, Err(StoreError::Refused(_))),
@@ -1500,16 +1467,11 @@ async fn an_idempotency_key_creates_one_request(db: Db) {
         .unwrap();
     let incarnation = db.incarnation("a").await;
     let keyed = |id: &str, flow: &str, input: &[u8], key: &str| NewRequest {
-        id: id.into(),
         flow: flow.into(),
         version: if flow == "f" { "v1" } else { "g1" }.into(),
-        owner: "a".into(),
-        incarnation,
         input: store.put_payload(input.to_vec()).unwrap(),
-        other_server_retry: true,
-        resume: true,
         idempotency_key: Some(key.into()),
-        parent: None,
+        ..new_request(store, id, "a", incarnation)
     };
     store
         .create_request(&keyed("first", "f", b"1", "k"), false)
@@ -1998,18 +1960,7 @@ async fn an_sqlite_write_stopped_midway_leaves_nothing_behind() {
         .unwrap();
     let store = &scratch.store;
     let incarnation = store.join("a", None, "a:1").await.unwrap();
-    let new = |id: &str| NewRequest {
-        id: id.into(),
-        flow: "f".into(),
-        version: "v1".into(),
-        owner: "a".into(),
-        incarnation,
-        input: store.put_payload(b"{}".to_vec()).unwrap(),
-        other_server_retry: true,
-        resume: true,
-        idempotency_key: None,
-        parent: None,
-    };
+    let new = |id: &str| new_request(store, id, "a", incarnation);
     let first = store
         .create_request(&new("first"), true)
         .await

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use baton_core::store::{FlowStore, StoreError, VersionRow};
+use baton_core::store::{FlowStore, NewRequest, PayloadStore, StoreError, VersionRow};
 
 use crate::{Backend, SqlStore};
 
@@ -151,5 +151,25 @@ impl ScratchStore {
             database,
             _dir: dir,
         })
+    }
+}
+
+/// A new request of the scratch flow `f` (version `v1`) with input `{}`,
+/// owned by `owner` at `incarnation`, movable and resuming; set other
+/// fields after it.
+pub fn new_request(store: &SqlStore, id: &str, owner: &str, incarnation: i64) -> NewRequest {
+    NewRequest {
+        id: id.into(),
+        flow: "f".into(),
+        version: "v1".into(),
+        owner: owner.into(),
+        incarnation,
+        input: store
+            .put_payload(b"{}".to_vec())
+            .expect("the scratch store's folder takes a payload"),
+        other_server_retry: true,
+        resume: true,
+        idempotency_key: None,
+        parent: None,
     }
 }

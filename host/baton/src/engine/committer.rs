@@ -212,11 +212,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use baton_core::store::{
-        CheckpointRecord, Fence, JournalGeneration, NewRequest, PayloadStore, RequestStore,
-        ServerStore, async_trait,
+        CheckpointRecord, Fence, JournalGeneration, PayloadStore, RequestStore, ServerStore,
+        async_trait,
     };
     use baton_store::SqlStore;
-    use baton_store::scratch::ScratchStore;
+    use baton_store::scratch::{ScratchStore, new_request};
 
     use super::*;
 
@@ -234,18 +234,7 @@ mod tests {
         let incarnation = store.server("me").await.unwrap().unwrap().incarnation;
         let claim = store
             .create_request(
-                &NewRequest {
-                    id: store.new_request_id(),
-                    flow: "f".into(),
-                    version: "v1".into(),
-                    owner: "me".into(),
-                    incarnation,
-                    input: store.put_payload(b"{}".to_vec()).unwrap(),
-                    other_server_retry: true,
-                    resume: true,
-                    idempotency_key: None,
-                    parent: None,
-                },
+                &new_request(store, &store.new_request_id(), "me", incarnation),
                 true,
             )
             .await
