@@ -2058,6 +2058,17 @@ async fn no_migration_runs_under_a_live_server_of_an_older_build(postgres: bool)
         applied as usize
     };
 
+    // `baton doctor` sees them too, without writing anything.
+    let state = SqlStore::inspect(&url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let older: Vec<&str> = state
+        .older_servers
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(older, ["old"]);
+
     match SqlStore::open(&url, &storage, Duration::from_secs(5)).await {
         Err(StoreError::Refused(why)) => {
             assert!(why.contains("old (heartbeat"), "{why}");

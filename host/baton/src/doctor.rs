@@ -46,7 +46,7 @@ pub async fn examine(config: &ServerConfig) -> Vec<Finding> {
     };
     let shown = config.database_redacted();
     let mut database_in_use = false;
-    match SqlStore::inspect(&config.database).await {
+    match SqlStore::inspect(&config.database, config.lease).await {
         Err(e) => add(
             "database",
             Verdict::Fail,
@@ -68,6 +68,20 @@ pub async fn examine(config: &ServerConfig) -> Vec<Finding> {
                         state.known
                     ),
                 ),
+                Some(applied) if applied < state.known && !state.older_servers.is_empty() => {
+                    database_in_use = true;
+                    add(
+                        "database",
+                        Verdict::Fail,
+                        format!(
+                            "{shown}: {applied} of {} migrations applied, and servers of an \
+                             older build are running on it: {}; baton up does not migrate \
+                             under them: stop them first",
+                            state.known,
+                            baton_store::name_servers(&state.older_servers)
+                        ),
+                    )
+                }
                 Some(applied) if applied < state.known => {
                     database_in_use = applied > 0;
                     add(

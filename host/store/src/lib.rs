@@ -275,6 +275,39 @@ pub struct DatabaseState {
     pub known: i64,
     /// Its clock, ms since the epoch, when it exists.
     pub now_ms: Option<i64>,
+    /// With migrations to apply, the servers running on it (a heartbeat
+    /// younger than a lease), which are of an older build: the open
+    /// refuses to migrate under them. Each with how long ago it beat (ms).
+    pub older_servers: Vec<(String, i64)>,
+}
+
+/// How many migrations the database has applied; `None` before the first
+/// (no migrations table).
+async fn applied_migrations(connection: &mut AnyConnection) -> Option<i64> {
+    let applied: Option<(i64,)> =
+        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_optional(connection)
+            .await
+            .ok()
+            .flatten();
+    applied.map(|(n,)| n)
+}
+
+/// The servers whose heartbeat is younger than `lease`.
+async fn live_servers(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    lease: Duration,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    sqlx::query_as(&format!(
+        "SELECT id, {now} - heartbeat_at FROM servers
+          WHERE status = 'running' AND heartbeat_at > {now} - $1 ORDER BY id",
+        now = backend.now_ms()
+    ))
+    .bind(lease.as_millis() as i64)
+    .fetch_all(connection)
+    .await
+    .db()
 }
 
 /// A migration changes what every server reads and writes (0020 put fence
@@ -290,48 +323,39 @@ async fn refuse_migrating_under_live_servers(
     migrator: &sqlx::migrate::Migrator,
     lease: Duration,
 ) -> Result<(), StoreError> {
-    // No table yet: a new database, with no servers either.
-    let applied: Option<(i64,)> =
-        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-            .fetch_optional(&mut *connection)
-            .await
-            .ok()
-            .flatten();
-    let Some((applied,)) = applied else {
+    // None yet: a new database, with no servers either.
+    let Some(applied) = applied_migrations(connection).await else {
         return Ok(());
     };
     let pending = migrator.iter().count() as i64 - applied;
     if pending <= 0 {
         return Ok(());
     }
-    let live: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT id, {now} - heartbeat_at FROM servers
-          WHERE status = 'running' AND heartbeat_at > {now} - $1 ORDER BY id",
-        now = backend.now_ms()
-    ))
-    .bind(lease.as_millis() as i64)
-    .fetch_all(&mut *connection)
-    .await
-    .db()?;
+    let live = live_servers(connection, backend, lease).await?;
     if live.is_empty() {
         return Ok(());
     }
-    let servers: Vec<String> = live
-        .iter()
-        .map(|(id, ago)| format!("{id} (heartbeat {ago} ms ago)"))
-        .collect();
     Err(StoreError::Refused(format!(
         "this build has {pending} schema change(s) the database has not had, and servers of \
          an older build are running on it: {}. They would misread what this build writes: \
          stop them, then start this build",
-        servers.join(", ")
+        name_servers(&live)
     )))
+}
+
+/// Servers with how long ago each beat (ms), as a person reads them.
+pub fn name_servers(servers: &[(String, i64)]) -> String {
+    servers
+        .iter()
+        .map(|(id, ago)| format!("{id} (heartbeat {ago} ms ago)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl SqlStore {
     /// Looks at the checkpoint database `url` without creating, migrating
-    /// or writing anything.
-    pub async fn inspect(url: &str) -> Result<DatabaseState, StoreError> {
+    /// or writing anything; servers are live within `lease`.
+    pub async fn inspect(url: &str, lease: Duration) -> Result<DatabaseState, StoreError> {
         use sqlx::migrate::MigrateDatabase;
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
@@ -343,6 +367,7 @@ impl SqlStore {
             applied: None,
             known,
             now_ms: None,
+            older_servers: Vec::new(),
         };
         let url = match backend {
             Backend::Postgres if !sqlx::Any::database_exists(url).await.db()? => return Ok(absent),
@@ -359,21 +384,22 @@ impl SqlStore {
             }
         };
         let mut connection = sqlx::AnyConnection::connect(&url).await.db()?;
-        let applied: Option<(i64,)> =
-            sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_optional(&mut connection)
-                .await
-                .ok()
-                .flatten();
+        let applied = applied_migrations(&mut connection).await.unwrap_or(0);
         let (now_ms,): (i64,) = sqlx::query_as(&format!("SELECT {}", backend.now_ms()))
             .fetch_one(&mut connection)
             .await
             .db()?;
+        let older_servers = if applied > 0 && applied < known {
+            live_servers(&mut connection, backend, lease).await?
+        } else {
+            Vec::new()
+        };
         connection.close().await.db()?;
         Ok(DatabaseState {
-            applied: Some(applied.map_or(0, |(n,)| n)),
+            applied: Some(applied),
             known,
             now_ms: Some(now_ms),
+            older_servers,
         })
     }
 
