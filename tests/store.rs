@@ -1948,7 +1948,7 @@ async fn the_journal_migration_keeps_every_checkpoint_on_postgres() {
 }
 
 /// SQLite's create and outcome are each one script on the kept writing
-/// connection (`BEGIN; …; COMMIT` in one call). One stopped midway, by an
+/// connection (`BEGIN IMMEDIATE; …; COMMIT` in one call). One stopped midway, by an
 /// error (here the write lock, held elsewhere past the busy timeout) or by
 /// its caller giving up on it, leaves nothing behind: not its rows, and not
 /// an open transaction on the connection for the next write to land in.
@@ -1970,7 +1970,7 @@ async fn an_sqlite_write_stopped_midway_leaves_nothing_behind() {
     let succeeded = Outcome::Succeeded(output);
 
     // Another connection holds the write lock past the busy timeout: the
-    // scripts' BEGIN goes through, their first write does not.
+    // scripts cannot begin.
     let mut blocker = store.pool().acquire().await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *blocker)
@@ -1980,8 +1980,9 @@ async fn an_sqlite_write_stopped_midway_leaves_nothing_behind() {
     assert!(failed.is_err(), "{failed:?}");
     let unfinished = store.finish(&first.fence, &succeeded).await;
     assert!(unfinished.is_err(), "{unfinished:?}");
-    // A caller that gives up while its write waits for the lock; the lock
-    // is let go before the busy timeout, so the script's INSERT goes in.
+    // A caller that gives up while its script waits for the lock; the lock
+    // is let go before the busy timeout, so the script begins (and would
+    // go on) after its caller has gone.
     let given_up = tokio::time::timeout(
         Duration::from_millis(50),
         store.create_request(&new("given-up"), true),

@@ -205,9 +205,11 @@ impl WriteConnection {
 
 /// SQLite's `statements` as one transaction, to be sent in one call to the
 /// connection's thread with [`run_sqlite_script`]: one hop there and back
-/// where a transaction of n statements takes n + 2.
+/// where a transaction of n statements takes n + 2. It takes the write lock
+/// as it begins (IMMEDIATE), waiting in the busy handler for a writer in
+/// another process, rather than fail later on upgrading a read.
 pub(crate) fn sqlite_script(statements: &[String]) -> String {
-    format!("BEGIN; {}; COMMIT", statements.join("; "))
+    format!("BEGIN IMMEDIATE; {}; COMMIT", statements.join("; "))
 }
 
 /// Runs an [`sqlite_script`] on `writer` and answers every row its
