@@ -335,6 +335,30 @@ async fn a_full_journal_refuses_the_next_checkpoint(db: Db) {
     );
     assert!(full.unwrap_err().to_string().contains("is full"));
     assert!(store.journal(&claim.journal).await.unwrap().is_empty());
+
+    // The journal's last entry taken: the next claim has no room for its
+    // fence entry, is refused, and leaves the request as it was.
+    store.release(&claim.fence, "stopped").await.unwrap();
+    sqlx::query(
+        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         VALUES ($1, 0, 0, 'last', 'a', $2, 0, 'h', 0, NULL)",
+    )
+    .bind(claim.journal.request * JOURNAL_CAPACITY + JOURNAL_CAPACITY - 1)
+    .bind(claim.fence.epoch)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let before = store.request("r").await.unwrap().unwrap();
+    let refused = db.claim("r", "a").await;
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(why)) if why.contains("no fence entry")),
+        "{refused:?}"
+    );
+    let after = store.request("r").await.unwrap().unwrap();
+    assert_eq!(
+        (after.status, after.epoch, after.attempts),
+        (before.status, before.epoch, before.attempts)
+    );
 }
 
 /// A status value is replaced by the request's current attempt only: one

@@ -94,7 +94,7 @@ impl SqlStore {
     /// request `r` that `which` selects, for its owner and epoch now; a
     /// request whose journal ends with that epoch's fence already is left
     /// out, so a repeat appends only what a taken key turned away.
-    fn fence_sql(&self, which: &str) -> String {
+    pub(crate) fn fence_sql(&self, which: &str) -> String {
         let last = "SELECT MAX(c.journal_key) FROM checkpoints c
                      WHERE c.journal_key >= r.num * JOURNAL_CAPACITY
                        AND c.journal_key < (r.num + 1) * JOURNAL_CAPACITY";
@@ -184,7 +184,7 @@ impl SqlStore {
 
 /// A fence entry that could not be appended: the journal is full, or a
 /// commit of the old epoch kept taking the key.
-fn fence_not_appended(requests: &str) -> StoreError {
+pub(crate) fn fence_not_appended(requests: &str) -> StoreError {
     StoreError::Refused(format!(
         "no fence entry could be appended to the journal of {requests}: \
          it is full, or an older attempt kept committing"

@@ -204,7 +204,7 @@ impl WriteConnection {
 }
 
 /// SQLite's `statements` as one transaction, to be sent in one call to the
-/// connection's thread with [`run_sqlite_script`]: one hop there and back
+/// connection's thread ([`SqliteScript::run`]): one hop there and back
 /// where a transaction of n statements takes n + 2. It takes the write lock
 /// as it begins (IMMEDIATE), waiting in the busy handler for a writer in
 /// another process, rather than fail later on upgrading a read.
@@ -212,31 +212,53 @@ pub(crate) fn sqlite_script(statements: &[String]) -> String {
     format!("BEGIN IMMEDIATE; {}; COMMIT", statements.join("; "))
 }
 
-/// Runs an [`sqlite_script`] on `writer` and answers every row its
-/// statements return, in order. A script stopped midway, by an error or by
-/// its caller giving up on it, would leave its transaction open on the
-/// kept connection: the connection is then discarded, which rolls it back.
-pub(crate) async fn run_sqlite_script<'q, O>(
-    writer: WriteConnection,
-    script: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
-) -> Result<(Vec<O>, WriteConnection), StoreError>
-where
-    O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
-{
-    /// Discards the connection unless the script ran to its end.
-    struct Unfinished(Option<WriteConnection>);
-    impl Drop for Unfinished {
-        fn drop(&mut self) {
-            if let Some(writer) = self.0.take() {
-                writer.discard();
-            }
+/// A transaction on SQLite's kept writing connection sent as scripts, one
+/// call each: a whole [`sqlite_script`], or one that begins it and one that
+/// ends it. Dropped before [`SqliteScript::ended`], by an error or by its
+/// caller giving up on it, it may have left its transaction open on the
+/// connection: the connection is then discarded, which rolls it back, so
+/// the next writer never writes into it.
+pub(crate) struct SqliteScript(Option<WriteConnection>);
+
+impl SqliteScript {
+    pub(crate) fn on(writer: WriteConnection) -> Self {
+        Self(Some(writer))
+    }
+
+    /// Runs `script` and answers every row its statements return, in order.
+    pub(crate) async fn run<'q, O>(
+        &mut self,
+        script: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<O>, StoreError>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        let connection = self.0.as_mut().expect("held until it ended");
+        script.fetch_all(&mut **connection).await.db()
+    }
+
+    /// [`SqliteScript::run`] for rows of different shapes.
+    pub(crate) async fn run_rows<'q>(
+        &mut self,
+        script: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let connection = self.0.as_mut().expect("held until it ended");
+        script.fetch_all(&mut **connection).await.db()
+    }
+
+    /// The connection back, the transaction ended (committed or rolled
+    /// back by the last script).
+    pub(crate) fn ended(mut self) -> WriteConnection {
+        self.0.take().expect("held until it ended")
+    }
+}
+
+impl Drop for SqliteScript {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            writer.discard();
         }
     }
-    let mut unfinished = Unfinished(Some(writer));
-    let connection = unfinished.0.as_mut().expect("held until the end");
-    let rows = script.fetch_all(&mut **connection).await.db()?;
-    let writer = unfinished.0.take().expect("held until the end");
-    Ok((rows, writer))
 }
 
 impl Deref for WriteConnection {

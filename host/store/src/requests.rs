@@ -10,10 +10,10 @@ use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use baton_core::store::async_trait;
 
 use crate::{
-    Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, DueRequest, Fence, JournalGeneration,
-    MinuteCounts, NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt, ServerStore,
-    SqlStore, StoreError, StoredPayload, WriteConnection, database_error, duration_bucket,
-    run_sqlite_script, sqlite_script,
+    Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, DueRequest, Fence, JOURNAL_CAPACITY,
+    JournalGeneration, MinuteCounts, NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt,
+    ServerStore, SqlStore, SqliteScript, StoreError, StoredPayload, WriteConnection,
+    database_error, duration_bucket, sqlite_script,
 };
 
 /// The last checkpoint's name is read from the journal, not kept on the row:
@@ -92,6 +92,36 @@ fn bind_new<'q, O>(
         .bind(new.incarnation)
         .bind(new.idempotency_key.as_deref())
         .bind(new.parent.as_deref())
+}
+
+/// The claim of request `id` by `me` from the row its UPDATE returned, its
+/// first new checkpoint at `appends_at`.
+fn claim_of(row: &AnyRow, id: &str, me: &str, appends_at: i64) -> Claim {
+    Claim {
+        fence: Fence {
+            request: id.to_owned(),
+            owner: me.to_owned(),
+            epoch: row.get(2),
+        },
+        flow: row.get(0),
+        version: row.get(1),
+        attempts: row.get(3),
+        failures: row.get(4),
+        postponements: row.get(11),
+        created_at: row.get(12),
+        journal: JournalGeneration {
+            request: row.get(9),
+            number: row.get(5),
+            base: row.get(10),
+        },
+        input: StoredPayload {
+            hash: row.get(6),
+            size: row.get(7),
+            inline: row.get(8),
+        },
+        created: false,
+        appends_at,
+    }
 }
 
 /// The claim of a request claimed as it was created.
@@ -214,10 +244,11 @@ impl SqlStore {
                 let mut statements = vec![self.insert_request_sql(), history, minute];
                 statements.extend(fence);
                 let sql = sqlite_script(&statements);
-                let (rows, writer) =
-                    run_sqlite_script(writer, bind_new(sqlx::query_as(&sql), new, transition))
-                        .await?;
-                (rows.into_iter().next(), writer)
+                let mut script = SqliteScript::on(writer);
+                let rows = script
+                    .run(bind_new(sqlx::query_as(&sql), new, transition))
+                    .await?;
+                (rows.into_iter().next(), script.ended())
             }
         };
         match row {
@@ -244,6 +275,15 @@ impl SqlStore {
         )
     }
 
+    /// The INSERT of a history entry: the request, its kind, server, epoch
+    /// and detail.
+    fn event_sql(&self) -> String {
+        self.sql(
+            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
+             VALUES ($1, NOW_MS, $2, $3, $4, $5)",
+        )
+    }
+
     /// Appends to a request's history inside a transaction.
     pub(crate) async fn event(
         &self,
@@ -254,18 +294,15 @@ impl SqlStore {
         epoch: Option<i64>,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(&self.sql(
-            "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
-             VALUES ($1, NOW_MS, $2, $3, $4, $5)",
-        ))
-        .bind(request)
-        .bind(kind.as_str())
-        .bind(server)
-        .bind(epoch)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await
-        .db()?;
+        sqlx::query(&self.event_sql())
+            .bind(request)
+            .bind(kind.as_str())
+            .bind(server)
+            .bind(epoch)
+            .bind(detail)
+            .execute(&mut **tx)
+            .await
+            .db()?;
         Ok(())
     }
 
@@ -355,6 +392,75 @@ impl SqlStore {
         }
     }
 
+    /// A claim that updated nothing: not due or not claimable (`None`), or
+    /// `me` no longer running at `incarnation`.
+    async fn nothing_claimed(
+        &self,
+        me: &str,
+        incarnation: i64,
+    ) -> Result<Option<Claim>, StoreError> {
+        match self.server(me).await? {
+            Some(server)
+                if server.incarnation == incarnation
+                    && server.status == crate::ServerStatus::Running =>
+            {
+                Ok(None)
+            }
+            _ => Err(not_running(me, incarnation)),
+        }
+    }
+
+    /// SQLite's claim in two calls to the connection's thread where its
+    /// transaction took five: the first begins it, runs the claim's
+    /// `update` and appends the fence entry if the UPDATE claimed the
+    /// request (`changes()`); the second writes the history entry and
+    /// commits, or rolls back a claim whose fence entry found no room.
+    async fn claim_in_two_calls(
+        &self,
+        id: &str,
+        me: &str,
+        incarnation: i64,
+        update: &str,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut script = SqliteScript::on(self.writer().await?);
+        let begin = format!(
+            "BEGIN IMMEDIATE; {update}; {}",
+            self.fence_sql("r.id = $1 AND changes() = 1")
+        );
+        let rows = script
+            .run_rows(sqlx::query(&begin).bind(id).bind(me).bind(incarnation))
+            .await?;
+        crate::fault::point(crate::fault::PAUSE_IN_CLAIM);
+        // The UPDATE's row (if it claimed), then the fence entry's key.
+        let (row, fence) = match rows.as_slice() {
+            [] => {
+                script.run_rows(sqlx::query("COMMIT")).await?;
+                script.ended();
+                return self.nothing_claimed(me, incarnation).await;
+            }
+            [row, fence] => (row, fence.get::<i64, _>(0)),
+            _ => {
+                script.run_rows(sqlx::query("ROLLBACK")).await?;
+                script.ended();
+                return Err(crate::checkpoints::fence_not_appended(id));
+            }
+        };
+        let claim = claim_of(row, id, me, fence.rem_euclid(JOURNAL_CAPACITY) + 1);
+        let end = format!("{}; COMMIT", self.event_sql());
+        script
+            .run_rows(
+                sqlx::query(&end)
+                    .bind(id)
+                    .bind(EventKind::Attempt.as_str())
+                    .bind(me)
+                    .bind(claim.fence.epoch)
+                    .bind(format!("attempt {}", claim.attempts)),
+            )
+            .await?;
+        script.ended();
+        Ok(Some(claim))
+    }
+
     /// Why `new` was not inserted: its key names a request already there
     /// (committed, since the insert waited for any other writer of the key),
     /// or its owner is not running at its incarnation.
@@ -421,15 +527,13 @@ impl RequestStore for SqlStore {
         me: &str,
         incarnation: i64,
     ) -> Result<Option<Claim>, StoreError> {
-        let mut writer = self.writer().await?;
-        let mut tx = writer.begin().await.db()?;
         // A flow that does not resume starts a new generation after an
         // attempt that left checkpoints (fence entries are none).
         let new_generation = "resume = 0 AND suspended = 0 AND EXISTS (
                         SELECT 1 FROM checkpoints c
                          WHERE c.journal_key >= requests.num * JOURNAL_CAPACITY + requests.journal_base
                            AND c.journal_key < (requests.num + 1) * JOURNAL_CAPACITY AND c.seq >= 0)";
-        let row = sqlx::query(&self.transition_sql(
+        let update = self.transition_sql(
             Transition::Claim,
             &format!(
                 "UPDATE requests SET status = RULE_TO, owner = $2, epoch = epoch + 1,
@@ -451,59 +555,33 @@ impl RequestStore for SqlStore {
                         input_hash, input_size, input_inline, num, journal_base, postponements,
                         created_at"
             ),
-        ))
-        .bind(id)
-        .bind(me)
-        .bind(incarnation)
-        .fetch_optional(&mut *tx)
-        .await.db()?;
+        );
+        if self.backend == Backend::Sqlite {
+            return self.claim_in_two_calls(id, me, incarnation, &update).await;
+        }
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin().await.db()?;
+        let row = sqlx::query(&update)
+            .bind(id)
+            .bind(me)
+            .bind(incarnation)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
         crate::fault::point(crate::fault::PAUSE_IN_CLAIM);
         let Some(row) = row else {
             drop(tx);
-            return match self.server(me).await? {
-                Some(server)
-                    if server.incarnation == incarnation
-                        && server.status == crate::ServerStatus::Running =>
-                {
-                    Ok(None)
-                }
-                _ => Err(not_running(me, incarnation)),
-            };
+            return self.nothing_claimed(me, incarnation).await;
         };
         let appends_at = self.append_fence(&mut tx, id).await? + 1;
-        let claim = Claim {
-            fence: Fence {
-                request: id.to_owned(),
-                owner: me.to_owned(),
-                epoch: row.get(2),
-            },
-            flow: row.get(0),
-            version: row.get(1),
-            attempts: row.get(3),
-            failures: row.get(4),
-            postponements: row.get(11),
-            created_at: row.get(12),
-            journal: JournalGeneration {
-                request: row.get(9),
-                number: row.get(5),
-                base: row.get(10),
-            },
-            input: StoredPayload {
-                hash: row.get(6),
-                size: row.get(7),
-                inline: row.get(8),
-            },
-            created: false,
-            appends_at,
-        };
-        let detail = format!("attempt {}", claim.attempts);
+        let claim = claim_of(&row, id, me, appends_at);
         self.event(
             &mut tx,
             id,
             EventKind::Attempt,
             Some(me),
             Some(claim.fence.epoch),
-            Some(&detail),
+            Some(&format!("attempt {}", claim.attempts)),
         )
         .await?;
         tx.commit().await.db()?;
@@ -749,8 +827,9 @@ impl SqlStore {
                 Ok((written, writer))
             }
             Backend::Sqlite => {
-                let (rows, writer) = run_sqlite_script(writer, query).await?;
-                Ok((!rows.is_empty(), writer))
+                let mut script = SqliteScript::on(writer);
+                let rows = script.run(query).await?;
+                Ok((!rows.is_empty(), script.ended()))
             }
         }
     }
