@@ -208,6 +208,78 @@ async fn a_stale_epoch_cannot_commit_or_finish(db: Db) {
     );
 }
 
+/// The names of the checkpoints in `claim`'s journal generation.
+async fn step_names(store: &SqlStore, claim: &Claim) -> Vec<String> {
+    let journal = store.journal(&claim.journal).await.unwrap();
+    journal.into_iter().map(|c| c.name).collect()
+}
+
+/// An outcome that carries its attempt's last checkpoint commits both or
+/// neither: under a fence lost before it neither; retried after a lost
+/// answer, nothing more; a child's (whose parent it wakes) both.
+async fn an_outcome_commits_its_last_checkpoint_with_it(db: Db) {
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    let write = |claim: &Claim, seq: i64| CheckpointWrite {
+        fence: claim.fence.clone(),
+        journal: claim.journal,
+        ordinal: claim.appends_at + seq,
+        seq,
+        name: format!("step-{seq}"),
+        payload: store.put_payload(seq.to_string().into_bytes()).unwrap(),
+    };
+    let succeeded = || Outcome::Succeeded(store.put_payload(b"\"done\"".to_vec()).unwrap());
+
+    db.request("done", "a", true).await;
+    let done = db.claim("done", "a").await.unwrap().unwrap();
+    db.commit(&done, 0).await.unwrap();
+    store
+        .finish_with_checkpoint(&write(&done, 1), &succeeded())
+        .await
+        .unwrap();
+    assert_eq!(step_names(store, &done).await, ["step-0", "step-1"]);
+    let row = store.request("done").await.unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Succeeded);
+    assert_eq!(row.last_checkpoint.as_deref(), Some("step-1"));
+    let again = store
+        .finish_with_checkpoint(&write(&done, 1), &succeeded())
+        .await;
+    assert!(matches!(again, Err(StoreError::Fenced { .. })), "{again:?}");
+    assert_eq!(step_names(store, &done).await, ["step-0", "step-1"]);
+
+    db.request("moved", "a", true).await;
+    let moved = db.claim("moved", "a").await.unwrap().unwrap();
+    db.commit(&moved, 0).await.unwrap();
+    store.cancel("moved", "a", "operator").await.unwrap();
+    let late = store
+        .finish_with_checkpoint(&write(&moved, 1), &succeeded())
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    assert_eq!(step_names(store, &moved).await, ["step-0"]);
+    let row = store.request("moved").await.unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Cancelled);
+
+    db.request("p", "a", true).await;
+    db.child("c", "a", "p").await;
+    let far = store.now_ms().await.unwrap() + 3_600_000;
+    let parent = db.claim("p", "a").await.unwrap().unwrap();
+    let waiting = Outcome::Sleeping {
+        wake_at_ms: far,
+        event: Some("baton:child:c".into()),
+    };
+    store.finish(&parent.fence, &waiting).await.unwrap();
+    let child = db.claim("c", "a").await.unwrap().unwrap();
+    store
+        .finish_with_checkpoint(&write(&child, 0), &succeeded())
+        .await
+        .unwrap();
+    assert_eq!(step_names(store, &child).await, ["step-0"]);
+    let row = store.request("c").await.unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Succeeded);
+    let woken = store.request("p").await.unwrap().unwrap();
+    assert!(woken.next_attempt_at.unwrap() < far, "due at once");
+}
+
 async fn a_group_commit_fences_each_write_alone(db: Db) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
@@ -1718,6 +1790,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    an_outcome_commits_its_last_checkpoint_with_it,
     a_stale_epoch_cannot_commit_or_finish,
     a_status_value_is_written_only_under_its_fence,
     an_event_sent_during_an_attempt_is_not_lost,

@@ -35,10 +35,12 @@ impl Ctx {
     /// Runs the step `name` once per request and returns its result.
     ///
     /// The first time the request reaches this checkpoint, `step` runs; its
-    /// `Ok` value is serialized to JSON and committed durably before this
-    /// returns. On a retry the committed value is returned and `step` does
-    /// not run. An `Err` is returned as is and nothing is committed, so the
-    /// next attempt runs the step again.
+    /// `Ok` value is serialized to JSON and committed durably before the
+    /// flow goes on to anything the host sees: the next checkpoint, sleep,
+    /// wait, clock read, status value or child start, or the flow's own
+    /// end, whose outcome commits it. On a retry the committed value is
+    /// returned and `step` does not run. An `Err` is returned as is and
+    /// nothing is committed, so the next attempt runs the step again.
     ///
     /// The value returned live is the committed JSON decoded again, so a
     /// live attempt sees exactly what a replay will see (fields skipped by

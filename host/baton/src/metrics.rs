@@ -269,25 +269,34 @@ impl Metrics {
     }
 
     pub(crate) fn record_checkpoint(&self, flow: &str, latency: Duration, gap: Option<Duration>) {
-        self.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.counter("baton_checkpoints_total", &[("flow", flow)])
-            .increment(1);
+        self.count_checkpoint(flow);
         self.histogram("baton_checkpoint_commit_seconds", &[("flow", flow)])
             .record(latency);
-        let mut by_flow = self.checkpoints_by_flow.lock().expect("metrics lock");
-        match by_flow.get_mut(flow) {
-            Some(count) => *count += 1,
-            None => {
-                by_flow.insert(flow.to_owned(), 1);
-            }
-        }
-        drop(by_flow);
         let mut samples = self.samples.lock().expect("metrics lock");
         if samples.checkpoint_us.len() < MAX_SAMPLES {
             samples.checkpoint_us.push(latency.as_micros() as u64);
             samples
                 .checkpoint_gap_us
                 .extend(gap.map(|gap| gap.as_micros() as u64));
+        }
+    }
+
+    /// A flow's last checkpoint was committed with its outcome: counted,
+    /// with no commit of its own to time.
+    pub(crate) fn record_checkpoint_with_outcome(&self, flow: &str) {
+        self.count_checkpoint(flow);
+    }
+
+    fn count_checkpoint(&self, flow: &str) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.counter("baton_checkpoints_total", &[("flow", flow)])
+            .increment(1);
+        let mut by_flow = self.checkpoints_by_flow.lock().expect("metrics lock");
+        match by_flow.get_mut(flow) {
+            Some(count) => *count += 1,
+            None => {
+                by_flow.insert(flow.to_owned(), 1);
+            }
         }
     }
 

@@ -21,7 +21,9 @@ pub(crate) const FENCE_SEQ: i64 = -1;
 const FENCE_TRIES: usize = 100;
 
 /// The fenced INSERT of `rows` checkpoints. One row, the common case,
-/// takes its values as parameters; a group takes them as a `VALUES` table.
+/// takes its values as parameters from `$first` on (in
+/// [`bind_checkpoint!`]'s order); a group takes them as a `VALUES` table
+/// from `$1`.
 ///
 /// The fence is the journal itself: a row goes in only right after its
 /// attempt's own entry (the fence entry its claim appended, or its own
@@ -29,7 +31,7 @@ const FENCE_TRIES: usize = 100;
 /// or locked. An epoch bump appends the new epoch's fence entry, so a
 /// commit of an older attempt meets a taken key (the journal's unique key
 /// orders the two writes) or a previous entry that is not its own.
-pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
+pub(crate) fn commit_sql(backend: Backend, rows: usize, first: usize) -> String {
     const COLUMNS: [&str; 9] = [
         "journal_key",
         "generation",
@@ -43,7 +45,7 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
     ];
     let column = |i: usize| {
         if rows == 1 {
-            format!("${}", i + 1)
+            format!("${}", first + i)
         } else {
             format!("v.{}", COLUMNS[i])
         }
@@ -88,6 +90,25 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize) -> String {
         now = backend.now_ms(),
     )
 }
+
+/// Binds the values of checkpoint `write` at journal key `key` in the
+/// order of [`commit_sql`]'s parameters.
+macro_rules! bind_checkpoint {
+    ($query:expr, $key:expr, $write:expr) => {{
+        let write: &$crate::CheckpointWrite = $write;
+        $query
+            .bind($key)
+            .bind(write.journal.number)
+            .bind(write.seq)
+            .bind(&write.name)
+            .bind(&write.fence.owner)
+            .bind(write.fence.epoch)
+            .bind(&write.payload.hash)
+            .bind(write.payload.size)
+            .bind(write.payload.inline.as_deref())
+    }};
+}
+pub(crate) use bind_checkpoint;
 
 impl SqlStore {
     /// The INSERT of a fence entry at the end of the journal of each
@@ -303,21 +324,12 @@ impl JournalStore for SqlStore {
         let sql = if keyed.len() == 1 {
             &*self.commit_one
         } else {
-            group = commit_sql(self.backend, keyed.len());
+            group = commit_sql(self.backend, keyed.len(), 1);
             &group
         };
         let mut query = sqlx::query(sql);
         for (_, key, write) in &keyed {
-            query = query
-                .bind(*key)
-                .bind(write.journal.number)
-                .bind(write.seq)
-                .bind(&write.name)
-                .bind(&write.fence.owner)
-                .bind(write.fence.epoch)
-                .bind(&write.payload.hash)
-                .bind(write.payload.size)
-                .bind(write.payload.inline.as_deref());
+            query = bind_checkpoint!(query, *key, write);
         }
         let mut writer = self.kept_writer().await?;
         // The statement answers a count alone: one message back from the
@@ -332,24 +344,34 @@ impl JournalStore for SqlStore {
         if inserted == keyed.len() as u64 {
             return Ok(results);
         }
-        // Some writes were left out: the journal says which. A row at the
-        // write's key under its owner and epoch is this attempt's own,
-        // committed now or by an earlier try whose answer was lost.
+        // Some writes were left out: the journal says which.
         for (index, key, write) in keyed {
-            let found = sqlx::query(
-                "SELECT 1 FROM checkpoints WHERE journal_key = $1 AND server_id = $2 AND epoch = $3",
-            )
-            .bind(key)
-            .bind(&write.fence.owner)
-            .bind(write.fence.epoch)
-            .fetch_optional(&mut *writer)
-            .await.db()?;
-            if found.is_none() {
+            if !own_entry(&mut writer, key, write).await? {
                 results[index] = Err(write.fence.lost());
             }
         }
         Ok(results)
     }
+}
+
+/// Whether the journal holds `write` at `key`: a row there under its owner
+/// and epoch is its attempt's own, committed now or by an earlier try
+/// whose answer was lost.
+pub(crate) async fn own_entry(
+    connection: &mut sqlx::AnyConnection,
+    key: i64,
+    write: &CheckpointWrite,
+) -> Result<bool, StoreError> {
+    let found = sqlx::query(
+        "SELECT 1 FROM checkpoints WHERE journal_key = $1 AND server_id = $2 AND epoch = $3",
+    )
+    .bind(key)
+    .bind(&write.fence.owner)
+    .bind(write.fence.epoch)
+    .fetch_optional(connection)
+    .await
+    .db()?;
+    Ok(found.is_some())
 }
 
 /// A record's columns, read from the journal as `c`.

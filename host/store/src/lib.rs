@@ -533,7 +533,7 @@ impl SqlStore {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
-            commit_one: checkpoints::commit_sql(backend, 1).into(),
+            commit_one: checkpoints::commit_sql(backend, 1, 1).into(),
             versions: Arc::default(),
             wakes: wakes::Wakes::of(backend, &url),
         })

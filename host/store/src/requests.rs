@@ -10,9 +10,11 @@ use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use baton_core::store::async_trait;
 
 use crate::{
-    Backend, CHILD_WAIT_PREFIX, Claim, DURATION_BUCKETS, Db, DueRequest, Fence, JOURNAL_CAPACITY,
-    JournalGeneration, MinuteCounts, NewRequest, Outcome, RequestRow, RequestStore, RunningAttempt,
-    ServerStore, SqlStore, SqliteScript, StoreError, StoredPayload, WriteConnection,
+    Backend, CHILD_WAIT_PREFIX, CheckpointWrite, Claim, DURATION_BUCKETS, Db, DueRequest, Fence,
+    JOURNAL_CAPACITY, JournalGeneration, MinuteCounts, NewRequest, Outcome, RequestRow,
+    RequestStore, RunningAttempt, ServerStore, SqlStore, SqliteScript, StoreError, StoredPayload,
+    WriteConnection,
+    checkpoints::{bind_checkpoint, commit_sql, own_entry},
     database_error, duration_bucket, sqlite_script,
 };
 
@@ -589,50 +591,21 @@ impl RequestStore for SqlStore {
     }
 
     async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError> {
-        let transition = outcome.transition();
-        let writer = self.writer().await?;
-        // A child (its parent to wake) or a lost fence falls through to
-        // the transaction, which tells them apart.
-        let (written, mut writer) = self.finish_in_one_call(writer, fence, outcome).await?;
-        if written {
-            return Ok(());
-        }
-        let mut tx = writer.begin().await.db()?;
-        let sql = self.outcome_update_sql(outcome, "");
-        let query = bind_outcome(
-            sqlx::query_as::<_, OutcomeWritten>(&sql)
-                .bind(&fence.request)
-                .bind(&fence.owner)
-                .bind(fence.epoch),
-            outcome,
-        );
-        let Some((flow, took, parent)) = query.fetch_optional(&mut *tx).await.db()? else {
-            return Err(fence.lost());
+        self.finish_after(fence, None, outcome).await
+    }
+
+    async fn finish_with_checkpoint(
+        &self,
+        last: &CheckpointWrite,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let Some(key) = last.journal.key(last.ordinal) else {
+            return Err(StoreError::JournalFull {
+                request: last.fence.request.clone(),
+            });
         };
-        let mut counts = outcome_counts(outcome);
-        if counts.succeeded + counts.failed > 0 {
-            counts.durations = vec![0; DURATION_BUCKETS];
-            counts.durations[duration_bucket(took)] = 1;
-        }
-        if counts != MinuteCounts::default() {
-            self.add_minute(&mut tx, &flow, &fence.owner, &counts)
-                .await?;
-        }
-        self.transition_event(
-            &mut tx,
-            transition,
-            &fence.request,
-            &fence.owner,
-            fence.epoch,
-            outcome_detail(outcome).as_deref(),
-        )
-        .await?;
-        // Only a child has a parent to wake: a statement fewer for the rest.
-        if parent.is_some() && matches!(outcome, Outcome::Succeeded(_) | Outcome::Error { .. }) {
-            self.wake_parent(&mut tx, &fence.request).await?;
-        }
-        tx.commit().await.db()?;
-        Ok(())
+        self.finish_after(&last.fence, Some((key, last)), outcome)
+            .await
     }
 
     async fn release(&self, fence: &Fence, why: &str) -> Result<(), StoreError> {
@@ -694,6 +667,69 @@ fn not_running(server: &str, incarnation: i64) -> StoreError {
 }
 
 impl SqlStore {
+    /// [`RequestStore::finish`] with `last`, a checkpoint and its journal
+    /// key, committed first in the same transaction.
+    async fn finish_after(
+        &self,
+        fence: &Fence,
+        last: Option<(i64, &CheckpointWrite)>,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let transition = outcome.transition();
+        let writer = self.writer().await?;
+        // A child (its parent to wake) or a lost fence falls through to
+        // the transaction, which tells them apart.
+        let (written, mut writer) = self
+            .finish_in_one_call(writer, fence, last, outcome)
+            .await?;
+        if written {
+            return Ok(());
+        }
+        let mut tx = writer.begin().await.db()?;
+        if let Some((key, last)) = last {
+            let query = bind_checkpoint!(sqlx::query(&self.commit_one), key, last);
+            let inserted = query.execute(&mut *tx).await.db()?.rows_affected();
+            if inserted == 0 && !own_entry(&mut tx, key, last).await? {
+                return Err(fence.lost());
+            }
+        }
+        let sql = self.outcome_update_sql(outcome, "");
+        let query = bind_outcome(
+            sqlx::query_as::<_, OutcomeWritten>(&sql)
+                .bind(&fence.request)
+                .bind(&fence.owner)
+                .bind(fence.epoch),
+            outcome,
+        );
+        let Some((flow, took, parent)) = query.fetch_optional(&mut *tx).await.db()? else {
+            return Err(fence.lost());
+        };
+        let mut counts = outcome_counts(outcome);
+        if counts.succeeded + counts.failed > 0 {
+            counts.durations = vec![0; DURATION_BUCKETS];
+            counts.durations[duration_bucket(took)] = 1;
+        }
+        if counts != MinuteCounts::default() {
+            self.add_minute(&mut tx, &flow, &fence.owner, &counts)
+                .await?;
+        }
+        self.transition_event(
+            &mut tx,
+            transition,
+            &fence.request,
+            &fence.owner,
+            fence.epoch,
+            outcome_detail(outcome).as_deref(),
+        )
+        .await?;
+        // Only a child has a parent to wake: a statement fewer for the rest.
+        if parent.is_some() && matches!(outcome, Outcome::Succeeded(_) | Outcome::Error { .. }) {
+            self.wake_parent(&mut tx, &fence.request).await?;
+        }
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
     /// The UPDATE that writes `outcome` under its fence (`$1`–`$3`, the
     /// outcome's own from `$4`: [`bind_outcome`]), with `also` added to
     /// its conditions; returns `flow`, `took` (ms since creation) and
@@ -748,10 +784,30 @@ impl SqlStore {
         &self,
         writer: WriteConnection,
         fence: &Fence,
+        last: Option<(i64, &CheckpointWrite)>,
         outcome: &Outcome,
     ) -> Result<(bool, WriteConnection), StoreError> {
-        let update = self.outcome_update_sql(outcome, "AND parent IS NULL");
-        let detail = format!("${}", 4 + outcome_parameters(outcome));
+        let event = outcome.transition().rule().event;
+        let detail = 4 + outcome_parameters(outcome);
+        // The checkpoint goes first; the UPDATE runs only if it went in.
+        let checkpoint = last.map(|_| {
+            let insert = commit_sql(self.backend, 1, detail + usize::from(event.is_some()));
+            match self.backend {
+                Backend::Postgres => (
+                    format!("{insert} RETURNING 1"),
+                    "AND EXISTS (SELECT 1 FROM c)",
+                ),
+                Backend::Sqlite => (insert, "AND changes() = 1"),
+            }
+        });
+        let update = self.outcome_update_sql(
+            outcome,
+            &format!(
+                "AND parent IS NULL {}",
+                checkpoint.as_ref().map_or("", |(_, went_in)| *went_in)
+            ),
+        );
+        let detail = format!("${detail}");
         let now = self.backend.now_ms();
         // The updated row: the UPDATE's own on PostgreSQL, read back on
         // SQLite (where `updated_at` is the UPDATE's clock).
@@ -763,7 +819,6 @@ impl SqlStore {
             ),
         };
         let mut after = Vec::new();
-        let event = outcome.transition().rule().event;
         if let Some(kind) = event {
             after.push(format!(
                 "INSERT INTO request_events (request_id, at, kind, server_id, epoch, detail)
@@ -796,7 +851,10 @@ impl SqlStore {
         }
         let sql = match self.backend {
             Backend::Postgres => {
-                let parts: Vec<String> = std::iter::once(format!("u AS ({update})"))
+                let parts: Vec<String> = checkpoint
+                    .map(|(insert, _)| format!("c AS ({insert})"))
+                    .into_iter()
+                    .chain(std::iter::once(format!("u AS ({update})")))
                     .chain(
                         after
                             .iter()
@@ -806,9 +864,14 @@ impl SqlStore {
                     .collect();
                 format!("WITH {} SELECT flow, took, parent FROM u", parts.join(", "))
             }
-            Backend::Sqlite => {
-                sqlite_script(&std::iter::once(update).chain(after).collect::<Vec<_>>())
-            }
+            Backend::Sqlite => sqlite_script(
+                &checkpoint
+                    .map(|(insert, _)| insert)
+                    .into_iter()
+                    .chain(std::iter::once(update))
+                    .chain(after)
+                    .collect::<Vec<_>>(),
+            ),
         };
         let mut query = bind_outcome(
             sqlx::query_as::<_, OutcomeWritten>(&sql)
@@ -819,6 +882,9 @@ impl SqlStore {
         );
         if event.is_some() {
             query = query.bind(outcome_detail(outcome));
+        }
+        if let Some((key, last)) = last {
+            query = bind_checkpoint!(query, key, last);
         }
         match self.backend {
             Backend::Postgres => {

@@ -181,6 +181,9 @@ pub struct AttemptJournal {
     /// claim's fence entry, then after this attempt's last commit.
     next_ordinal: i64,
     live: Option<(u32, String)>,
+    /// The step result the flow returned last, not committed yet (see
+    /// [`Self::settle`]), with the step's span.
+    pending: Option<(CheckpointWrite, OpenSpan)>,
     /// When this attempt's last checkpoint was answered.
     last_committed: Option<Instant>,
     /// Events taken so far in this generation, by name: the next wait for
@@ -231,6 +234,7 @@ impl AttemptJournal {
             next: 0,
             next_ordinal: appends_at,
             live: None,
+            pending: None,
             last_committed: None,
             events_taken: HashMap::new(),
             lease,
@@ -295,12 +299,14 @@ impl AttemptJournal {
         }
     }
 
-    async fn commit(
+    /// The write of checkpoint `name` at `position`, its payload stored
+    /// (a large one as a blob), with the step's span.
+    fn checkpoint_write(
         &mut self,
         position: u32,
         name: String,
         payload: Vec<u8>,
-    ) -> Result<(), HostAbort> {
+    ) -> Result<(CheckpointWrite, OpenSpan), HostAbort> {
         let payload = match self.store.put_payload(payload) {
             Ok(payload) => payload,
             Err(e) => {
@@ -312,7 +318,7 @@ impl AttemptJournal {
                 }));
             }
         };
-        let mut span = self
+        let span = self
             .step
             .take()
             .unwrap_or_else(|| self.step_span(position, &name));
@@ -324,6 +330,49 @@ impl AttemptJournal {
             name,
             payload,
         };
+        self.next = position + 1;
+        self.next_ordinal += 1;
+        self.live = None;
+        Ok((write, span))
+    }
+
+    /// Commits checkpoint `name` at `position` before the flow goes on.
+    async fn commit(
+        &mut self,
+        position: u32,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<(), HostAbort> {
+        let (write, span) = self.checkpoint_write(position, name, payload)?;
+        self.commit_write(write, span).await
+    }
+
+    /// Commits the step result the flow returned last, if it is not
+    /// committed yet: before the flow's next host call, so nothing the
+    /// flow does after a step reaches the world before the step is
+    /// durable, and before the attempt's end is written.
+    pub async fn settle(&mut self) -> Result<(), HostAbort> {
+        match self.pending.take() {
+            Some((write, span)) => self.commit_write(write, span).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The last step's result, still to commit, for the outcome of a flow
+    /// that returned to carry in its own commit; `None` when there is
+    /// none or the journal has no room left for it (then [`Self::settle`]
+    /// says so).
+    pub fn take_last(&mut self) -> Option<(CheckpointWrite, OpenSpan)> {
+        let (write, _) = self.pending.as_ref()?;
+        write.journal.key(write.ordinal)?;
+        self.pending.take()
+    }
+
+    async fn commit_write(
+        &mut self,
+        write: CheckpointWrite,
+        mut span: OpenSpan,
+    ) -> Result<(), HostAbort> {
         let started = Instant::now();
         // A database that is away for a while delays the commit; the attempt
         // gives up only when the lease says the request may have moved on.
@@ -352,9 +401,6 @@ impl AttemptJournal {
             self.last_committed.map(|last| started - last),
         );
         self.last_committed = Some(committed);
-        self.next = position + 1;
-        self.next_ordinal += 1;
-        self.live = None;
         Ok(())
     }
 
@@ -463,6 +509,7 @@ impl AttemptJournal {
 
 impl Journal for AttemptJournal {
     async fn guard(&mut self) -> Result<(), HostAbort> {
+        self.settle().await?;
         self.check().await
     }
 
@@ -479,6 +526,7 @@ impl Journal for AttemptJournal {
     }
 
     async fn begin_checkpoint(&mut self, name: String) -> Result<CheckpointStart, HostAbort> {
+        self.settle().await?;
         self.check().await?;
         // Every step and every journaled wait begins here: where a hold
         // stops the attempt, with nothing of a step half done.
@@ -537,7 +585,11 @@ impl Journal for AttemptJournal {
                 ))));
             }
         };
-        self.commit(position, name, payload).await
+        // Committed at the flow's next host call, or with the outcome when
+        // the flow returns next: no step runs, and nothing leaves the
+        // sandbox, before it is durable.
+        self.pending = Some(self.checkpoint_write(position, name, payload)?);
+        Ok(())
     }
 
     async fn now_ms(&mut self) -> Result<u64, HostAbort> {
@@ -658,6 +710,7 @@ impl Journal for AttemptJournal {
     }
 
     async fn set_status(&mut self, key: String, value: Vec<u8>) -> Result<(), HostAbort> {
+        self.settle().await?;
         // Replayed code published this before, and later code may have
         // published another value since: only live code writes.
         if (self.next as usize) < self.records.len() {

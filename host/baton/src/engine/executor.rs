@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::FlowProperties;
-use baton_core::store::{Claim, DueRequest, Fence, Outcome, RunningAttempt, Store, StoreError};
+use baton_core::store::{
+    CheckpointWrite, Claim, DueRequest, Fence, Outcome, RunningAttempt, Store, StoreError,
+};
 use baton_runtime::{AttemptError, FlowFailure, Runtime};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast};
 
@@ -20,7 +22,11 @@ use crate::engine::checkpoint::{Abort, AttemptJournal, Interrupt};
 use crate::engine::cluster::Cluster;
 use crate::engine::committer::Committer;
 use crate::metrics::Metrics;
-use crate::trace::{SpanContext, Tracer};
+use crate::trace::{OpenSpan, SpanContext, Tracer};
+
+/// The last step's result of a flow that returned, which its outcome
+/// commits with it, and the step's span.
+type LastStep = (CheckpointWrite, OpenSpan);
 
 /// Runs this server's attempts.
 pub struct Executor {
@@ -292,7 +298,11 @@ impl Executor {
         span.set("baton.server", fence.owner.as_str());
         span.set("baton.epoch", fence.epoch);
         span.set("baton.attempt", claim.attempts);
-        match self.execute(claim, interrupt.clone(), span.context()).await {
+        let mut last = None;
+        match self
+            .execute(claim, interrupt.clone(), span.context(), &mut last)
+            .await
+        {
             Some(outcome) => {
                 let outcome = match outcome {
                     Outcome::Postponed { reason, .. }
@@ -320,13 +330,20 @@ impl Executor {
                 }
                 let mut writing = self.tracer.start("outcome", span.context());
                 writing.set("baton.outcome", kind);
-                let written = self.write_outcome(&fence, &outcome).await;
+                let carried = last.as_ref().map(|(write, _)| write);
+                let written = self.write_outcome(&fence, &outcome, carried).await;
                 // Counted only when written: an outcome fenced off (the
                 // request moved on) did not happen.
                 if written {
                     self.metrics.record_outcome(&flow, &outcome, created_at);
+                    if last.is_some() {
+                        self.metrics.record_checkpoint_with_outcome(&flow);
+                    }
                 } else {
                     writing.fail("not written: the request moved on");
+                    if let Some((_, step)) = &mut last {
+                        step.fail("fenced: the request moved on");
+                    }
                 }
                 writing.end();
                 if written && matches!(kind, "succeeded" | "error") {
@@ -364,12 +381,15 @@ impl Executor {
         self.wake();
     }
 
-    /// Runs one attempt; `None` when it must write nothing (it lost the request).
+    /// Runs one attempt; `None` when it must write nothing (it lost the
+    /// request). A flow that returned leaves its last step's result, if
+    /// not committed yet, in `last` for its outcome to commit.
     async fn execute(
         &self,
         claim: Claim,
         interrupt: Arc<Interrupt>,
         span: SpanContext,
+        last: &mut Option<LastStep>,
     ) -> Option<Outcome> {
         let request = claim.fence.request.clone();
         let prepared = self.prepare(&claim).await;
@@ -409,9 +429,20 @@ impl Executor {
         tracing::debug!(%request, attempt = claim.attempts, epoch = claim.fence.epoch, "attempt starts");
         let egress = baton_runtime::Egress::new(&properties.name, &properties.resources);
         let started = std::time::Instant::now();
-        let attempt = self.runtime.run(&component, journal, &input, egress).await;
+        let mut attempt = self.runtime.run(&component, journal, &input, egress).await;
         self.metrics
             .record_attempt(&claim.flow, attempt.instantiate, started.elapsed());
+        let journal = &mut attempt.journal;
+        if attempt.result.is_ok() && journal.abort.is_none() {
+            *last = journal.take_last();
+        }
+        // Whatever else ended the attempt, its last step's result is
+        // committed before that end is written (a request moved on has
+        // nothing left to commit: its fence is gone).
+        if journal.abort != Some(Abort::Lost) {
+            // A failure says itself in the journal's abort.
+            let _ = journal.settle().await;
+        }
         match attempt.journal.abort {
             Some(Abort::Lost) | Some(Abort::Stopping) => {
                 tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is no longer this server's to run");
@@ -565,14 +596,23 @@ impl Executor {
         Ok((properties, component, input, records))
     }
 
-    /// Writes the outcome under the attempt's fence. A database that is away
-    /// delays the write; a lost fence means another attempt owns the request.
-    /// Writes the outcome, retrying while the store is away; whether it
-    /// was written.
-    async fn write_outcome(&self, fence: &Fence, outcome: &Outcome) -> bool {
+    /// Writes the outcome under the attempt's fence, with `last`, the last
+    /// step's result, in the same commit. A database that is away delays
+    /// the write; a lost fence means another attempt owns the request.
+    /// Whether it was written.
+    async fn write_outcome(
+        &self,
+        fence: &Fence,
+        outcome: &Outcome,
+        last: Option<&CheckpointWrite>,
+    ) -> bool {
         let mut lease = self.cluster.lease();
         loop {
-            match self.store.finish(fence, outcome).await {
+            let finished = match last {
+                Some(last) => self.store.finish_with_checkpoint(last, outcome).await,
+                None => self.store.finish(fence, outcome).await,
+            };
+            match finished {
                 Ok(()) => return true,
                 Err(StoreError::Fenced { .. }) => {
                     tracing::info!(request = %fence.request, epoch = fence.epoch, "outcome not written: the request moved on");

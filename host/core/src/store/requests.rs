@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Fence, JournalGeneration, StoreError, StoredPayload, VersionRow};
+use super::{CheckpointWrite, Fence, JournalGeneration, StoreError, StoredPayload, VersionRow};
 use crate::{EventKind, RequestStatus, Transition};
 
 /// What `waiting_for` holds while a parent waits for its child `ID`:
@@ -314,6 +314,17 @@ pub trait RequestStore: Send + Sync {
 
     /// Writes how an attempt ended, only while its fence holds.
     async fn finish(&self, fence: &Fence, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Commits `last`, the last checkpoint of an attempt, and how that
+    /// attempt ended in one commit, under the write's fence: both or
+    /// neither. A checkpoint already committed under the same fence (an
+    /// earlier try whose answer was lost) counts as committed. The journal
+    /// must have room at the write's ordinal.
+    async fn finish_with_checkpoint(
+        &self,
+        last: &CheckpointWrite,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError>;
 
     /// Makes a request whose attempt stopped without an outcome (its server
     /// stopping, or rejoining after being found dead), or that was left
