@@ -20,6 +20,18 @@ pub(crate) const FENCE_SEQ: i64 = -1;
 /// holds the database's write lock from its read to its write).
 const FENCE_TRIES: usize = 100;
 
+/// What the journal's INSERT does with a row whose key is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TakenKey {
+    /// Leaves the row out (`ON CONFLICT DO NOTHING`); the others go in.
+    Skip,
+    /// Fails the statement with a unique violation: the common case, no
+    /// key taken, is then a plain insert, where PostgreSQL inserts a row
+    /// that may conflict speculatively (a pre-check, a token and a
+    /// confirming WAL record).
+    Fail,
+}
+
 /// The fenced INSERT of `rows` checkpoints. One row, the common case,
 /// takes its values as parameters from `$first` on (in
 /// [`bind_checkpoint!`]'s order); a group takes them as a `VALUES` table
@@ -31,7 +43,7 @@ const FENCE_TRIES: usize = 100;
 /// or locked. An epoch bump appends the new epoch's fence entry, so a
 /// commit of an older attempt meets a taken key (the journal's unique key
 /// orders the two writes) or a previous entry that is not its own.
-pub(crate) fn commit_sql(backend: Backend, rows: usize, first: usize) -> String {
+pub(crate) fn commit_sql(backend: Backend, rows: usize, first: usize, taken: TakenKey) -> String {
     const COLUMNS: [&str; 9] = [
         "journal_key",
         "generation",
@@ -86,8 +98,12 @@ pub(crate) fn commit_sql(backend: Backend, rows: usize, first: usize) -> String 
           WHERE EXISTS (SELECT 1 FROM checkpoints p
                          WHERE p.journal_key = {journal_key} - 1
                            AND p.server_id = {owner} AND p.epoch = {epoch})
-         ON CONFLICT DO NOTHING",
+         {on_conflict}",
         now = backend.now_ms(),
+        on_conflict = match taken {
+            TakenKey::Skip => "ON CONFLICT DO NOTHING",
+            TakenKey::Fail => "",
+        },
     )
 }
 
@@ -324,17 +340,20 @@ impl JournalStore for SqlStore {
         let sql = if keyed.len() == 1 {
             &*self.commit_one
         } else {
-            group = commit_sql(self.backend, keyed.len(), 1);
+            group = commit_sql(self.backend, keyed.len(), 1, TakenKey::Fail);
             &group
         };
-        let mut query = sqlx::query(sql);
-        for (_, key, write) in &keyed {
-            query = bind_checkpoint!(query, *key, write);
-        }
         let mut writer = self.kept_writer().await?;
         // The statement answers a count alone: one message back from the
         // database rather than one per row, which a woken task pays for.
-        let inserted = match query.execute(&mut *writer).await {
+        let mut done = bind_group(sql, &keyed).execute(&mut *writer).await;
+        if matches!(&done, Err(sqlx::Error::Database(e)) if e.is_unique_violation()) {
+            // A key was taken (a fence, or a retry's own row): again,
+            // leaving out what is taken, which the journal then tells apart.
+            let skipping = commit_sql(self.backend, keyed.len(), 1, TakenKey::Skip);
+            done = bind_group(&skipping, &keyed).execute(&mut *writer).await;
+        }
+        let inserted = match done {
             Ok(done) => done.rows_affected(),
             Err(e) => {
                 writer.discard();
@@ -352,6 +371,18 @@ impl JournalStore for SqlStore {
         }
         Ok(results)
     }
+}
+
+/// [`commit_sql`]'s statement `sql` with the values of `keyed`'s writes.
+fn bind_group<'q>(
+    sql: &'q str,
+    keyed: &'q [(usize, i64, &'q CheckpointWrite)],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql);
+    for (_, key, write) in keyed {
+        query = bind_checkpoint!(query, *key, *write);
+    }
+    query
 }
 
 /// Whether the journal holds `write` at `key`: a row there under its owner

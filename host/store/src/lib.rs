@@ -122,7 +122,7 @@ impl Backend {
     }
 
     /// SQL for "now" on the database's clock, in milliseconds.
-    fn now_ms(self) -> &'static str {
+    pub fn now_ms(self) -> &'static str {
         match self {
             Self::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
             Self::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
@@ -533,7 +533,7 @@ impl SqlStore {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
-            commit_one: checkpoints::commit_sql(backend, 1, 1).into(),
+            commit_one: checkpoints::commit_sql(backend, 1, 1, checkpoints::TakenKey::Fail).into(),
             versions: Arc::default(),
             wakes: wakes::Wakes::of(backend, &url),
         })

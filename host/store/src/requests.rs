@@ -14,7 +14,7 @@ use crate::{
     JOURNAL_CAPACITY, JournalGeneration, MinuteCounts, NewRequest, Outcome, RequestRow,
     RequestStore, RunningAttempt, ServerStore, SqlStore, SqliteScript, StoreError, StoredPayload,
     WriteConnection,
-    checkpoints::{bind_checkpoint, commit_sql, own_entry},
+    checkpoints::{TakenKey, bind_checkpoint, commit_sql, own_entry},
     database_error, duration_bucket, sqlite_script,
 };
 
@@ -687,7 +687,8 @@ impl SqlStore {
         }
         let mut tx = writer.begin().await.db()?;
         if let Some((key, last)) = last {
-            let query = bind_checkpoint!(sqlx::query(&self.commit_one), key, last);
+            let skipping = commit_sql(self.backend, 1, 1, TakenKey::Skip);
+            let query = bind_checkpoint!(sqlx::query(&skipping), key, last);
             let inserted = query.execute(&mut *tx).await.db()?.rows_affected();
             if inserted == 0 && !own_entry(&mut tx, key, last).await? {
                 return Err(fence.lost());
@@ -791,7 +792,10 @@ impl SqlStore {
         let detail = 4 + outcome_parameters(outcome);
         // The checkpoint goes first; the UPDATE runs only if it went in.
         let checkpoint = last.map(|_| {
-            let insert = commit_sql(self.backend, 1, detail + usize::from(event.is_some()));
+            // A key taken (a retry whose answer was lost) must not fail the
+            // statement: the transaction below tells it apart.
+            let first = detail + usize::from(event.is_some());
+            let insert = commit_sql(self.backend, 1, first, TakenKey::Skip);
             match self.backend {
                 Backend::Postgres => (
                     format!("{insert} RETURNING 1"),

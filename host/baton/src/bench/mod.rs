@@ -241,6 +241,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // back-to-back figure is kept beside it.
     let mut raw = RawCommits::new(&sql, "bench_raw").await?;
     let mut back_to_back = RawCommits::new(&sql, "bench_raw_back_to_back").await?;
+    // And the checkpoint's own row, unfenced: what is left between a
+    // checkpoint commit and it is what the fence costs.
+    let mut same_row = RawCommits::checkpoint_rows(&sql, "bench_same_row").await?;
     let (mut alone, mut alone_statement, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
     let mut single = Vec::new();
     let progress = bar(args.requests, "one at a time + raw");
@@ -252,6 +255,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let request_gaps = sorted(samples.checkpoint_gap_us);
         let work = Duration::from_micros(percentile(&request_gaps, 0.5));
         raw = raw.run(samples.checkpoint_us.len(), work).await?;
+        same_row = same_row.run(samples.checkpoint_us.len(), work).await?;
         back_to_back = back_to_back
             .run(samples.checkpoint_us.len(), Duration::ZERO)
             .await?;
@@ -262,7 +266,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress.finish_and_clear();
     let (alone, alone_statement, gaps) = (sorted(alone), sorted(alone_statement), sorted(gaps));
     let single = sorted(single);
-    let (raw, back_to_back) = (raw.finish(), back_to_back.finish());
+    let (raw, back_to_back, same_row) = (raw.finish(), back_to_back.finish(), same_row.finish());
     // The raw commit rate: as many commits again, in one unbroken run.
     let sequential = RawCommits::new(&sql, "bench_raw_sequential")
         .await?
@@ -333,6 +337,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "  ratio checkpoint / raw commit       {:>8.2}×",
         alone_p50 as f64 / raw_p50.max(1) as f64
     );
+    let same_row_p50 = percentile(&same_row.latencies, 0.5);
+    println!(
+        "the checkpoint's row, unfenced        p50 {:>8.2} ms   (a plain INSERT of the same columns and values, spaced alike)",
+        same_row_p50 as f64 / 1000.0,
+    );
+    println!(
+        "  ratio checkpoint / unfenced row     {:>8.2}×   (what the fence costs)",
+        alone_p50 as f64 / same_row_p50.max(1) as f64
+    );
     // A request of n checkpoints should cost about its n commits plus
     // one for create+claim and one for the outcome.
     let single_p50 = percentile(&single, 0.5);
@@ -383,6 +396,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 struct RawCommits {
     connection: sqlx::pool::PoolConnection<sqlx::Any>,
     insert: String,
+    /// Whether the rows are shaped as the journal's (checkpoint columns).
+    checkpoint_rows: bool,
     next_id: i64,
     payload: Vec<u8>,
     total: Duration,
@@ -399,18 +414,58 @@ impl RawCommits {
     async fn new(store: &SqlStore, table: &str) -> anyhow::Result<Self> {
         // On SQLite only `INTEGER PRIMARY KEY` names the table's own b-tree;
         // any other key type would add an index, and a page, to each commit.
-        let create = match store.backend() {
-            Backend::Sqlite => {
-                format!("CREATE TABLE {table} (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
-            }
-            Backend::Postgres => {
-                format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, payload BYTEA NOT NULL)")
-            }
-        };
-        sqlx::query(&create).execute(store.pool()).await?;
+        let (key, bytes) = Self::types(store);
+        Self::open(
+            store,
+            &format!("CREATE TABLE {table} (id {key}, payload {bytes} NOT NULL)"),
+            format!("INSERT INTO {table} (id, payload) VALUES ($1, $2)"),
+            false,
+        )
+        .await
+    }
+
+    /// Commits of rows shaped as a checkpoint's (the journal's columns, a
+    /// hash, a name and a server, the clock read by the database, the
+    /// payload inline), plain INSERTs with no fence.
+    async fn checkpoint_rows(store: &SqlStore, table: &str) -> anyhow::Result<Self> {
+        let (key, bytes) = Self::types(store);
+        Self::open(
+            store,
+            &format!(
+                "CREATE TABLE {table} (journal_key {key}, generation BIGINT NOT NULL,
+                   seq BIGINT NOT NULL, name TEXT NOT NULL, server_id TEXT NOT NULL,
+                   epoch BIGINT NOT NULL, at BIGINT NOT NULL, hash TEXT NOT NULL,
+                   size BIGINT NOT NULL, inline {bytes})"
+            ),
+            format!(
+                "INSERT INTO {table} (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+                 VALUES ($1, $2, $3, $4, $5, $6, {}, $7, $8, $9)",
+                store.backend().now_ms()
+            ),
+            true,
+        )
+        .await
+    }
+
+    /// The key's and the payload's column types.
+    fn types(store: &SqlStore) -> (&'static str, &'static str) {
+        match store.backend() {
+            Backend::Sqlite => ("INTEGER PRIMARY KEY", "BLOB"),
+            Backend::Postgres => ("BIGINT PRIMARY KEY", "BYTEA"),
+        }
+    }
+
+    async fn open(
+        store: &SqlStore,
+        create: &str,
+        insert: String,
+        checkpoint_rows: bool,
+    ) -> anyhow::Result<Self> {
+        sqlx::query(create).execute(store.pool()).await?;
         Ok(Self {
             connection: store.pool().acquire().await?,
-            insert: format!("INSERT INTO {table} (id, payload) VALUES ($1, $2)"),
+            insert,
+            checkpoint_rows,
             next_id: 0,
             payload: vec![0x5a; 24],
             total: Duration::ZERO,
@@ -430,17 +485,28 @@ impl RawCommits {
 
     async fn commits(mut self, rows: usize, work: Duration) -> anyhow::Result<Self> {
         let mut spent = Duration::ZERO;
+        let hash = blake3::hash(&self.payload).to_hex().to_string();
         for _ in 0..rows {
             let busy_until = Instant::now() + work;
             while Instant::now() < busy_until {
                 std::hint::spin_loop();
             }
             let began = Instant::now();
-            sqlx::query(&self.insert)
-                .bind(self.next_id)
-                .bind(&self.payload[..])
-                .execute(&mut *self.connection)
-                .await?;
+            let insert = sqlx::query(&self.insert).bind(self.next_id);
+            let insert = if self.checkpoint_rows {
+                insert
+                    .bind(0_i64)
+                    .bind(self.next_id % 10)
+                    .bind("batch")
+                    .bind("bench-server")
+                    .bind(1_i64)
+                    .bind(&hash)
+                    .bind(self.payload.len() as i64)
+                    .bind(&self.payload[..])
+            } else {
+                insert.bind(&self.payload[..])
+            };
+            insert.execute(&mut *self.connection).await?;
             let took = began.elapsed();
             spent += took;
             self.latencies.push(took.as_micros() as u64);
