@@ -691,6 +691,13 @@ async fn a_request_keeps_its_version_across_a_takeover() {
         },
     )
     .await;
+    // The server that started version 1 starts version 2 now, though the
+    // deploy came through the other server.
+    let after = servers[0]
+        .start_request("steps", json!({ "steps": 2 }))
+        .await;
+    let (_, created) = servers[0].get(&format!("/api/requests/{after}")).await;
+    assert_eq!(created["version"], v2.as_str());
     servers[0].kill();
 
     let request = servers[1].wait_final(&id, LONG).await;

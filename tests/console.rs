@@ -117,6 +117,7 @@ impl Console {
             resume: true,
             idempotency_key: None,
             parent: parent.map(str::to_owned),
+            while_active: false,
         };
         let claim = store.create_request(&new, true).await.unwrap().unwrap();
         store.finish(&claim.fence, &outcome).await.unwrap();
@@ -504,6 +505,7 @@ async fn a_checkpoint_row_reexecutes_from_itself() {
         resume: true,
         idempotency_key: None,
         parent: None,
+        while_active: false,
     };
     let claim = store.create_request(&new, true).await.unwrap().unwrap();
     for seq in 0..2 {

@@ -1565,6 +1565,7 @@ async fn a_corrupted_blob_is_detected_and_named() {
                 resume: true,
                 idempotency_key: None,
                 parent: None,
+                while_active: false,
             },
             false,
         )
@@ -2187,6 +2188,7 @@ async fn claimed_request(
                 resume: true,
                 idempotency_key: None,
                 parent: None,
+                while_active: false,
             },
             true,
         )

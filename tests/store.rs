@@ -106,6 +106,19 @@ impl Db {
             .remove(0)
     }
 
+    /// `parent`, claimed by `server`, leaves its attempt to wait an hour for
+    /// its child `child`: the wait's wake-up time.
+    async fn wait_for_child(&self, parent: &str, server: &str, child: &str) -> i64 {
+        let far = self.store.now_ms().await.unwrap() + 3_600_000;
+        let claim = self.claim(parent, server).await.unwrap().unwrap();
+        let waiting = Outcome::Sleeping {
+            wake_at_ms: far,
+            event: Some(format!("baton:child:{child}")),
+        };
+        self.store.finish(&claim.fence, &waiting).await.unwrap();
+        far
+    }
+
     /// Makes `id`'s heartbeat older than any lease used here.
     async fn age(&self) {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -261,13 +274,7 @@ async fn an_outcome_commits_its_last_checkpoint_with_it(db: Db) {
 
     db.request("p", "a", true).await;
     db.child("c", "a", "p").await;
-    let far = store.now_ms().await.unwrap() + 3_600_000;
-    let parent = db.claim("p", "a").await.unwrap().unwrap();
-    let waiting = Outcome::Sleeping {
-        wake_at_ms: far,
-        event: Some("baton:child:c".into()),
-    };
-    store.finish(&parent.fence, &waiting).await.unwrap();
+    let far = db.wait_for_child("p", "a", "c").await;
     let child = db.claim("c", "a").await.unwrap().unwrap();
     store
         .finish_with_checkpoint(&write(&child, 0), &succeeded())
@@ -278,6 +285,46 @@ async fn an_outcome_commits_its_last_checkpoint_with_it(db: Db) {
     assert_eq!(row.status, RequestStatus::Succeeded);
     let woken = store.request("p").await.unwrap().unwrap();
     assert!(woken.next_attempt_at.unwrap() < far, "due at once");
+}
+
+/// A start that must find its version still active creates nothing once a
+/// deploy replaced it, and says so; one pinned to its version (a fork's, a
+/// child's) is created as asked.
+async fn a_start_of_a_replaced_version_creates_nothing(db: Db) {
+    let store = &db.store;
+    let incarnation = store.join("a", None, "a:1").await.unwrap();
+    let start = |id: &str| NewRequest {
+        while_active: true,
+        ..new_request(store, id, "a", incarnation)
+    };
+    store.create_request(&start("before"), false).await.unwrap();
+    store
+        .deploy(&VersionRow {
+            hash: "v2".into(),
+            flow: "f".into(),
+            size: 1,
+            properties: Default::default(),
+            deployed_at: 0,
+        })
+        .await
+        .unwrap();
+    let replaced = store.create_request(&start("after"), true).await;
+    assert!(
+        matches!(&replaced, Err(StoreError::VersionReplaced { version, .. }) if version == "v1"),
+        "{replaced:?}"
+    );
+    assert!(store.request("after").await.unwrap().is_none());
+    let pinned = new_request(store, "pinned", "a", incarnation);
+    store.create_request(&pinned, false).await.unwrap();
+    let current = NewRequest {
+        version: "v2".into(),
+        ..start("current")
+    };
+    store.create_request(&current, true).await.unwrap();
+    for (id, version) in [("before", "v1"), ("pinned", "v1"), ("current", "v2")] {
+        let row = store.request(id).await.unwrap().unwrap();
+        assert_eq!(row.version, version, "{id}");
+    }
 }
 
 async fn a_group_commit_fences_each_write_alone(db: Db) {
@@ -586,13 +633,7 @@ async fn a_cancel_takes_unfinished_descendants_and_an_end_wakes_the_parent(db: D
     db.child("g", "a", "c1").await;
     db.request("other", "a", true).await;
 
-    let far = store.now_ms().await.unwrap() + 3_600_000;
-    let parent = db.claim("p", "a").await.unwrap().unwrap();
-    let waiting = Outcome::Sleeping {
-        wake_at_ms: far,
-        event: Some("baton:child:c2".into()),
-    };
-    store.finish(&parent.fence, &waiting).await.unwrap();
+    let far = db.wait_for_child("p", "a", "c2").await;
     let child = db.claim("c2", "a").await.unwrap().unwrap();
     let output = store.put_payload(b"1".to_vec()).unwrap();
     store
@@ -1790,6 +1831,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_start_of_a_replaced_version_creates_nothing,
     an_outcome_commits_its_last_checkpoint_with_it,
     a_stale_epoch_cannot_commit_or_finish,
     a_status_value_is_written_only_under_its_fence,

@@ -38,7 +38,8 @@ impl Ctx {
     /// `Ok` value is serialized to JSON and committed durably before the
     /// flow goes on to anything the host sees: the next checkpoint, sleep,
     /// wait, clock read, status value or child start, or the flow's own
-    /// end, whose outcome commits it. On a retry the committed value is
+    /// end, whose outcome commits it (and within about a millisecond when
+    /// the flow computes on without any of these). On a retry the committed value is
     /// returned and `step` does not run. An `Err` is returned as is and
     /// nothing is committed, so the next attempt runs the step again.
     ///

@@ -3,9 +3,12 @@
 //! come here, so a request starts, stops and starts over the same way
 //! whoever asks; the adapters only parse, authorise and render.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use baton_core::store::{NewRequest, RequestFilter, RequestRow, Store, StoreError};
+use baton_core::store::{
+    NewRequest, RequestFilter, RequestRow, Store, StoreError, StoredPayload, VersionRow,
+};
 use tokio::sync::broadcast;
 
 use crate::engine::checkpoint::Abort;
@@ -94,6 +97,11 @@ pub struct Requests {
     store: Arc<dyn Store>,
     executor: Arc<Executor>,
     cluster: Arc<Cluster>,
+    /// Each flow's active version as last read here. A start asks the
+    /// store to create its request only while the version is still
+    /// active, so a deploy since (here or on another server) costs that
+    /// start one more read, and every other start none.
+    active_versions: Arc<Mutex<HashMap<String, Arc<VersionRow>>>>,
 }
 
 impl Requests {
@@ -103,6 +111,7 @@ impl Requests {
             store,
             executor,
             cluster,
+            active_versions: Arc::default(),
         }
     }
 
@@ -129,21 +138,65 @@ impl Requests {
         };
         serde_json::from_slice::<serde::de::IgnoredAny>(input)
             .map_err(SubmitError::InvalidInput)?;
-        let version = self.store.active_version(flow).await?;
-        let Some(version) = version else {
+        let (version, cached) = self.active_version(flow).await?;
+        let input = self.store.put_payload(input.to_vec())?;
+        match self.create(&version, input.clone(), key).await {
+            Err(SubmitError::Store(StoreError::VersionReplaced { .. })) if cached => {
+                // A deploy came in since this server read the version.
+                self.active_versions
+                    .lock()
+                    .expect("active versions lock")
+                    .remove(flow);
+                let (version, _) = self.active_version(flow).await?;
+                self.create(&version, input, key).await
+            }
+            created => created,
+        }
+    }
+
+    /// The active version of `flow`, and whether it was known here already
+    /// (read earlier, so perhaps replaced since).
+    async fn active_version(&self, flow: &str) -> Result<(Arc<VersionRow>, bool), SubmitError> {
+        if let Some(known) = self
+            .active_versions
+            .lock()
+            .expect("active versions lock")
+            .get(flow)
+        {
+            return Ok((known.clone(), true));
+        }
+        let Some(version) = self.store.active_version(flow).await? else {
             let flows = self.store.flows().await?;
             return Err(SubmitError::UnknownFlow {
                 name: flow.to_owned(),
                 closest: closest(flow, flows.iter().map(|f| f.name.as_str())),
             });
         };
+        let version = Arc::new(version);
+        self.active_versions
+            .lock()
+            .expect("active versions lock")
+            .insert(flow.to_owned(), version.clone());
+        Ok((version, false))
+    }
+
+    /// Creates a request of `version`, while it is its flow's active one,
+    /// claimed at once when a slot is free.
+    async fn create(
+        &self,
+        version: &VersionRow,
+        input: StoredPayload,
+        key: Option<&str>,
+    ) -> Result<Submitted, SubmitError> {
+        let flow = version.flow.as_str();
         let mut request = NewRequest::of_version(
-            &version,
+            version,
             self.store.new_request_id(),
             (&self.cluster.id, self.cluster.incarnation()),
-            self.store.put_payload(input.to_vec())?,
+            input,
         );
         request.idempotency_key = key.map(str::to_owned);
+        request.while_active = true;
         let slot = self.executor.try_slot();
         let mut span = self
             .executor

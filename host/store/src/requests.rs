@@ -94,6 +94,7 @@ fn bind_new<'q, O>(
         .bind(new.incarnation)
         .bind(new.idempotency_key.as_deref())
         .bind(new.parent.as_deref())
+        .bind(i64::from(new.while_active))
 }
 
 /// The claim of request `id` by `me` from the row its UPDATE returned, its
@@ -165,6 +166,8 @@ impl SqlStore {
                      CASE WHEN $11 = 0 THEN NOW_MS END, $7, $8, $9, NOW_MS, NOW_MS, $13, $14
               WHERE EXISTS (SELECT 1 FROM servers s
                              WHERE s.id = $4 AND s.incarnation = $12 AND s.status = 'running')
+                AND ($15 = 0 OR EXISTS (SELECT 1 FROM flows f
+                                         WHERE f.name = $2 AND f.active_version = $3))
              ON CONFLICT (flow, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
              RETURNING num, created_at",
         )
@@ -468,14 +471,14 @@ impl SqlStore {
     /// or its owner is not running at its incarnation.
     async fn not_created(&self, connection: &mut AnyConnection, new: &NewRequest) -> StoreError {
         let Some(key) = &new.idempotency_key else {
-            return not_running(&new.owner, new.incarnation);
+            return self.version_replaced_or_not_running(connection, new).await;
         };
         let first: Result<Option<(String, String)>, sqlx::Error> = sqlx::query_as(
             "SELECT id, input_hash FROM requests WHERE flow = $1 AND idempotency_key = $2",
         )
         .bind(&new.flow)
         .bind(key)
-        .fetch_optional(connection)
+        .fetch_optional(&mut *connection)
         .await;
         match first {
             Ok(Some((request, input_hash))) => StoreError::KeyTaken {
@@ -483,9 +486,38 @@ impl SqlStore {
                 request,
                 same_input: input_hash == new.input.hash,
             },
-            Ok(None) => not_running(&new.owner, new.incarnation),
+            Ok(None) => self.version_replaced_or_not_running(connection, new).await,
             Err(e) => database_error(e),
         }
+    }
+
+    /// Why a request with no key taken was not created: its version is no
+    /// longer active (when it had to be), or else its owner is no longer
+    /// running.
+    async fn version_replaced_or_not_running(
+        &self,
+        connection: &mut AnyConnection,
+        new: &NewRequest,
+    ) -> StoreError {
+        if new.while_active {
+            let active: Result<Option<(String,)>, sqlx::Error> =
+                sqlx::query_as("SELECT name FROM flows WHERE name = $1 AND active_version = $2")
+                    .bind(&new.flow)
+                    .bind(&new.version)
+                    .fetch_optional(&mut *connection)
+                    .await;
+            match active {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return StoreError::VersionReplaced {
+                        flow: new.flow.clone(),
+                        version: new.version.clone(),
+                    };
+                }
+                Err(e) => return database_error(e),
+            }
+        }
+        not_running(&new.owner, new.incarnation)
     }
 }
 

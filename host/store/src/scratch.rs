@@ -171,5 +171,6 @@ pub fn new_request(store: &SqlStore, id: &str, owner: &str, incarnation: i64) ->
         resume: true,
         idempotency_key: None,
         parent: None,
+        while_active: false,
     }
 }

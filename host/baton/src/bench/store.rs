@@ -84,6 +84,7 @@ async fn commits(
                     resume: true,
                     idempotency_key: None,
                     parent: None,
+                    while_active: false,
                 },
                 true,
             )

@@ -57,6 +57,7 @@ pub async fn run(args: TakeoverArgs) -> anyhow::Result<()> {
                         resume: true,
                         idempotency_key: None,
                         parent: None,
+                        while_active: false,
                     },
                     true,
                 )

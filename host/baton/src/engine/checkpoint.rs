@@ -165,6 +165,28 @@ pub(crate) fn step_key(request: &str, generation: i64, position: u32) -> String 
     }
 }
 
+/// How long a flow may compute on after a step, without calling the host
+/// or returning, before the step's put-off commit is made anyway: long
+/// enough for a flow that returns right after its last step to carry it
+/// in its outcome's commit, short beside any work worth a step.
+const PUT_OFF_GRACE: Duration = Duration::from_millis(1);
+
+/// A step's result whose commit is put off (see [`AttemptJournal::settle`]).
+#[derive(Default)]
+enum PutOff {
+    #[default]
+    Nothing,
+    /// Still to commit.
+    Waiting(CheckpointWrite, OpenSpan),
+    /// Tried by the grace's timer, which started at `started`.
+    Tried {
+        write: CheckpointWrite,
+        span: OpenSpan,
+        started: Instant,
+        result: Result<(), CommitError>,
+    },
+}
+
 /// The [`Journal`] of one attempt.
 pub struct AttemptJournal {
     store: Arc<dyn Store>,
@@ -181,9 +203,11 @@ pub struct AttemptJournal {
     /// claim's fence entry, then after this attempt's last commit.
     next_ordinal: i64,
     live: Option<(u32, String)>,
-    /// The step result the flow returned last, not committed yet (see
-    /// [`Self::settle`]), with the step's span.
-    pending: Option<(CheckpointWrite, OpenSpan)>,
+    /// The step result the flow returned last, when its commit is put off
+    /// (see [`Self::settle`]).
+    put_off: Arc<tokio::sync::Mutex<PutOff>>,
+    /// The timer that commits what is put off once the grace is over.
+    grace: Option<tokio::task::JoinHandle<()>>,
     /// When this attempt's last checkpoint was answered.
     last_committed: Option<Instant>,
     /// Events taken so far in this generation, by name: the next wait for
@@ -234,7 +258,8 @@ impl AttemptJournal {
             next: 0,
             next_ordinal: appends_at,
             live: None,
-            pending: None,
+            put_off: Arc::default(),
+            grace: None,
             last_committed: None,
             events_taken: HashMap::new(),
             lease,
@@ -344,7 +369,40 @@ impl AttemptJournal {
         payload: Vec<u8>,
     ) -> Result<(), HostAbort> {
         let (write, span) = self.checkpoint_write(position, name, payload)?;
-        self.commit_write(write, span).await
+        self.commit_write(write, span, None).await
+    }
+
+    /// Puts off the commit of a step's result until the flow's next host
+    /// call or its outcome, whichever comes first, or until the flow has
+    /// computed on for [`PUT_OFF_GRACE`] without either: then it is
+    /// committed while the flow computes.
+    async fn put_off(&mut self, write: CheckpointWrite, span: OpenSpan) {
+        *self.put_off.lock().await = PutOff::Waiting(write, span);
+        let (put_off, committer) = (self.put_off.clone(), self.committer.clone());
+        self.grace = Some(tokio::spawn(async move {
+            tokio::time::sleep(PUT_OFF_GRACE).await;
+            let mut put_off = put_off.lock().await;
+            if let PutOff::Waiting(write, span) = std::mem::take(&mut *put_off) {
+                let started = Instant::now();
+                let result = committer.commit(write.clone()).await;
+                *put_off = PutOff::Tried {
+                    write,
+                    span,
+                    started,
+                    result,
+                };
+            }
+        }));
+    }
+
+    /// What is put off, taken; the grace's timer, if it has not committed
+    /// it, will not.
+    async fn take_put_off(&mut self) -> PutOff {
+        let put_off = std::mem::take(&mut *self.put_off.lock().await);
+        if let Some(grace) = self.grace.take() {
+            grace.abort();
+        }
+        put_off
     }
 
     /// Commits the step result the flow returned last, if it is not
@@ -352,32 +410,53 @@ impl AttemptJournal {
     /// flow does after a step reaches the world before the step is
     /// durable, and before the attempt's end is written.
     pub async fn settle(&mut self) -> Result<(), HostAbort> {
-        match self.pending.take() {
-            Some((write, span)) => self.commit_write(write, span).await,
-            None => Ok(()),
+        match self.take_put_off().await {
+            PutOff::Nothing => Ok(()),
+            PutOff::Waiting(write, span) => self.commit_write(write, span, None).await,
+            PutOff::Tried {
+                write,
+                span,
+                started,
+                result,
+            } => {
+                self.commit_write(write, span, Some((started, result)))
+                    .await
+            }
         }
     }
 
     /// The last step's result, still to commit, for the outcome of a flow
     /// that returned to carry in its own commit; `None` when there is
-    /// none or the journal has no room left for it (then [`Self::settle`]
-    /// says so).
-    pub fn take_last(&mut self) -> Option<(CheckpointWrite, OpenSpan)> {
-        let (write, _) = self.pending.as_ref()?;
-        write.journal.key(write.ordinal)?;
-        self.pending.take()
+    /// none, when the grace's timer took it, or when the journal has no
+    /// room left for it (then [`Self::settle`] says so).
+    pub async fn take_last(&mut self) -> Option<(CheckpointWrite, OpenSpan)> {
+        match self.take_put_off().await {
+            PutOff::Waiting(write, span) if write.journal.key(write.ordinal).is_some() => {
+                Some((write, span))
+            }
+            other => {
+                *self.put_off.lock().await = other;
+                None
+            }
+        }
     }
 
+    /// Commits `write`, whose first try, if made already, answered `tried`.
     async fn commit_write(
         &mut self,
         write: CheckpointWrite,
         mut span: OpenSpan,
+        mut tried: Option<(Instant, Result<(), CommitError>)>,
     ) -> Result<(), HostAbort> {
-        let started = Instant::now();
+        let started = tried.as_ref().map_or_else(Instant::now, |(at, _)| *at);
         // A database that is away for a while delays the commit; the attempt
         // gives up only when the lease says the request may have moved on.
         loop {
-            match self.committer.commit(write.clone()).await {
+            let result = match tried.take() {
+                Some((_, result)) => result,
+                None => self.committer.commit(write.clone()).await,
+            };
+            match result {
                 Ok(()) => break,
                 Err(CommitError::Fenced) => {
                     span.fail("fenced: the request moved on");
@@ -507,6 +586,16 @@ impl AttemptJournal {
     }
 }
 
+impl Drop for AttemptJournal {
+    fn drop(&mut self) {
+        // An attempt ended without settling (its request moved on): what
+        // it put off is not committed after it.
+        if let Some(grace) = self.grace.take() {
+            grace.abort();
+        }
+    }
+}
+
 impl Journal for AttemptJournal {
     async fn guard(&mut self) -> Result<(), HostAbort> {
         self.settle().await?;
@@ -588,7 +677,8 @@ impl Journal for AttemptJournal {
         // Committed at the flow's next host call, or with the outcome when
         // the flow returns next: no step runs, and nothing leaves the
         // sandbox, before it is durable.
-        self.pending = Some(self.checkpoint_write(position, name, payload)?);
+        let (write, span) = self.checkpoint_write(position, name, payload)?;
+        self.put_off(write, span).await;
         Ok(())
     }
 

@@ -434,7 +434,7 @@ impl Executor {
             .record_attempt(&claim.flow, attempt.instantiate, started.elapsed());
         let journal = &mut attempt.journal;
         if attempt.result.is_ok() && journal.abort.is_none() {
-            *last = journal.take_last();
+            *last = journal.take_last().await;
         }
         // Whatever else ended the attempt, its last step's result is
         // committed before that end is written (a request moved on has
@@ -443,7 +443,7 @@ impl Executor {
             // A failure says itself in the journal's abort.
             let _ = journal.settle().await;
         }
-        match attempt.journal.abort {
+        match attempt.journal.abort.take() {
             Some(Abort::Lost) | Some(Abort::Stopping) => {
                 tracing::info!(%request, epoch = claim.fence.epoch, "attempt stopped: the request is no longer this server's to run");
                 return None;

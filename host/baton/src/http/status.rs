@@ -20,9 +20,10 @@ impl HttpStatus for StoreError {
     fn http_status(&self) -> StatusCode {
         match self {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::Refused(_) | StoreError::Fenced { .. } | StoreError::KeyTaken { .. } => {
-                StatusCode::CONFLICT
-            }
+            StoreError::Refused(_)
+            | StoreError::Fenced { .. }
+            | StoreError::KeyTaken { .. }
+            | StoreError::VersionReplaced { .. } => StatusCode::CONFLICT,
             StoreError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

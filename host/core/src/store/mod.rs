@@ -153,6 +153,15 @@ pub enum StoreError {
         /// Whether that request's input is the same as this one's.
         same_input: bool,
     },
+    /// A start asked for a version of the flow that is no longer its
+    /// active one (a deploy came in between); nothing was created.
+    #[error("version {version} is no longer the active version of flow {flow}")]
+    VersionReplaced {
+        /// The flow.
+        flow: String,
+        /// The version asked for.
+        version: String,
+    },
     /// The operation is not allowed in the current state; the text says why.
     #[error("{0}")]
     Refused(String),

@@ -35,6 +35,11 @@ pub struct NewRequest {
     pub idempotency_key: Option<String>,
     /// The request whose flow started this one, for a child flow.
     pub parent: Option<String>,
+    /// Created only while `version` is the flow's active version, else
+    /// [`StoreError::VersionReplaced`]: a start that read the active
+    /// version earlier (a cached read) and that a deploy may have
+    /// overtaken since.
+    pub while_active: bool,
 }
 
 impl NewRequest {
@@ -58,6 +63,7 @@ impl NewRequest {
             resume: version.properties.begin_checkpoint,
             idempotency_key: None,
             parent: None,
+            while_active: false,
         }
     }
 }
