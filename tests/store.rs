@@ -1938,9 +1938,6 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
     );
 }
 
-/// Migration 0006 re-keys an existing journal by request number and
-/// ordinal: a store written before it reads back the same checkpoints and
-/// goes on from them.
 /// A database of its own on which only the first `migrations` have run:
 /// its URL, a pool on it, and what keeps it (a folder, a PostgreSQL
 /// database).
@@ -1976,12 +1973,19 @@ async fn database_before(
     .await
     .unwrap();
     let first = before.migrations[..migrations].to_vec();
-    assert_eq!(first.last().unwrap().version, migrations as i64);
+    assert!(
+        first
+            .last()
+            .is_none_or(|last| last.version == migrations as i64)
+    );
     before.migrations = first.into();
     before.run(&pool).await.unwrap();
     (url, pool, (dir, database))
 }
 
+/// Migration 0006 re-keys an existing journal by request number and
+/// ordinal: a store written before it reads back the same checkpoints and
+/// goes on from them.
 async fn the_journal_migration_keeps_every_checkpoint(postgres: bool) {
     use sqlx::Executor;
     let (url, pool, kept) = database_before(postgres, 5).await;
@@ -2227,6 +2231,34 @@ async fn no_migration_runs_under_a_live_server_of_an_older_build(postgres: bool)
         .unwrap();
     store.close().await;
     assert_eq!(applied().await, known);
+}
+
+/// A database on which another server's first migration is under way
+/// (the migrations' table made, none applied, so no `servers` table yet)
+/// opens and migrates: it has no servers to refuse for. Servers started
+/// together on a new database met this.
+async fn a_database_whose_first_migration_is_under_way_opens(postgres: bool) {
+    let (url, pool, kept) = database_before(postgres, 0).await;
+    let state = SqlStore::inspect(&url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(state.older_servers.is_empty());
+    let store = SqlStore::open(&url, &kept.0.path().join("store"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.join("a", None, "a:1").await.unwrap();
+    store.close().await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_first_migration_is_under_way_opens_on_sqlite() {
+    a_database_whose_first_migration_is_under_way_opens(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_first_migration_is_under_way_opens_on_postgres() {
+    a_database_whose_first_migration_is_under_way_opens(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

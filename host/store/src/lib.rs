@@ -347,24 +347,35 @@ async fn refuse_migrating_under_live_servers(
     migrator: &sqlx::migrate::Migrator,
     lease: Duration,
 ) -> Result<(), StoreError> {
-    // None yet: a new database, with no servers either.
-    let Some(applied) = applied_migrations(connection).await else {
-        return Ok(());
-    };
-    let pending = migrator.iter().count() as i64 - applied;
-    if pending <= 0 {
-        return Ok(());
-    }
-    let live = live_servers(connection, backend, lease).await?;
+    let applied = applied_migrations(connection).await.unwrap_or(0);
+    let known = migrator.iter().count() as i64;
+    let live = older_servers(connection, backend, (applied, known), lease).await?;
     if live.is_empty() {
         return Ok(());
     }
+    let pending = known - applied;
     Err(StoreError::Refused(format!(
         "this build has {pending} schema change(s) the database has not had, and servers of \
          an older build are running on it: {}. They would misread what this build writes: \
          stop them, then start this build",
         name_servers(&live)
     )))
+}
+
+/// The servers that may be of an older build, with `applied` of `known`
+/// migrations: when some are applied and some not, any whose heartbeat is
+/// younger than `lease`. None applied means no schema yet (a new database,
+/// or another server's first migration under way), so no servers either.
+async fn older_servers(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    (applied, known): (i64, i64),
+    lease: Duration,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    if applied == 0 || applied >= known {
+        return Ok(Vec::new());
+    }
+    live_servers(connection, backend, lease).await
 }
 
 /// Servers with how long ago each beat (ms), as a person reads them.
@@ -413,11 +424,8 @@ impl SqlStore {
             .fetch_one(&mut connection)
             .await
             .db()?;
-        let older_servers = if applied > 0 && applied < known {
-            live_servers(&mut connection, backend, lease).await?
-        } else {
-            Vec::new()
-        };
+        let older_servers =
+            older_servers(&mut connection, backend, (applied, known), lease).await?;
         connection.close().await.db()?;
         Ok(DatabaseState {
             applied: Some(applied),
