@@ -202,7 +202,7 @@ impl SqlStore {
     /// inserts nothing, and nothing else either.
     async fn create_in_one_call(
         &self,
-        writer: WriteConnection,
+        mut writer: WriteConnection,
         new: &NewRequest,
         claim: bool,
     ) -> Result<Option<Claim>, StoreError> {
@@ -230,7 +230,7 @@ impl SqlStore {
             now = self.backend.now_ms(),
             shard = self.minute_shard(),
         ));
-        let (row, writer) = match self.backend {
+        let (row, mut writer) = match self.backend {
             Backend::Postgres => {
                 let fence = fence.map(|f| format!(", f AS ({f})")).unwrap_or_default();
                 let sql = format!(
@@ -238,7 +238,6 @@ impl SqlStore {
                      SELECT num, created_at FROM r",
                     insert = self.insert_request_sql(),
                 );
-                let mut writer = writer;
                 let row: Option<(i64, i64)> = bind_new(sqlx::query_as(&sql), new, transition)
                     .fetch_optional(&mut *writer)
                     .await
@@ -260,10 +259,7 @@ impl SqlStore {
             Some((number, created_at)) => {
                 Ok(claim.then(|| created_claim(new, epoch, number, created_at)))
             }
-            None => {
-                let mut writer = writer;
-                Err(self.not_created(&mut writer, new).await)
-            }
+            None => Err(self.not_created(&mut writer, new).await),
         }
     }
 
@@ -815,7 +811,7 @@ impl SqlStore {
     /// for a child, nor under a lost fence.
     async fn finish_in_one_call(
         &self,
-        writer: WriteConnection,
+        mut writer: WriteConnection,
         fence: &Fence,
         last: Option<(i64, &CheckpointWrite)>,
         outcome: &Outcome,
@@ -924,7 +920,6 @@ impl SqlStore {
         }
         match self.backend {
             Backend::Postgres => {
-                let mut writer = writer;
                 let written = query.fetch_optional(&mut *writer).await.db()?.is_some();
                 Ok((written, writer))
             }
