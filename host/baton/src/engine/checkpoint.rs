@@ -674,9 +674,9 @@ impl Journal for AttemptJournal {
                 ))));
             }
         };
-        // Committed at the flow's next host call, or with the outcome when
-        // the flow returns next: no step runs, and nothing leaves the
-        // sandbox, before it is durable.
+        // Committed at the flow's next host call, with the outcome when the
+        // flow returns next, or by the grace's timer: no later step, HTTP
+        // call, status value or child start happens before it is durable.
         let (write, span) = self.checkpoint_write(position, name, payload)?;
         self.put_off(write, span).await;
         Ok(())
