@@ -1938,6 +1938,63 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
     );
 }
 
+/// The create and the outcome, each one statement, have one text each:
+/// PostgreSQL plans a prepared statement afresh for its first executions
+/// on each connection, so a text that varied from call to call (it once
+/// named a random statistics shard) was planned on nearly every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_and_an_outcome_each_have_one_statement_text() {
+    let db = open(true).await;
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    for i in 0..24 {
+        let id = format!("r{i}");
+        db.request(&id, "a", true).await;
+        let claim = db.claim(&id, "a").await.unwrap().unwrap();
+        let last = CheckpointWrite {
+            fence: claim.fence.clone(),
+            journal: claim.journal,
+            ordinal: claim.appends_at,
+            seq: 0,
+            name: "step-0".into(),
+            payload: store.put_payload(b"0".to_vec()).unwrap(),
+        };
+        let output = store.put_payload(b"\"done\"".to_vec()).unwrap();
+        store
+            .finish_with_checkpoint(&last, &Outcome::Succeeded(output))
+            .await
+            .unwrap();
+    }
+    // Every connection the pool holds, each asked what it prepared.
+    let mut connections = Vec::new();
+    while let Some(connection) = store.pool().try_acquire() {
+        connections.push(connection);
+    }
+    assert!(!connections.is_empty());
+    let mut prepared_anywhere = (0, 0);
+    for connection in &mut connections {
+        let (creates, outcomes): (i64, i64) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) FILTER (WHERE statement LIKE 'WITH r AS (INSERT INTO requests%') AS BIGINT),
+                    CAST(COUNT(*) FILTER (WHERE statement LIKE '%UPDATE requests SET status%'
+                                            AND statement LIKE 'WITH c AS (%') AS BIGINT)
+               FROM pg_prepared_statements",
+        )
+        .fetch_one(&mut **connection)
+        .await
+        .unwrap();
+        assert!(
+            creates <= 1 && outcomes <= 1,
+            "one connection prepared {creates} creates and {outcomes} outcomes"
+        );
+        prepared_anywhere.0 += creates;
+        prepared_anywhere.1 += outcomes;
+    }
+    assert!(
+        prepared_anywhere.0 >= 1 && prepared_anywhere.1 >= 1,
+        "{prepared_anywhere:?}"
+    );
+}
+
 /// A database of its own on which only the first `migrations` have run:
 /// its URL, a pool on it, and what keeps it (a folder, a PostgreSQL
 /// database).

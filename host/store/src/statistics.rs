@@ -12,7 +12,7 @@ use crate::{
 /// Rows one minute of one flow on one server is spread over on
 /// PostgreSQL, where concurrent finishes would otherwise queue on one row
 /// lock until each commits; SQLite has one writer anyway.
-const POSTGRES_SHARDS: u64 = 4;
+const POSTGRES_SHARDS: u32 = 4;
 
 const COUNTERS: [&str; 7] = [
     "started",
@@ -69,11 +69,15 @@ impl SqlStore {
         ))
     }
 
-    /// The shard of a minute's row this write adds to.
-    pub(crate) fn minute_shard(&self) -> i64 {
+    /// The shard of a minute's row a write adds to, as SQL: on PostgreSQL
+    /// the connection's, as concurrent transactions run on different
+    /// connections. An expression rather than a value, so the statements
+    /// that add to a minute have one text: each text is prepared, and
+    /// planned afresh for its first executions, per connection.
+    pub(crate) fn minute_shard(&self) -> String {
         match self.backend {
-            Backend::Sqlite => 0,
-            Backend::Postgres => fastrand::u64(..POSTGRES_SHARDS) as i64,
+            Backend::Sqlite => "0".to_owned(),
+            Backend::Postgres => format!("(pg_backend_pid() % {POSTGRES_SHARDS})"),
         }
     }
 
@@ -87,16 +91,14 @@ impl SqlStore {
         counts: &MinuteCounts,
     ) -> Result<(), StoreError> {
         let values: Vec<String> = (0..minute_columns().len())
-            .map(|i| format!("${}", i + 4))
+            .map(|i| format!("${}", i + 3))
             .collect();
         let sql = self.minute_upsert_sql(&format!(
-            "VALUES ((NOW_MS / 60000) * 60000, $1, $2, $3, {})",
+            "VALUES ((NOW_MS / 60000) * 60000, $1, $2, {}, {})",
+            self.minute_shard(),
             values.join(", ")
         ));
-        let mut query = sqlx::query(&sql)
-            .bind(flow)
-            .bind(server)
-            .bind(self.minute_shard());
+        let mut query = sqlx::query(&sql).bind(flow).bind(server);
         for counter in counter_values(counts) {
             query = query.bind(counter);
         }
