@@ -123,26 +123,41 @@ async fn a_database_away_for_seconds_kills_no_server() {
     assert_none_found_dead(&servers).await;
 }
 
-/// A read right after PostgreSQL restarted, before anything else touched
-/// the database, is answered: the store's idle connections all died with
-/// the restart, and none of them is handed to a query.
+/// A read or a write right after PostgreSQL restarted, before anything
+/// else touched the database, is answered: the store's idle connections
+/// (the pool's, and those kept for writing) all died with the restart, and
+/// none of them is handed to a query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_after_a_postgres_restart_meets_no_dead_connection() {
+async fn a_read_or_write_after_a_postgres_restart_meets_no_dead_connection() {
     use baton_store::{ServerStore, SqlStore};
     let postgres = PrivatePostgres::start();
     let dir = tempfile::tempdir().unwrap();
     let store = SqlStore::connect(&postgres.url("baton"), dir.path())
         .await
         .unwrap();
-    // Several reads at once leave several idle connections in the pool.
+    // Several reads and writes at once leave several idle connections in
+    // the pool and some kept for writing.
     let warm = (0..6).map(|_| store.servers());
     for listed in futures_util::future::join_all(warm).await {
         listed.unwrap();
+    }
+    let joined = (0..4).map(|i| {
+        let id = format!("s{i}");
+        let store = store.clone();
+        async move { store.join(&id, None, &format!("{id}:1")).await }
+    });
+    for incarnation in futures_util::future::join_all(joined).await {
+        incarnation.unwrap();
     }
     postgres.restart_immediate();
     for read in 0..12 {
         if let Err(e) = store.servers().await {
             panic!("read {read} after the restart: {e}");
+        }
+    }
+    for write in 0..4 {
+        if let Err(e) = store.join(&format!("s{write}"), None, "again").await {
+            panic!("write {write} after the restart: {e}");
         }
     }
 }

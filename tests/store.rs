@@ -1938,6 +1938,66 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
     );
 }
 
+/// A write dropped inside its transaction (its caller gave up on it)
+/// leaves no lock behind: its connection sends the rollback at once rather
+/// than when a later write takes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
+    let db = open(true).await;
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let first = db.claim("r", "a").await.unwrap().unwrap();
+    db.commit(&first, 0).await.unwrap();
+
+    // A takeover that waits, inside its transaction, for the key the old
+    // attempt's commit in flight holds; its caller gives up on it there.
+    let mut in_flight = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, '', 0, ''::bytea)",
+    )
+    .bind(first.journal.key(first.appends_at + 1).unwrap())
+    .bind(first.fence.epoch)
+    .execute(&mut *in_flight)
+    .await
+    .unwrap();
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let takeover = tokio::spawn({
+        let store = store.clone();
+        async move { store.take_over("a", "b", b, LEASE_MS).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the key");
+    takeover.abort();
+    assert!(takeover.await.unwrap_err().is_cancelled());
+    in_flight.commit().await.unwrap();
+
+    // The request's row and the servers' rows are free at once.
+    let mut other = store.pool().acquire().await.unwrap();
+    sqlx::query("SET lock_timeout = 1000")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    for update in [
+        "UPDATE requests SET updated_at = updated_at WHERE id = 'r'",
+        "UPDATE servers SET heartbeat_at = heartbeat_at WHERE id IN ('a', 'b')",
+    ] {
+        sqlx::query(update)
+            .execute(&mut *other)
+            .await
+            .unwrap_or_else(|e| panic!("{update}: {e}"));
+    }
+    sqlx::query("SET lock_timeout = 0")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    drop(other);
+    let takeover = store.take_over("a", "b", b, LEASE_MS).await.unwrap();
+    assert_eq!(takeover.expect("a is dead").requests, ["r"]);
+}
+
 /// The create and the outcome, each one statement, have one text each:
 /// PostgreSQL plans a prepared statement afresh for its first executions
 /// on each connection, so a text that varied from call to call (it once
@@ -1946,31 +2006,40 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
 async fn a_create_and_an_outcome_each_have_one_statement_text() {
     let db = open(true).await;
     let store = &db.store;
-    store.join("a", None, "a:1").await.unwrap();
-    for i in 0..24 {
-        let id = format!("r{i}");
-        db.request(&id, "a", true).await;
-        let claim = db.claim(&id, "a").await.unwrap().unwrap();
-        let last = CheckpointWrite {
-            fence: claim.fence.clone(),
-            journal: claim.journal,
-            ordinal: claim.appends_at,
-            seq: 0,
-            name: "step-0".into(),
-            payload: store.put_payload(b"0".to_vec()).unwrap(),
-        };
-        let output = store.put_payload(b"\"done\"".to_vec()).unwrap();
-        store
-            .finish_with_checkpoint(&last, &Outcome::Succeeded(output))
-            .await
-            .unwrap();
+    let incarnation = store.join("a", None, "a:1").await.unwrap();
+    // Four writers at once, so that several connections write and some go
+    // back to the pool (the last writes' stay kept for writing).
+    let writers = (0..4).map(|writer| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..6 {
+                let new = new_request(&store, &format!("r{writer}-{i}"), "a", incarnation);
+                let claim = store.create_request(&new, true).await.unwrap().unwrap();
+                let last = CheckpointWrite {
+                    fence: claim.fence.clone(),
+                    journal: claim.journal,
+                    ordinal: claim.appends_at,
+                    seq: 0,
+                    name: "step-0".into(),
+                    payload: store.put_payload(b"0".to_vec()).unwrap(),
+                };
+                let output = store.put_payload(b"\"done\"".to_vec()).unwrap();
+                store
+                    .finish_with_checkpoint(&last, &Outcome::Succeeded(output))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
     }
-    // Every connection the pool holds, each asked what it prepared.
+    // A connection given back is tested by the pool before it is idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut connections = Vec::new();
     while let Some(connection) = store.pool().try_acquire() {
         connections.push(connection);
     }
-    assert!(!connections.is_empty());
     let mut prepared_anywhere = (0, 0);
     for connection in &mut connections {
         let (creates, outcomes): (i64, i64) = sqlx::query_as(
@@ -1991,7 +2060,7 @@ async fn a_create_and_an_outcome_each_have_one_statement_text() {
     }
     assert!(
         prepared_anywhere.0 >= 1 && prepared_anywhere.1 >= 1,
-        "{prepared_anywhere:?}"
+        "no connection in the pool wrote: {prepared_anywhere:?}"
     );
 }
 

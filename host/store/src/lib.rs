@@ -44,6 +44,7 @@ pub mod scratch;
 mod servers;
 mod statistics;
 mod wakes;
+mod writers;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -93,6 +94,9 @@ pub(crate) fn database_error(e: sqlx::Error) -> StoreError {
             .is_some_and(|code| ["22", "23", "42"].iter().any(|c| code.starts_with(c))),
         _ => false,
     };
+    if !refused {
+        writers::outage_seen();
+    }
     StoreError::Database(DatabaseError {
         source: Box::new(e),
         refused,
@@ -161,6 +165,8 @@ pub struct SqlStore {
     /// The connection this process keeps for writing, taken in turns: every
     /// write's on SQLite, the checkpoint commits' on PostgreSQL.
     kept_writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+    /// PostgreSQL's other writing connections, kept between writes.
+    writers: Arc<writers::WriterShelf>,
     /// The statement of a one-checkpoint commit, built once.
     commit_one: Arc<str>,
     /// Flow versions read so far, by hash: a version's row is written once
@@ -178,15 +184,17 @@ pub struct SqlStore {
 /// handler, which sleeps whole milliseconds, and a connection drops its page
 /// cache whenever another connection wrote; so this process's writers queue
 /// for one kept connection in order, and it stays warm. Writers in other
-/// processes sharing the file still meet the busy handler. On PostgreSQL a
-/// write takes any pooled connection, except checkpoint commits, which keep
-/// one: taking a connection from the pool and giving it back costs more
-/// than the commit's own work there.
+/// processes sharing the file still meet the busy handler. On PostgreSQL
+/// checkpoint commits keep one connection too, and any other write takes
+/// the connection the last one gave back, or one from the pool
+/// ([`writers`]): taking a connection from the pool and giving it back
+/// costs more than the commit's own work there.
 pub(crate) enum WriteConnection {
     /// The kept connection, during this writer's turn.
     Turn(OwnedMutexGuard<Option<PoolConnection<Any>>>),
-    /// A connection from the pool.
-    Pooled(PoolConnection<Any>),
+    /// A connection off the shelf of kept writing connections, or one
+    /// from the pool that goes there after this write.
+    Shelved(writers::ShelvedWriter),
 }
 
 impl WriteConnection {
@@ -197,7 +205,7 @@ impl WriteConnection {
                 Some(connection) => connection,
                 None => return,
             },
-            Self::Pooled(connection) => connection,
+            Self::Shelved(writer) => writer.into_inner(),
         };
         connection.close_on_drop();
     }
@@ -267,7 +275,7 @@ impl Deref for WriteConnection {
     fn deref(&self) -> &AnyConnection {
         match self {
             Self::Turn(turn) => turn.as_ref().expect("a turn holds the connection"),
-            Self::Pooled(connection) => connection,
+            Self::Shelved(writer) => writer.connection_ref(),
         }
     }
 }
@@ -276,7 +284,7 @@ impl DerefMut for WriteConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Self::Turn(turn) => turn.as_mut().expect("a turn holds the connection"),
-            Self::Pooled(connection) => connection,
+            Self::Shelved(writer) => writer.connection(),
         }
     }
 }
@@ -541,6 +549,7 @@ impl SqlStore {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
+            writers: Arc::default(),
             commit_one: checkpoints::commit_sql(backend, 1, 1, checkpoints::TakenKey::Fail).into(),
             versions: Arc::default(),
             wakes: wakes::Wakes::of(backend, &url),
@@ -566,7 +575,13 @@ impl SqlStore {
     pub(crate) async fn writer(&self) -> Result<WriteConnection, StoreError> {
         match self.backend {
             Backend::Sqlite => self.kept_writer().await,
-            Backend::Postgres => Ok(WriteConnection::Pooled(self.pool.acquire().await.db()?)),
+            Backend::Postgres => {
+                let writer = match self.writers.take(PING_WHEN_IDLE) {
+                    Some(kept) => kept,
+                    None => self.writers.lend(self.pool.acquire().await.db()?),
+                };
+                Ok(WriteConnection::Shelved(writer))
+            }
         }
     }
 
