@@ -1998,6 +1998,51 @@ async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
     assert_eq!(takeover.expect("a is dead").requests, ["r"]);
 }
 
+/// A store closed while a write is in flight closes once the write is
+/// done: the write's connection goes back to the pool, which waits for it,
+/// and is not kept for a next write that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_closed_during_a_write_closes_when_the_write_ends() {
+    let db = open(true).await;
+    let store = &db.store;
+    store.join("a", None, "a:1").await.unwrap();
+    db.request("r", "a", true).await;
+    let first = db.claim("r", "a").await.unwrap().unwrap();
+    db.commit(&first, 0).await.unwrap();
+
+    // A takeover waiting, in its transaction, for a key held elsewhere.
+    let mut in_flight = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
+         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, '', 0, ''::bytea)",
+    )
+    .bind(first.journal.key(first.appends_at + 1).unwrap())
+    .bind(first.fence.epoch)
+    .execute(&mut *in_flight)
+    .await
+    .unwrap();
+    db.age().await;
+    let b = store.join("b", None, "b:1").await.unwrap();
+    let takeover = tokio::spawn({
+        let store = store.clone();
+        async move { store.take_over("a", "b", b, LEASE_MS).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the key");
+    let closing = tokio::spawn({
+        let store = store.clone();
+        async move { store.close().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight.commit().await.unwrap();
+    let takeover = takeover.await.unwrap().unwrap();
+    assert_eq!(takeover.expect("a is dead").requests, ["r"]);
+    tokio::time::timeout(Duration::from_secs(20), closing)
+        .await
+        .expect("the store closes once its writes are done")
+        .unwrap();
+}
+
 /// The create and the outcome, each one statement, have one text each:
 /// PostgreSQL plans a prepared statement afresh for its first executions
 /// on each connection, so a text that varied from call to call (it once

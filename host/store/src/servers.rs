@@ -141,7 +141,7 @@ impl ServerStore for SqlStore {
         // The kept writing connection stays checked out while it is kept,
         // and closing waits for every checked-out connection: give it back.
         drop(self.kept_writer.lock().await.take());
-        self.writers.clear();
+        self.writers.close();
         self.wakes.stop();
         self.pool.close().await;
     }

@@ -28,6 +28,8 @@ pub(crate) fn outage_seen() {
 #[derive(Debug, Default)]
 pub(crate) struct WriterShelf {
     kept: std::sync::Mutex<Vec<Kept>>,
+    /// The pool closes: nothing is kept any more.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -65,9 +67,11 @@ impl WriterShelf {
         }
     }
 
-    /// Gives every kept connection back to the pool (which waits for its
-    /// checked-out connections as it closes).
-    pub(crate) fn clear(&self) {
+    /// Gives every kept connection back to the pool, and each one in use
+    /// once its writer is done: the pool waits for its checked-out
+    /// connections as it closes.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         self.kept.lock().expect("writer shelf lock").clear();
     }
 }
@@ -75,7 +79,7 @@ impl WriterShelf {
 /// A writing connection that goes back on its shelf when dropped, unless
 /// an outage came since it was taken, or it has something to send still
 /// (a dropped transaction's rollback, which the pool sends at once), or
-/// the shelf is full: then it goes back to the pool.
+/// the shelf is full or closed: then it goes back to the pool.
 #[derive(Debug)]
 pub(crate) struct ShelvedWriter {
     connection: Option<PoolConnection<Any>>,
@@ -110,7 +114,7 @@ impl Drop for ShelvedWriter {
             return;
         }
         let mut kept = self.shelf.kept.lock().expect("writer shelf lock");
-        if kept.len() < KEPT {
+        if kept.len() < KEPT && !self.shelf.closed.load(Ordering::Relaxed) {
             kept.push(Kept {
                 connection,
                 since: Instant::now(),
