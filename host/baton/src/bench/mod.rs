@@ -73,6 +73,7 @@ async fn node(
         data: Some(dir.to_owned()),
         database: Some(database.to_owned()),
         capacity: Some(capacity),
+        otlp_endpoint: std::env::var("BATON_BENCH_OTLP").ok(),
         ..FileConfig::default()
     };
     let node = Node::start(
