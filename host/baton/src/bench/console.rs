@@ -36,7 +36,7 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         dir.path(),
         "baton_bench",
     );
-    let (node, sql) = super::node(&database.url, dir.path(), 4).await?;
+    let (node, sql) = super::node(&database.url, dir.path(), 4, None).await?;
     let store = node.state.store.clone();
     store
         .deploy(&VersionRow {

@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// The flow crate to run (10 checkpoints per request).
     #[arg(long, default_value = "flows/batch-import")]
     pub flow: PathBuf,
+    /// Export the server's traces over OTLP/HTTP to this collector: each
+    /// request's spans (submit, attempt, checkpoints, outcome) show where
+    /// its time goes.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The other benchmarks.
@@ -67,13 +72,14 @@ async fn node(
     database: &str,
     dir: &std::path::Path,
     capacity: usize,
+    otlp_endpoint: Option<String>,
 ) -> anyhow::Result<(Node, SqlStore)> {
     let sql = SqlStore::connect(database, &dir.join("store")).await?;
     let flags = FileConfig {
         data: Some(dir.to_owned()),
         database: Some(database.to_owned()),
         capacity: Some(capacity),
-        otlp_endpoint: std::env::var("BATON_BENCH_OTLP").ok(),
+        otlp_endpoint,
         ..FileConfig::default()
     };
     let node = Node::start(
@@ -181,7 +187,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         dir.path(),
         "baton_bench",
     );
-    let (node, sql) = node(&database.url, dir.path(), args.concurrency.max(1)).await?;
+    let (node, sql) = node(
+        &database.url,
+        dir.path(),
+        args.concurrency.max(1),
+        args.otlp_endpoint,
+    )
+    .await?;
     let (store, executor, metrics) = (
         node.state.store.clone(),
         node.state.executor.clone(),

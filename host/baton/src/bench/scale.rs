@@ -207,7 +207,7 @@ impl<'a> Bench<'a> {
             dir.path(),
             &format!("baton_bench_{size}"),
         );
-        let (node, sql) = super::node(&database.url, dir.path(), 64).await?;
+        let (node, sql) = super::node(&database.url, dir.path(), 64, None).await?;
         let deployed = deploy::deploy(
             &*node.state.store,
             node.state.executor.runtime(),
