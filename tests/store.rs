@@ -1998,6 +1998,51 @@ async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
     assert_eq!(takeover.expect("a is dead").requests, ["r"]);
 }
 
+/// A server's heartbeat does not wait for a pooled connection: with every
+/// one of them held by slow reads (a console user's, say, each allowed up
+/// to a lease), a heartbeat waiting its turn would let the server's lease
+/// run out and others take its requests over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_goes_through_while_reads_hold_every_pooled_connection() {
+    let db = open(true).await;
+    let store = &db.store;
+    let incarnation = store.join("a", None, "a:1").await.unwrap();
+    assert!(store.heartbeat("a", incarnation).await.unwrap());
+    // Every connection the pool can open, held; the writes' kept ones go
+    // stale meanwhile.
+    let mut held = Vec::new();
+    while let Ok(Ok(connection)) =
+        tokio::time::timeout(Duration::from_millis(500), store.pool().acquire()).await
+    {
+        held.push(connection);
+    }
+    assert!(!held.is_empty());
+    // More reads queue for a connection, and take whichever comes back.
+    let queued: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = store.pool().clone();
+            tokio::spawn(async move {
+                let connection = pool.acquire().await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(connection);
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for beat in 0..3 {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(5), store.heartbeat("a", incarnation))
+                .await
+                .unwrap_or_else(|_| panic!("heartbeat {beat} waited for a pooled connection"));
+        assert!(answered.unwrap(), "heartbeat {beat}");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    for read in queued {
+        read.abort();
+    }
+    drop(held);
+}
+
 /// A store closed while a write is in flight closes once the write is
 /// done: the write's connection goes back to the pool, which waits for it,
 /// and is not kept for a next write that will not come.

@@ -165,6 +165,11 @@ pub struct SqlStore {
     /// The connection this process keeps for writing, taken in turns: every
     /// write's on SQLite, the checkpoint commits' on PostgreSQL.
     kept_writer: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+    /// PostgreSQL's connection for this process's heartbeat, a pool of its
+    /// own: slow reads holding every connection of the main pool (each may
+    /// run for up to a lease) must not hold the heartbeat until the
+    /// server's lease runs out. On SQLite the heartbeat is a write like any.
+    heartbeat_pool: Option<AnyPool>,
     /// PostgreSQL's other writing connections, kept between writes.
     writers: Arc<writers::WriterShelf>,
     /// The statement of a one-checkpoint commit, built once.
@@ -506,37 +511,44 @@ impl SqlStore {
             ),
         };
         let session: Arc<str> = session.into();
-        let pool = AnyPoolOptions::new()
-            // One of them is kept for writing (`WriteConnection`).
-            .max_connections(match backend {
-                Backend::Sqlite => 5,
-                Backend::Postgres => 9,
-            })
-            // A ping before every use is a round trip per query. Only a
-            // connection idle for a while is pinged (and dropped when dead):
-            // a database restart cuts every idle connection and takes longer
-            // than that, so the first query after one does not fail on a
-            // dead connection, while a busy server pays nothing.
-            .test_before_acquire(false)
-            .before_acquire(move |conn, meta| {
-                Box::pin(async move {
-                    if backend == Backend::Postgres && meta.idle_for >= PING_WHEN_IDLE {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
+        let pool_options = |max_connections| {
+            let session = session.clone();
+            AnyPoolOptions::new()
+                .max_connections(max_connections)
+                // A ping before every use is a round trip per query. Only a
+                // connection idle for a while is pinged (and dropped when
+                // dead): a database restart cuts every idle connection and
+                // takes longer than that, so the first query after one does
+                // not fail on a dead connection, while a busy server pays
+                // nothing.
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Postgres && meta.idle_for >= PING_WHEN_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
                 })
-            })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                let session = session.clone();
-                Box::pin(async move {
-                    conn.execute(&*session).await?;
-                    Ok(())
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    let session = session.clone();
+                    Box::pin(async move {
+                        conn.execute(&*session).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await
-            .db()?;
+        };
+        let heartbeat_pool = (backend == Backend::Postgres)
+            .then(|| pool_options(1).connect_lazy_with(options.clone()));
+        // On SQLite one of them is kept for writing (`WriteConnection`).
+        let pool = pool_options(match backend {
+            Backend::Sqlite => 5,
+            Backend::Postgres => 9,
+        })
+        .connect_with(options)
+        .await
+        .db()?;
         if backend == Backend::Sqlite {
             let migrator = sqlx::migrate!("../../migrations/sqlite");
             let mut connection = pool.acquire().await.db()?;
@@ -549,6 +561,7 @@ impl SqlStore {
             backend,
             blobs: BlobStore::open(storage)?,
             kept_writer: Arc::default(),
+            heartbeat_pool,
             writers: Arc::default(),
             commit_one: checkpoints::commit_sql(backend, 1, 1, checkpoints::TakenKey::Fail).into(),
             versions: Arc::default(),

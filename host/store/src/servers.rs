@@ -144,6 +144,9 @@ impl ServerStore for SqlStore {
         self.writers.close();
         self.wakes.stop();
         self.pool.close().await;
+        if let Some(heartbeats) = &self.heartbeat_pool {
+            heartbeats.close().await;
+        }
     }
 
     async fn listen_for_wakes(
@@ -222,15 +225,15 @@ impl ServerStore for SqlStore {
     }
 
     async fn heartbeat(&self, id: &str, incarnation: i64) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
-        let done = sqlx::query(&self.sql(
+        let sql = self.sql(
             "UPDATE servers SET heartbeat_at = NOW_MS
               WHERE id = $1 AND incarnation = $2 AND status = 'running'",
-        ))
-        .bind(id)
-        .bind(incarnation)
-        .execute(&mut *writer)
-        .await
+        );
+        let beat = sqlx::query(&sql).bind(id).bind(incarnation);
+        let done = match &self.heartbeat_pool {
+            Some(pool) => beat.execute(pool).await,
+            None => beat.execute(&mut *self.writer().await?).await,
+        }
         .db()?;
         Ok(done.rows_affected() == 1)
     }
