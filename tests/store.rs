@@ -1875,39 +1875,7 @@ on_both_backends!(
 async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
     let db = open(true).await;
     let store = &db.store;
-    store.join("a", None, "a:1").await.unwrap();
-    db.request("r", "a", true).await;
-    let first = db.claim("r", "a").await.unwrap().unwrap();
-    db.commit(&first, 0).await.unwrap();
-
-    // The old attempt's next checkpoint, written right after its first and
-    // not committed yet.
-    let payload = store.put_payload(b"1".to_vec()).unwrap();
-    let mut in_flight = store.pool().begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, $3, $4, $5)",
-    )
-    .bind(first.journal.key(first.appends_at + 1).unwrap())
-    .bind(first.fence.epoch)
-    .bind(&payload.hash)
-    .bind(payload.size)
-    .bind(payload.inline.as_deref())
-    .execute(&mut *in_flight)
-    .await
-    .unwrap();
-
-    db.age().await;
-    let b = store.join("b", None, "b:1").await.unwrap();
-    let takeover = tokio::spawn({
-        let store = store.clone();
-        async move { store.take_over("a", "b", b, LEASE_MS).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !takeover.is_finished(),
-        "the fence entry waits for the commit that took its key"
-    );
+    let (first, in_flight, takeover) = a_takeover_waiting_for_a_key(&db).await;
     in_flight.commit().await.unwrap();
     let takeover = takeover.await.unwrap().unwrap().expect("a is dead");
     assert_eq!(takeover.requests, ["r"]);
@@ -1938,27 +1906,33 @@ async fn a_commit_in_flight_during_a_takeover_stays_before_its_fence() {
     );
 }
 
-/// A write dropped inside its transaction (its caller gave up on it)
-/// leaves no lock behind: its connection sends the rollback at once rather
-/// than when a later write takes it again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
-    let db = open(true).await;
+/// Request `r` of server `a`, with one checkpoint; `a` dead, and `b`'s
+/// takeover of it waiting, inside its transaction, for the journal key
+/// that the old attempt's next checkpoint holds: `a`'s claim, that
+/// checkpoint's transaction (not committed yet) and the takeover.
+async fn a_takeover_waiting_for_a_key(
+    db: &Db,
+) -> (
+    Claim,
+    sqlx::Transaction<'static, sqlx::Any>,
+    tokio::task::JoinHandle<Result<Option<baton_store::Takeover>, StoreError>>,
+) {
     let store = &db.store;
     store.join("a", None, "a:1").await.unwrap();
     db.request("r", "a", true).await;
     let first = db.claim("r", "a").await.unwrap().unwrap();
     db.commit(&first, 0).await.unwrap();
-
-    // A takeover that waits, inside its transaction, for the key the old
-    // attempt's commit in flight holds; its caller gives up on it there.
+    let payload = store.put_payload(b"1".to_vec()).unwrap();
     let mut in_flight = store.pool().begin().await.unwrap();
     sqlx::query(
         "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, '', 0, ''::bytea)",
+         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, $3, $4, $5)",
     )
     .bind(first.journal.key(first.appends_at + 1).unwrap())
     .bind(first.fence.epoch)
+    .bind(&payload.hash)
+    .bind(payload.size)
+    .bind(payload.inline.as_deref())
     .execute(&mut *in_flight)
     .await
     .unwrap();
@@ -1969,7 +1943,22 @@ async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
         async move { store.take_over("a", "b", b, LEASE_MS).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!takeover.is_finished(), "the takeover waits for the key");
+    assert!(
+        !takeover.is_finished(),
+        "the fence entry waits for the commit that took its key"
+    );
+    (first, in_flight, takeover)
+}
+
+/// A write dropped inside its transaction (its caller gave up on it)
+/// leaves no lock behind: its connection sends the rollback at once rather
+/// than when a later write takes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
+    let db = open(true).await;
+    let store = &db.store;
+    // Its caller gives up on the takeover while it waits.
+    let (_, in_flight, takeover) = a_takeover_waiting_for_a_key(&db).await;
     takeover.abort();
     assert!(takeover.await.unwrap_err().is_cancelled());
     in_flight.commit().await.unwrap();
@@ -1994,6 +1983,7 @@ async fn a_write_dropped_in_its_transaction_leaves_no_lock_behind() {
         .await
         .unwrap();
     drop(other);
+    let b = db.incarnation("b").await;
     let takeover = store.take_over("a", "b", b, LEASE_MS).await.unwrap();
     assert_eq!(takeover.expect("a is dead").requests, ["r"]);
 }
@@ -2050,30 +2040,7 @@ async fn a_heartbeat_goes_through_while_reads_hold_every_pooled_connection() {
 async fn a_store_closed_during_a_write_closes_when_the_write_ends() {
     let db = open(true).await;
     let store = &db.store;
-    store.join("a", None, "a:1").await.unwrap();
-    db.request("r", "a", true).await;
-    let first = db.claim("r", "a").await.unwrap().unwrap();
-    db.commit(&first, 0).await.unwrap();
-
-    // A takeover waiting, in its transaction, for a key held elsewhere.
-    let mut in_flight = store.pool().begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO checkpoints (journal_key, generation, seq, name, server_id, epoch, at, hash, size, inline)
-         VALUES ($1, 0, 1, 'step-1', 'a', $2, 0, '', 0, ''::bytea)",
-    )
-    .bind(first.journal.key(first.appends_at + 1).unwrap())
-    .bind(first.fence.epoch)
-    .execute(&mut *in_flight)
-    .await
-    .unwrap();
-    db.age().await;
-    let b = store.join("b", None, "b:1").await.unwrap();
-    let takeover = tokio::spawn({
-        let store = store.clone();
-        async move { store.take_over("a", "b", b, LEASE_MS).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!takeover.is_finished(), "the takeover waits for the key");
+    let (_, in_flight, takeover) = a_takeover_waiting_for_a_key(&db).await;
     let closing = tokio::spawn({
         let store = store.clone();
         async move { store.close().await }
