@@ -541,7 +541,8 @@ impl SqlStore {
         };
         let heartbeat_pool = (backend == Backend::Postgres)
             .then(|| pool_options(1).connect_lazy_with(options.clone()));
-        // On SQLite one of them is kept for writing (`WriteConnection`).
+        // Some are kept for writing (`WriteConnection`): one on SQLite, up
+        // to three on PostgreSQL.
         let pool = pool_options(match backend {
             Backend::Sqlite => 5,
             Backend::Postgres => 9,
@@ -589,11 +590,11 @@ impl SqlStore {
         match self.backend {
             Backend::Sqlite => self.kept_writer().await,
             Backend::Postgres => {
-                let writer = match self.writers.take(PING_WHEN_IDLE) {
+                let connection = match self.writers.take(PING_WHEN_IDLE) {
                     Some(kept) => kept,
-                    None => self.writers.lend(self.pool.acquire().await.db()?),
+                    None => self.pool.acquire().await.db()?,
                 };
-                Ok(WriteConnection::Shelved(writer))
+                Ok(WriteConnection::Shelved(self.writers.lend(connection)))
             }
         }
     }

@@ -9,10 +9,15 @@ use crate::{
     Backend, DURATION_BUCKETS, Db, MinuteCounts, MinuteRow, SqlStore, StatisticsStore, StoreError,
 };
 
-/// Rows one minute of one flow on one server is spread over on
-/// PostgreSQL, where concurrent finishes would otherwise queue on one row
-/// lock until each commits; SQLite has one writer anyway.
-const POSTGRES_SHARDS: u32 = 4;
+/// The shard of a minute's row a write adds to on PostgreSQL: rows one
+/// minute of one flow on one server is spread over, where concurrent
+/// finishes would otherwise queue on one row lock until each commits
+/// (SQLite has one writer anyway). The connection's, as concurrent
+/// transactions run on different connections; an expression rather than a
+/// value, so the statements that add to a minute have one text: each text
+/// is prepared, and planned afresh for its first executions, per
+/// connection.
+const POSTGRES_SHARD: &str = "(pg_backend_pid() % 4)";
 
 const COUNTERS: [&str; 7] = [
     "started",
@@ -69,15 +74,11 @@ impl SqlStore {
         ))
     }
 
-    /// The shard of a minute's row a write adds to, as SQL: on PostgreSQL
-    /// the connection's, as concurrent transactions run on different
-    /// connections. An expression rather than a value, so the statements
-    /// that add to a minute have one text: each text is prepared, and
-    /// planned afresh for its first executions, per connection.
-    pub(crate) fn minute_shard(&self) -> String {
+    /// The shard of a minute's row a write adds to, as SQL.
+    pub(crate) fn minute_shard(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite => "0".to_owned(),
-            Backend::Postgres => format!("(pg_backend_pid() % {POSTGRES_SHARDS})"),
+            Backend::Sqlite => "0",
+            Backend::Postgres => POSTGRES_SHARD,
         }
     }
 

@@ -46,16 +46,11 @@ const KEPT: usize = 2;
 impl WriterShelf {
     /// The connection kept last, if it was kept since no outage and for
     /// less than `fresh`; any others older than that go back to the pool.
-    pub(crate) fn take(self: &Arc<Self>, fresh: Duration) -> Option<ShelvedWriter> {
+    pub(crate) fn take(&self, fresh: Duration) -> Option<PoolConnection<Any>> {
         let outages = OUTAGES.load(Ordering::Relaxed);
         let mut kept = self.kept.lock().expect("writer shelf lock");
         kept.retain(|k| k.outages == outages && k.since.elapsed() < fresh);
-        let last = kept.pop()?;
-        Some(ShelvedWriter {
-            connection: Some(last.connection),
-            shelf: self.clone(),
-            outages,
-        })
+        kept.pop().map(|last| last.connection)
     }
 
     /// `connection`, to be kept when its writer is done with it.
